@@ -1,0 +1,36 @@
+# inspectd — run `make help` for the targets.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS := -X github.com/inspectd/inspectd/buildinfo.Version=$(VERSION) -X github.com/inspectd/inspectd/buildinfo.Commit=$(COMMIT)
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build build-workstation test bench lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install apt packages, the ONNX Runtime library and Go modules (idempotent)
+	@bash scripts/deps.sh
+
+build: ## build the edge binary into bin/inspectd
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/inspectd ./cmd/inspectd
+
+build-workstation: ## build the workstation binary (training, evaluation) into bin/inspectd-workstation
+	$(GO) build -tags workstation -ldflags "$(LDFLAGS)" -o bin/inspectd-workstation ./cmd/inspectd
+
+test: deps lint ## set up this machine, then run lint and every test (what CI runs)
+	@bash scripts/test.sh
+
+bench: deps ## run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint: ## gofmt check and go vet (edge and workstation builds)
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags workstation ./...
+
+clean: ## remove build outputs (keeps the cached ONNX Runtime download)
+	rm -rf bin
+	$(GO) clean -testcache

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/inspectd/inspectd/buildinfo"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	code = exitCode(err, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	const example = "../../config/inspectd.example.toml"
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"no command", nil, 2, "", "Usage: inspectd <command>"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"help", []string{"--help"}, 0, "check-config", ""},
+		{"check-config example", []string{"check-config", "-c", example}, 0, "configuration is valid", ""},
+		{"check-config long flag", []string{"check-config", "--config", example}, 0, "configuration is valid", ""},
+		{"check-config invalid", []string{"check-config", "-c", "../../config/testdata/invalid/several_problems.toml"}, 1, "",
+			"several_problems.toml:21: log.format: \"xml\" is not allowed"},
+		{"check-config lists all problems", []string{"check-config", "-c", "../../config/testdata/invalid/several_problems.toml"}, 1, "",
+			"several_problems.toml:8: camera.source"},
+		{"check-config syntax", []string{"check-config", "-c", "../../config/testdata/invalid/syntax_missing_value.toml"}, 1, "",
+			"syntax_missing_value.toml:10:6: syntax error"},
+		{"check-config unreadable", []string{"check-config", "-c", "/nonexistent/inspectd.toml"}, 2, "", "/nonexistent/inspectd.toml"},
+		{"check-config bad flag", []string{"check-config", "-bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{"check-config stray arg", []string{"check-config", "-c", example, "extra"}, 2, "", `unexpected argument "extra"`},
+		{"check-config help", []string{"check-config", "--help"}, 0, "Exit status: 0 valid, 1 invalid, 2 unreadable", ""},
+		{"run help", []string{"run", "-h"}, 0, "Usage: inspectd run", ""},
+		{"run not built", []string{"run", "-c", example}, 1, "", "not built yet"},
+		{"run invalid config", []string{"run", "-c", "../../config/testdata/invalid/bad_duration.toml"}, 1, "", "camera.read_timeout"},
+		{"version", []string{"version"}, 0, "flavour:  " + buildinfo.Flavour, ""},
+		{"version flag", []string{"--version"}, 0, "inspectd ", ""},
+		{"version help", []string{"version", "--help"}, 0, "Usage: inspectd version", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tc.wantCode, stdout, stderr)
+			}
+			if !strings.Contains(stdout, tc.wantStdout) {
+				t.Errorf("stdout %q does not contain %q", stdout, tc.wantStdout)
+			}
+			if !strings.Contains(stderr, tc.wantStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr, tc.wantStderr)
+			}
+		})
+	}
+}
+
+// TestWorkstationCommandsInEdgeBuild checks that the edge build names the
+// workstation-only commands and exits 2 for them.
+func TestWorkstationCommandsInEdgeBuild(t *testing.T) {
+	if buildinfo.Workstation {
+		t.Skip("workstation build: these commands are built in")
+	}
+	for _, name := range []string{"train", "eval", "dataset"} {
+		code, _, stderr := runCLI(t, name, "--help")
+		if code != 2 || !strings.Contains(stderr, name+" needs the workstation build") {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and an explanation", name, code, stderr)
+		}
+	}
+}
+
+// TestEdgeBinaryDependencies proves the edge binary links neither GoMLX
+// nor any training-only package.
+func TestEdgeBinaryDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-json=ImportPath", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	n := 0
+	for dec.More() {
+		var p struct{ ImportPath string }
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		for _, banned := range []string{
+			"github.com/gomlx/gomlx", "github.com/gomlx/compute", "github.com/gomlx/onnx-gomlx",
+			"github.com/inspectd/inspectd/models/train", "github.com/inspectd/inspectd/models/metrics",
+			"github.com/inspectd/inspectd/models/dataset", "github.com/inspectd/inspectd/models/synth", "github.com/inspectd/inspectd/models/rto",
+		} {
+			if p.ImportPath == banned || strings.HasPrefix(p.ImportPath, banned+"/") {
+				t.Errorf("edge binary links %s", p.ImportPath)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("go list -deps returned only %d packages; the check would prove nothing", n)
+	}
+}

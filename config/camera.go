@@ -1,0 +1,115 @@
+package config
+
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Camera selects the frame source and the region of interest.
+type Camera struct {
+	// Source is one of "v4l2", "gstreamer", "rtsp", "file" (a video file)
+	// or "images" (a directory of images replayed in name order).
+	Source string `toml:"source"`
+	// Device is the V4L2 device for source "v4l2".
+	Device string `toml:"device"`
+	// Pipeline is the GStreamer pipeline for source "gstreamer"; it must
+	// end in an appsink.
+	Pipeline string `toml:"pipeline"`
+	// URL is the stream address for source "rtsp".
+	URL string `toml:"url"`
+	// Path is the video file or image directory for "file" and "images".
+	Path string `toml:"path"`
+	// Loop restarts file and image replay at the end instead of stopping.
+	Loop bool `toml:"loop"`
+	// Width and Height request a capture size in pixels; 0 keeps the
+	// source's own.
+	Width  int `toml:"width"`
+	Height int `toml:"height"`
+	// FPS requests a frame rate; 0 keeps the source's own.
+	FPS float64 `toml:"fps"`
+	// OpenTimeout bounds opening the source (a bad GStreamer pipeline can
+	// hang forever otherwise).
+	OpenTimeout Duration `toml:"open_timeout"`
+	// ReadTimeout bounds one frame read; a camera that stops delivering is
+	// reported as a fault.
+	ReadTimeout Duration `toml:"read_timeout"`
+	// MaxFrameAge is the oldest frame still inspected; older ones are
+	// dropped and counted.
+	MaxFrameAge Duration `toml:"max_frame_age"`
+	// ROI crops every frame before inspection.
+	ROI ROI `toml:"roi"`
+}
+
+// ROI is a rectangle in frame pixels; zero width and height mean the full frame.
+type ROI struct {
+	X      int `toml:"x"`
+	Y      int `toml:"y"`
+	Width  int `toml:"width"`
+	Height int `toml:"height"`
+}
+
+// Camera source kinds.
+var cameraSources = []string{"v4l2", "gstreamer", "rtsp", "file", "images"}
+
+func (c *Camera) defaults() {
+	*c = Camera{
+		Source:      "v4l2",
+		Device:      "/dev/video0",
+		OpenTimeout: Dur(10 * time.Second),
+		ReadTimeout: Dur(2 * time.Second),
+		MaxFrameAge: Dur(time.Second),
+	}
+}
+
+func (c *Camera) resolvePaths(r pathResolver) { c.Path = r.path(c.Path) }
+
+func (c *Camera) validate(v *validator) {
+	v.oneOf("source", c.Source, cameraSources...)
+	switch c.Source {
+	case "v4l2":
+		v.required("device", c.Device, `source "v4l2" needs a device such as "/dev/video0"`)
+	case "gstreamer":
+		v.required("pipeline", c.Pipeline, `source "gstreamer" needs a pipeline ending in "appsink"`)
+		if c.Pipeline != "" && !strings.Contains(c.Pipeline, "appsink") {
+			v.errorf("pipeline", "%q has no appsink; end the pipeline with \"! appsink\" so inspectd can read frames", c.Pipeline)
+		}
+	case "rtsp":
+		if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
+			v.errorf("url", "%q is not an rtsp:// or rtsps:// URL with a host", c.URL)
+		}
+	case "file":
+		if c.Path == "" {
+			v.errorf("path", "must not be empty; source \"file\" needs a video file")
+		} else {
+			v.existingFile("path", c.Path)
+		}
+	case "images":
+		if c.Path == "" {
+			v.errorf("path", "must not be empty; source \"images\" needs a directory of images")
+		} else {
+			v.existingDir("path", c.Path)
+		}
+	}
+	v.intRange("width", c.Width, 0, 16384, "pixels (0 = source default)")
+	v.intRange("height", c.Height, 0, 16384, "pixels (0 = source default)")
+	v.floatRange("fps", c.FPS, 0, 1000, "frames per second (0 = source default)")
+	v.duration("open_timeout", c.OpenTimeout, 100*time.Millisecond, 5*time.Minute)
+	v.duration("read_timeout", c.ReadTimeout, 10*time.Millisecond, time.Minute)
+	v.duration("max_frame_age", c.MaxFrameAge, 10*time.Millisecond, time.Minute)
+
+	roi := v.in("roi")
+	roi.intRange("x", c.ROI.X, 0, 16384, "pixels")
+	roi.intRange("y", c.ROI.Y, 0, 16384, "pixels")
+	roi.intRange("width", c.ROI.Width, 0, 16384, "pixels (0 = full frame)")
+	roi.intRange("height", c.ROI.Height, 0, 16384, "pixels (0 = full frame)")
+	if (c.ROI.Width == 0) != (c.ROI.Height == 0) {
+		roi.errorf("width", "width %d and height %d must both be 0 (full frame) or both be set", c.ROI.Width, c.ROI.Height)
+	}
+	if c.Width > 0 && c.ROI.Width > 0 && c.ROI.X+c.ROI.Width > c.Width {
+		roi.errorf("width", "x + width = %d exceeds camera.width %d", c.ROI.X+c.ROI.Width, c.Width)
+	}
+	if c.Height > 0 && c.ROI.Height > 0 && c.ROI.Y+c.ROI.Height > c.Height {
+		roi.errorf("height", "y + height = %d exceeds camera.height %d", c.ROI.Y+c.ROI.Height, c.Height)
+	}
+}

@@ -1,0 +1,261 @@
+// Package config loads, defaults and validates the inspectd station
+// configuration, a versioned TOML file edited by field technicians.
+//
+// Decoding is strict: syntax errors report file:line:col with the offending
+// line and a caret; unknown keys, wrong types and bad values are reported as
+// problems naming the dotted key (and its line where it can be found), the bad
+// value and what is allowed. Semantic validation collects every problem rather
+// than stopping at the first.
+//
+// Each section of the file is one struct in its own file (station.go,
+// camera.go, …) with a defaults method and a validate method; Config lists
+// the sections as fields and finds their methods by reflection, so adding a
+// section means adding one file and one field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Supported configuration format versions. A file must declare
+// config_version; versions outside this range are rejected.
+const (
+	MinVersion = 1
+	MaxVersion = 1
+)
+
+// Config is a complete, validated station configuration.
+type Config struct {
+	// ConfigVersion is the format version of the file (required).
+	ConfigVersion int `toml:"config_version"`
+	// StateDir holds the outbox, archive and engine caches unless those are
+	// configured explicitly. Created at start-up if absent.
+	StateDir string `toml:"state_dir"`
+
+	Station  Station  `toml:"station"`
+	Camera   Camera   `toml:"camera"`
+	Trigger  Trigger  `toml:"trigger"`
+	Model    Model    `toml:"model"`
+	Decision Decision `toml:"decision"`
+	GPIO     GPIO     `toml:"gpio"`
+	MQTT     MQTT     `toml:"mqtt"`
+	Archive  Archive  `toml:"archive"`
+	HTTP     HTTP     `toml:"http"`
+	Log      Log      `toml:"log"`
+
+	// File is the path the configuration was read from ("" when parsed from
+	// memory without a name). Relative paths inside the file were resolved
+	// against its directory.
+	File string `toml:"-"`
+}
+
+// section is implemented by every top-level table of the file.
+type section interface {
+	// defaults sets the section's default values; it is the only place
+	// where defaults are defined.
+	defaults()
+	// validate reports every problem of the section to v.
+	validate(v *validator)
+}
+
+// resolver is implemented by sections holding paths that are resolved
+// against the configuration file's directory and the state directory.
+type resolver interface {
+	resolvePaths(r pathResolver)
+}
+
+// Default returns the configuration with every default applied and the
+// required fields (config_version, station.id, model.bundle) left empty.
+func Default() Config {
+	c := Config{StateDir: "/var/lib/inspectd"}
+	c.forEachSection(func(_ string, s section) { s.defaults() })
+	return c
+}
+
+// forEachSection calls fn for every field of c that is a section, with its
+// TOML table name, in declaration order.
+func (c *Config) forEachSection(fn func(name string, s section)) {
+	rv := reflect.ValueOf(c).Elem()
+	rt := rv.Type()
+	for i := range rt.NumField() {
+		s, ok := rv.Field(i).Addr().Interface().(section)
+		if !ok {
+			continue
+		}
+		fn(tomlName(rt.Field(i)), s)
+	}
+}
+
+func tomlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if name == "" {
+		return f.Name
+	}
+	return name
+}
+
+// Load reads, decodes and validates the configuration file at path. The
+// error is a *SyntaxError, a Problems list, or a read error naming the file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates configuration text. name is used in messages
+// and as the base for relative paths (its directory); it may be empty.
+func Parse(name string, data []byte) (*Config, error) {
+	display := name
+	if display == "" {
+		display = "<config>"
+	}
+	text := string(data)
+	idx := newKeyIndex(text)
+
+	// The version decides how the rest is read, so check it first and
+	// alone: an unknown version makes every other message noise.
+	var head struct {
+		ConfigVersion any `toml:"config_version"`
+	}
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&head); err != nil {
+		return nil, syntaxError(display, text, err)
+	}
+	if p := checkVersion(head.ConfigVersion, idx); p != nil {
+		p.File = display
+		return nil, Problems{*p}
+	}
+
+	cfg := Default()
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&cfg)
+	if err != nil {
+		if p, ok := typeProblem(err, idx); ok {
+			p.File = display
+			return nil, Problems{p}
+		}
+		return nil, syntaxError(display, text, err)
+	}
+
+	v := &validator{file: display, index: idx}
+	reportUnknownKeys(v, md.Undecoded())
+	if !md.IsDefined("station", "id") {
+		v.problemAt("station.id", "required but missing; set a unique station identifier, e.g. \"line1-cam1\"")
+	}
+	if !md.IsDefined("model", "bundle") {
+		v.problemAt("model.bundle", "required but missing; set the path of the model bundle directory")
+	}
+
+	cfg.File = name
+	baseDir := "."
+	if name != "" {
+		baseDir = filepath.Dir(name)
+	}
+	cfg.resolvePaths(pathResolver{base: baseDir})
+
+	v.root = &cfg
+	if cfg.StateDir == "" {
+		v.problemAt("state_dir", "must not be empty; the daemon keeps its outbox and caches there")
+	}
+	cfg.forEachSection(func(name string, s section) {
+		s.validate(v.in(name))
+	})
+	if len(v.problems) > 0 {
+		return nil, v.problems.sorted()
+	}
+	return &cfg, nil
+}
+
+// reportUnknownKeys reports each undecoded key once: the keys inside an
+// unknown table are not repeated after the table itself.
+func reportUnknownKeys(v *validator, keys []toml.Key) {
+	var unknownTables []string
+	for _, k := range keys {
+		key := k.String()
+		inside := false
+		for _, t := range unknownTables {
+			if strings.HasPrefix(key, t+".") {
+				inside = true
+				break
+			}
+		}
+		if inside {
+			continue
+		}
+		unknownTables = append(unknownTables, key)
+		v.problemAt(key, "unknown key; check the spelling against config/inspectd.example.toml")
+	}
+}
+
+func checkVersion(raw any, idx *keyIndex) *Problem {
+	supported := fmt.Sprintf("this inspectd supports config_version %d to %d", MinVersion, MaxVersion)
+	if raw == nil {
+		return &Problem{Key: "config_version", Line: 1, Msg: "required but missing; add `config_version = 1` at the top; " + supported}
+	}
+	line := idx.line("config_version")
+	n, ok := raw.(int64)
+	if !ok {
+		return &Problem{Key: "config_version", Line: line, Msg: fmt.Sprintf("must be an integer, got %s; %s", describeValue(raw), supported)}
+	}
+	if n < MinVersion || n > MaxVersion {
+		return &Problem{Key: "config_version", Line: line, Msg: fmt.Sprintf("version %d is not supported; %s", n, supported)}
+	}
+	return nil
+}
+
+func describeValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", x)
+	case bool:
+		return fmt.Sprintf("the boolean %v", x)
+	case float64:
+		return fmt.Sprintf("the number %v", x)
+	default:
+		return fmt.Sprintf("%v", x)
+	}
+}
+
+func (c *Config) resolvePaths(r pathResolver) {
+	c.StateDir = r.path(c.StateDir)
+	r.stateDir = c.StateDir
+	c.forEachSection(func(_ string, s section) {
+		if pr, ok := s.(resolver); ok {
+			pr.resolvePaths(r)
+		}
+	})
+}
+
+// pathResolver turns relative paths into paths relative to the config
+// file's directory, and empty "derived" paths into state-dir children.
+type pathResolver struct {
+	base     string
+	stateDir string
+}
+
+func (r pathResolver) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(r.base, p)
+}
+
+// stateChild returns p resolved, or stateDir/child when p is empty.
+func (r pathResolver) stateChild(p, child string) string {
+	if p == "" {
+		return filepath.Join(r.stateDir, child)
+	}
+	return r.path(p)
+}
+
+// ErrInvalid is matched by errors.Is for every configuration problem list
+// and syntax error, to tell them apart from I/O errors.
+var ErrInvalid = errors.New("invalid configuration")

@@ -1,0 +1,190 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// TestInvalidConfigs loads every testdata/invalid/*.toml and compares the
+// complete error text with the .golden file beside it.
+func TestInvalidConfigs(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid/*.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 20 {
+		t.Fatalf("only %d invalid cases; the suite needs at least 20", len(files))
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".toml")
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(f)
+			if err == nil {
+				t.Fatalf("Load(%s) succeeded; want an error", f)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %q is not ErrInvalid", err)
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(f, ".toml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./config -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("error text mismatch for %s\n--- got\n%s--- want\n%s", f, got, want)
+			}
+		})
+	}
+}
+
+// TestExampleMatchesDefaults keeps the commented example valid and equal
+// in every value to Default(), apart from the required keys.
+func TestExampleMatchesDefaults(t *testing.T) {
+	const example = "inspectd.example.toml"
+	cfg, err := Load(example)
+	if err != nil {
+		t.Fatalf("example config is invalid:\n%v", err)
+	}
+	want := Default()
+	want.ConfigVersion = 1
+	want.Station.ID = cfg.Station.ID
+	want.Model.Bundle = "../testdata/demo-bundle"
+	want.File = example
+	want.resolvePaths(pathResolver{base: filepath.Dir(example)})
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Errorf("example differs from defaults:\n got %+v\nwant %+v", *cfg, want)
+	}
+}
+
+// TestExampleDocumentsEveryKey checks that every key of Config appears in
+// the example file with a comment line right above it or its group.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile("inspectd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := newKeyIndex(string(data))
+	for _, key := range allKeys(reflect.TypeOf(Config{}), "") {
+		if _, ok := idx.lines[key]; !ok {
+			t.Errorf("key %s is missing from inspectd.example.toml", key)
+		}
+	}
+}
+
+func allKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := tomlName(f)
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+			keys = append(keys, allKeys(f.Type, key)...)
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+func TestParseValidAndResolvesPaths(t *testing.T) {
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundles", "b1")
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	text := `config_version = 1
+state_dir = "state"
+
+[station]
+id = "s1"
+
+[model]
+bundle = "bundles/b1"
+provider = "tensorrt"
+tensorrt_fp16 = true
+
+[camera]
+source = "gstreamer"
+pipeline = "videotestsrc ! videoconvert ! appsink"
+read_timeout = "250ms"
+
+[mqtt]
+outbox_dir = "/srv/outbox"
+`
+	cfg, err := Parse(filepath.Join(dir, "inspectd.toml"), []byte(text))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	checks := []struct{ name, got, want string }{
+		{"state_dir", cfg.StateDir, filepath.Join(dir, "state")},
+		{"model.bundle", cfg.Model.Bundle, bundle},
+		{"model.engine_cache_dir", cfg.Model.EngineCacheDir, filepath.Join(dir, "state", "engines")},
+		{"archive.dir", cfg.Archive.Dir, filepath.Join(dir, "state", "archive")},
+		{"mqtt.outbox_dir", cfg.MQTT.OutboxDir, "/srv/outbox"},
+		{"camera.source", cfg.Camera.Source, "gstreamer"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if cfg.Camera.ReadTimeout.D != 250*time.Millisecond {
+		t.Errorf("camera.read_timeout = %v, want 250ms", cfg.Camera.ReadTimeout.D)
+	}
+	if cfg.Camera.OpenTimeout.D != 10*time.Second {
+		t.Errorf("camera.open_timeout default = %v, want 10s", cfg.Camera.OpenTimeout.D)
+	}
+}
+
+func TestLoadUnreadableFileIsNotInvalid(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.toml"))
+	if err == nil || errors.Is(err, ErrInvalid) {
+		t.Fatalf("want a read error distinct from ErrInvalid, got %v", err)
+	}
+	if !strings.Contains(err.Error(), "missing.toml") {
+		t.Errorf("error %q does not name the file", err)
+	}
+}
+
+func TestKeyIndex(t *testing.T) {
+	text := `a = 1 # comment with = sign
+"quoted" = 2
+[camera]
+source = "x#y" # not a comment inside the string
+roi = { x = 1 }
+[camera.roi]
+y = 2
+[ gpio ]
+dotted.key = 3
+`
+	idx := newKeyIndex(text)
+	for key, want := range map[string]int{
+		"a": 1, "quoted": 2, "camera": 3, "camera.source": 4, "camera.roi": 5,
+		"camera.roi.x": 5, "camera.roi.y": 7, "gpio": 8, "gpio.dotted.key": 9, "nope": 0,
+	} {
+		if got := idx.line(key); got != want {
+			t.Errorf("line(%q) = %d, want %d", key, got, want)
+		}
+	}
+}

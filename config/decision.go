@@ -1,0 +1,27 @@
+package config
+
+// Decision turns a heatmap into a verdict.
+type Decision struct {
+	// Threshold on the image score (0..1) above which a part is NG;
+	// 0 uses the threshold calibrated into the model bundle.
+	Threshold float64 `toml:"threshold"`
+	// PixelThreshold on heatmap values (0..1) that marks defect regions;
+	// 0 uses the bundle's calibrated pixel threshold.
+	PixelThreshold float64 `toml:"pixel_threshold"`
+	// MinDefectArea is the smallest defect region, in pixels of the model
+	// input, that makes a part NG; smaller regions are reported but ignored.
+	MinDefectArea int `toml:"min_defect_area"`
+	// MaxRegions caps the defect regions reported per part.
+	MaxRegions int `toml:"max_regions"`
+}
+
+func (d *Decision) defaults() {
+	*d = Decision{MaxRegions: 16}
+}
+
+func (d *Decision) validate(v *validator) {
+	v.floatRange("threshold", d.Threshold, 0, 1, "(0 = calibrated value from the bundle)")
+	v.floatRange("pixel_threshold", d.PixelThreshold, 0, 1, "(0 = calibrated value from the bundle)")
+	v.intRange("min_defect_area", d.MinDefectArea, 0, 1<<24, "pixels")
+	v.intRange("max_regions", d.MaxRegions, 1, 1000, "")
+}

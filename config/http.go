@@ -1,0 +1,17 @@
+package config
+
+// HTTP configures the status server: /healthz and Prometheus /metrics.
+type HTTP struct {
+	// Enabled turns the server on.
+	Enabled bool `toml:"enabled"`
+	// Listen is the host:port to listen on.
+	Listen string `toml:"listen"`
+}
+
+func (h *HTTP) defaults() { *h = HTTP{Enabled: true, Listen: "127.0.0.1:9120"} }
+
+func (h *HTTP) validate(v *validator) {
+	if h.Enabled {
+		v.hostPort("listen", h.Listen)
+	}
+}

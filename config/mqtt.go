@@ -1,0 +1,101 @@
+package config
+
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
+// MQTT configures result publishing to the plant broker.
+type MQTT struct {
+	// Enabled turns MQTT on.
+	Enabled bool `toml:"enabled"`
+	// Broker is the broker URL: tcp://, ssl:// (or tls://), ws:// or wss://.
+	Broker string `toml:"broker"`
+	// ClientID is the MQTT client id; empty means "inspectd-<station.id>".
+	ClientID string `toml:"client_id"`
+	// TopicPrefix starts every topic: <prefix>/<station.id>/result, ….
+	TopicPrefix string `toml:"topic_prefix"`
+	// QoS of results and state messages: 1 or 2 (QoS 0 loses messages
+	// while disconnected).
+	QoS int `toml:"qos"`
+	// Username and PasswordFile authenticate to the broker; the password
+	// is read from the file so it does not sit in this file.
+	Username     string `toml:"username"`
+	PasswordFile string `toml:"password_file"`
+	// CAFile, CertFile and KeyFile configure TLS; CertFile and KeyFile go
+	// together (client certificate).
+	CAFile   string `toml:"ca_file"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// KeepAlive is the MQTT keep-alive interval.
+	KeepAlive Duration `toml:"keepalive"`
+	// ConnectTimeout bounds one connection attempt.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// OutboxDir holds results not yet acknowledged by the broker; empty
+	// means <state_dir>/outbox.
+	OutboxDir string `toml:"outbox_dir"`
+	// OutboxMaxMessages bounds the outbox; when full, the oldest results
+	// are dropped and counted.
+	OutboxMaxMessages int `toml:"outbox_max_messages"`
+	// StatsInterval is the period of the statistics message.
+	StatsInterval Duration `toml:"stats_interval"`
+}
+
+func (m *MQTT) defaults() {
+	*m = MQTT{
+		Enabled:           true,
+		Broker:            "tcp://127.0.0.1:1883",
+		TopicPrefix:       "inspectd",
+		QoS:               1,
+		KeepAlive:         Dur(30 * time.Second),
+		ConnectTimeout:    Dur(10 * time.Second),
+		OutboxMaxMessages: 100000,
+		StatsInterval:     Dur(time.Minute),
+	}
+}
+
+func (m *MQTT) resolvePaths(r pathResolver) {
+	m.PasswordFile = r.path(m.PasswordFile)
+	m.CAFile = r.path(m.CAFile)
+	m.CertFile = r.path(m.CertFile)
+	m.KeyFile = r.path(m.KeyFile)
+	m.OutboxDir = r.stateChild(m.OutboxDir, "outbox")
+}
+
+func (m *MQTT) validate(v *validator) {
+	u, err := url.Parse(m.Broker)
+	switch {
+	case err != nil || u.Host == "":
+		v.errorf("broker", "%q is not a broker URL such as \"tcp://192.0.2.10:1883\"", m.Broker)
+	case u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "mqtt" && u.Scheme != "mqtts":
+		v.errorf("broker", "%q has scheme %q; use tcp, mqtt, ssl, tls, mqtts, ws or wss", m.Broker, u.Scheme)
+	case u.Port() == "" && (u.Scheme == "tcp" || u.Scheme == "ssl" || u.Scheme == "tls"):
+		v.errorf("broker", "%q has no port; add one, e.g. \":1883\" (or \":8883\" for TLS)", m.Broker)
+	}
+	if strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") || m.TopicPrefix == "" {
+		v.errorf("topic_prefix", "%q is not allowed; use a non-empty topic path without wildcards (+, #) or leading/trailing '/'", m.TopicPrefix)
+	}
+	v.intRange("qos", m.QoS, 1, 2, "(QoS 0 would drop results while disconnected)")
+	if len(m.ClientID) > 128 {
+		v.errorf("client_id", "is %d characters long; at most 128 are allowed", len(m.ClientID))
+	}
+	if m.PasswordFile != "" {
+		v.existingFile("password_file", m.PasswordFile)
+		if m.Username == "" {
+			v.errorf("username", "must be set when mqtt.password_file is set")
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"ca_file", m.CAFile}, {"cert_file", m.CertFile}, {"key_file", m.KeyFile}} {
+		if f.path != "" {
+			v.existingFile(f.key, f.path)
+		}
+	}
+	if (m.CertFile == "") != (m.KeyFile == "") {
+		v.errorf("cert_file", "cert_file and key_file must be set together for a client certificate")
+	}
+	v.duration("keepalive", m.KeepAlive, time.Second, time.Hour)
+	v.duration("connect_timeout", m.ConnectTimeout, 100*time.Millisecond, 5*time.Minute)
+	v.intRange("outbox_max_messages", m.OutboxMaxMessages, 1, 10_000_000, "messages")
+	v.duration("stats_interval", m.StatsInterval, time.Second, 24*time.Hour)
+}

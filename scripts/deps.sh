@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs everything inspectd needs on a fresh Debian 12 machine, idempotently:
+# apt packages, the ONNX Runtime CPU library (from the npm package onnxruntime-node,
+# checksum-verified and cached), and the Go modules. Quiet when everything is present.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+ORT_VERSION=1.30.0
+ORT_TGZ_SHA256=6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75
+declare -A ORT_LIB_SHA256=(
+  [x64]=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
+  [arm64]=1f549d46250b005580b597f4164984aaf75b3bcb9f3aeb07c7f8a8fe60b23c76
+)
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/inspectd"
+ORT_DIR=.deps/onnxruntime
+
+# Debian packages: build (OpenCV for gocv, pkg-config), test services (mosquitto),
+# unit verification (systemd-analyze), the npm client for the runtime library,
+# and the PyTorch/scikit-learn references used by golden-file scripts and benches.
+APT_PACKAGES=(
+  build-essential pkg-config libopencv-dev
+  mosquitto mosquitto-clients
+  systemd
+  npm ca-certificates
+  python3 python3-numpy python3-torch python3-sklearn python3-onnx
+)
+
+log() { printf 'deps: %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# npm may come from outside Debian (e.g. a NodeSource install); accept any working npm.
+if command -v npm >/dev/null 2>&1; then
+  missing=("${missing[@]/npm}")
+fi
+read -r -a missing <<<"${missing[*]:-}"
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing apt packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+case "$(uname -m)" in
+  x86_64) ort_arch=x64 ;;
+  aarch64|arm64) ort_arch=arm64 ;;
+  *) echo "deps: unsupported architecture $(uname -m) for the ONNX Runtime library" >&2; exit 1 ;;
+esac
+ort_lib="$ORT_DIR/linux-$ort_arch/libonnxruntime.so.1"
+want_lib_sha="${ORT_LIB_SHA256[$ort_arch]}"
+
+sha_of() { sha256sum "$1" | awk '{print $1}'; }
+
+if [ ! -f "$ort_lib" ] || [ "$(sha_of "$ort_lib")" != "$want_lib_sha" ]; then
+  mkdir -p "$CACHE_DIR"
+  tgz="$CACHE_DIR/onnxruntime-node-$ORT_VERSION.tgz"
+  if [ ! -f "$tgz" ] || [ "$(sha_of "$tgz")" != "$ORT_TGZ_SHA256" ]; then
+    log "fetching onnxruntime-node@$ORT_VERSION (about 110 MB, cached in $CACHE_DIR)"
+    rm -f "$tgz"
+    (cd "$CACHE_DIR" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+    got="$(sha_of "$tgz")"
+    if [ "$got" != "$ORT_TGZ_SHA256" ]; then
+      echo "deps: $tgz has SHA-256 $got, expected $ORT_TGZ_SHA256; refusing to use it" >&2
+      rm -f "$tgz"
+      exit 1
+    fi
+  fi
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  tar -xzf "$tgz" -C "$tmp" "package/bin/napi-v6/linux/$ort_arch/libonnxruntime.so.1"
+  got="$(sha_of "$tmp/package/bin/napi-v6/linux/$ort_arch/libonnxruntime.so.1")"
+  if [ "$got" != "$want_lib_sha" ]; then
+    echo "deps: libonnxruntime.so.1 for $ort_arch has SHA-256 $got, expected $want_lib_sha" >&2
+    exit 1
+  fi
+  mkdir -p "$(dirname "$ort_lib")"
+  install -m 0644 "$tmp/package/bin/napi-v6/linux/$ort_arch/libonnxruntime.so.1" "$ort_lib"
+  log "ONNX Runtime $ORT_VERSION installed at $ort_lib"
+fi
+
+go mod download
