@@ -5,7 +5,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS := -X github.com/inspectd/inspectd/buildinfo.Version=$(VERSION) -X github.com/inspectd/inspectd/buildinfo.Commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build build-workstation test bench lint clean
+.PHONY: help deps build build-workstation test bench bench-torch lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,8 +22,12 @@ build-workstation: ## build the workstation binary (training, evaluation) into b
 test: deps lint ## set up this machine, then run lint and every test (what CI runs)
 	@bash scripts/test.sh
 
-bench: deps ## run the Go benchmarks
+bench: deps build ## run the Go benchmarks and `inspectd bench` (2 threads, 256x256)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	bin/inspectd bench --threads 2 --size 256
+
+bench-torch: deps build ## time localise in inspectd (ONNX Runtime) and in PyTorch on the same weights; print the ratio
+	@bash bench/compare.sh 2 50
 
 lint: ## gofmt check and go vet (edge and workstation builds)
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \

@@ -18,6 +18,6 @@ func workstationCommands() []command {
 	return []command{
 		{"train", "train a model bundle from good images", notYet("train")},
 		{"eval", "evaluate a bundle on a dataset", notYet("eval")},
-		{"dataset", "prepare datasets (rto, synth)", notYet("dataset")},
+		{"dataset", "prepare datasets: rto (rotated/shifted copy), synth (synthetic parts)", datasetCommand},
 	}
 }

@@ -1,0 +1,143 @@
+package infer
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"sort"
+	"time"
+
+	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/netdef"
+)
+
+// StageTiming summarises the latency of one stage in milliseconds.
+type StageTiming struct {
+	MinMs    float64 `json:"min_ms"`
+	MedianMs float64 `json:"median_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+}
+
+// BenchResult is the outcome of BenchStages.
+type BenchResult struct {
+	Threads    int                    `json:"threads"`
+	Height     int                    `json:"height"`
+	Width      int                    `json:"width"`
+	Iterations int                    `json:"iterations"`
+	Provider   string                 `json:"provider"`
+	Stages     map[string]StageTiming `json:"stages"`
+}
+
+// BenchOptions configures BenchStages.
+type BenchOptions struct {
+	Session    SessionOptions
+	Iterations int // timed runs per stage (after 3 warm-up runs)
+	// Backbone weights for the backbone-only stage; nil means random
+	// weights (the cost does not depend on the values).
+	Backbone *backbone.Weights
+}
+
+// BenchStages times, on this machine, the backbone-only graph (ResNet-18
+// to layer3 + feature concatenation), the align stage (resize to the IMM
+// input + regressor; skipped for bundles without an align graph) and the
+// full localise stage (warp + resize + localisation graph) of b. The frame
+// is synthetic, at the model input size.
+func BenchStages(ctx context.Context, rt *Runtime, b *bundle.Bundle, o BenchOptions) (*BenchResult, error) {
+	if o.Iterations < 1 {
+		return nil, fmt.Errorf("bench: iterations %d, want at least 1", o.Iterations)
+	}
+	h, w := b.Manifest.Input.Height, b.Manifest.Input.Width
+	res := &BenchResult{Threads: o.Session.IntraOpThreads, Height: h, Width: w, Iterations: o.Iterations, Stages: map[string]StageTiming{}}
+
+	bb := o.Backbone
+	if bb == nil {
+		bb = backbone.Random(1)
+	}
+	model, err := netdef.BackboneGraph(bb, h, w)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	bs, err := rt.NewSession(model, o.Session)
+	if err != nil {
+		return nil, fmt.Errorf("bench: backbone: %w", err)
+	}
+	defer bs.Close()
+	in, err := bs.Input(bundle.InputImage)
+	if err != nil {
+		return nil, err
+	}
+	for i := range in {
+		in[i] = float32(i%251) / 251
+	}
+	if res.Stages["backbone"], err = timeStage(ctx, o.Iterations, bs.Run); err != nil {
+		return nil, fmt.Errorf("bench: backbone: %w", err)
+	}
+
+	e, err := NewEngine(rt, b, o.Session)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer e.Close()
+	res.Provider = e.Provider()
+	frame := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range frame.Pix {
+		frame.Pix[i] = uint8(i * 37)
+	}
+	if b.Manifest.Align.Method == bundle.AlignIMM {
+		if res.Stages["align"], err = timeStage(ctx, o.Iterations, func() error {
+			_, err := e.Align(frame, image.Rectangle{})
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("bench: align: %w", err)
+		}
+	}
+	hm := e.NewHeatmap()
+	tr := Transform{Tx: 0.01, Ty: -0.01, Theta: 0.02}
+	if res.Stages["localize"], err = timeStage(ctx, o.Iterations, func() error {
+		_, err := e.Localize(frame, image.Rectangle{}, tr, hm)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("bench: localize: %w", err)
+	}
+	return res, nil
+}
+
+// timeStage runs fn 3 times to warm up, then n timed times.
+func timeStage(ctx context.Context, n int, fn func() error) (StageTiming, error) {
+	for range 3 {
+		if err := fn(); err != nil {
+			return StageTiming{}, err
+		}
+	}
+	d := make([]float64, n)
+	for i := range n {
+		if err := ctx.Err(); err != nil {
+			return StageTiming{}, err
+		}
+		start := time.Now()
+		if err := fn(); err != nil {
+			return StageTiming{}, err
+		}
+		d[i] = float64(time.Since(start).Microseconds()) / 1000
+	}
+	return Summarise(d), nil
+}
+
+// Summarise returns min, median and 99th percentile (nearest rank) of
+// durations in milliseconds. It sorts d.
+func Summarise(d []float64) StageTiming {
+	if len(d) == 0 {
+		return StageTiming{}
+	}
+	sort.Float64s(d)
+	rank := func(q float64) float64 {
+		i := int(q*float64(len(d))+0.999999) - 1
+		return d[min(max(i, 0), len(d)-1)]
+	}
+	med := d[len(d)/2]
+	if len(d)%2 == 0 {
+		med = (d[len(d)/2-1] + d[len(d)/2]) / 2
+	}
+	return StageTiming{MinMs: d[0], MedianMs: med, P99Ms: rank(0.99)}
+}

@@ -1,0 +1,187 @@
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"math"
+
+	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/netdef"
+	"github.com/inspectd/inspectd/models/preprocess"
+)
+
+// Transform is the alignment result: the spatial-transformer parameters
+// predicted by the IMM (tx, ty in normalised [-1, 1] image coordinates, θ in
+// radians; see netdef.AffineMatrix). The zero Transform is the identity.
+type Transform struct {
+	Tx, Ty, Theta float64
+}
+
+// Degrees returns θ in degrees.
+func (t Transform) Degrees() float64 { return t.Theta * 180 / math.Pi }
+
+// Pixel returns the transform as a matrix mapping output to source pixel
+// coordinates for an image of w×h pixels.
+func (t Transform) Pixel(w, h int) preprocess.Affine {
+	return preprocess.Affine(netdef.PixelAffine(t.Tx, t.Ty, t.Theta, h, w))
+}
+
+// Heatmap is a per-pixel anomaly map at the model input size, values in
+// [0, 1] (half the cosine distance to the local centre, blurred).
+type Heatmap struct {
+	Width, Height int
+	Values        []float32
+}
+
+// EngineOptions configures the sessions of an Engine.
+type EngineOptions = SessionOptions
+
+// Engine runs one verified model bundle: Align predicts the transform of a
+// frame against the template, Localize warps and resizes the frame and
+// computes the heatmap and image score. Sessions, tensors and scratch
+// buffers are created once; Localize allocates nothing per frame. An Engine
+// is used by one goroutine at a time.
+type Engine struct {
+	m        bundle.Manifest
+	hash     string
+	align    *Session
+	localize *Session
+
+	alignIn, templateIn, transformOut []float32
+	imageIn, heatmapOut, scoreOut     []float32
+
+	prep preprocess.Preparer
+}
+
+// NewEngine compiles the bundle's graphs. An alignment method the engine
+// cannot run is an error, never a silent skip.
+func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, err error) {
+	e := &Engine{m: b.Manifest, hash: b.Hash}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	switch b.Manifest.Align.Method {
+	case bundle.AlignNone:
+	case bundle.AlignIMM:
+		if e.align, err = rt.NewSession(b.AlignGraph, opts); err != nil {
+			return nil, fmt.Errorf("engine: align graph of bundle %s: %w", b.Dir, err)
+		}
+		if e.alignIn, err = e.align.Input(bundle.InputImage); err != nil {
+			return nil, err
+		}
+		if e.templateIn, err = e.align.Input(bundle.InputTemplate); err != nil {
+			return nil, err
+		}
+		if e.transformOut, err = e.align.Output(bundle.OutputTransform); err != nil {
+			return nil, err
+		}
+		// The template never changes: fill its tensor once.
+		if err := preprocess.Fill(e.templateIn, b.Template, e.alignSpec()); err != nil {
+			return nil, fmt.Errorf("engine: template of bundle %s: %w", b.Dir, err)
+		}
+	default:
+		return nil, fmt.Errorf("engine: bundle %s uses align method %q, which this engine cannot run (supported: %q, %q)",
+			b.Dir, b.Manifest.Align.Method, bundle.AlignNone, bundle.AlignIMM)
+	}
+	if e.localize, err = rt.NewSession(b.LocalizeGraph, opts); err != nil {
+		return nil, fmt.Errorf("engine: localize graph of bundle %s: %w", b.Dir, err)
+	}
+	if e.imageIn, err = e.localize.Input(bundle.InputImage); err != nil {
+		return nil, err
+	}
+	if e.heatmapOut, err = e.localize.Output(bundle.OutputHeatmap); err != nil {
+		return nil, err
+	}
+	if e.scoreOut, err = e.localize.Output(bundle.OutputScore); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) alignSpec() preprocess.Spec {
+	return preprocess.Spec{Width: e.m.Align.Width, Height: e.m.Align.Height, Channels: e.m.Align.Channels}
+}
+
+// Manifest returns the bundle's manifest.
+func (e *Engine) Manifest() bundle.Manifest { return e.m }
+
+// ModelHash returns the bundle's identity (SHA-256 of its manifest).
+func (e *Engine) ModelHash() string { return e.hash }
+
+// Provider reports the execution provider the localisation graph runs on.
+func (e *Engine) Provider() string {
+	if e.localize == nil {
+		return ""
+	}
+	return e.localize.Provider()
+}
+
+// NewHeatmap allocates a heatmap of the model input size for Localize.
+func (e *Engine) NewHeatmap() *Heatmap {
+	return &Heatmap{Width: e.m.Input.Width, Height: e.m.Input.Height, Values: make([]float32, e.m.Input.Width*e.m.Input.Height)}
+}
+
+// Align predicts the transform that brings the part in roi of frame into
+// the template's pose. For bundles with align method "none" it returns the
+// identity. An empty roi means the whole frame.
+func (e *Engine) Align(frame image.Image, roi image.Rectangle) (Transform, error) {
+	if e.align == nil {
+		return Transform{}, nil
+	}
+	spec := e.alignSpec()
+	spec.Crop = roi
+	if err := e.prep.Fill(e.alignIn, frame, spec); err != nil {
+		return Transform{}, fmt.Errorf("align: %w", err)
+	}
+	if err := e.align.Run(); err != nil {
+		return Transform{}, fmt.Errorf("align: %w", err)
+	}
+	t := Transform{Tx: float64(e.transformOut[0]), Ty: float64(e.transformOut[1]), Theta: float64(e.transformOut[2])}
+	if math.IsNaN(t.Tx) || math.IsNaN(t.Ty) || math.IsNaN(t.Theta) {
+		return Transform{}, errors.New("align: the regressor returned NaN")
+	}
+	return t, nil
+}
+
+// Localize warps roi of frame by t at full resolution, resizes it to the
+// model input, and writes the heatmap into dst (from NewHeatmap). It returns
+// the image score, the maximum of the heatmap.
+func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t Transform, dst *Heatmap) (float32, error) {
+	if roi.Empty() {
+		roi = frame.Bounds()
+	}
+	if len(dst.Values) != len(e.heatmapOut) {
+		return 0, fmt.Errorf("localize: heatmap has %d values, want %d (use Engine.NewHeatmap)", len(dst.Values), len(e.heatmapOut))
+	}
+	spec := preprocess.Spec{Width: e.m.Input.Width, Height: e.m.Input.Height, Channels: 3, Crop: roi}
+	var warp preprocess.Affine
+	if t != (Transform{}) {
+		warp = t.Pixel(roi.Dx(), roi.Dy())
+		spec.Warp = &warp
+	}
+	if err := e.prep.Fill(e.imageIn, frame, spec); err != nil {
+		return 0, fmt.Errorf("localize: %w", err)
+	}
+	if err := e.localize.Run(); err != nil {
+		return 0, fmt.Errorf("localize: %w", err)
+	}
+	copy(dst.Values, e.heatmapOut)
+	return e.scoreOut[0], nil
+}
+
+// Close releases the sessions. It is safe to call more than once.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.align != nil {
+		errs = append(errs, e.align.Close())
+		e.align = nil
+	}
+	if e.localize != nil {
+		errs = append(errs, e.localize.Close())
+		e.localize = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,105 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Write creates the bundle dir from m and files (file name → content),
+// filling m.Files with the checksums. It writes into a temporary sibling
+// directory, syncs it, and renames it into place, so an interrupted write
+// never leaves a half-written bundle at dir. An existing bundle at dir is
+// replaced only once the new one is complete.
+func Write(dir string, m *Manifest, files map[string][]byte) error {
+	m.FormatVersion = FormatVersion
+	m.Files = make(map[string]string, len(files))
+	names := make([]string, 0, len(files))
+	for name, data := range files {
+		if !plainName(name) {
+			return fmt.Errorf("write bundle %s: %q is not a plain file name", dir, name)
+		}
+		sum := sha256.Sum256(data)
+		m.Files[name] = hex.EncodeToString(sum[:])
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var manifest bytes.Buffer
+	manifest.WriteString("# inspectd model bundle manifest. Every file's SHA-256 is listed under [files];\n# the daemon refuses the bundle if any file differs.\n")
+	if err := toml.NewEncoder(&manifest).Encode(m); err != nil {
+		return fmt.Errorf("write bundle %s: encode manifest: %w", dir, err)
+	}
+	if _, err := parseManifest(filepath.Join(dir, ManifestName), manifest.Bytes()); err != nil {
+		return fmt.Errorf("write bundle: refusing to write an invalid manifest: %w", err)
+	}
+
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("write bundle %s: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write bundle %s: %w", dir, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			os.RemoveAll(tmp)
+		}
+	}()
+	for _, name := range names {
+		if err := writeFileSync(filepath.Join(tmp, name), files[name]); err != nil {
+			return fmt.Errorf("write bundle %s: %w", dir, err)
+		}
+	}
+	if err := writeFileSync(filepath.Join(tmp, ManifestName), manifest.Bytes()); err != nil {
+		return fmt.Errorf("write bundle %s: %w", dir, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("write bundle %s: %w", dir, err)
+	}
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("write bundle %s: move the previous bundle aside: %w", dir, err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
+		return fmt.Errorf("write bundle %s: %w", dir, err)
+	}
+	committed = true
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	if d, err := os.Open(parent); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,194 @@
+// Package preprocess turns a camera frame (any Go image) into a model input
+// tensor: crop, optional alignment warp, resize, colour conversion and
+// scaling to [0,1], in one resampling pass. Training and the daemon both use
+// it, so a model always sees frames prepared the same way.
+//
+// Geometry: the output is Width×Height pixels, planar (CHW) float32. Output
+// pixel centres map to source coordinates through the half-pixel convention
+// (as OpenCV's resize and ONNX Resize with half_pixel), then through an
+// optional affine matrix in source-pixel coordinates. Sampling is bilinear
+// with replicated borders, after an f×f block average when the crop is at
+// least twice the output size (see Preparer.Fill).
+package preprocess
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+)
+
+// Affine is a 2×3 matrix mapping output coordinates to source coordinates:
+// [xs, ys]ᵀ = A·[x, y, 1]ᵀ, in pixels with centres at integers.
+type Affine [2][3]float64
+
+// Identity is the affine transform that changes nothing.
+var Identity = Affine{{1, 0, 0}, {0, 1, 0}}
+
+// Spec describes the wanted tensor.
+type Spec struct {
+	Width, Height int
+	// Channels is 3 (RGB planes) or 1 (grey: 0.299 R + 0.587 G + 0.114 B).
+	Channels int
+	// Crop selects the source region; empty means the whole image.
+	Crop image.Rectangle
+	// Warp maps the resized crop's own pixel grid (Width×Height, before
+	// resizing: crop size) to the crop, e.g. the alignment transform; nil
+	// means identity.
+	Warp *Affine
+}
+
+// Len is the number of floats the tensor needs.
+func (s Spec) Len() int { return s.Width * s.Height * s.Channels }
+
+// Preparer fills tensors from images. It keeps a scratch buffer between
+// calls so that steady-state preparation allocates nothing; use one per
+// goroutine.
+type Preparer struct {
+	scratch []float32
+}
+
+// Fill writes src, prepared per spec, into dst (length spec.Len()). After
+// the first call for a given frame size it allocates nothing.
+//
+// Large reductions first average f×f blocks (f = floor(scale) when the crop
+// is at least twice the output size), then sample bilinearly from that
+// reduced image, so that every source pixel contributes and fine defects
+// are not aliased away.
+func (p *Preparer) Fill(dst []float32, src image.Image, spec Spec) error {
+	if spec.Width <= 0 || spec.Height <= 0 {
+		return fmt.Errorf("preprocess: output size %dx%d must be positive", spec.Width, spec.Height)
+	}
+	if spec.Channels != 1 && spec.Channels != 3 {
+		return fmt.Errorf("preprocess: %d channels, want 1 or 3", spec.Channels)
+	}
+	if len(dst) != spec.Len() {
+		return fmt.Errorf("preprocess: tensor has %d values, want %d", len(dst), spec.Len())
+	}
+	crop := spec.Crop
+	if crop.Empty() {
+		crop = src.Bounds()
+	}
+	if !crop.In(src.Bounds()) {
+		return fmt.Errorf("preprocess: crop %v lies outside the %v frame", crop, src.Bounds())
+	}
+	cw, ch := crop.Dx(), crop.Dy()
+	sx, sy := float64(cw)/float64(spec.Width), float64(ch)/float64(spec.Height)
+	f := max(1, int(math.Floor(math.Min(sx, sy))))
+	rw, rh := (cw+f-1)/f, (ch+f-1)/f
+	need := 3 * rw * rh
+	if cap(p.scratch) < need {
+		p.scratch = make([]float32, need)
+	}
+	red := p.scratch[:need]
+	reduce(red, src, crop, f, rw, rh)
+
+	warp := Identity
+	if spec.Warp != nil {
+		warp = *spec.Warp
+	}
+	// Output (x, y) → crop grid u = (x+0.5)·sx − 0.5 → warp → reduced grid
+	// r = (u − (f−1)/2) / f.
+	c0 := (float64(f) - 1) / 2
+	ff := float64(f)
+	var a Affine
+	for i := range 2 {
+		a[i][0] = warp[i][0] * sx / ff
+		a[i][1] = warp[i][1] * sy / ff
+		a[i][2] = (warp[i][0]*(0.5*sx-0.5) + warp[i][1]*(0.5*sy-0.5) + warp[i][2] - c0) / ff
+	}
+	plane := rw * rh
+	out := spec.Width * spec.Height
+	for y := range spec.Height {
+		for x := range spec.Width {
+			u := a[0][0]*float64(x) + a[0][1]*float64(y) + a[0][2]
+			v := a[1][0]*float64(x) + a[1][1]*float64(y) + a[1][2]
+			x0f, y0f := math.Floor(u), math.Floor(v)
+			fx, fy := float32(u-x0f), float32(v-y0f)
+			x0 := min(max(int(x0f), 0), rw-1)
+			x1 := min(max(int(x0f)+1, 0), rw-1)
+			y0 := min(max(int(y0f), 0), rh-1)
+			y1 := min(max(int(y0f)+1, 0), rh-1)
+			i00, i10, i01, i11 := y0*rw+x0, y0*rw+x1, y1*rw+x0, y1*rw+x1
+			w00, w10, w01, w11 := (1-fx)*(1-fy), fx*(1-fy), (1-fx)*fy, fx*fy
+			o := y*spec.Width + x
+			r := red[i00]*w00 + red[i10]*w10 + red[i01]*w01 + red[i11]*w11
+			g := red[plane+i00]*w00 + red[plane+i10]*w10 + red[plane+i01]*w01 + red[plane+i11]*w11
+			b := red[2*plane+i00]*w00 + red[2*plane+i10]*w10 + red[2*plane+i01]*w01 + red[2*plane+i11]*w11
+			if spec.Channels == 3 {
+				dst[o], dst[out+o], dst[2*out+o] = r, g, b
+			} else {
+				dst[o] = 0.299*r + 0.587*g + 0.114*b
+			}
+		}
+	}
+	return nil
+}
+
+// Fill is a convenience for one-off preparation (it allocates a scratch
+// buffer); hot paths keep a Preparer.
+func Fill(dst []float32, src image.Image, spec Spec) error {
+	var p Preparer
+	return p.Fill(dst, src, spec)
+}
+
+// reduce averages f×f blocks of the crop into dst (3 planes of rw×rh,
+// values scaled to [0,1]); blocks cut by the crop's edge average the
+// pixels they have.
+func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int) {
+	clear(dst)
+	plane := rw * rh
+	var pix []uint8
+	var stride, bpp, origin int
+	switch im := src.(type) {
+	case *image.RGBA:
+		pix, stride, bpp, origin = im.Pix, im.Stride, 4, im.PixOffset(crop.Min.X, crop.Min.Y)
+	case *image.NRGBA:
+		pix, stride, bpp, origin = im.Pix, im.Stride, 4, im.PixOffset(crop.Min.X, crop.Min.Y)
+	case *image.Gray:
+		pix, stride, bpp, origin = im.Pix, im.Stride, 1, im.PixOffset(crop.Min.X, crop.Min.Y)
+	}
+	cw, ch := crop.Dx(), crop.Dy()
+	rr, gg, bb := dst[:plane], dst[plane:2*plane], dst[2*plane:]
+	for y := range ch {
+		row := (y / f) * rw
+		switch bpp {
+		case 4:
+			line := pix[origin+y*stride : origin+y*stride+4*cw]
+			for x := 0; x < cw; x++ {
+				i := row + x/f
+				rr[i] += float32(line[4*x])
+				gg[i] += float32(line[4*x+1])
+				bb[i] += float32(line[4*x+2])
+			}
+		case 1:
+			line := pix[origin+y*stride : origin+y*stride+cw]
+			for x := 0; x < cw; x++ {
+				i := row + x/f
+				v := float32(line[x])
+				rr[i] += v
+				gg[i] += v
+				bb[i] += v
+			}
+		default:
+			for x := range cw {
+				c := color.RGBAModel.Convert(src.At(crop.Min.X+x, crop.Min.Y+y)).(color.RGBA)
+				i := row + x/f
+				rr[i] += float32(c.R)
+				gg[i] += float32(c.G)
+				bb[i] += float32(c.B)
+			}
+		}
+	}
+	for ry := range rh {
+		bh := min(f, ch-ry*f)
+		for rx := range rw {
+			bw := min(f, cw-rx*f)
+			inv := 1 / (255 * float32(bw*bh))
+			i := ry*rw + rx
+			dst[i] *= inv
+			dst[plane+i] *= inv
+			dst[2*plane+i] *= inv
+		}
+	}
+}

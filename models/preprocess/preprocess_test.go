@@ -1,0 +1,139 @@
+package preprocess
+
+import (
+	"image"
+	"image/color"
+	"math"
+	"strings"
+	"testing"
+)
+
+func gradient(w, h int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.SetRGBA(x, y, color.RGBA{uint8(x), uint8(y), uint8(255 - x), 255})
+		}
+	}
+	return img
+}
+
+func TestFillSameSizeIsExact(t *testing.T) {
+	img := gradient(32, 16)
+	dst := make([]float32, 3*32*16)
+	if err := Fill(dst, img, Spec{Width: 32, Height: 16, Channels: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for y := range 16 {
+		for x := range 32 {
+			o := y*32 + x
+			if got, want := dst[o], float32(x)/255; math.Abs(float64(got-want)) > 1e-6 {
+				t.Fatalf("R(%d,%d) = %v, want %v", x, y, got, want)
+			}
+			if got, want := dst[512+o], float32(y)/255; math.Abs(float64(got-want)) > 1e-6 {
+				t.Fatalf("G(%d,%d) = %v, want %v", x, y, got, want)
+			}
+		}
+	}
+}
+
+func TestFillDownscaleKeepsLinearGradient(t *testing.T) {
+	// A linear ramp stays linear under half-pixel resampling: output x maps
+	// to source (x+0.5)·4 − 0.5, away from the clamped border.
+	img := gradient(128, 8)
+	dst := make([]float32, 32*2)
+	if err := Fill(dst, img, Spec{Width: 32, Height: 2, Channels: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for x := 1; x < 31; x++ {
+		// 4×4 blocks are averaged first: block x covers source 4x..4x+3.
+		src := (float64(x)+0.5)*4 - 0.5
+		wantGrey := (0.299*src + 0.587*1.5 + 0.114*(255-src)) / 255
+		if math.Abs(float64(dst[x])-wantGrey) > 2e-3 {
+			t.Errorf("grey(%d) = %v, want %v", x, dst[x], wantGrey)
+		}
+	}
+}
+
+func TestFillCropAndWarp(t *testing.T) {
+	img := gradient(64, 64)
+	dst := make([]float32, 3*16*16)
+	// Crop (10,20)-(26,36), shifted by +3 px in x by the warp.
+	warp := Affine{{1, 0, 3}, {0, 1, 0}}
+	if err := Fill(dst, img, Spec{Width: 16, Height: 16, Channels: 3, Crop: image.Rect(10, 20, 26, 36), Warp: &warp}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dst[5*16+4]*255, float32(10+4+3); math.Abs(float64(got-want)) > 1e-3 {
+		t.Errorf("R = %v, want %v", got, want)
+	}
+	if got, want := dst[256+5*16+4]*255, float32(20+5); math.Abs(float64(got-want)) > 1e-3 {
+		t.Errorf("G = %v, want %v", got, want)
+	}
+}
+
+func TestFillGenericImageMatchesFastPath(t *testing.T) {
+	img := gradient(40, 30)
+	fast := make([]float32, 3*20*12)
+	slow := make([]float32, 3*20*12)
+	spec := Spec{Width: 20, Height: 12, Channels: 3}
+	if err := Fill(fast, img, spec); err != nil {
+		t.Fatal(err)
+	}
+	ycc := image.NewNRGBA64(img.Bounds()) // no fast path
+	for y := range 30 {
+		for x := range 40 {
+			ycc.Set(x, y, img.At(x, y))
+		}
+	}
+	if err := Fill(slow, ycc, spec); err != nil {
+		t.Fatal(err)
+	}
+	for i := range fast {
+		if math.Abs(float64(fast[i]-slow[i])) > 1e-6 {
+			t.Fatalf("value %d: fast %v, generic %v", i, fast[i], slow[i])
+		}
+	}
+}
+
+func TestFillAllocatesNothing(t *testing.T) {
+	img := gradient(640, 480)
+	dst := make([]float32, 3*256*256)
+	spec := Spec{Width: 256, Height: 256, Channels: 3, Crop: image.Rect(0, 0, 480, 480)}
+	var p Preparer
+	_ = p.Fill(dst, img, spec)
+	if n := testing.AllocsPerRun(3, func() { _ = p.Fill(dst, img, spec) }); n != 0 {
+		t.Errorf("Fill allocates %v times per call", n)
+	}
+}
+
+func TestFillErrors(t *testing.T) {
+	img := gradient(8, 8)
+	for _, tc := range []struct {
+		spec Spec
+		n    int
+		want string
+	}{
+		{Spec{Width: 0, Height: 4, Channels: 3}, 0, "must be positive"},
+		{Spec{Width: 4, Height: 4, Channels: 2}, 32, "2 channels"},
+		{Spec{Width: 4, Height: 4, Channels: 3}, 10, "tensor has 10 values, want 48"},
+		{Spec{Width: 4, Height: 4, Channels: 1, Crop: image.Rect(4, 4, 12, 12)}, 16, "outside"},
+	} {
+		err := Fill(make([]float32, tc.n), img, tc.spec)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Fill(%+v) error %v, want %q", tc.spec, err, tc.want)
+		}
+	}
+}
+
+func BenchmarkFill720pTo256(b *testing.B) {
+	img := gradient(1280, 720)
+	dst := make([]float32, 3*256*256)
+	spec := Spec{Width: 256, Height: 256, Channels: 3, Crop: image.Rect(280, 0, 1000, 720)}
+	var p Preparer
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Fill(dst, img, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
