@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"os"
+	"path/filepath"
 
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
@@ -63,6 +65,14 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 			e.Close()
 		}
 	}()
+	if opts.Provider == ProviderTensorRT && opts.EngineCacheDir != "" {
+		// TensorRT engines are specific to the model, the runtime and the
+		// precision: keep each combination in its own directory.
+		opts.EngineCacheDir = filepath.Join(opts.EngineCacheDir, EngineCacheKey(b.Hash, rt.Version(), opts.TensorRTFP16))
+		if err := os.MkdirAll(opts.EngineCacheDir, 0o750); err != nil {
+			return nil, fmt.Errorf("engine: TensorRT engine cache: %w", err)
+		}
+	}
 	switch b.Manifest.Align.Method {
 	case bundle.AlignNone:
 	case bundle.AlignIMM:
@@ -99,6 +109,19 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 		return nil, err
 	}
 	return e, nil
+}
+
+// EngineCacheKey names the TensorRT engine-cache subdirectory of a model:
+// its hash, the ONNX Runtime version and the precision.
+func EngineCacheKey(modelHash, runtimeVersion string, fp16 bool) string {
+	prec := "fp32"
+	if fp16 {
+		prec = "fp16"
+	}
+	if len(modelHash) > 16 {
+		modelHash = modelHash[:16]
+	}
+	return fmt.Sprintf("%s-ort%s-%s", modelHash, runtimeVersion, prec)
 }
 
 func (e *Engine) alignSpec() preprocess.Spec {

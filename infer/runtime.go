@@ -323,12 +323,7 @@ func appendProvider(so *ort.SessionOptions, p string, opts SessionOptions) error
 			return fmt.Errorf("onnxruntime execution provider %q unavailable: %w", p, err)
 		}
 		defer to.Destroy()
-		o := map[string]string{"device_id": "0", "trt_fp16_enable": boolString(opts.TensorRTFP16)}
-		if opts.EngineCacheDir != "" {
-			o["trt_engine_cache_enable"] = "1"
-			o["trt_engine_cache_path"] = opts.EngineCacheDir
-		}
-		if err := to.Update(o); err != nil {
+		if err := to.Update(tensorRTOptions(opts)); err != nil {
 			return fmt.Errorf("onnxruntime execution provider %q options: %w", p, err)
 		}
 		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
@@ -339,6 +334,16 @@ func appendProvider(so *ort.SessionOptions, p string, opts SessionOptions) error
 		return fmt.Errorf("onnxruntime execution provider %q unavailable (CUDA): %w", p, err)
 	}
 	return nil
+}
+
+// tensorRTOptions returns the TensorRT provider options for opts.
+func tensorRTOptions(opts SessionOptions) map[string]string {
+	o := map[string]string{"device_id": "0", "trt_fp16_enable": boolString(opts.TensorRTFP16)}
+	if opts.EngineCacheDir != "" {
+		o["trt_engine_cache_enable"] = "1"
+		o["trt_engine_cache_path"] = opts.EngineCacheDir
+	}
+	return o
 }
 
 func boolString(b bool) string {
