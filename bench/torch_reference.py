@@ -26,10 +26,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-try:  # Python 3.11+ reads TOML itself.
-    import tomllib
-except ImportError:  # pragma: no cover
-    tomllib = None
+import tomllib  # Python 3.11+ (Debian 12's python3)
 
 
 def load_weights(path):
@@ -48,14 +45,23 @@ def mapping_layers(w):
     return layers
 
 
+def gaussian_kernel(sigma):
+    """The normalised 1-D Gaussian of netdef.GaussianKernel: 2*ceil(3*sigma)+1 taps."""
+    r = int(np.ceil(3 * sigma))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-x * x / (2 * sigma * sigma))
+    return torch.from_numpy((k / k.sum()).astype(np.float32))
+
+
 class Localize(torch.nn.Module):
-    def __init__(self, w):
+    def __init__(self, w, blur_sigma):
         super().__init__()
         self.w = w
         self.mapping = mapping_layers(w)
-        self.kv = w["blur_kernel_v"]
-        self.kh = w["blur_kernel_h"]
-        self.rad = self.kv.shape[2] // 2
+        k = gaussian_kernel(blur_sigma)
+        self.kv = k.reshape(1, 1, -1, 1)
+        self.kh = k.reshape(1, 1, 1, -1)
+        self.rad = k.shape[0] // 2
 
     def conv(self, x, name, stride=1, pad=None):
         wt = self.w[name + ".weight"]
@@ -105,16 +111,10 @@ def main():
 
     torch.set_num_threads(args.threads)
     w = load_weights(os.path.join(args.bundle, "localize.onnx"))
-    net = Localize(w).eval()
-    h, wd = None, None
-    manifest = os.path.join(args.bundle, "manifest.toml")
-    if tomllib is not None and os.path.exists(manifest):
-        with open(manifest, "rb") as f:
-            m = tomllib.load(f)
-        h, wd = m["input"]["height"], m["input"]["width"]
-    if h is None:
-        c = w["centre"]
-        h, wd = c.shape[2] * 4, c.shape[3] * 4
+    with open(os.path.join(args.bundle, "manifest.toml"), "rb") as f:
+        m = tomllib.load(f)
+    h, wd = m["input"]["height"], m["input"]["width"]
+    net = Localize(w, m["localize"]["blur_sigma"]).eval()
     img = torch.from_numpy((np.arange(3 * h * wd, dtype=np.float32) % 251 / 251).reshape(1, 3, h, wd))
     times = []
     with torch.no_grad():

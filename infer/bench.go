@@ -39,10 +39,11 @@ type BenchOptions struct {
 }
 
 // BenchStages times, on this machine, the backbone-only graph (ResNet-18
-// to layer3 + feature concatenation), the align stage (resize to the IMM
-// input + regressor; skipped for bundles without an align graph) and the
-// full localise stage (warp + resize + localisation graph) of b. The frame
-// is synthetic, at the model input size.
+// to layer3 + feature concatenation), then the align stage (resize to the
+// IMM input + regressor; skipped for bundles without an align graph) and
+// the full localise stage (warp + resize + localisation graph) of b,
+// alternating per frame as the daemon runs them. The frame is synthetic, at
+// the model input size.
 func BenchStages(ctx context.Context, rt *Runtime, b *bundle.Bundle, o BenchOptions) (*BenchResult, error) {
 	if o.Iterations < 1 {
 		return nil, fmt.Errorf("bench: iterations %d, want at least 1", o.Iterations)
@@ -84,22 +85,37 @@ func BenchStages(ctx context.Context, rt *Runtime, b *bundle.Bundle, o BenchOpti
 	for i := range frame.Pix {
 		frame.Pix[i] = uint8(i * 37)
 	}
-	if b.Manifest.Align.Method == bundle.AlignIMM {
-		if res.Stages["align"], err = timeStage(ctx, o.Iterations, func() error {
-			_, err := e.Align(frame, image.Rectangle{})
-			return err
-		}); err != nil {
-			return nil, fmt.Errorf("bench: align: %w", err)
-		}
-	}
+	// Align and localise alternate as in the daemon, each timed on its own,
+	// so that any interference between the two sessions shows in the figures.
 	hm := e.NewHeatmap()
 	tr := Transform{Tx: 0.01, Ty: -0.01, Theta: 0.02}
-	if res.Stages["localize"], err = timeStage(ctx, o.Iterations, func() error {
-		_, err := e.Localize(frame, image.Rectangle{}, tr, hm)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("bench: localize: %w", err)
+	imm := b.Manifest.Align.Method == bundle.AlignIMM
+	alignMs := make([]float64, 0, o.Iterations)
+	locMs := make([]float64, 0, o.Iterations)
+	for i := -3; i < o.Iterations; i++ { // 3 warm-up rounds
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		if imm {
+			if _, err := e.Align(frame, image.Rectangle{}); err != nil {
+				return nil, fmt.Errorf("bench: align: %w", err)
+			}
+		}
+		mid := time.Now()
+		if _, err := e.Localize(frame, image.Rectangle{}, tr, hm); err != nil {
+			return nil, fmt.Errorf("bench: localize: %w", err)
+		}
+		end := time.Now()
+		if i >= 0 {
+			alignMs = append(alignMs, float64(mid.Sub(start).Microseconds())/1000)
+			locMs = append(locMs, float64(end.Sub(mid).Microseconds())/1000)
+		}
 	}
+	if imm {
+		res.Stages["align"] = Summarise(alignMs)
+	}
+	res.Stages["localize"] = Summarise(locMs)
 	return res, nil
 }
 

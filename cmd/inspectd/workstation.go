@@ -17,7 +17,7 @@ func workstationCommands() []command {
 	}
 	return []command{
 		{"train", "train a model bundle from good images", notYet("train")},
-		{"eval", "evaluate a bundle on a dataset", notYet("eval")},
+		{"eval", "evaluate a bundle on a dataset (metrics, latency, HTML report)", evalCommand},
 		{"dataset", "prepare datasets: rto (rotated/shifted copy), synth (synthetic parts)", datasetCommand},
 	}
 }

@@ -85,7 +85,7 @@ func GaussianKernel(sigma float64) []float32 {
 //	distance = 0.5·(1 − Σ_c F_M·F_C / (‖F_M‖·‖F_C‖ + 1e-8))
 //
 // then bilinearly resized to [1,1,H,W] and blurred (separable Gaussian, reflect
-// padding). Outputs: "heatmap" [1,1,H,W] and "score" [1], the heatmap maximum.
+// padding), both folded into two MatMuls (see UpsampleBlurMatrix). Outputs: "heatmap" [1,1,H,W] and "score" [1], the heatmap maximum.
 func LocalizeGraph(spec LocalizeSpec, bb *backbone.Weights, head MappingWeights, centre []float32) ([]byte, error) {
 	if err := checkSize("localize graph", spec.Height, spec.Width); err != nil {
 		return nil, err
@@ -140,9 +140,16 @@ func LocalizeGraph(spec LocalizeSpec, bb *backbone.Weights, head MappingWeights,
 	}
 	fc := g.Initializer("centre", []int64{1, D, h4, w4}, centre)
 	fcNorm := g.Initializer("centre_norm", []int64{1, 1, h4, w4}, norms)
-	axes := g.InitializerInt64("channel_axis", []int64{1}, []int64{1})
+	// Channel sums as a 1×1 convolution with a ones kernel: the same sum as
+	// ReduceSum over axis 1, but ONNX Runtime runs it in its blocked conv
+	// kernels instead of a strided reduction (≈2 ms less at 256×256).
+	ones := make([]float32, D)
+	for i := range ones {
+		ones[i] = 1
+	}
+	onesW := g.Initializer("channel_sum", []int64{1, D, 1, 1}, ones)
 	sumC := func(v string) string {
-		return g.Op("ReduceSum", []string{v, axes}, onnx.AttrInt("keepdims", 1))
+		return g.Op("Conv", []string{v, onesW}, onnx.AttrInts("kernel_shape", 1, 1))
 	}
 	dot := sumC(g.Op("Mul", []string{x, fc}))
 	fmNorm := g.Op("Sqrt", []string{sumC(g.Op("Mul", []string{x, x}))})
@@ -150,14 +157,17 @@ func LocalizeGraph(spec LocalizeSpec, bb *backbone.Weights, head MappingWeights,
 	cos := g.Op("Div", []string{dot, den})
 	dist := g.Op("Mul", []string{g.Op("Sub", []string{e.scalar("one", 1), cos}), e.scalar("half", 0.5)})
 
-	up := e.resize(dist, [4]int64{1, 1, H, W})
-	pads := g.InitializerInt64("blur_pads", []int64{8}, []int64{0, 0, rad, rad, 0, 0, rad, rad})
-	padded := g.Op("Pad", []string{up, pads}, onnx.AttrString("mode", "reflect"))
-	k := int64(len(kernel))
-	kv := g.Initializer("blur_kernel_v", []int64{1, 1, k, 1}, kernel)
-	kh := g.Initializer("blur_kernel_h", []int64{1, 1, 1, k}, kernel)
-	blur := g.Op("Conv", []string{padded, kv}, onnx.AttrInts("kernel_shape", k, 1), onnx.AttrInts("pads", 0, 0, 0, 0))
-	heat := g.Node("Conv", []string{blur, kh}, []string{"heatmap"}, onnx.AttrInts("kernel_shape", 1, k), onnx.AttrInts("pads", 0, 0, 0, 0))[0]
+	// Bilinear upsampling followed by the reflect-padded Gaussian blur is a
+	// fixed linear map on each axis, so the heatmap is A_y · dist · A_xᵀ:
+	// two small matrix products instead of Resize, Pad and two single-channel
+	// convolutions (which ONNX Runtime pads to 8 channels), ≈1.5 ms less at
+	// 256×256 and the same values to float rounding.
+	ay := UpsampleBlurMatrix(int(h4), int(H), kernel)
+	axT := transpose(UpsampleBlurMatrix(int(w4), int(W), kernel), int(W), int(w4))
+	ayName := g.Initializer("upsample_blur_rows", []int64{H, h4}, ay)
+	axName := g.Initializer("upsample_blur_cols_t", []int64{w4, W}, axT)
+	rows := g.Op("MatMul", []string{ayName, dist})
+	heat := g.Node("MatMul", []string{rows, axName}, []string{"heatmap"})[0]
 	mx := g.Op("ReduceMax", []string{heat}, onnx.AttrInt("keepdims", 1))
 	shape := g.InitializerInt64("score_shape", []int64{1}, []int64{1})
 	score := g.Node("Reshape", []string{mx, shape}, []string{"score"})[0]
@@ -188,4 +198,56 @@ func emitFirstMapping(e emitter, l ConvWeights, l1, l2, l3 string, h4, w4 int64)
 	y3 := e.resize(part(l3, "mapping.0.layer3", Layer1Channels+Layer2Channels, Layer3Channels), [4]int64{1, int64(l.Out), h4, w4})
 	bias := e.g.Initializer("mapping.0.bias", []int64{1, int64(l.Out), 1, 1}, l.Bias)
 	return e.g.Op("Add", []string{e.g.Op("Add", []string{e.g.Op("Add", []string{y1, y2}), y3}), bias})
+}
+
+// UpsampleBlurMatrix returns, row-major (out × in), the 1-D linear map that
+// resizes a signal of length in to out samples bilinearly (half_pixel
+// coordinates, clamped at the edges, as ONNX Resize and torch's
+// interpolate(align_corners=False)) and then convolves it with kernel under
+// reflect padding (as torch's F.pad(mode="reflect")).
+func UpsampleBlurMatrix(in, out int, kernel []float32) []float32 {
+	up := make([]float64, out*in)
+	scale := float64(in) / float64(out)
+	for i := range out {
+		x := max((float64(i)+0.5)*scale-0.5, 0)
+		x0 := int(math.Floor(x))
+		f := x - float64(x0)
+		x0 = min(x0, in-1)
+		x1 := min(x0+1, in-1)
+		up[i*in+x0] += 1 - f
+		up[i*in+x1] += f
+	}
+	r := len(kernel) / 2
+	reflect := func(j int) int {
+		for j < 0 || j >= out {
+			if j < 0 {
+				j = -j
+			}
+			if j >= out {
+				j = 2*(out-1) - j
+			}
+		}
+		return j
+	}
+	a := make([]float32, out*in)
+	for i := range out {
+		for k, g := range kernel {
+			src := reflect(i + k - r)
+			for j := range in {
+				a[i*in+j] += g * float32(up[src*in+j])
+			}
+		}
+	}
+	return a
+}
+
+// transpose returns the transpose of the row-major rows×cols matrix m.
+func transpose(m []float32, rows, cols int) []float32 {
+	t := make([]float32, len(m))
+	for i := range rows {
+		for j := range cols {
+			t[j*rows+i] = m[i*cols+j]
+		}
+	}
+	return t
 }

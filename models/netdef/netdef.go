@@ -16,9 +16,9 @@
 // (batch 1), float32 tensors, and only these operators, all accepted by ONNX
 // Runtime (CPU, CUDA, TensorRT providers) and by TensorRT's ONNX parser:
 //
-//	Conv, Relu, MaxPool, Add, Sub, Mul, Div, Sqrt, ReduceSum, ReduceMax,
+//	Conv, Relu, MaxPool, Add, Sub, Mul, Div, Sqrt, ReduceMax, MatMul,
 //	Resize (mode linear, coordinate_transformation_mode half_pixel), Concat,
-//	Pad (reflect), GlobalAveragePool, Flatten, Gemm, Reshape, Clip
+//	GlobalAveragePool, Flatten, Gemm, Reshape
 //
 // [AllowedOps] lists them. Heights and widths are independent multiples of 16;
 // nothing assumes square inputs. Bilinear Resize with half_pixel coordinates is
@@ -35,8 +35,8 @@ import (
 
 // AllowedOps are the only ONNX operator types the emitters use.
 var AllowedOps = []string{
-	"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "ReduceSum", "ReduceMax",
-	"Resize", "Concat", "Pad", "GlobalAveragePool", "Flatten", "Gemm", "Reshape", "Clip",
+	"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "ReduceMax", "MatMul",
+	"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape",
 }
 
 // ConvWeights is one 2-D convolution with bias, PyTorch layout.

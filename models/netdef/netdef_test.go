@@ -130,8 +130,9 @@ func TestLocalizeGraphShapes(t *testing.T) {
 			t.Errorf("%+v outputs %v, want %v", tc, got, want)
 		}
 		// Backbone 15 convs, N_M's first layer split in 3 (see emitFirstMapping), the
-		// other N_M layers, and the two blur passes; no Concat (F_Mixed is never built).
-		if m.Ops["Conv"] != 15+3+tc.layers-1+2 || m.Ops["Relu"] != 13+tc.layers-1 || m.Ops["Pad"] != 1 || m.Ops["Resize"] != 3 || m.Ops["Concat"] != 0 {
+		// other N_M layers, and the two channel sums of the cosine; no Concat
+		// (F_Mixed is never built); upsampling and blur are two MatMuls.
+		if m.Ops["Conv"] != 15+3+tc.layers-1+2 || m.Ops["Relu"] != 13+tc.layers-1 || m.Ops["MatMul"] != 2 || m.Ops["Resize"] != 2 || m.Ops["Concat"] != 0 {
 			t.Errorf("%+v op counts %v", tc, m.Ops)
 		}
 	}

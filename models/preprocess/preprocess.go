@@ -99,30 +99,47 @@ func (p *Preparer) Fill(dst []float32, src image.Image, spec Spec) error {
 	}
 	plane := rw * rh
 	out := spec.Width * spec.Height
+	rr, gg, bb := red[:plane], red[plane:2*plane], red[2*plane:]
 	for y := range spec.Height {
+		// u, v advance by a[·][0] per output pixel along the row.
+		u := a[0][1]*float64(y) + a[0][2]
+		v := a[1][1]*float64(y) + a[1][2]
 		for x := range spec.Width {
-			u := a[0][0]*float64(x) + a[0][1]*float64(y) + a[0][2]
-			v := a[1][0]*float64(x) + a[1][1]*float64(y) + a[1][2]
-			x0f, y0f := math.Floor(u), math.Floor(v)
-			fx, fy := float32(u-x0f), float32(v-y0f)
-			x0 := min(max(int(x0f), 0), rw-1)
-			x1 := min(max(int(x0f)+1, 0), rw-1)
-			y0 := min(max(int(y0f), 0), rh-1)
-			y1 := min(max(int(y0f)+1, 0), rh-1)
+			xi, yi := floor(u), floor(v)
+			fx, fy := float32(u-float64(xi)), float32(v-float64(yi))
+			var x0, x1, y0, y1 int
+			if xi >= 0 && xi+1 < rw && yi >= 0 && yi+1 < rh {
+				x0, x1, y0, y1 = xi, xi+1, yi, yi+1
+			} else {
+				x0, x1 = min(max(xi, 0), rw-1), min(max(xi+1, 0), rw-1)
+				y0, y1 = min(max(yi, 0), rh-1), min(max(yi+1, 0), rh-1)
+			}
 			i00, i10, i01, i11 := y0*rw+x0, y0*rw+x1, y1*rw+x0, y1*rw+x1
 			w00, w10, w01, w11 := (1-fx)*(1-fy), fx*(1-fy), (1-fx)*fy, fx*fy
 			o := y*spec.Width + x
-			r := red[i00]*w00 + red[i10]*w10 + red[i01]*w01 + red[i11]*w11
-			g := red[plane+i00]*w00 + red[plane+i10]*w10 + red[plane+i01]*w01 + red[plane+i11]*w11
-			b := red[2*plane+i00]*w00 + red[2*plane+i10]*w10 + red[2*plane+i01]*w01 + red[2*plane+i11]*w11
+			r := rr[i00]*w00 + rr[i10]*w10 + rr[i01]*w01 + rr[i11]*w11
+			g := gg[i00]*w00 + gg[i10]*w10 + gg[i01]*w01 + gg[i11]*w11
+			b := bb[i00]*w00 + bb[i10]*w10 + bb[i01]*w01 + bb[i11]*w11
 			if spec.Channels == 3 {
 				dst[o], dst[out+o], dst[2*out+o] = r, g, b
 			} else {
 				dst[o] = 0.299*r + 0.587*g + 0.114*b
 			}
+			u += a[0][0]
+			v += a[1][0]
 		}
 	}
 	return nil
+}
+
+// floor is math.Floor for values well inside the int range, without the
+// float round trip.
+func floor(f float64) int {
+	i := int(f)
+	if float64(i) > f {
+		i--
+	}
+	return i
 }
 
 // Fill is a convenience for one-off preparation (it allocates a scratch
@@ -136,7 +153,6 @@ func Fill(dst []float32, src image.Image, spec Spec) error {
 // values scaled to [0,1]); blocks cut by the crop's edge average the
 // pixels they have.
 func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int) {
-	clear(dst)
 	plane := rw * rh
 	var pix []uint8
 	var stride, bpp, origin int
@@ -150,25 +166,48 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 	}
 	cw, ch := crop.Dx(), crop.Dy()
 	rr, gg, bb := dst[:plane], dst[plane:2*plane], dst[2*plane:]
+	if f == 1 && bpp == 4 {
+		// Same size: a straight conversion, the common case for frames
+		// already at the model size and for the template.
+		const inv = 1.0 / 255
+		for y := range ch {
+			line := pix[origin+y*stride : origin+y*stride+4*cw]
+			r, g, b := rr[y*cw:(y+1)*cw], gg[y*cw:(y+1)*cw], bb[y*cw:(y+1)*cw]
+			for x := range r {
+				r[x] = float32(line[4*x]) * inv
+				g[x] = float32(line[4*x+1]) * inv
+				b[x] = float32(line[4*x+2]) * inv
+			}
+		}
+		return
+	}
+	clear(dst)
 	for y := range ch {
 		row := (y / f) * rw
 		switch bpp {
 		case 4:
 			line := pix[origin+y*stride : origin+y*stride+4*cw]
-			for x := 0; x < cw; x++ {
-				i := row + x/f
-				rr[i] += float32(line[4*x])
-				gg[i] += float32(line[4*x+1])
-				bb[i] += float32(line[4*x+2])
+			for rx := range rw {
+				var r, g, b float32
+				for x := rx * f; x < min(rx*f+f, cw); x++ {
+					r += float32(line[4*x])
+					g += float32(line[4*x+1])
+					b += float32(line[4*x+2])
+				}
+				rr[row+rx] += r
+				gg[row+rx] += g
+				bb[row+rx] += b
 			}
 		case 1:
 			line := pix[origin+y*stride : origin+y*stride+cw]
-			for x := 0; x < cw; x++ {
-				i := row + x/f
-				v := float32(line[x])
-				rr[i] += v
-				gg[i] += v
-				bb[i] += v
+			for rx := range rw {
+				var v float32
+				for x := rx * f; x < min(rx*f+f, cw); x++ {
+					v += float32(line[x])
+				}
+				rr[row+rx] += v
+				gg[row+rx] += v
+				bb[row+rx] += v
 			}
 		default:
 			for x := range cw {

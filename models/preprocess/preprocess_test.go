@@ -137,3 +137,17 @@ func BenchmarkFill720pTo256(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkFillWarp256(b *testing.B) {
+	img := gradient(256, 256)
+	dst := make([]float32, 3*256*256)
+	warp := Affine{{0.999, -0.02, 3}, {0.02, 0.999, -2}}
+	spec := Spec{Width: 256, Height: 256, Channels: 3, Warp: &warp}
+	var p Preparer
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Fill(dst, img, spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+//go:build workstation
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/dataset"
+	"github.com/inspectd/inspectd/models/evaluate"
+)
+
+func evalCommand(ctx context.Context, s streams, args []string) error {
+	fs := newFlagSet(s, "eval", "eval --bundle DIR --data ROOT [--categories a,b] [--json FILE] [--report DIR] [flags]\n\nRuns every test image of each category (MVTec layout: <ROOT>/<category>/test/...)\nthrough the bundle's align and localise stages and reports image AUROC, pixel AUROC,\npixel AP, AUPRO (FPR ≤ 0.3), F1 at the calibrated threshold, the F1-optimal\nthreshold and per-stage latency. Pixel metrics need ground-truth masks; without\nthem only image-level metrics are reported, and the output says so.")
+	bundleDir := fs.String("bundle", "", "model bundle `dir`")
+	data := fs.String("data", "", "dataset `root` holding one folder per category")
+	categories := fs.String("categories", "", "comma-separated `names` to evaluate (default: all)")
+	jsonPath := fs.String("json", "", "write the metrics as JSON to `file` (- for standard output)")
+	reportDir := fs.String("report", "", "write an HTML report with plots and overlays into `dir`")
+	threshold := fs.Float64("threshold", 0, "image-score `threshold` (default: the bundle's calibrated one)")
+	overlays := fs.Int("overlays", evaluate.DefaultOverlays, "worst false positives and negatives drawn per category")
+	threads := fs.Int("threads", 2, "intra-op `threads` per inference session")
+	lib := fs.String("onnxruntime-library", "", "`path` of libonnxruntime.so.1 (default: $INSPECTD_ONNXRUNTIME_LIB or the standard locations)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if done, err := parseFlags(fs, s, args); done {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	if *bundleDir == "" || *data == "" {
+		return usageErr("eval: --bundle and --data are required")
+	}
+	if *threshold < 0 || *threshold > 1 {
+		return usageErr("eval: --threshold %g: want a value in (0, 1], or 0 for the calibrated one", *threshold)
+	}
+
+	cats, err := dataset.Open(*data)
+	if err != nil {
+		return failure(err)
+	}
+	if *categories != "" {
+		if cats, err = selectCategories(cats, strings.Split(*categories, ",")); err != nil {
+			return usageErr("eval: %v", err)
+		}
+	}
+	b, err := bundle.Load(*bundleDir)
+	if err != nil {
+		return failure(err)
+	}
+	libPath := *lib
+	if libPath == "" {
+		if libPath, err = infer.DefaultLibraryPath(); err != nil {
+			return failure(err)
+		}
+	}
+	rt, err := infer.OpenRuntime(libPath)
+	if err != nil {
+		return failure(err)
+	}
+	defer rt.Close()
+	eng, err := infer.NewEngine(rt, b, infer.EngineOptions{IntraOpThreads: *threads})
+	if err != nil {
+		return failure(err)
+	}
+	defer eng.Close()
+
+	opts := evaluate.Options{Threshold: *threshold, Overlays: *overlays}
+	if *reportDir == "" {
+		opts.Overlays = -1
+	}
+	if !*quiet {
+		opts.Progress = s.stderr
+	}
+	rep, err := evaluate.Run(ctx, eng, cats, opts)
+	if err != nil {
+		return failure(err)
+	}
+	if *jsonPath != "" {
+		var buf bytes.Buffer
+		if err := rep.WriteJSON(&buf); err != nil {
+			return failure(err)
+		}
+		if *jsonPath == "-" {
+			s.stdout.Write(buf.Bytes())
+		} else if err := os.WriteFile(*jsonPath, buf.Bytes(), 0o644); err != nil {
+			return failure(fmt.Errorf("eval: %w", err))
+		}
+	}
+	if *reportDir != "" {
+		if err := rep.WriteHTML(*reportDir); err != nil {
+			return failure(err)
+		}
+	}
+	printEvalSummary(s, rep)
+	return nil
+}
+
+// selectCategories keeps the named categories, in the order given.
+func selectCategories(all []*dataset.Category, names []string) ([]*dataset.Category, error) {
+	byName := map[string]*dataset.Category{}
+	var have []string
+	for _, c := range all {
+		byName[c.Name] = c
+		have = append(have, c.Name)
+	}
+	var out []*dataset.Category
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		c, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("no category %q in the dataset (have %s)", n, strings.Join(have, ", "))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// printEvalSummary prints one table row per category.
+func printEvalSummary(s streams, rep *evaluate.Report) {
+	f := func(p *float64) string {
+		if p == nil {
+			return "     -"
+		}
+		return fmt.Sprintf("%6.3f", *p)
+	}
+	fmt.Fprintf(s.stdout, "%-16s %6s %6s %6s %6s %6s %9s %9s\n", "category", "imgAUC", "pxAUC", "pxAP", "AUPRO", "F1@thr", "align ms", "local ms")
+	for _, c := range rep.Categories {
+		var f1 *float64
+		if c.AtThreshold != nil {
+			f1 = &c.AtThreshold.F1
+		}
+		fmt.Fprintf(s.stdout, "%-16s %s %s %s %s %s %9.2f %9.2f\n", c.Name, f(c.ImageAUROC), f(c.PixelAUROC), f(c.PixelAP), f(c.AUPRO), f(f1),
+			c.Latency.Align.MedianMs, c.Latency.Localize.MedianMs)
+		for _, n := range c.Notes {
+			fmt.Fprintf(s.stdout, "  note: %s\n", n)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+//go:build workstation
+
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/inspectd/inspectd/models/netdef"
+)
+
+// TestDatasetAndEvalCommands runs `dataset synth`, `dataset rto` and `eval`
+// end to end on tiny data with a random-weight bundle.
+func TestDatasetAndEvalCommands(t *testing.T) {
+	dir := t.TempDir()
+	synth := filepath.Join(dir, "synth")
+	code, _, stderr := runCLI(t, "dataset", "synth", "--dst", synth, "--objects", "plate", "--size", "64",
+		"--train", "2", "--test-good", "3", "--test-per-defect", "1", "--seed", "4")
+	if code != 0 {
+		t.Fatalf("dataset synth: exit %d: %s", code, stderr)
+	}
+	rtoDir := filepath.Join(dir, "rto")
+	if code, _, stderr := runCLI(t, "dataset", "rto", "--src", synth, "--dst", rtoDir, "--max-rotation", "20", "--seed", "2"); code != 0 {
+		t.Fatalf("dataset rto: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(rtoDir, "plate", "test", "good", "000.rto.json")); err != nil {
+		t.Errorf("rto wrote no transform record: %v", err)
+	}
+
+	bundleDir := filepath.Join(dir, "bundle")
+	if _, err := netdef.WriteRandomBundle(bundleDir, netdef.RandomBundleOptions{Height: 64, Width: 64, D: 8, AlignSize: 32, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	jsonPath := filepath.Join(dir, "eval.json")
+	report := filepath.Join(dir, "report")
+	code, stdout, stderr := runCLI(t, "eval", "--bundle", bundleDir, "--data", rtoDir, "--categories", "plate",
+		"--json", jsonPath, "--report", report, "--quiet")
+	if code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "plate") {
+		t.Errorf("summary lacks the category: %q", stdout)
+	}
+	var got struct {
+		Categories map[string]struct {
+			ImageAUROC    *float64 `json:"image_auroc"`
+			PixelAUROC    *float64 `json:"pixel_auroc"`
+			F1AtThreshold *float64 `json:"f1_at_threshold"`
+			Latency       struct {
+				Localize struct {
+					Median float64 `json:"median_ms"`
+				} `json:"localize"`
+			} `json:"latency_ms"`
+		} `json:"categories"`
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := got.Categories["plate"]
+	if !ok || c.ImageAUROC == nil || c.PixelAUROC == nil || c.F1AtThreshold == nil || c.Latency.Localize.Median <= 0 {
+		t.Errorf("eval JSON incomplete: %s", data)
+	}
+	if _, err := os.Stat(filepath.Join(report, "index.html")); err != nil {
+		t.Errorf("no HTML report: %v", err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"eval", "--data", rtoDir}, "--bundle and --data are required"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--categories", "nope"}, `no category "nope"`},
+		{[]string{"dataset", "frobnicate"}, `unknown subcommand "frobnicate"`},
+		{[]string{"dataset", "rto", "--src", synth}, "--src and --dst are required"},
+	} {
+		code, _, stderr := runCLI(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}

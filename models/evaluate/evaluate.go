@@ -1,0 +1,422 @@
+// Package evaluate measures a model bundle on labelled test data in the
+// MVTec AD layout (DESIGN.md §1 "Evaluation"): image AUROC, pixel AUROC,
+// pixel AP, AUPRO (FPR ≤ 0.3, normalised), precision/recall/F1 at the
+// calibrated image threshold and at the F1-optimal one, a per-defect-type
+// table, and the latency of the align and localise stages. Run produces a
+// Report, which writes itself as JSON (WriteJSON) and as a self-contained
+// HTML page with ROC and PR curves and overlay images of the worst false
+// positives and false negatives (WriteHTML).
+//
+// # What is measured
+//
+// Every test image of a category is decoded, aligned with Engine.Align and
+// localised with Engine.Localize, with the whole image as the region of
+// interest, exactly as the daemon would process a frame. The image score is
+// the value Localize returns (the maximum of the heatmap). Latency is the
+// wall time of each of the two calls; decoding is not included and runs
+// between them, never concurrently, so that it does not steal cores from
+// inference.
+//
+// # Pixel metrics and mask resampling
+//
+// Heatmaps are at the model input size and in the aligned frame (the engine
+// warps the image by the alignment transform before localising). Ground
+// truth masks are therefore brought into the same frame: each mask, as a
+// 0/1 grey image, is passed through the very preprocessing the engine
+// applies to the image (models/preprocess: the same alignment warp, f×f
+// block average on large reductions, then bilinear resampling) and a
+// heatmap pixel is a defect pixel when the resampled mask coverage is
+// greater than 0.5 ("area > 0.5"). Regions thinner than about half a
+// heatmap pixel can vanish; a category whose defects all vanish gets a note
+// and no pixel metrics. Pixel metrics are accumulated image by image in a
+// metrics.PixelAccumulator over [0, 1], so memory does not grow with the
+// number of images.
+//
+// Categories without masks get image-level metrics only: their pixel
+// metrics are absent from the report (not zero) and a note says so.
+package evaluate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"math"
+	"time"
+
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/dataset"
+	"github.com/inspectd/inspectd/models/metrics"
+	"github.com/inspectd/inspectd/models/preprocess"
+)
+
+// Engine is what Run needs of an inference engine. *infer.Engine satisfies
+// it; tests use fakes. When the engine also has ModelHash() string or
+// Provider() string methods, the report records their results.
+type Engine interface {
+	// Manifest returns the bundle's manifest (input size, calibration).
+	Manifest() bundle.Manifest
+	// NewHeatmap allocates a heatmap of the model input size.
+	NewHeatmap() *infer.Heatmap
+	// Align predicts the transform of the part in roi (empty: whole frame).
+	Align(frame image.Image, roi image.Rectangle) (infer.Transform, error)
+	// Localize writes the heatmap of the aligned roi into dst and returns
+	// the image score.
+	Localize(frame image.Image, roi image.Rectangle, t infer.Transform, dst *infer.Heatmap) (float32, error)
+}
+
+// DefaultOverlays is the number of worst false positives and of worst false
+// negatives per category kept for overlays when Options.Overlays is 0.
+const DefaultOverlays = 4
+
+// AUPROMaxFPR is the false-positive rate up to which AUPRO is integrated
+// (the MVTec AD protocol).
+const AUPROMaxFPR = 0.3
+
+// NoMasksNote is the note of a category without ground-truth masks.
+const NoMasksNote = "no masks: image-level metrics only"
+
+// Options configures Run.
+type Options struct {
+	// Threshold on the image score; when > 0 it overrides the bundle's
+	// calibrated Manifest.Calibration.ImageThreshold.
+	Threshold float64
+	// Overlays is the number of worst false positives (highest-scoring good
+	// images) and worst false negatives (lowest-scoring defect images) kept
+	// per category for WriteHTML: 0 means DefaultOverlays, negative none.
+	Overlays int
+	// Progress, when not nil, receives a single-line progress bar per
+	// category (redrawn with '\r', ended with '\n'). Write errors are
+	// ignored.
+	Progress io.Writer
+	// Bins is the number of score bins of the pixel accumulator; 0 means
+	// metrics.DefaultBins.
+	Bins int
+
+	// now is the clock for latency and progress (nil: time.Now); tests set it.
+	now func() time.Time
+}
+
+// modelHasher and providerNamer are optional Engine methods.
+type modelHasher interface{ ModelHash() string }
+type providerNamer interface{ Provider() string }
+
+// Run evaluates eng on the test split of every category and returns the
+// report. It stops with an error wrapping ctx.Err() when ctx is cancelled,
+// and with an error naming the file when an image cannot be decoded or
+// processed. Categories must have distinct names and at least one test
+// image each.
+func Run(ctx context.Context, eng Engine, cats []*dataset.Category, opts Options) (*Report, error) {
+	if eng == nil {
+		return nil, errors.New("evaluate: no engine")
+	}
+	if len(cats) == 0 {
+		return nil, errors.New("evaluate: no category to evaluate")
+	}
+	seen := map[string]bool{}
+	for _, c := range cats {
+		if seen[c.Name] {
+			return nil, fmt.Errorf("evaluate: two categories named %q (%s), expected distinct names", c.Name, c.Dir)
+		}
+		seen[c.Name] = true
+		if len(c.Test) == 0 {
+			return nil, fmt.Errorf("evaluate: category %s has no test images, expected %s/test/<good|defect>/", c.Name, c.Dir)
+		}
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.Bins == 0 {
+		opts.Bins = metrics.DefaultBins
+	}
+	switch {
+	case opts.Overlays == 0:
+		opts.Overlays = DefaultOverlays
+	case opts.Overlays < 0:
+		opts.Overlays = 0
+	}
+	m := eng.Manifest()
+	thr, source := m.Calibration.ImageThreshold, "calibration"
+	if opts.Threshold > 0 {
+		thr, source = opts.Threshold, "override"
+	}
+	if math.IsNaN(thr) || math.IsInf(thr, 0) {
+		return nil, fmt.Errorf("evaluate: image threshold %v, expected a number", thr)
+	}
+	rep := &Report{Bundle: BundleInfo{
+		Product:             m.Product,
+		InputWidth:          m.Input.Width,
+		InputHeight:         m.Input.Height,
+		AlignMethod:         m.Align.Method,
+		CalibratedThreshold: m.Calibration.ImageThreshold,
+		Threshold:           thr,
+		ThresholdSource:     source,
+	}}
+	if h, ok := eng.(modelHasher); ok {
+		rep.Bundle.ModelHash = h.ModelHash()
+	}
+	if p, ok := eng.(providerNamer); ok {
+		rep.Bundle.Provider = p.Provider()
+	}
+	hm := eng.NewHeatmap()
+	if hm == nil || hm.Width <= 0 || hm.Height <= 0 || len(hm.Values) != hm.Width*hm.Height {
+		return nil, errors.New("evaluate: engine returned an invalid heatmap from NewHeatmap")
+	}
+	for _, c := range cats {
+		cr, err := runCategory(ctx, eng, c, hm, thr, opts)
+		if err != nil {
+			return nil, err
+		}
+		rep.Categories = append(rep.Categories, cr)
+	}
+	return rep, nil
+}
+
+// runCategory evaluates one category.
+func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *infer.Heatmap, thr float64, opts Options) (*CategoryReport, error) {
+	cr := &CategoryReport{Name: c.Name, Dir: c.Dir, HasMasks: c.HasMasks, Threshold: thr, heatW: hm.Width, heatH: hm.Height}
+	cr.worstGood = worstList{n: opts.Overlays, high: true}
+	cr.worstDefect = worstList{n: opts.Overlays, high: false}
+	var acc *metrics.PixelAccumulator
+	var mr maskRenderer
+	if c.HasMasks {
+		var err error
+		if acc, err = metrics.NewPixelAccumulator(0, 1, opts.Bins); err != nil {
+			return nil, fmt.Errorf("evaluate: category %s: %w", c.Name, err)
+		}
+	}
+	prog := newProgress(opts.Progress, c.Name, len(c.Test), opts.now)
+	alignMs := make([]float64, 0, len(c.Test))
+	locMs := make([]float64, 0, len(c.Test))
+	vanished := 0 // defect images whose mask has no pixel at heatmap resolution
+	for i := range c.Test {
+		if err := ctx.Err(); err != nil {
+			prog.abort()
+			return nil, fmt.Errorf("evaluate: category %s: stopped after %d of %d images: %w", c.Name, i, len(c.Test), err)
+		}
+		// Images are decoded here, between the timed stages, not in a
+		// concurrent goroutine: on a small box a parallel decoder would
+		// compete with inference for the cores and inflate the latencies.
+		sample := c.Test[i]
+		img, m, err := sample.Load()
+		if err != nil {
+			prog.abort()
+			return nil, fmt.Errorf("evaluate: category %s: %w", c.Name, err)
+		}
+		it := struct {
+			s    dataset.Sample
+			img  image.Image
+			mask *dataset.Mask
+		}{sample, img, m}
+		t0 := opts.now()
+		tr, err := eng.Align(it.img, image.Rectangle{})
+		t1 := opts.now()
+		if err != nil {
+			prog.abort()
+			return nil, fmt.Errorf("evaluate: %s: %w", it.s.Path, err)
+		}
+		score, err := eng.Localize(it.img, image.Rectangle{}, tr, hm)
+		t2 := opts.now()
+		if err != nil {
+			prog.abort()
+			return nil, fmt.Errorf("evaluate: %s: %w", it.s.Path, err)
+		}
+		if math.IsNaN(float64(score)) || math.IsInf(float64(score), 0) {
+			prog.abort()
+			return nil, fmt.Errorf("evaluate: %s: image score %v, expected a number", it.s.Path, score)
+		}
+		alignMs = append(alignMs, ms(t1.Sub(t0)))
+		locMs = append(locMs, ms(t2.Sub(t1)))
+		if acc != nil {
+			mask, err := mr.render(it.mask, tr, hm.Width, hm.Height)
+			if err != nil {
+				prog.abort()
+				return nil, fmt.Errorf("evaluate: mask of %s: %w", it.s.Path, err)
+			}
+			if mask == nil && it.s.Anomalous() {
+				vanished++
+			}
+			if err := acc.Add(hm.Values, mask, hm.Width, hm.Height); err != nil {
+				prog.abort()
+				return nil, fmt.Errorf("evaluate: %s: %w", it.s.Path, err)
+			}
+		}
+		res := ImageResult{Sample: it.s, Score: float64(score), Transform: tr}
+		cr.Images = append(cr.Images, res)
+		if res.Sample.Anomalous() {
+			cr.worstDefect.offer(res, hm)
+		} else {
+			cr.worstGood.offer(res, hm)
+		}
+		prog.update(i + 1)
+	}
+	prog.finish()
+	if vanished > 0 {
+		cr.Notes = append(cr.Notes, fmt.Sprintf("%d defect images have no defect pixel left after resampling their mask to the %dx%d heatmap (coverage > 0.5)", vanished, hm.Width, hm.Height))
+	}
+	cr.Latency = LatencyReport{Align: latencyOf(alignMs), Localize: latencyOf(locMs)}
+	if err := cr.computeMetrics(acc); err != nil {
+		return nil, fmt.Errorf("evaluate: category %s: %w", c.Name, err)
+	}
+	return cr, nil
+}
+
+// ms converts a duration to float milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ptr returns a pointer to v.
+func ptr(v float64) *float64 { return &v }
+
+// computeMetrics fills the image, pixel and per-defect metrics from the
+// recorded results and the pixel accumulator (nil without masks).
+// Undefined metrics (one class only) are left absent with a note.
+func (cr *CategoryReport) computeMetrics(acc *metrics.PixelAccumulator) error {
+	scores := make([]float64, len(cr.Images))
+	labels := make([]bool, len(cr.Images))
+	for i, r := range cr.Images {
+		scores[i], labels[i] = r.Score, r.Sample.Anomalous()
+		if labels[i] {
+			cr.Anomalous++
+		}
+		cr.MaxScore = math.Max(cr.MaxScore, r.Score)
+	}
+	cr.Count = len(cr.Images)
+	undefined := func(what string, err error) error {
+		if errors.Is(err, metrics.ErrOneClass) {
+			cr.Notes = append(cr.Notes, fmt.Sprintf("%s undefined: %v", what, err))
+			return nil
+		}
+		return err
+	}
+	if v, err := metrics.AUROC(scores, labels); err == nil {
+		cr.ImageAUROC = ptr(v)
+	} else if err := undefined("image AUROC", err); err != nil {
+		return err
+	}
+	if p, err := metrics.PRF1At(scores, labels, cr.Threshold); err == nil {
+		op := operatingPoint(p)
+		cr.AtThreshold = &op
+	} else if err := undefined("F1 at threshold", err); err != nil {
+		return err
+	}
+	if p, err := metrics.BestF1(scores, labels); err == nil {
+		op := operatingPoint(p)
+		cr.BestF1 = &op
+	} else if err := undefined("best F1", err); err != nil {
+		return err
+	}
+
+	cr.PerDefect = map[string]*DefectStats{}
+	var goodScores []float64
+	byDefect := map[string][]float64{}
+	for _, r := range cr.Images {
+		byDefect[r.Sample.Defect] = append(byDefect[r.Sample.Defect], r.Score)
+		if !r.Sample.Anomalous() {
+			goodScores = append(goodScores, r.Score)
+		}
+	}
+	for d, ss := range byDefect {
+		st := &DefectStats{Count: len(ss)}
+		det := 0
+		for _, s := range ss {
+			st.MeanScore += s
+			if s >= cr.Threshold {
+				det++
+			}
+		}
+		st.MeanScore /= float64(len(ss))
+		st.DetectionRate = float64(det) / float64(len(ss))
+		if d != dataset.Good && len(goodScores) > 0 {
+			sc := append(append([]float64(nil), goodScores...), ss...)
+			lb := make([]bool, len(sc))
+			for i := len(goodScores); i < len(sc); i++ {
+				lb[i] = true
+			}
+			v, err := metrics.AUROC(sc, lb)
+			if err != nil {
+				return err
+			}
+			st.ImageAUROC = ptr(v)
+		}
+		cr.PerDefect[d] = st
+	}
+
+	if acc == nil {
+		cr.Notes = append(cr.Notes, NoMasksNote)
+		return nil
+	}
+	if v, err := acc.AUROC(); err == nil {
+		cr.PixelAUROC = ptr(v)
+	} else if err := undefined("pixel AUROC", err); err != nil {
+		return err
+	}
+	if v, err := acc.AP(); err == nil {
+		cr.PixelAP = ptr(v)
+	} else if err := undefined("pixel AP", err); err != nil {
+		return err
+	}
+	if v, err := acc.AUPRO(AUPROMaxFPR); err == nil {
+		cr.AUPRO = ptr(v)
+	} else if err := undefined("AUPRO", err); err != nil {
+		return err
+	}
+	if n := acc.Clamped(); n > 0 {
+		cr.Notes = append(cr.Notes, fmt.Sprintf("%d heatmap values outside [0, 1] were clamped for the pixel metrics", n))
+	}
+	return nil
+}
+
+// maskRenderer brings ground-truth masks into the heatmap's frame; it keeps
+// its buffers between images.
+type maskRenderer struct {
+	prep  preprocess.Preparer
+	gray  *image.Gray
+	cover []float32
+	out   []bool
+}
+
+// render warps and resamples m exactly as the engine prepares the image
+// (transform t, whole frame as roi) to w×h and returns the pixels whose
+// coverage exceeds 0.5. A nil m (or one without defect pixels) gives nil:
+// no defect pixel. The returned slice is reused by the next call.
+func (r *maskRenderer) render(m *dataset.Mask, t infer.Transform, w, h int) ([]bool, error) {
+	if m == nil || m.Count() == 0 {
+		return nil, nil
+	}
+	if len(m.Pix) != m.W*m.H || m.W <= 0 || m.H <= 0 {
+		return nil, fmt.Errorf("mask is %dx%d with %d pixels", m.W, m.H, len(m.Pix))
+	}
+	if r.gray == nil || r.gray.Rect.Dx() != m.W || r.gray.Rect.Dy() != m.H {
+		r.gray = image.NewGray(image.Rect(0, 0, m.W, m.H))
+	}
+	for i, p := range m.Pix {
+		if p {
+			r.gray.Pix[i] = 255
+		} else {
+			r.gray.Pix[i] = 0
+		}
+	}
+	if len(r.cover) != w*h {
+		r.cover = make([]float32, w*h)
+		r.out = make([]bool, w*h)
+	}
+	spec := preprocess.Spec{Width: w, Height: h, Channels: 1}
+	if t != (infer.Transform{}) {
+		warp := t.Pixel(m.W, m.H)
+		spec.Warp = &warp
+	}
+	if err := r.prep.Fill(r.cover, r.gray, spec); err != nil {
+		return nil, err
+	}
+	found := false
+	for i, v := range r.cover {
+		r.out[i] = v > 0.5
+		found = found || r.out[i]
+	}
+	if !found {
+		return nil, nil
+	}
+	return r.out, nil
+}

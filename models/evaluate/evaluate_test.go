@@ -1,0 +1,670 @@
+package evaluate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"image"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/dataset"
+	"github.com/inspectd/inspectd/models/netdef"
+	"github.com/inspectd/inspectd/models/preprocess"
+	"github.com/inspectd/inspectd/models/synth"
+)
+
+// fakeClock is a manual clock: only the fake engine advances it.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+// fakeEngine "localises" by resampling the image itself, as grey, to the
+// model size (through the same warp as the real engine): the heatmap is the
+// image and the score its maximum. Align returns tr. Each Align call i
+// (from 0) takes i+1 ms and each Localize call 10·(i+1) ms on the clock.
+type fakeEngine struct {
+	w, h       int
+	thr        float64
+	tr         infer.Transform
+	clock      *fakeClock
+	aligns     int
+	localizes  int
+	onLocalize func(n int) // called after the n-th Localize (from 1)
+}
+
+func (f *fakeEngine) Manifest() bundle.Manifest {
+	var m bundle.Manifest
+	m.Product = "fake"
+	m.Input.Width, m.Input.Height = f.w, f.h
+	m.Align.Method = bundle.AlignIMM
+	m.Calibration.ImageThreshold = f.thr
+	return m
+}
+
+func (f *fakeEngine) ModelHash() string { return "fakehash" }
+
+func (f *fakeEngine) NewHeatmap() *infer.Heatmap {
+	return &infer.Heatmap{Width: f.w, Height: f.h, Values: make([]float32, f.w*f.h)}
+}
+
+func (f *fakeEngine) Align(frame image.Image, roi image.Rectangle) (infer.Transform, error) {
+	f.aligns++
+	if f.clock != nil {
+		f.clock.t = f.clock.t.Add(time.Duration(f.aligns) * time.Millisecond)
+	}
+	return f.tr, nil
+}
+
+func (f *fakeEngine) Localize(frame image.Image, roi image.Rectangle, t infer.Transform, dst *infer.Heatmap) (float32, error) {
+	f.localizes++
+	if f.clock != nil {
+		f.clock.t = f.clock.t.Add(time.Duration(10*f.localizes) * time.Millisecond)
+	}
+	spec := preprocess.Spec{Width: f.w, Height: f.h, Channels: 1}
+	if t != (infer.Transform{}) {
+		b := frame.Bounds()
+		w := t.Pixel(b.Dx(), b.Dy())
+		spec.Warp = &w
+	}
+	if err := preprocess.Fill(dst.Values, frame, spec); err != nil {
+		return 0, err
+	}
+	var m float32
+	for _, v := range dst.Values {
+		m = max(m, v)
+	}
+	if f.onLocalize != nil {
+		f.onLocalize(f.localizes)
+	}
+	return m, nil
+}
+
+// writeGray writes a w×h grey PNG whose pixels are fn(x, y).
+func writeGray(t *testing.T, path string, w, h int, fn func(x, y int) uint8) {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Pix[y*img.Stride+x] = fn(x, y)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// background is the grey level of the hand-made defect images' background.
+const background = 13
+
+// handCategory writes an 8×8 category: 4 good test images of uniform grey
+// goodLevels, and per defect type 2 images of background with a 2×2 patch
+// at its level (masks on the patch when masks is set).
+func handCategory(t *testing.T, root, name string, masks bool) *dataset.Category {
+	t.Helper()
+	dir := filepath.Join(root, name)
+	writeGray(t, filepath.Join(dir, "train", "good", "000.png"), 8, 8, func(x, y int) uint8 { return 20 })
+	// Grey levels (score = level/255): good 0.1 0.2 0.3 0.6, crack 0.4
+	// 0.7, dent 0.5 0.8; defect patches are 2×2 at these corners.
+	goodLevels := []uint8{26, 51, 77, 153}
+	levels := map[string][]uint8{"crack": {102, 179}, "dent": {128, 204}}
+	patches := map[string][2]int{"crack": {2, 2}, "dent": {5, 5}}
+	for i, v := range goodLevels {
+		writeGray(t, filepath.Join(dir, "test", "good", "00"+string(rune('0'+i))+".png"), 8, 8, func(x, y int) uint8 { return v })
+	}
+	for d, lv := range levels {
+		p := patches[d]
+		in := func(x, y int) bool { return x >= p[0] && x < p[0]+2 && y >= p[1] && y < p[1]+2 }
+		for i, v := range lv {
+			n := "00" + string(rune('0'+i))
+			writeGray(t, filepath.Join(dir, "test", d, n+".png"), 8, 8, func(x, y int) uint8 {
+				if in(x, y) {
+					return v
+				}
+				return background
+			})
+			if masks {
+				writeGray(t, filepath.Join(dir, "ground_truth", d, n+"_mask.png"), 8, 8, func(x, y int) uint8 {
+					if in(x, y) {
+						return 255
+					}
+					return 0
+				})
+			}
+		}
+	}
+	c, err := dataset.OpenCategory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HasMasks != masks || len(c.Test) != 8 {
+		t.Fatalf("hand category: masks %v, %d test images", c.HasMasks, len(c.Test))
+	}
+	return c
+}
+
+func near(t *testing.T, what string, got *float64, want, tol float64) {
+	t.Helper()
+	if got == nil {
+		t.Errorf("%s absent, want %.6f", what, want)
+		return
+	}
+	if math.Abs(*got-want) > tol {
+		t.Errorf("%s = %.6f, want %.6f", what, *got, want)
+	}
+}
+
+func TestHandComputedMetrics(t *testing.T) {
+	cat := handCategory(t, t.TempDir(), "hand", true)
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	eng := &fakeEngine{w: 8, h: 8, thr: 0.45, clock: clk}
+	var prog bytes.Buffer
+	rep, err := Run(context.Background(), eng, []*dataset.Category{cat}, Options{Progress: &prog, now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Categories[0]
+	if c.Count != 8 || c.Anomalous != 4 || eng.aligns != 8 || eng.localizes != 8 {
+		t.Fatalf("%d images, %d anomalous, %d aligns, %d localizes", c.Count, c.Anomalous, eng.aligns, eng.localizes)
+	}
+	// Image level: each defect outranks 3, 3, 4, 4 of the 4 good images.
+	near(t, "image AUROC", c.ImageAUROC, 14.0/16, 1e-12)
+	// At 0.45: TP 0.5 0.7 0.8, FP 0.6, FN 0.4 → P = R = F1 = 0.75.
+	if a := c.AtThreshold; a == nil || a.TP != 3 || a.FP != 1 || a.FN != 1 || a.TN != 3 || math.Abs(a.F1-0.75) > 1e-12 {
+		t.Errorf("at threshold = %+v, want TP 3 FP 1 FN 1 TN 3 F1 0.75", a)
+	}
+	// Best: threshold 0.4 → TP 4, FP 1: P 0.8, R 1, F1 8/9.
+	if b := c.BestF1; b == nil || math.Abs(b.Threshold-102.0/255) > 1e-6 || math.Abs(b.F1-8.0/9) > 1e-12 || b.Recall != 1 {
+		t.Errorf("best F1 = %+v, want threshold 0.4, F1 8/9", b)
+	}
+	// Pixel level: 16 defect pixels (4 per level 0.4 0.5 0.7 0.8), 496
+	// normal (4×64 good at 0.1–0.6, 4×60 background at 0.05).
+	near(t, "pixel AUROC", c.PixelAUROC, 4*(432+432+496+496)/(16.0*496), 1e-9)
+	near(t, "pixel AP", c.PixelAP, 0.5+0.25*(12.0/76+16.0/80), 1e-9)
+	fpr := 64.0 / 496
+	near(t, "AUPRO", c.AUPRO, (0.5*fpr+(0.3-fpr))/0.3, 1e-9)
+
+	// Per defect.
+	if g := c.PerDefect["good"]; g == nil || g.Count != 4 || g.DetectionRate != 0.25 || g.ImageAUROC != nil {
+		t.Errorf("good stats = %+v", g)
+	}
+	cr := c.PerDefect["crack"]
+	if cr == nil || cr.Count != 2 || cr.DetectionRate != 0.5 || math.Abs(cr.MeanScore-(102+179)/2.0/255) > 1e-6 {
+		t.Errorf("crack stats = %+v", cr)
+	}
+	near(t, "crack AUROC", cr.ImageAUROC, 7.0/8, 1e-12)
+	if d := c.PerDefect["dent"]; d == nil || d.DetectionRate != 1 {
+		t.Errorf("dent stats = %+v", d)
+	}
+
+	// Latency from the fake clock: align i+1 ms, localize 10·(i+1) ms.
+	want := LatencyReport{Align: Latency{1, 4.5, 8}, Localize: Latency{10, 45, 80}}
+	if c.Latency != want {
+		t.Errorf("latency = %+v, want %+v", c.Latency, want)
+	}
+	if !(c.Latency.Align.MedianMs < c.Latency.Localize.MedianMs) {
+		t.Error("align median not below localize median")
+	}
+
+	// Progress: one redraw per image after the initial line, then '\n'.
+	p := prog.String()
+	if strings.Count(p, "\r") != 9 || !strings.HasSuffix(p, "\n") || !strings.Contains(p, "8/8") ||
+		!strings.Contains(p, "img/s") || !strings.Contains(p, "ETA") || strings.Count(p, "\n") != 1 {
+		t.Errorf("progress output %q", p)
+	}
+
+	// Threshold override.
+	rep2, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{cat}, Options{Threshold: 0.75})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := rep2.Categories[0].AtThreshold; a == nil || a.TP != 1 || a.FP != 0 || rep2.Bundle.ThresholdSource != "override" || rep2.Bundle.Threshold != 0.75 {
+		t.Errorf("override: %+v, bundle %+v", a, rep2.Bundle)
+	}
+}
+
+func TestLatencyOf(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want Latency
+	}{
+		{nil, Latency{}},
+		{[]float64{5}, Latency{5, 5, 5}},
+		{[]float64{3, 1, 2}, Latency{1, 2, 3}},
+		{func() []float64 {
+			v := make([]float64, 200)
+			for i := range v {
+				v[i] = float64(200 - i)
+			}
+			return v
+		}(), Latency{1, 100.5, 198}},
+	} {
+		if got := latencyOf(c.in); got != c.want {
+			t.Errorf("latencyOf(%v) = %+v, want %+v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestMaskRendering(t *testing.T) {
+	m := &dataset.Mask{W: 16, H: 16, Pix: make([]bool, 256)}
+	for y := 4; y < 8; y++ {
+		for x := 4; x < 8; x++ {
+			m.Pix[y*16+x] = true // 4×4 block → 2×2 at (2,2) in 8×8
+		}
+	}
+	m.Pix[12*16+12] = true // a lone pixel covers a quarter of one output pixel
+	var r maskRenderer
+	got, err := r.render(m, infer.Transform{}, 8, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for y := range 8 {
+		for x := range 8 {
+			want := x >= 2 && x < 4 && y >= 2 && y < 4
+			if got[y*8+x] != want {
+				t.Fatalf("mask (%d,%d) = %v, want %v", x, y, got[y*8+x], want)
+			}
+		}
+	}
+	if got, _ := r.render(&dataset.Mask{W: 16, H: 16, Pix: make([]bool, 256)}, infer.Transform{}, 8, 8); got != nil {
+		t.Error("empty mask gave defect pixels")
+	}
+}
+
+// TestAlignedMasks checks that masks are warped like the heatmap: the
+// images are their own masks and the fake heatmap is the warped image, so
+// the pixel AUROC is 1 only if the mask follows the alignment transform.
+func TestAlignedMasks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "aligned")
+	blob := func(x, y int) uint8 {
+		if x >= 20 && x < 28 && y >= 4 && y < 12 {
+			return 255
+		}
+		return 0
+	}
+	writeGray(t, filepath.Join(dir, "train", "good", "000.png"), 32, 32, func(x, y int) uint8 { return 0 })
+	writeGray(t, filepath.Join(dir, "test", "good", "000.png"), 32, 32, func(x, y int) uint8 { return 0 })
+	writeGray(t, filepath.Join(dir, "test", "blob", "000.png"), 32, 32, blob)
+	writeGray(t, filepath.Join(dir, "ground_truth", "blob", "000_mask.png"), 32, 32, blob)
+	cat, err := dataset.OpenCategory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := infer.Transform{Tx: 0.15, Ty: -0.1, Theta: 0.4}
+	rep, err := Run(context.Background(), &fakeEngine{w: 16, h: 16, thr: 0.5, tr: tr}, []*dataset.Category{cat}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "aligned pixel AUROC", rep.Categories[0].PixelAUROC, 1, 1e-3)
+
+	// The same heatmaps against unwarped masks score clearly worse, so the
+	// check above can fail.
+	var mr maskRenderer
+	img, m, err := cat.Test[1].Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &fakeEngine{w: 16, h: 16}
+	hm := eng.NewHeatmap()
+	if _, err := eng.Localize(img, image.Rectangle{}, tr, hm); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := mr.render(m, infer.Transform{}, 16, 16)
+	agree := 0
+	for i, v := range hm.Values {
+		if (v > 0.5) == plain[i] {
+			agree++
+		}
+	}
+	if agree == len(hm.Values) {
+		t.Fatal("the transform does not move the blob; the test cannot tell warped from unwarped masks")
+	}
+}
+
+func decodeJSON(t *testing.T, rep *Report) map[string]any {
+	t.Helper()
+	var b bytes.Buffer
+	if err := rep.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(b.Bytes(), &out); err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	return out
+}
+
+func TestJSONShape(t *testing.T) {
+	root := t.TempDir()
+	masked := handCategory(t, root, "masked", true)
+	plain := handCategory(t, root, "plain", false)
+	rep, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{masked, plain}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := decodeJSON(t, rep)
+	if len(out) != 2 || out["bundle"] == nil || out["categories"] == nil {
+		t.Fatalf("top-level keys: %v", out)
+	}
+	if b := out["bundle"].(map[string]any); b["product"] != "fake" || b["model_hash"] != "fakehash" || b["threshold"] != 0.45 {
+		t.Errorf("bundle = %v", b)
+	}
+	cats := out["categories"].(map[string]any)
+	common := []string{"image_auroc", "f1_at_threshold", "threshold", "best_f1", "per_defect", "latency_ms"}
+	pixel := []string{"pixel_auroc", "pixel_ap", "aupro"}
+	m := cats["masked"].(map[string]any)
+	p := cats["plain"].(map[string]any)
+	for _, k := range append(common, pixel...) {
+		if _, ok := m[k]; !ok {
+			t.Errorf("masked category lacks %q", k)
+		}
+	}
+	for _, k := range common {
+		if _, ok := p[k]; !ok {
+			t.Errorf("plain category lacks %q", k)
+		}
+	}
+	for _, k := range pixel {
+		if v, ok := p[k]; ok {
+			t.Errorf("plain category has %q = %v, want it absent", k, v)
+		}
+	}
+	notes, _ := p["notes"].([]any)
+	if len(notes) != 1 || notes[0] != NoMasksNote {
+		t.Errorf("plain notes = %v, want [%q]", p["notes"], NoMasksNote)
+	}
+	if _, ok := m["notes"]; ok {
+		t.Errorf("masked category has notes %v", m["notes"])
+	}
+	lat := m["latency_ms"].(map[string]any)
+	for _, stage := range []string{"align", "localize"} {
+		s, _ := lat[stage].(map[string]any)
+		for _, k := range []string{"min_ms", "median_ms", "p99_ms"} {
+			if _, ok := s[k].(float64); !ok {
+				t.Errorf("latency_ms.%s.%s missing: %v", stage, k, lat)
+			}
+		}
+	}
+	bf := m["best_f1"].(map[string]any)
+	if bf["f1"] == nil || bf["threshold"] == nil || bf["precision"] == nil || bf["recall"] == nil {
+		t.Errorf("best_f1 = %v", bf)
+	}
+	pd := m["per_defect"].(map[string]any)
+	crack := pd["crack"].(map[string]any)
+	for _, k := range []string{"count", "mean_score", "detection_rate", "image_auroc"} {
+		if _, ok := crack[k]; !ok {
+			t.Errorf("per_defect.crack lacks %q: %v", k, crack)
+		}
+	}
+	if m["f1_at_threshold"] != 0.75 {
+		t.Errorf("f1_at_threshold = %v, want 0.75", m["f1_at_threshold"])
+	}
+
+	// Only good images: image-level figures needing defects are absent, with notes.
+	onlyGood := *plain
+	onlyGood.Name = "onlygood"
+	onlyGood.Test = plain.Test[:4]
+	rep, err = Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{&onlyGood}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := decodeJSON(t, rep)["categories"].(map[string]any)["onlygood"].(map[string]any)
+	for _, k := range []string{"image_auroc", "f1_at_threshold", "best_f1"} {
+		if _, ok := g[k]; ok {
+			t.Errorf("only-good category has %q", k)
+		}
+	}
+	if n, _ := g["notes"].([]any); len(n) < 3 {
+		t.Errorf("only-good notes = %v, want the undefined figures explained", g["notes"])
+	}
+}
+
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+func TestHTMLReport(t *testing.T) {
+	root := t.TempDir()
+	masked := handCategory(t, root, "masked", true)
+	plain := handCategory(t, root, "plain", false)
+	rep, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{masked, plain}, Options{Overlays: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Categories[0]
+	fp, fn := c.WorstGood(), c.WorstDefective()
+	if len(fp) != 2 || fp[0].Sample.Name != "003" || fp[1].Sample.Name != "002" {
+		t.Errorf("worst good = %v", fp)
+	}
+	if len(fn) != 2 || fn[0].Sample.Defect != "crack" || fn[0].Sample.Name != "000" || fn[1].Sample.Defect != "dent" || fn[1].Sample.Name != "000" {
+		t.Errorf("worst defective = %v", fn)
+	}
+	dir := filepath.Join(t.TempDir(), "report")
+	if err := rep.WriteHTML(dir); err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(page)
+	for _, want := range []string{`<svg class="roc"`, `<svg class="pr"`, `<polyline`, `class="metrics"`, `class="per-defect"`,
+		"<td>crack</td>", NoMasksNote, "masked_fp1_good_003.png", "plain_fn2_dent_000.png", "0.8750"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("index.html lacks %q", want)
+		}
+	}
+	if strings.Contains(s, "<script") || strings.Contains(s, "http://") && !strings.Contains(s, "http://www.w3.org/2000/svg") {
+		t.Error("index.html is not self-contained")
+	}
+	files := []string{"masked_fp1_good_003.png", "masked_fp2_good_002.png", "masked_fn1_crack_000.png", "masked_fn2_dent_000.png",
+		"plain_fp1_good_003.png", "plain_fp2_good_002.png", "plain_fn1_crack_000.png", "plain_fn2_dent_000.png"}
+	for _, f := range files {
+		img := decodePNG(t, filepath.Join(dir, f))
+		if b := img.Bounds(); b.Dx() != 4*8+3*OverlayGap || b.Dy() != 8 {
+			t.Errorf("%s is %v, want %dx8", f, b, 4*8+3*OverlayGap)
+		}
+	}
+	// masked crack 000: patch at (2..3, 2..3) is white in the mask panel,
+	// the rest black; the heatmap panel is hot on the patch.
+	img := decodePNG(t, filepath.Join(dir, "masked_fn1_crack_000.png"))
+	mx := 3 * (8 + OverlayGap)
+	if r, _, _, _ := img.At(mx+2, 2).RGBA(); r>>8 != 255 {
+		t.Errorf("mask panel at the defect = %v, want white", img.At(mx+2, 2))
+	}
+	if r, _, _, _ := img.At(mx+0, 0).RGBA(); r>>8 != 0 {
+		t.Errorf("mask panel off the defect = %v, want black", img.At(mx, 0))
+	}
+	hx := 2 * (8 + OverlayGap)
+	hot, cold := img.At(hx+2, 2), img.At(hx, 0)
+	hr, _, _, _ := hot.RGBA()
+	cr, _, cb, _ := cold.RGBA()
+	if !(hr > cr && cb > cr) {
+		t.Errorf("heatmap panel: defect %v, background %v; want the defect redder and the background blue", hot, cold)
+	}
+	// The original panel shows the image: background grey 13.
+	if r, g, b, _ := img.At(0, 0).RGBA(); r>>8 != uint32(background) || g != r || b != r {
+		t.Errorf("original panel (0,0) = %v, want grey %d", img.At(0, 0), background)
+	}
+	// No masks: the mask panel is the grey "no mask" panel.
+	img = decodePNG(t, filepath.Join(dir, "plain_fn1_crack_000.png"))
+	if r, _, _, _ := img.At(mx+1, 4).RGBA(); r>>8 != noMaskBackgroundGrey {
+		t.Errorf("no-mask panel = %v, want grey %d", img.At(mx+1, 4), noMaskBackgroundGrey)
+	}
+}
+
+func TestCancellation(t *testing.T) {
+	cat := handCategory(t, t.TempDir(), "hand", true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng := &fakeEngine{w: 8, h: 8, thr: 0.45, onLocalize: func(n int) {
+		if n == 3 {
+			cancel()
+		}
+	}}
+	var prog bytes.Buffer
+	rep, err := Run(ctx, eng, []*dataset.Category{cat}, Options{Progress: &prog})
+	if !errors.Is(err, context.Canceled) || rep != nil {
+		t.Fatalf("Run after cancel = %v, %v; want context.Canceled", rep, err)
+	}
+	if eng.localizes != 3 {
+		t.Errorf("%d images localised after cancelling at the third", eng.localizes)
+	}
+	if !strings.HasSuffix(prog.String(), "\n") {
+		t.Errorf("progress line not ended after cancel: %q", prog.String())
+	}
+
+	eng = &fakeEngine{w: 8, h: 8, thr: 0.45}
+	if _, err := Run(ctx, eng, []*dataset.Category{cat}, Options{}); !errors.Is(err, context.Canceled) || eng.aligns != 0 {
+		t.Errorf("Run with a cancelled context: %v after %d images", err, eng.aligns)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	root := t.TempDir()
+	cat := handCategory(t, root, "hand", false)
+	bad := cat.Test[5].Path
+	if err := os.WriteFile(bad, []byte("not an image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{cat}, Options{})
+	if err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("corrupt image: err = %v, want it to name %s", err, bad)
+	}
+	dup := handCategory(t, t.TempDir(), "hand", false)
+	if _, err := Run(context.Background(), &fakeEngine{w: 8, h: 8}, []*dataset.Category{dup, dup}, Options{}); err == nil || !strings.Contains(err.Error(), "two categories") {
+		t.Errorf("duplicate names: err = %v", err)
+	}
+	empty := *dup
+	empty.Test = nil
+	if _, err := Run(context.Background(), &fakeEngine{w: 8, h: 8}, []*dataset.Category{&empty}, Options{}); err == nil || !strings.Contains(err.Error(), "no test images") {
+		t.Errorf("no test images: err = %v", err)
+	}
+}
+
+// TestRealEngine runs the ONNX Runtime engine on a random-weight bundle and
+// tiny synthetic data end to end.
+func TestRealEngine(t *testing.T) {
+	lib, err := infer.DefaultLibraryPath()
+	if err != nil {
+		t.Fatalf("%v (run `bash scripts/deps.sh`)", err)
+	}
+	rt, err := infer.OpenRuntime(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	tmp := t.TempDir()
+	bdir := filepath.Join(tmp, "bundle")
+	if _, err := netdef.WriteRandomBundle(bdir, netdef.RandomBundleOptions{Height: 64, Width: 64, D: 8, AlignSize: 32, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundle.Load(bdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := infer.NewEngine(rt, b, infer.EngineOptions{IntraOpThreads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := eng.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	data := filepath.Join(tmp, "data")
+	if err := synth.Generate(data, synth.Options{Seed: 7, Objects: []string{synth.Gear}, Width: 64, Height: 64,
+		TrainGood: 1, TestGood: 2, TestPerDefect: 1, MaxRotationDeg: 10, MaxShiftFrac: 0.05}); err != nil {
+		t.Fatal(err)
+	}
+	cats, err := dataset.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prog bytes.Buffer
+	rep, err := Run(context.Background(), eng, cats, Options{Progress: &prog, Overlays: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Categories[0]
+	n := len(cats[0].Test)
+	if c.Count != n || n != 2+len(synth.Defects()) || c.Anomalous != len(synth.Defects()) {
+		t.Fatalf("%d images (%d defective) of %d", c.Count, c.Anomalous, n)
+	}
+	if c.ImageAUROC == nil || c.PixelAUROC == nil || c.PixelAP == nil || c.AUPRO == nil || c.BestF1 == nil || c.AtThreshold == nil {
+		t.Errorf("missing figures: %+v, notes %v", c, c.Notes)
+	}
+	if c.Threshold != b.Manifest.Calibration.ImageThreshold || rep.Bundle.ModelHash != eng.ModelHash() || rep.Bundle.Provider == "" {
+		t.Errorf("threshold %v, bundle %+v", c.Threshold, rep.Bundle)
+	}
+	if !(c.Latency.Localize.MinMs > 0 && c.Latency.Localize.MinMs <= c.Latency.Localize.MedianMs && c.Latency.Localize.MedianMs <= c.Latency.Localize.P99Ms) {
+		t.Errorf("localize latency %+v", c.Latency.Localize)
+	}
+	// The recorded scores are the engine's.
+	img, _, err := c.Images[n-1].Sample.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hm := eng.NewHeatmap()
+	tr, err := eng.Align(img, image.Rectangle{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := eng.Localize(img, image.Rectangle{}, tr, hm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(float64(s)-c.Images[n-1].Score) > 1e-6 {
+		t.Errorf("recorded score %v, engine %v", c.Images[n-1].Score, s)
+	}
+	if !strings.Contains(prog.String(), strconv.Itoa(n)+"/"+strconv.Itoa(n)) {
+		t.Errorf("progress %q", prog.String())
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil || !strings.Contains(js.String(), `"aupro"`) {
+		t.Errorf("JSON: %v\n%s", err, js.String())
+	}
+	dir := filepath.Join(tmp, "html")
+	if err := rep.WriteHTML(dir); err != nil {
+		t.Fatal(err)
+	}
+	pngs, _ := filepath.Glob(filepath.Join(dir, "gear_f*.png"))
+	if len(pngs) != 4 {
+		t.Errorf("overlays %v, want 2 false positives and 2 false negatives", pngs)
+	}
+	for _, p := range pngs {
+		if b := decodePNG(t, p).Bounds(); b.Dx() != 4*64+3*OverlayGap || b.Dy() != 64 {
+			t.Errorf("%s is %v", p, b)
+		}
+	}
+}

@@ -1,0 +1,269 @@
+package evaluate
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/dataset"
+	"github.com/inspectd/inspectd/models/metrics"
+)
+
+// Report is the result of Run: what was evaluated and every category's
+// figures, in the order the categories were given.
+type Report struct {
+	// Bundle describes the model and the threshold used.
+	Bundle BundleInfo
+	// Categories holds one entry per evaluated category.
+	Categories []*CategoryReport
+}
+
+// BundleInfo identifies the evaluated model. Its JSON form is the report's
+// "bundle" object.
+type BundleInfo struct {
+	Product string `json:"product"`
+	// ModelHash and Provider are set when the engine reports them.
+	ModelHash   string `json:"model_hash,omitempty"`
+	Provider    string `json:"provider,omitempty"`
+	InputWidth  int    `json:"input_width"`
+	InputHeight int    `json:"input_height"`
+	AlignMethod string `json:"align_method"`
+	// CalibratedThreshold is the bundle's image threshold.
+	CalibratedThreshold float64 `json:"calibrated_threshold"`
+	// Threshold is the image threshold used: Options.Threshold when > 0,
+	// else CalibratedThreshold.
+	Threshold float64 `json:"threshold"`
+	// ThresholdSource is "calibration" or "override".
+	ThresholdSource string `json:"threshold_source"`
+}
+
+// OperatingPoint is precision, recall and F1 when images scored >=
+// Threshold are predicted defective, with the confusion counts.
+type OperatingPoint struct {
+	Threshold float64 `json:"threshold"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+	TP        uint64  `json:"tp"`
+	FP        uint64  `json:"fp"`
+	FN        uint64  `json:"fn"`
+	TN        uint64  `json:"tn"`
+}
+
+// operatingPoint converts a metrics.PRF; an infinite threshold (nothing
+// predicted defective) becomes the largest float so that JSON can hold it.
+func operatingPoint(p metrics.PRF) OperatingPoint {
+	t := p.Threshold
+	if math.IsInf(t, 1) {
+		t = math.MaxFloat64
+	}
+	return OperatingPoint{Threshold: t, Precision: p.Precision, Recall: p.Recall, F1: p.F1, TP: p.TP, FP: p.FP, FN: p.FN, TN: p.TN}
+}
+
+// DefectStats summarises the test images of one defect type (or of the
+// good images, under the key "good").
+type DefectStats struct {
+	// Count is the number of images.
+	Count int `json:"count"`
+	// MeanScore is their mean image score.
+	MeanScore float64 `json:"mean_score"`
+	// DetectionRate is the fraction scored >= the threshold: the recall of
+	// this defect type, or for "good" the false-positive rate.
+	DetectionRate float64 `json:"detection_rate"`
+	// ImageAUROC is the AUROC of this defect type against the good images;
+	// absent for "good" and when there are no good images.
+	ImageAUROC *float64 `json:"image_auroc,omitempty"`
+}
+
+// Latency summarises the wall times of one stage over a category's images.
+// The median of an even count is the mean of the two middle values; P99 is
+// the nearest-rank 99th percentile (the ⌈0.99·n⌉-th smallest).
+type Latency struct {
+	MinMs    float64 `json:"min_ms"`
+	MedianMs float64 `json:"median_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+}
+
+// LatencyReport holds the per-stage latencies.
+type LatencyReport struct {
+	Align    Latency `json:"align"`
+	Localize Latency `json:"localize"`
+}
+
+// latencyOf summarises durations in milliseconds (zero for none).
+func latencyOf(v []float64) Latency {
+	if len(v) == 0 {
+		return Latency{}
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	med := s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	k := int(math.Ceil(0.99*float64(n))) - 1
+	return Latency{MinMs: s[0], MedianMs: med, P99Ms: s[min(max(k, 0), n-1)]}
+}
+
+// ImageResult is the outcome of one test image.
+type ImageResult struct {
+	// Sample is the test image (its Defect gives the label).
+	Sample dataset.Sample
+	// Score is the image score.
+	Score float64
+	// Transform is the alignment the engine predicted.
+	Transform infer.Transform
+}
+
+// CategoryReport holds one category's figures. Pointer fields are nil when
+// the figure is undefined or does not apply (then Notes says why); in JSON
+// they are absent.
+type CategoryReport struct {
+	// Name and Dir identify the category.
+	Name string `json:"-"`
+	Dir  string `json:"-"`
+	// HasMasks is true when pixel metrics were computed.
+	HasMasks bool `json:"-"`
+	// Count and Anomalous are the numbers of test images and defect images.
+	Count     int `json:"images"`
+	Anomalous int `json:"anomalous"`
+
+	ImageAUROC *float64 `json:"image_auroc,omitempty"`
+	PixelAUROC *float64 `json:"pixel_auroc,omitempty"`
+	PixelAP    *float64 `json:"pixel_ap,omitempty"`
+	AUPRO      *float64 `json:"aupro,omitempty"`
+
+	// Threshold is the image threshold used (BundleInfo.Threshold).
+	Threshold float64 `json:"threshold"`
+	// AtThreshold is the operating point at Threshold.
+	AtThreshold *OperatingPoint `json:"-"`
+	// BestF1 is the F1-optimal operating point.
+	BestF1 *OperatingPoint `json:"best_f1,omitempty"`
+	// PerDefect maps defect types (and "good") to their statistics.
+	PerDefect map[string]*DefectStats `json:"per_defect"`
+	// Latency is the per-stage latency.
+	Latency LatencyReport `json:"latency_ms"`
+	// Notes explains absent figures and anything unusual.
+	Notes []string `json:"notes,omitempty"`
+	// MaxScore is the highest image score of the category.
+	MaxScore float64 `json:"-"`
+	// Images holds every image's result in evaluation order.
+	Images []ImageResult `json:"-"`
+
+	// Overlay candidates and the heatmap size they were recorded at.
+	worstGood, worstDefect worstList
+	heatW, heatH           int
+}
+
+// categoryJSON adds the flattened operating point at the threshold.
+type categoryJSON struct {
+	*CategoryReport
+	F1AtThreshold        *float64 `json:"f1_at_threshold,omitempty"`
+	PrecisionAtThreshold *float64 `json:"precision_at_threshold,omitempty"`
+	RecallAtThreshold    *float64 `json:"recall_at_threshold,omitempty"`
+}
+
+// WriteJSON writes the report as one indented JSON object:
+//
+//	{"categories": {"<name>": {"image_auroc", "pixel_auroc", "pixel_ap",
+//	  "aupro", "f1_at_threshold", "precision_at_threshold",
+//	  "recall_at_threshold", "threshold", "best_f1": {...},
+//	  "per_defect": {...}, "latency_ms": {"align": {"min_ms", "median_ms",
+//	  "p99_ms"}, "localize": {...}}, "images", "anomalous", "notes"}},
+//	 "bundle": {...}}
+//
+// Figures that are undefined or do not apply (pixel metrics without masks)
+// are absent, never null or 0, and "notes" says why.
+func (r *Report) WriteJSON(w io.Writer) error {
+	out := struct {
+		Categories map[string]categoryJSON `json:"categories"`
+		Bundle     BundleInfo              `json:"bundle"`
+	}{Categories: map[string]categoryJSON{}, Bundle: r.Bundle}
+	for _, c := range r.Categories {
+		cj := categoryJSON{CategoryReport: c}
+		if p := c.AtThreshold; p != nil {
+			cj.F1AtThreshold, cj.PrecisionAtThreshold, cj.RecallAtThreshold = ptr(p.F1), ptr(p.Precision), ptr(p.Recall)
+		}
+		out.Categories[c.Name] = cj
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return fmt.Errorf("evaluate: writing JSON report: %w", err)
+	}
+	return nil
+}
+
+// candidate is an overlay candidate: an image result and its heatmap,
+// quantised to 16 bits (value·65535).
+type candidate struct {
+	res  ImageResult
+	heat []uint16
+}
+
+// worstList keeps the n worst images seen so far, worst first: the
+// highest-scoring ones when high is set (false positives among good
+// images), else the lowest-scoring (false negatives among defect images).
+// Ties keep the earlier image.
+type worstList struct {
+	n     int
+	high  bool
+	items []candidate
+}
+
+// worse reports whether score a is worse than score b.
+func (l *worstList) worse(a, b float64) bool {
+	if l.high {
+		return a > b
+	}
+	return a < b
+}
+
+// offer considers an image; its heatmap is copied only when it is kept.
+func (l *worstList) offer(res ImageResult, hm *infer.Heatmap) {
+	if l.n <= 0 {
+		return
+	}
+	if len(l.items) == l.n && !l.worse(res.Score, l.items[l.n-1].Score()) {
+		return
+	}
+	var heat []uint16
+	if len(l.items) == l.n {
+		heat = l.items[l.n-1].heat // reuse the evicted buffer
+		l.items = l.items[:l.n-1]
+	}
+	if len(heat) != len(hm.Values) {
+		heat = make([]uint16, len(hm.Values))
+	}
+	for i, v := range hm.Values {
+		heat[i] = uint16(math.Round(float64(min(max(v, 0), 1)) * 65535))
+	}
+	pos := sort.Search(len(l.items), func(i int) bool { return l.worse(res.Score, l.items[i].Score()) })
+	l.items = append(l.items, candidate{})
+	copy(l.items[pos+1:], l.items[pos:])
+	l.items[pos] = candidate{res: res, heat: heat}
+}
+
+// Score returns the candidate's image score.
+func (c candidate) Score() float64 { return c.res.Score }
+
+// WorstGood returns the kept highest-scoring good images (worst false
+// positives), worst first.
+func (c *CategoryReport) WorstGood() []ImageResult { return c.worstGood.results() }
+
+// WorstDefective returns the kept lowest-scoring defect images (worst false
+// negatives), worst first.
+func (c *CategoryReport) WorstDefective() []ImageResult { return c.worstDefect.results() }
+
+// results lists the kept image results.
+func (l *worstList) results() []ImageResult {
+	out := make([]ImageResult, len(l.items))
+	for i, c := range l.items {
+		out[i] = c.res
+	}
+	return out
+}
