@@ -20,8 +20,8 @@ func (a *Archive) defaults() {
 
 func (a *Archive) resolvePaths(r pathResolver) { a.Dir = r.stateChild(a.Dir, "archive") }
 
-func (a *Archive) validate(v *validator) {
-	v.oneOf("save", a.Save, "ng", "all", "none")
-	v.intRange("max_size_mb", a.MaxSizeMB, 1, 10_000_000, "MB")
-	v.intRange("jpeg_quality", a.JPEGQuality, 1, 100, "")
+func (a *Archive) validate(v *Checker) {
+	v.OneOf("save", a.Save, "ng", "all", "none")
+	v.IntRange("max_size_mb", a.MaxSizeMB, 1, 10_000_000, "MB")
+	v.IntRange("jpeg_quality", a.JPEGQuality, 1, 100, "")
 }

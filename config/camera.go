@@ -64,52 +64,52 @@ func (c *Camera) defaults() {
 
 func (c *Camera) resolvePaths(r pathResolver) { c.Path = r.path(c.Path) }
 
-func (c *Camera) validate(v *validator) {
-	v.oneOf("source", c.Source, cameraSources...)
+func (c *Camera) validate(v *Checker) {
+	v.OneOf("source", c.Source, cameraSources...)
 	switch c.Source {
 	case "v4l2":
-		v.required("device", c.Device, `source "v4l2" needs a device such as "/dev/video0"`)
+		v.Required("device", c.Device, `source "v4l2" needs a device such as "/dev/video0"`)
 	case "gstreamer":
-		v.required("pipeline", c.Pipeline, `source "gstreamer" needs a pipeline ending in "appsink"`)
+		v.Required("pipeline", c.Pipeline, `source "gstreamer" needs a pipeline ending in "appsink"`)
 		if c.Pipeline != "" && !strings.Contains(c.Pipeline, "appsink") {
-			v.errorf("pipeline", "%q has no appsink; end the pipeline with \"! appsink\" so inspectd can read frames", c.Pipeline)
+			v.Errorf("pipeline", "%q has no appsink; end the pipeline with \"! appsink\" so inspectd can read frames", c.Pipeline)
 		}
 	case "rtsp":
 		if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
-			v.errorf("url", "%q is not an rtsp:// or rtsps:// URL with a host", c.URL)
+			v.Errorf("url", "%q is not an rtsp:// or rtsps:// URL with a host", c.URL)
 		}
 	case "file":
 		if c.Path == "" {
-			v.errorf("path", "must not be empty; source \"file\" needs a video file")
+			v.Errorf("path", "must not be empty; source \"file\" needs a video file")
 		} else {
-			v.existingFile("path", c.Path)
+			v.ExistingFile("path", c.Path)
 		}
 	case "images":
 		if c.Path == "" {
-			v.errorf("path", "must not be empty; source \"images\" needs a directory of images")
+			v.Errorf("path", "must not be empty; source \"images\" needs a directory of images")
 		} else {
-			v.existingDir("path", c.Path)
+			v.ExistingDir("path", c.Path)
 		}
 	}
-	v.intRange("width", c.Width, 0, 16384, "pixels (0 = source default)")
-	v.intRange("height", c.Height, 0, 16384, "pixels (0 = source default)")
-	v.floatRange("fps", c.FPS, 0, 1000, "frames per second (0 = source default)")
-	v.duration("open_timeout", c.OpenTimeout, 100*time.Millisecond, 5*time.Minute)
-	v.duration("read_timeout", c.ReadTimeout, 10*time.Millisecond, time.Minute)
-	v.duration("max_frame_age", c.MaxFrameAge, 10*time.Millisecond, time.Minute)
+	v.IntRange("width", c.Width, 0, 16384, "pixels (0 = source default)")
+	v.IntRange("height", c.Height, 0, 16384, "pixels (0 = source default)")
+	v.FloatRange("fps", c.FPS, 0, 1000, "frames per second (0 = source default)")
+	v.Duration("open_timeout", c.OpenTimeout, 100*time.Millisecond, 5*time.Minute)
+	v.Duration("read_timeout", c.ReadTimeout, 10*time.Millisecond, time.Minute)
+	v.Duration("max_frame_age", c.MaxFrameAge, 10*time.Millisecond, time.Minute)
 
-	roi := v.in("roi")
-	roi.intRange("x", c.ROI.X, 0, 16384, "pixels")
-	roi.intRange("y", c.ROI.Y, 0, 16384, "pixels")
-	roi.intRange("width", c.ROI.Width, 0, 16384, "pixels (0 = full frame)")
-	roi.intRange("height", c.ROI.Height, 0, 16384, "pixels (0 = full frame)")
+	roi := v.In("roi")
+	roi.IntRange("x", c.ROI.X, 0, 16384, "pixels")
+	roi.IntRange("y", c.ROI.Y, 0, 16384, "pixels")
+	roi.IntRange("width", c.ROI.Width, 0, 16384, "pixels (0 = full frame)")
+	roi.IntRange("height", c.ROI.Height, 0, 16384, "pixels (0 = full frame)")
 	if (c.ROI.Width == 0) != (c.ROI.Height == 0) {
-		roi.errorf("width", "width %d and height %d must both be 0 (full frame) or both be set", c.ROI.Width, c.ROI.Height)
+		roi.Errorf("width", "width %d and height %d must both be 0 (full frame) or both be set", c.ROI.Width, c.ROI.Height)
 	}
 	if c.Width > 0 && c.ROI.Width > 0 && c.ROI.X+c.ROI.Width > c.Width {
-		roi.errorf("width", "x + width = %d exceeds camera.width %d", c.ROI.X+c.ROI.Width, c.Width)
+		roi.Errorf("width", "x + width = %d exceeds camera.width %d", c.ROI.X+c.ROI.Width, c.Width)
 	}
 	if c.Height > 0 && c.ROI.Height > 0 && c.ROI.Y+c.ROI.Height > c.Height {
-		roi.errorf("height", "y + height = %d exceeds camera.height %d", c.ROI.Y+c.ROI.Height, c.Height)
+		roi.Errorf("height", "y + height = %d exceeds camera.height %d", c.ROI.Y+c.ROI.Height, c.Height)
 	}
 }

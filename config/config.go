@@ -63,7 +63,7 @@ type section interface {
 	// where defaults are defined.
 	defaults()
 	// validate reports every problem of the section to v.
-	validate(v *validator)
+	validate(v *Checker)
 }
 
 // resolver is implemented by sections holding paths that are resolved
@@ -136,22 +136,15 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 
 	cfg := Default()
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&cfg)
+	v, md, err := decodeStrict(display, data, idx, &cfg)
 	if err != nil {
-		if p, ok := typeProblem(err, idx); ok {
-			p.File = display
-			return nil, Problems{p}
-		}
-		return nil, syntaxError(display, text, err)
+		return nil, err
 	}
-
-	v := &validator{file: display, index: idx}
-	reportUnknownKeys(v, md.Undecoded())
 	if !md.IsDefined("station", "id") {
-		v.problemAt("station.id", "required but missing; set a unique station identifier, e.g. \"line1-cam1\"")
+		v.ProblemAt("station.id", "required but missing; set a unique station identifier, e.g. \"line1-cam1\"")
 	}
 	if !md.IsDefined("model", "bundle") {
-		v.problemAt("model.bundle", "required but missing; set the path of the model bundle directory")
+		v.ProblemAt("model.bundle", "required but missing; set the path of the model bundle directory")
 	}
 
 	cfg.File = name
@@ -163,20 +156,44 @@ func Parse(name string, data []byte) (*Config, error) {
 
 	v.root = &cfg
 	if cfg.StateDir == "" {
-		v.problemAt("state_dir", "must not be empty; the daemon keeps its outbox and caches there")
+		v.ProblemAt("state_dir", "must not be empty; the daemon keeps its outbox and caches there")
 	}
 	cfg.forEachSection(func(name string, s section) {
-		s.validate(v.in(name))
+		s.validate(v.In(name))
 	})
-	if len(v.problems) > 0 {
-		return nil, v.problems.sorted()
+	if err := v.Err(); err != nil {
+		return nil, err
 	}
 	return &cfg, nil
 }
 
+// DecodeStrict decodes the TOML text data (from the file name) into dst,
+// which holds the defaults beforehand. A syntax error is returned as a
+// *SyntaxError and a value of the wrong type as Problems. Otherwise the
+// returned Checker holds a problem for every unknown key, and the caller
+// adds its own checks to it before calling Err, so that every problem of
+// the file is reported at once with its key and line.
+func DecodeStrict(name string, data []byte, dst any) (*Checker, toml.MetaData, error) {
+	return decodeStrict(name, data, newKeyIndex(string(data)), dst)
+}
+
+func decodeStrict(name string, data []byte, idx *keyIndex, dst any) (*Checker, toml.MetaData, error) {
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(dst)
+	if err != nil {
+		if p, ok := typeProblem(err, idx); ok {
+			p.File = name
+			return nil, md, Problems{p}
+		}
+		return nil, md, syntaxError(name, string(data), err)
+	}
+	v := &Checker{file: name, index: idx}
+	reportUnknownKeys(v, md.Undecoded())
+	return v, md, nil
+}
+
 // reportUnknownKeys reports each undecoded key once: the keys inside an
 // unknown table are not repeated after the table itself.
-func reportUnknownKeys(v *validator, keys []toml.Key) {
+func reportUnknownKeys(v *Checker, keys []toml.Key) {
 	var unknownTables []string
 	for _, k := range keys {
 		key := k.String()
@@ -191,7 +208,7 @@ func reportUnknownKeys(v *validator, keys []toml.Key) {
 			continue
 		}
 		unknownTables = append(unknownTables, key)
-		v.problemAt(key, "unknown key; check the spelling against config/inspectd.example.toml")
+		v.ProblemAt(key, "unknown key; check the spelling against config/inspectd.example.toml")
 	}
 }
 

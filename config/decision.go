@@ -19,9 +19,9 @@ func (d *Decision) defaults() {
 	*d = Decision{MaxRegions: 16}
 }
 
-func (d *Decision) validate(v *validator) {
-	v.floatRange("threshold", d.Threshold, 0, 1, "(0 = calibrated value from the bundle)")
-	v.floatRange("pixel_threshold", d.PixelThreshold, 0, 1, "(0 = calibrated value from the bundle)")
-	v.intRange("min_defect_area", d.MinDefectArea, 0, 1<<24, "pixels")
-	v.intRange("max_regions", d.MaxRegions, 1, 1000, "")
+func (d *Decision) validate(v *Checker) {
+	v.FloatRange("threshold", d.Threshold, 0, 1, "(0 = calibrated value from the bundle)")
+	v.FloatRange("pixel_threshold", d.PixelThreshold, 0, 1, "(0 = calibrated value from the bundle)")
+	v.IntRange("min_defect_area", d.MinDefectArea, 0, 1<<24, "pixels")
+	v.IntRange("max_regions", d.MaxRegions, 1, 1000, "")
 }

@@ -48,16 +48,16 @@ func (g *GPIO) defaults() {
 	}
 }
 
-func (g *GPIO) validate(v *validator) {
-	v.oneOf("reject_polarity", g.RejectPolarity, "energise_to_pass", "energise_to_reject")
-	v.oneOf("part_present_edge", g.PartPresentEdge, "rising", "falling")
-	v.duration("reject_delay", g.RejectDelay, 0, time.Minute)
-	v.duration("reject_pulse", g.RejectPulse, time.Millisecond, 10*time.Second)
-	v.duration("debounce", g.Debounce, 0, time.Second)
-	v.intRange("event_buffer", g.EventBuffer, 16, 4096, "events")
+func (g *GPIO) validate(v *Checker) {
+	v.OneOf("reject_polarity", g.RejectPolarity, "energise_to_pass", "energise_to_reject")
+	v.OneOf("part_present_edge", g.PartPresentEdge, "rising", "falling")
+	v.Duration("reject_delay", g.RejectDelay, 0, time.Minute)
+	v.Duration("reject_pulse", g.RejectPulse, time.Millisecond, 10*time.Second)
+	v.Duration("debounce", g.Debounce, 0, time.Second)
+	v.IntRange("event_buffer", g.EventBuffer, 16, 4096, "events")
 	if g.Enabled {
-		v.required("chip", g.Chip, `name the GPIO chip, e.g. "gpiochip0"`)
-		v.required("reject_line", g.RejectLine, "name the reject actuator line (name or offset)")
+		v.Required("chip", g.Chip, `name the GPIO chip, e.g. "gpiochip0"`)
+		v.Required("reject_line", g.RejectLine, "name the reject actuator line (name or offset)")
 	}
 	seen := map[string]string{}
 	for _, l := range []struct{ key, val string }{
@@ -68,7 +68,7 @@ func (g *GPIO) validate(v *validator) {
 			continue
 		}
 		if other, dup := seen[l.val]; dup {
-			v.errorf(l.key, "%q is already used by gpio.%s; each line has one role", l.val, other)
+			v.Errorf(l.key, "%q is already used by gpio.%s; each line has one role", l.val, other)
 		}
 		seen[l.val] = l.key
 	}

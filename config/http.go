@@ -10,8 +10,8 @@ type HTTP struct {
 
 func (h *HTTP) defaults() { *h = HTTP{Enabled: true, Listen: "127.0.0.1:9120"} }
 
-func (h *HTTP) validate(v *validator) {
+func (h *HTTP) validate(v *Checker) {
 	if h.Enabled {
-		v.hostPort("listen", h.Listen)
+		v.HostPort("listen", h.Listen)
 	}
 }

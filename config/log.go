@@ -10,7 +10,7 @@ type Log struct {
 
 func (l *Log) defaults() { *l = Log{Level: "info", Format: "text"} }
 
-func (l *Log) validate(v *validator) {
-	v.oneOf("level", l.Level, "debug", "info", "warn", "error")
-	v.oneOf("format", l.Format, "text", "json")
+func (l *Log) validate(v *Checker) {
+	v.OneOf("level", l.Level, "debug", "info", "warn", "error")
+	v.OneOf("format", l.Format, "text", "json")
 }

@@ -33,16 +33,16 @@ func (m *Model) resolvePaths(r pathResolver) {
 	m.EngineCacheDir = r.stateChild(m.EngineCacheDir, "engines")
 }
 
-func (m *Model) validate(v *validator) {
+func (m *Model) validate(v *Checker) {
 	if m.Bundle != "" {
-		v.existingDir("bundle", m.Bundle)
+		v.ExistingDir("bundle", m.Bundle)
 	}
-	v.oneOf("provider", m.Provider, "cpu", "cuda", "tensorrt")
-	v.intRange("threads", m.Threads, 1, 64, "")
+	v.OneOf("provider", m.Provider, "cpu", "cuda", "tensorrt")
+	v.IntRange("threads", m.Threads, 1, 64, "")
 	if m.OnnxRuntimeLibrary != "" {
-		v.existingFile("onnxruntime_library", m.OnnxRuntimeLibrary)
+		v.ExistingFile("onnxruntime_library", m.OnnxRuntimeLibrary)
 	}
 	if m.TensorRTFP16 && m.Provider != "tensorrt" {
-		v.errorf("tensorrt_fp16", "is true but provider is %q; fp16 applies to provider \"tensorrt\" only", m.Provider)
+		v.Errorf("tensorrt_fp16", "is true but provider is %q; fp16 applies to provider \"tensorrt\" only", m.Provider)
 	}
 }

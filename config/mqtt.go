@@ -63,39 +63,39 @@ func (m *MQTT) resolvePaths(r pathResolver) {
 	m.OutboxDir = r.stateChild(m.OutboxDir, "outbox")
 }
 
-func (m *MQTT) validate(v *validator) {
+func (m *MQTT) validate(v *Checker) {
 	u, err := url.Parse(m.Broker)
 	switch {
 	case err != nil || u.Host == "":
-		v.errorf("broker", "%q is not a broker URL such as \"tcp://192.0.2.10:1883\"", m.Broker)
+		v.Errorf("broker", "%q is not a broker URL such as \"tcp://192.0.2.10:1883\"", m.Broker)
 	case u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "mqtt" && u.Scheme != "mqtts":
-		v.errorf("broker", "%q has scheme %q; use tcp, mqtt, ssl, tls, mqtts, ws or wss", m.Broker, u.Scheme)
+		v.Errorf("broker", "%q has scheme %q; use tcp, mqtt, ssl, tls, mqtts, ws or wss", m.Broker, u.Scheme)
 	case u.Port() == "" && (u.Scheme == "tcp" || u.Scheme == "ssl" || u.Scheme == "tls"):
-		v.errorf("broker", "%q has no port; add one, e.g. \":1883\" (or \":8883\" for TLS)", m.Broker)
+		v.Errorf("broker", "%q has no port; add one, e.g. \":1883\" (or \":8883\" for TLS)", m.Broker)
 	}
 	if strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") || m.TopicPrefix == "" {
-		v.errorf("topic_prefix", "%q is not allowed; use a non-empty topic path without wildcards (+, #) or leading/trailing '/'", m.TopicPrefix)
+		v.Errorf("topic_prefix", "%q is not allowed; use a non-empty topic path without wildcards (+, #) or leading/trailing '/'", m.TopicPrefix)
 	}
-	v.intRange("qos", m.QoS, 1, 2, "(QoS 0 would drop results while disconnected)")
+	v.IntRange("qos", m.QoS, 1, 2, "(QoS 0 would drop results while disconnected)")
 	if len(m.ClientID) > 128 {
-		v.errorf("client_id", "is %d characters long; at most 128 are allowed", len(m.ClientID))
+		v.Errorf("client_id", "is %d characters long; at most 128 are allowed", len(m.ClientID))
 	}
 	if m.PasswordFile != "" {
-		v.existingFile("password_file", m.PasswordFile)
+		v.ExistingFile("password_file", m.PasswordFile)
 		if m.Username == "" {
-			v.errorf("username", "must be set when mqtt.password_file is set")
+			v.Errorf("username", "must be set when mqtt.password_file is set")
 		}
 	}
 	for _, f := range []struct{ key, path string }{{"ca_file", m.CAFile}, {"cert_file", m.CertFile}, {"key_file", m.KeyFile}} {
 		if f.path != "" {
-			v.existingFile(f.key, f.path)
+			v.ExistingFile(f.key, f.path)
 		}
 	}
 	if (m.CertFile == "") != (m.KeyFile == "") {
-		v.errorf("cert_file", "cert_file and key_file must be set together for a client certificate")
+		v.Errorf("cert_file", "cert_file and key_file must be set together for a client certificate")
 	}
-	v.duration("keepalive", m.KeepAlive, time.Second, time.Hour)
-	v.duration("connect_timeout", m.ConnectTimeout, 100*time.Millisecond, 5*time.Minute)
-	v.intRange("outbox_max_messages", m.OutboxMaxMessages, 1, 10_000_000, "messages")
-	v.duration("stats_interval", m.StatsInterval, time.Second, 24*time.Hour)
+	v.Duration("keepalive", m.KeepAlive, time.Second, time.Hour)
+	v.Duration("connect_timeout", m.ConnectTimeout, 100*time.Millisecond, 5*time.Minute)
+	v.IntRange("outbox_max_messages", m.OutboxMaxMessages, 1, 10_000_000, "messages")
+	v.Duration("stats_interval", m.StatsInterval, time.Second, 24*time.Hour)
 }

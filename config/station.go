@@ -18,8 +18,8 @@ var stationIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 func (s *Station) defaults() {}
 
-func (s *Station) validate(v *validator) {
+func (s *Station) validate(v *Checker) {
 	if s.ID != "" && !stationIDRE.MatchString(s.ID) {
-		v.errorf("id", "%q is not a valid station id; use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit (it becomes part of MQTT topics)", s.ID)
+		v.Errorf("id", "%q is not a valid station id; use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit (it becomes part of MQTT topics)", s.ID)
 	}
 }

@@ -17,13 +17,13 @@ func (t *Trigger) defaults() {
 	*t = Trigger{Mode: "free_run", Timeout: Dur(2 * time.Second)}
 }
 
-func (t *Trigger) validate(v *validator) {
-	v.oneOf("mode", t.Mode, "free_run", "gpio", "mqtt")
-	v.duration("timeout", t.Timeout, 10*time.Millisecond, time.Minute)
+func (t *Trigger) validate(v *Checker) {
+	v.OneOf("mode", t.Mode, "free_run", "gpio", "mqtt")
+	v.Duration("timeout", t.Timeout, 10*time.Millisecond, time.Minute)
 	if t.Mode == "gpio" && (!v.root.GPIO.Enabled || v.root.GPIO.PartPresentLine == "") {
-		v.errorf("mode", `"gpio" needs gpio.enabled = true and gpio.part_present_line set`)
+		v.Errorf("mode", `"gpio" needs gpio.enabled = true and gpio.part_present_line set`)
 	}
 	if t.Mode == "mqtt" && !v.root.MQTT.Enabled {
-		v.errorf("mode", `"mqtt" needs mqtt.enabled = true`)
+		v.Errorf("mode", `"mqtt" needs mqtt.enabled = true`)
 	}
 }

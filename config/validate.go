@@ -9,56 +9,61 @@ import (
 	"time"
 )
 
-// validator collects problems for one file. in() returns a validator for a
-// nested table that shares the problem list and prefixes keys.
-type validator struct {
+// Checker collects the problems of one TOML file, each with its dotted key
+// and line. In returns a Checker for a nested table that shares the problem
+// list and prefixes keys. The config package uses it for the station
+// configuration; other strict TOML files (e.g. the training recipe) use it
+// through DecodeStrict.
+type Checker struct {
 	file     string
 	index    *keyIndex
 	prefix   string
 	root     *Config
 	problems Problems
-	parent   *validator
+	parent   *Checker
 }
 
-func (v *validator) top() *validator {
+func (v *Checker) top() *Checker {
 	for v.parent != nil {
 		v = v.parent
 	}
 	return v
 }
 
-// in returns a validator for the table name below the current one.
-func (v *validator) in(name string) *validator {
-	return &validator{file: v.file, index: v.index, prefix: v.key(name), root: v.root, parent: v.top()}
+// In returns a Checker for the table name below the current one.
+func (v *Checker) In(name string) *Checker {
+	return &Checker{file: v.file, index: v.index, prefix: v.key(name), root: v.root, parent: v.top()}
 }
 
-func (v *validator) key(name string) string {
+func (v *Checker) key(name string) string {
 	if v.prefix == "" {
 		return name
 	}
 	return v.prefix + "." + name
 }
 
-// problemAt records a problem for an absolute dotted key.
-func (v *validator) problemAt(key, msg string) {
+// ProblemAt records a problem for an absolute dotted key.
+func (v *Checker) ProblemAt(key, msg string) {
 	t := v.top()
 	t.problems = append(t.problems, Problem{File: v.file, Line: v.index.line(key), Key: key, Msg: msg})
 }
 
-// errorf records a problem for a key relative to this validator's table.
-func (v *validator) errorf(name, format string, args ...any) {
-	v.problemAt(v.key(name), fmt.Sprintf(format, args...))
+// Errorf records a problem for a key relative to this Checker's table.
+func (v *Checker) Errorf(name, format string, args ...any) {
+	v.ProblemAt(v.key(name), fmt.Sprintf(format, args...))
 }
 
-func (v *validator) intRange(name string, val, lo, hi int, unit string) {
+// IntRange checks lo ≤ val ≤ hi; unit is appended to the message.
+func (v *Checker) IntRange(name string, val, lo, hi int, unit string) {
 	if val < lo || val > hi {
-		v.errorf(name, "%d is out of range; allowed %d to %d%s", val, lo, hi, unitSuffix(unit))
+		v.Errorf(name, "%d is out of range; allowed %d to %d%s", val, lo, hi, unitSuffix(unit))
 	}
 }
 
-func (v *validator) floatRange(name string, val, lo, hi float64, unit string) {
+// FloatRange checks lo ≤ val ≤ hi; unit is appended to the message.
+func (v *Checker) FloatRange(name string, val, lo, hi float64, unit string) {
 	if val < lo || val > hi {
-		v.errorf(name, "%s is out of range; allowed %s to %s%s", fmtFloat(val), fmtFloat(lo), fmtFloat(hi), unitSuffix(unit))
+		v.Errorf(name, "%s is out of range; allowed %s to %s%s", fmtFloat(val), fmtFloat(lo), fmtFloat(hi), unitSuffix(unit))
 	}
 }
 
@@ -71,13 +76,14 @@ func unitSuffix(unit string) string {
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
-func (v *validator) oneOf(name, val string, allowed ...string) {
+// OneOf checks that val is one of allowed.
+func (v *Checker) OneOf(name, val string, allowed ...string) {
 	for _, a := range allowed {
 		if val == a {
 			return
 		}
 	}
-	v.errorf(name, "%q is not allowed; use one of %s", val, quoteList(allowed))
+	v.Errorf(name, "%q is not allowed; use one of %s", val, quoteList(allowed))
 }
 
 func quoteList(items []string) string {
@@ -88,42 +94,43 @@ func quoteList(items []string) string {
 	return strings.Join(q, ", ")
 }
 
-// duration checks that d parsed and lies within [lo, hi].
-func (v *validator) duration(name string, d Duration, lo, hi time.Duration) {
+// Duration checks that d parsed and lies within [lo, hi].
+func (v *Checker) Duration(name string, d Duration, lo, hi time.Duration) {
 	if d.err != nil {
-		v.errorf(name, "%q is not a duration; write a number with a unit, e.g. \"250ms\", \"2s\", \"1m\"", d.raw)
+		v.Errorf(name, "%q is not a duration; write a number with a unit, e.g. \"250ms\", \"2s\", \"1m\"", d.raw)
 		return
 	}
 	if d.D < lo || d.D > hi {
-		v.errorf(name, "%s is out of range; allowed %s to %s", d.D, lo, hi)
+		v.Errorf(name, "%s is out of range; allowed %s to %s", d.D, lo, hi)
 	}
 }
 
-func (v *validator) required(name, val, hint string) {
+// Required checks that val is not blank; hint says what to set.
+func (v *Checker) Required(name, val, hint string) {
 	if strings.TrimSpace(val) == "" {
-		v.errorf(name, "must not be empty; %s", hint)
+		v.Errorf(name, "must not be empty; %s", hint)
 	}
 }
 
-// existingFile checks that path names a readable regular file.
-func (v *validator) existingFile(name, path string) {
+// ExistingFile checks that path names a readable regular file.
+func (v *Checker) ExistingFile(name, path string) {
 	st, err := os.Stat(path)
 	switch {
 	case err != nil:
-		v.errorf(name, "%q: %s; expected an existing file", path, statReason(err))
+		v.Errorf(name, "%q: %s; expected an existing file", path, statReason(err))
 	case st.IsDir():
-		v.errorf(name, "%q is a directory; expected a file", path)
+		v.Errorf(name, "%q is a directory; expected a file", path)
 	}
 }
 
-// existingDir checks that path names a directory.
-func (v *validator) existingDir(name, path string) {
+// ExistingDir checks that path names a directory.
+func (v *Checker) ExistingDir(name, path string) {
 	st, err := os.Stat(path)
 	switch {
 	case err != nil:
-		v.errorf(name, "%q: %s; expected an existing directory", path, statReason(err))
+		v.Errorf(name, "%q: %s; expected an existing directory", path, statReason(err))
 	case !st.IsDir():
-		v.errorf(name, "%q is not a directory", path)
+		v.Errorf(name, "%q is not a directory", path)
 	}
 }
 
@@ -138,15 +145,26 @@ func statReason(err error) string {
 	}
 }
 
-// hostPort checks a "host:port" listen or dial address.
-func (v *validator) hostPort(name, addr string) {
+// HostPort checks a "host:port" listen or dial address.
+func (v *Checker) HostPort(name, addr string) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		v.errorf(name, "%q is not host:port, e.g. \"127.0.0.1:9120\" or \":9120\"", addr)
+		v.Errorf(name, "%q is not host:port, e.g. \"127.0.0.1:9120\" or \":9120\"", addr)
 		return
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 {
-		v.errorf(name, "%q has port %q; expected a number from 0 to 65535", addr, port)
+		v.Errorf(name, "%q has port %q; expected a number from 0 to 65535", addr, port)
 	}
+}
+
+// Problems returns the problems recorded so far, ordered by line.
+func (v *Checker) Problems() Problems { return v.top().problems.sorted() }
+
+// Err returns the problems as an error (a Problems value), or nil.
+func (v *Checker) Err() error {
+	if ps := v.Problems(); len(ps) > 0 {
+		return ps
+	}
+	return nil
 }
