@@ -136,7 +136,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 
 	cfg := Default()
-	v, md, err := decodeStrict(display, data, idx, &cfg)
+	v, md, err := decodeStrict(display, data, idx, &cfg, "config/inspectd.example.toml")
 	if err != nil {
 		return nil, err
 	}
@@ -172,12 +172,13 @@ func Parse(name string, data []byte) (*Config, error) {
 // *SyntaxError and a value of the wrong type as Problems. Otherwise the
 // returned Checker holds a problem for every unknown key, and the caller
 // adds its own checks to it before calling Err, so that every problem of
-// the file is reported at once with its key and line.
-func DecodeStrict(name string, data []byte, dst any) (*Checker, toml.MetaData, error) {
-	return decodeStrict(name, data, newKeyIndex(string(data)), dst)
+// the file is reported at once with its key and line. reference names the
+// documented example that unknown-key messages point to.
+func DecodeStrict(name string, data []byte, dst any, reference string) (*Checker, toml.MetaData, error) {
+	return decodeStrict(name, data, newKeyIndex(string(data)), dst, reference)
 }
 
-func decodeStrict(name string, data []byte, idx *keyIndex, dst any) (*Checker, toml.MetaData, error) {
+func decodeStrict(name string, data []byte, idx *keyIndex, dst any, reference string) (*Checker, toml.MetaData, error) {
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(dst)
 	if err != nil {
 		if p, ok := typeProblem(err, idx); ok {
@@ -187,13 +188,13 @@ func decodeStrict(name string, data []byte, idx *keyIndex, dst any) (*Checker, t
 		return nil, md, syntaxError(name, string(data), err)
 	}
 	v := &Checker{file: name, index: idx}
-	reportUnknownKeys(v, md.Undecoded())
+	reportUnknownKeys(v, md.Undecoded(), reference)
 	return v, md, nil
 }
 
 // reportUnknownKeys reports each undecoded key once: the keys inside an
 // unknown table are not repeated after the table itself.
-func reportUnknownKeys(v *Checker, keys []toml.Key) {
+func reportUnknownKeys(v *Checker, keys []toml.Key, reference string) {
 	var unknownTables []string
 	for _, k := range keys {
 		key := k.String()
@@ -208,7 +209,7 @@ func reportUnknownKeys(v *Checker, keys []toml.Key) {
 			continue
 		}
 		unknownTables = append(unknownTables, key)
-		v.ProblemAt(key, "unknown key; check the spelling against config/inspectd.example.toml")
+		v.ProblemAt(key, "unknown key; check the spelling against "+reference)
 	}
 }
 
