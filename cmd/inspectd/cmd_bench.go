@@ -24,7 +24,7 @@ func runBench(ctx context.Context, s streams, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	saveBundle := fs.String("save-bundle", "", "keep the random bundle in `dir` (e.g. for bench/torch_reference.py)")
 	provider := fs.String("provider", "cpu", "execution `provider`: cpu, cuda or tensorrt")
-	lib := fs.String("onnxruntime-library", "", "`path` of libonnxruntime.so.1 (default: $INSPECTD_ONNXRUNTIME_LIB or the standard locations)")
+	lib := fs.String("onnxruntime-library", "", libraryFlagUsage)
 	if done, err := parseFlags(fs, s, args); done {
 		return err
 	}
@@ -39,13 +39,7 @@ func runBench(ctx context.Context, s streams, args []string) error {
 		return usageErr("bench: --size: %v", err)
 	}
 
-	libPath := *lib
-	if libPath == "" {
-		if libPath, err = infer.DefaultLibraryPath(); err != nil {
-			return failure(err)
-		}
-	}
-	rt, err := infer.OpenRuntime(libPath)
+	rt, err := openRuntime(*lib)
 	if err != nil {
 		return failure(err)
 	}

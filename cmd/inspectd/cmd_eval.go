@@ -25,7 +25,7 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	threshold := fs.Float64("threshold", 0, "image-score `threshold` (default: the bundle's calibrated one)")
 	overlays := fs.Int("overlays", evaluate.DefaultOverlays, "worst false positives and negatives drawn per category")
 	threads := fs.Int("threads", 2, "intra-op `threads` per inference session")
-	lib := fs.String("onnxruntime-library", "", "`path` of libonnxruntime.so.1 (default: $INSPECTD_ONNXRUNTIME_LIB or the standard locations)")
+	lib := fs.String("onnxruntime-library", "", libraryFlagUsage)
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if done, err := parseFlags(fs, s, args); done {
 		return err
@@ -53,13 +53,7 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	if err != nil {
 		return failure(err)
 	}
-	libPath := *lib
-	if libPath == "" {
-		if libPath, err = infer.DefaultLibraryPath(); err != nil {
-			return failure(err)
-		}
-	}
-	rt, err := infer.OpenRuntime(libPath)
+	rt, err := openRuntime(*lib)
 	if err != nil {
 		return failure(err)
 	}
