@@ -1,14 +1,21 @@
 module github.com/inspectd/inspectd
 
-go 1.26
+go 1.26.5
 
 require (
-	github.com/BurntSushi/toml v1.6.0 // indirect
-	github.com/campoy/embedmd v1.0.0 // indirect
-	github.com/nlpodyssey/gopickle v0.2.0 // indirect
-	github.com/pmezard/go-difflib v1.0.0 // indirect
-	github.com/sbinet/npyio v0.6.0 // indirect
-	github.com/yalue/onnxruntime_go v1.27.0 // indirect
-	gonum.org/v1/gonum v0.9.3 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
+	github.com/BurntSushi/toml v1.6.0
+	github.com/gomlx/compute v0.1.6
+	github.com/gomlx/gomlx v0.28.8
+	github.com/nlpodyssey/gopickle v0.2.0
+	github.com/sbinet/npyio v0.6.0
+	github.com/yalue/onnxruntime_go v1.27.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/go-logr/logr v1.4.3 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	golang.org/x/exp v0.0.0-20260410095643-746e56fc9e2f // indirect
+	gonum.org/v1/gonum v0.16.0 // indirect
+	k8s.io/klog/v2 v2.140.0 // indirect
 )

@@ -86,3 +86,67 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainCommand trains a tiny bundle from a recipe file and evaluates it.
+func TestTrainCommand(t *testing.T) {
+	dir := t.TempDir()
+	synthRoot := filepath.Join(dir, "synth")
+	if code, _, stderr := runCLI(t, "dataset", "synth", "--dst", synthRoot, "--objects", "gear", "--size", "64",
+		"--train", "10", "--test-good", "2", "--test-per-defect", "1", "--max-rotation", "15", "--seed", "5"); code != 0 {
+		t.Fatalf("dataset synth: exit %d: %s", code, stderr)
+	}
+	recipe := filepath.Join(dir, "recipe.toml")
+	if err := os.WriteFile(recipe, []byte(`recipe_version = 1
+product = "gear"
+holdout_fraction = 0.25
+[input]
+height = 64
+width = 64
+[align]
+size = 32
+steps = 20
+batch = 4
+[alm]
+d = 16
+epochs = 1
+locations_per_step = 512
+[dgm]
+pool_size = 4
+refresh_epochs = 1
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "bundle")
+	code, stdout, stderr := runCLI(t, "train", "--good", filepath.Join(synthRoot, "gear", "train", "good"), "--out", out,
+		"--recipe", recipe, "--defects", filepath.Join(synthRoot, "gear"), "--quiet")
+	if code != 0 {
+		t.Fatalf("train: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	for _, want := range []string{"wrote " + out, "thresholds: image", "F1-optimal threshold", "verified"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("train output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if code, _, stderr := runCLI(t, "eval", "--bundle", out, "--data", synthRoot, "--quiet"); code != 0 {
+		t.Errorf("eval of the trained bundle: exit %d: %s", code, stderr)
+	}
+
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte("recipe_version = 1\n[alm]\nd = 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"train", "--good", synthRoot}, 2, "--good and --out are required"},
+		{[]string{"train", "--good", synthRoot, "--out", out, "--recipe", bad}, 1, "bad.toml:3: alm.d: 3 is out of range"},
+		{[]string{"train", "--help"}, 0, ""},
+	} {
+		code, _, stderr := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+}

@@ -1,0 +1,72 @@
+//go:build workstation
+
+package alm
+
+import (
+	"testing"
+
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/preprocess"
+	"github.com/inspectd/inspectd/models/synth"
+)
+
+// testBackbone returns the real ImageNet backbone when backbone.Locate finds
+// it, else random weights.
+func testBackbone(t testing.TB) *backbone.Weights {
+	t.Helper()
+	if dir, err := backbone.Locate(); err == nil {
+		w, err := backbone.LoadNPYDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	t.Log("real backbone not found, using random weights")
+	return backbone.Random(1)
+}
+
+// testRuntime opens ONNX Runtime or skips the test.
+func testRuntime(t testing.TB) *infer.Runtime {
+	t.Helper()
+	lib, err := infer.DefaultLibraryPath()
+	if err != nil {
+		t.Skipf("no ONNX Runtime: %v", err)
+	}
+	rt, err := infer.OpenRuntime(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+// testFeatures returns ORTFeatures for h×w images.
+func testFeatures(t testing.TB, bb *backbone.Weights, h, w int) *ORTFeatures {
+	t.Helper()
+	fe, err := NewORTFeatures(testRuntime(t), bb, h, w, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fe.Close() })
+	return fe
+}
+
+// renderSet renders count synthetic plates of size s×s with the given
+// defect (synth.None for good ones), seeds from seed0, as CHW tensors.
+func renderSet(t testing.TB, s, count int, defect synth.Defect, seed0 uint64) [][]float32 {
+	t.Helper()
+	var out [][]float32
+	for i := 0; i < count; i++ {
+		smp, err := synth.Render(synth.Plate, s, s, false, synth.Pose{}, defect, seed0+uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, 3*s*s)
+		if err := preprocess.Fill(x, smp.Image, preprocess.Spec{Width: s, Height: s, Channels: 3}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, x)
+	}
+	return out
+}

@@ -1,0 +1,375 @@
+//go:build workstation
+
+package imm
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/gobackend"
+	"github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"github.com/inspectd/inspectd/models/netdef"
+)
+
+// Model is a trained IMM regressor.
+type Model struct {
+	// Weights are the regressor weights in netdef layout; export them with
+	// netdef.AlignGraph(netdef.AlignSpec{Channels, Height, Width}, Weights).
+	Weights netdef.AlignWeights
+	// Channels, Height, Width are the regressor input shape.
+	Channels, Height, Width int
+	// Template is the template image I_T (C×H×W, [0,1]) the model aligns to.
+	Template []float32
+	// Losses is the mean L_reg (paper eq. 2) of each epoch.
+	Losses []float64
+
+	mu      sync.Mutex
+	backend compute.Backend
+	predict *graph.Exec
+	params  []*tensors.Tensor
+	tpl     *tensors.Tensor
+}
+
+// predictChunk is the batch size PredictBatch runs large requests in.
+const predictChunk = 16
+
+// Predict returns the transform (tx, ty, θ) that aligns image (C×H×W float32
+// in [0,1], the model's shape) to the template, in the convention of
+// netdef.AffineMatrix. It panics when the image has the wrong length or the
+// backend fails; use [Model.PredictBatch] to get an error instead.
+func (m *Model) Predict(image []float32) (tx, ty, theta float64) {
+	out, err := m.PredictBatch([][]float32{image})
+	if err != nil {
+		panic(err)
+	}
+	return out[0][0], out[0][1], out[0][2]
+}
+
+// PredictBatch returns (tx, ty, θ) for each image (see [Model.Predict]).
+// Safe for concurrent use. The weights and template are read at the first
+// prediction; later changes to the fields are not seen.
+func (m *Model) PredictBatch(images [][]float32) ([][3]float64, error) {
+	n := m.Channels * m.Height * m.Width
+	if len(m.Template) != n {
+		return nil, fmt.Errorf("imm predict: template has %d values, want %d (C×H×W = %d×%d×%d)", len(m.Template), n, m.Channels, m.Height, m.Width)
+	}
+	if len(images) == 0 {
+		return nil, nil
+	}
+	for i, im := range images {
+		if len(im) != n {
+			return nil, fmt.Errorf("imm predict: image %d has %d values, want %d (C×H×W = %d×%d×%d)", i, len(im), n, m.Channels, m.Height, m.Width)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.predict == nil {
+		if err := m.Weights.Validate(m.Channels); err != nil {
+			return nil, fmt.Errorf("imm predict: %w", err)
+		}
+		if m.backend == nil {
+			b, err := gobackend.New("")
+			if err != nil {
+				return nil, fmt.Errorf("imm predict: go backend: %w", err)
+			}
+			m.backend = b
+		}
+		e, err := graph.NewExec(m.backend, predictGraph)
+		if err != nil {
+			return nil, fmt.Errorf("imm predict: %w", err)
+		}
+		m.predict = e
+		m.params = weightTensors(m.Weights)
+		m.tpl = tensors.FromFlatDataAndDimensions(append([]float32(nil), m.Template...), 1, m.Channels, m.Height, m.Width)
+	}
+	// Batches of predictChunk (the last one padded by repeating an image) or
+	// of 1, so that at most two graph shapes are ever compiled.
+	chunk := 1
+	if len(images) >= predictChunk {
+		chunk = predictChunk
+	}
+	out := make([][3]float64, 0, len(images))
+	batch := make([]float32, chunk*n)
+	for lo := 0; lo < len(images); lo += chunk {
+		for j := range chunk {
+			copy(batch[j*n:(j+1)*n], images[min(lo+j, len(images)-1)])
+		}
+		args := make([]any, 0, numParams+2)
+		for _, p := range m.params {
+			args = append(args, p)
+		}
+		args = append(args, tensors.FromFlatDataAndDimensions(append([]float32(nil), batch...), chunk, m.Channels, m.Height, m.Width), m.tpl)
+		res, err := m.predict.Exec(args...)
+		if err != nil {
+			return nil, fmt.Errorf("imm predict: %w", err)
+		}
+		flat, err := tensors.CopyFlatData[float32](res[0])
+		if err != nil {
+			return nil, fmt.Errorf("imm predict: %w", err)
+		}
+		for j := 0; j < chunk && lo+j < len(images); j++ {
+			out = append(out, [3]float64{float64(flat[3*j]), float64(flat[3*j+1]), float64(flat[3*j+2])})
+		}
+	}
+	return out, nil
+}
+
+// Train trains the IMM regressor to align images to template. template and
+// every image are C×H×W float32 in [0,1] at the regressor resolution (cfg's
+// Channels, Height, Width). The template also serves as a good image. Each
+// step draws cfg.Batch good images, warps each by a random pose within the
+// configured range (the augmentation), predicts (tx, ty, θ), warps the
+// augmented image back with the prediction and minimises L_reg = mean((I_M −
+// I_T)²) with Adam, plus the decaying auxiliary term described on
+// [Config.AuxWeight]: while it is active, a quarter of each batch are
+// augmented copies of the template, whose correct transform is the inverse
+// of the augmentation. progress (may be nil) gets one line per epoch, at
+// most one a second, with the loss, images/s and the ETA.
+func Train(ctx context.Context, cfg Config, template []float32, images [][]float32, progress io.Writer) (*Model, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	C, H, W := cfg.Channels, cfg.Height, cfg.Width
+	n := C * H * W
+	if len(template) != n {
+		return nil, fmt.Errorf("imm train: template has %d values, want %d (C×H×W = %d×%d×%d)", len(template), n, C, H, W)
+	}
+	pool := make([][]float32, 0, len(images)+1)
+	pool = append(pool, template)
+	for i, im := range images {
+		if len(im) != n {
+			return nil, fmt.Errorf("imm train: image %d has %d values, want %d (C×H×W = %d×%d×%d)", i, len(im), n, C, H, W)
+		}
+		pool = append(pool, im)
+	}
+	B := cfg.Batch
+	stepsPerEpoch := (len(pool) + B - 1) / B
+	steps := cfg.Steps
+	if cfg.Epochs > 0 {
+		steps = cfg.Epochs * stepsPerEpoch
+	}
+	epochs := (steps + stepsPerEpoch - 1) / stepsPerEpoch
+	auxSteps := cfg.AuxSteps
+	if auxSteps == 0 {
+		auxSteps = steps / 2
+	}
+	auxW := cfg.AuxWeight
+	if auxW < 0 {
+		auxW = 0
+	}
+
+	backend, err := gobackend.New("")
+	if err != nil {
+		return nil, fmt.Errorf("imm train: go backend: %w", err)
+	}
+	step, err := graph.NewExec(backend, trainStep)
+	if err != nil {
+		return nil, fmt.Errorf("imm train: %w", err)
+	}
+	defer step.Finalize()
+
+	w0 := netdef.NewAlignWeights(cfg.Seed, C)
+	params := weightTensors(w0)
+	m1, m2 := zerosLike(w0), zerosLike(w0)
+	tplT := tensors.FromFlatDataAndDimensions(append([]float32(nil), template...), 1, C, H, W)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x1a11))
+
+	model := &Model{Channels: C, Height: H, Width: W, Template: append([]float32(nil), template...), backend: backend}
+	src := make([]float32, B*n)
+	aug := make([]float32, B*3)
+	target := make([]float32, B*3)
+	mask := make([]float32, B)
+	start := time.Now()
+	var lastPrint time.Time
+	var epochReg, epochAux float64
+	epochSteps := 0
+	for s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("imm train: step %d of %d: %w", s, steps, err)
+		}
+		// Auxiliary weight: linear decay to 0 at auxSteps.
+		wAux := 0.0
+		if s < auxSteps {
+			wAux = auxW * (1 - float64(s)/float64(auxSteps))
+		}
+		nTpl := 0
+		if wAux > 0 {
+			nTpl = max(1, B/4)
+		}
+		for b := range B {
+			k := 0
+			if b >= nTpl {
+				k = rng.IntN(len(pool))
+			}
+			copy(src[b*n:(b+1)*n], pool[k])
+			var p [3]float64
+			if !cfg.NoAugment {
+				p = randomPose(rng, cfg.MaxRotationDeg, cfg.MaxShiftFrac)
+			}
+			aug[3*b], aug[3*b+1], aug[3*b+2] = float32(p[0]), float32(p[1]), float32(p[2])
+			mask[b] = 0
+			if k == 0 {
+				t := InversePose(p[0], p[1], p[2], H, W)
+				target[3*b], target[3*b+1], target[3*b+2] = float32(t[0]), float32(t[1]), float32(t[2])
+				mask[b] = 1
+			}
+		}
+		t := float64(s + 1)
+		lrT := learningRate(cfg.LearningRate, s, steps) * math.Sqrt(1-math.Pow(adamBeta2, t)) / (1 - math.Pow(adamBeta1, t))
+		args := make([]any, 0, 3*numParams+7)
+		for _, group := range [][]*tensors.Tensor{params, m1, m2} {
+			for _, x := range group {
+				args = append(args, x)
+			}
+		}
+		args = append(args,
+			tensors.FromScalar(float32(lrT)), tensors.FromScalar(float32(wAux)),
+			tensors.FromFlatDataAndDimensions(append([]float32(nil), src...), B, C, H, W),
+			tensors.FromFlatDataAndDimensions(append([]float32(nil), aug...), B, 3),
+			tplT,
+			tensors.FromFlatDataAndDimensions(append([]float32(nil), target...), B, 3),
+			tensors.FromFlatDataAndDimensions(append([]float32(nil), mask...), B))
+		res, err := step.Exec(args...)
+		if err != nil {
+			return nil, fmt.Errorf("imm train: step %d: %w", s, err)
+		}
+		params, m1, m2 = res[:numParams], res[numParams:2*numParams], res[2*numParams:3*numParams]
+		lreg, err := scalar(res[3*numParams])
+		if err != nil {
+			return nil, fmt.Errorf("imm train: step %d: %w", s, err)
+		}
+		laux, err := scalar(res[3*numParams+1])
+		if err != nil {
+			return nil, fmt.Errorf("imm train: step %d: %w", s, err)
+		}
+		if math.IsNaN(lreg) || math.IsInf(lreg, 0) {
+			return nil, fmt.Errorf("imm train: step %d: loss is %g (lower LearningRate)", s, lreg)
+		}
+		epochReg += lreg
+		epochAux += laux
+		epochSteps++
+		if epochSteps == stepsPerEpoch || s == steps-1 {
+			model.Losses = append(model.Losses, epochReg/float64(epochSteps))
+			epoch := len(model.Losses)
+			now := time.Now()
+			if progress != nil && (now.Sub(lastPrint) >= time.Second || s == steps-1) {
+				lastPrint = now
+				el := now.Sub(start)
+				rate := float64((s+1)*B) / el.Seconds()
+				eta := time.Duration(float64(el) / float64(s+1) * float64(steps-s-1)).Round(time.Second)
+				fmt.Fprintf(progress, "imm epoch %d/%d step %d/%d L_reg %.5f aux %.5f (w %.2f) %.1f img/s ETA %s\n",
+					epoch, epochs, s+1, steps, epochReg/float64(epochSteps), epochAux/float64(epochSteps), wAux, rate, eta)
+			}
+			epochReg, epochAux, epochSteps = 0, 0, 0
+		}
+	}
+	w, err := weightsFromTensors(params, C)
+	if err != nil {
+		return nil, fmt.Errorf("imm train: %w", err)
+	}
+	model.Weights = w
+	return model, nil
+}
+
+// learningRate is the schedule: constant for the first half of training,
+// then a linear decay to a tenth of the rate at the last step, which settles
+// the final sub-pixel alignment.
+func learningRate(lr float64, step, steps int) float64 {
+	half := steps / 2
+	if step < half || steps-half <= 1 {
+		return lr
+	}
+	f := float64(step-half) / float64(steps-half-1)
+	return lr * (1 - 0.9*f)
+}
+
+// randomPose draws an augmentation (tx, ty, θ) in AffineMatrix units:
+// rotation uniform in ±maxDeg degrees, shift uniform in ±maxShift of the
+// image size (normalised coordinates span 2, hence the factor 2).
+func randomPose(r *rand.Rand, maxDeg, maxShift float64) [3]float64 {
+	th := (2*r.Float64() - 1) * maxDeg * math.Pi / 180
+	tx := (2*r.Float64() - 1) * maxShift * 2
+	ty := (2*r.Float64() - 1) * maxShift * 2
+	return [3]float64{tx, ty, th}
+}
+
+// InversePose returns the transform (tx', ty', θ') whose
+// netdef.AffineMatrix is the inverse of that of (tx, ty, θ) for an image of
+// the given size: warping by one and then by the other is the identity.
+func InversePose(tx, ty, theta float64, height, width int) [3]float64 {
+	// In pixel-scaled coordinates p = (x·W/2, y·H/2) the matrix is a true
+	// rotation R(θ) plus T = (tx·W/2, ty·H/2); its inverse is R(−θ), −R(−θ)T.
+	Tx, Ty := tx*float64(width)/2, ty*float64(height)/2
+	c, s := math.Cos(theta), math.Sin(theta)
+	ix := -(c*Tx + s*Ty)
+	iy := -(-s*Tx + c*Ty)
+	return [3]float64{ix * 2 / float64(width), iy * 2 / float64(height), -theta}
+}
+
+func scalar(t *tensors.Tensor) (float64, error) {
+	v, err := tensors.CopyFlatData[float32](t)
+	if err != nil {
+		return 0, err
+	}
+	return float64(v[0]), nil
+}
+
+// flatten lists the weight slices in graph parameter order, with their shapes.
+func flatten(w netdef.AlignWeights) (data [][]float32, dims [][]int) {
+	for _, c := range append(w.Features[:], w.Regress[:]...) {
+		data = append(data, c.Weight, c.Bias)
+		dims = append(dims, []int{c.Out, c.In, c.Kernel, c.Kernel}, []int{c.Out})
+	}
+	for _, d := range []netdef.DenseWeights{w.Hidden, w.Out} {
+		data = append(data, d.Weight, d.Bias)
+		dims = append(dims, []int{d.Out, d.In}, []int{d.Out})
+	}
+	return data, dims
+}
+
+func weightTensors(w netdef.AlignWeights) []*tensors.Tensor {
+	data, dims := flatten(w)
+	out := make([]*tensors.Tensor, len(data))
+	for i := range data {
+		out[i] = tensors.FromFlatDataAndDimensions(append([]float32(nil), data[i]...), dims[i]...)
+	}
+	return out
+}
+
+func zerosLike(w netdef.AlignWeights) []*tensors.Tensor {
+	data, dims := flatten(w)
+	out := make([]*tensors.Tensor, len(data))
+	for i := range data {
+		out[i] = tensors.FromFlatDataAndDimensions(make([]float32, len(data[i])), dims[i]...)
+	}
+	return out
+}
+
+// weightsFromTensors copies trained tensors back into netdef layout.
+func weightsFromTensors(ts []*tensors.Tensor, channels int) (netdef.AlignWeights, error) {
+	w := netdef.NewAlignWeights(0, channels) // shapes only; every value is overwritten
+	data, _ := flatten(w)
+	if len(ts) != len(data) {
+		return w, fmt.Errorf("%d weight tensors, want %d", len(ts), len(data))
+	}
+	for i, t := range ts {
+		v, err := tensors.CopyFlatData[float32](t)
+		if err != nil {
+			return w, fmt.Errorf("weight tensor %d: %w", i, err)
+		}
+		if len(v) != len(data[i]) {
+			return w, fmt.Errorf("weight tensor %d has %d values, want %d", i, len(v), len(data[i]))
+		}
+		copy(data[i], v)
+	}
+	return w, w.Validate(channels)
+}

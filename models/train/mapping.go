@@ -1,0 +1,49 @@
+//go:build workstation
+
+package train
+
+import (
+	"github.com/inspectd/inspectd/models/train/alm"
+	"github.com/inspectd/inspectd/models/train/imm"
+)
+
+// immConfig maps the recipe onto the IMM trainer's settings.
+func immConfig(r *Recipe) imm.Config {
+	c := imm.Config{
+		Size: r.Align.Size, Height: r.Align.Size, Width: r.Align.Size,
+		Channels:     r.Align.Channels,
+		Steps:        r.Align.Steps,
+		Batch:        r.Align.Batch,
+		LearningRate: r.Align.LearningRate,
+		Seed:         uint64(r.Seed),
+	}
+	// imm.Config treats zero ranges as "use the default"; a recipe's zero
+	// means "no such motion", so pass a negligible range instead, or turn
+	// augmentation off when both are zero.
+	const none = 1e-9
+	c.MaxRotationDeg, c.MaxShiftFrac = r.Align.MaxRotationDeg, r.Align.MaxShiftFrac
+	switch {
+	case c.MaxRotationDeg == 0 && c.MaxShiftFrac == 0:
+		c.NoAugment = true
+	case c.MaxRotationDeg == 0:
+		c.MaxRotationDeg = none
+	case c.MaxShiftFrac == 0:
+		c.MaxShiftFrac = none
+	}
+	return c.WithDefaults()
+}
+
+// almConfig maps the recipe onto the ALM trainer's settings.
+func almConfig(r *Recipe) alm.Config {
+	c := alm.DefaultConfig()
+	c.D, c.MappingLayers = r.ALM.D, r.ALM.MappingLayers
+	c.Reduction, c.Centre = r.ALM.Reduction, r.ALM.Centre
+	c.Epochs, c.LearningRate, c.LocationsPerStep = r.ALM.Epochs, r.ALM.LearningRate, r.ALM.LocationsPerStep
+	c.Seed = uint64(r.Seed)
+	c.DGM.Enabled = r.DGM.Enabled
+	c.DGM.Fraction = r.DGM.Fraction
+	c.DGM.PoolSize, c.DGM.RefreshEpochs = r.DGM.PoolSize, r.DGM.RefreshEpochs
+	c.DGM.Shapes, c.DGM.Modes = r.DGM.Shapes, r.DGM.Modes
+	c.DGM.SoftEdges, c.DGM.SourceDir, c.DGM.Delta = r.DGM.SoftEdges, r.DGM.SourceDir, r.DGM.Delta
+	return c
+}

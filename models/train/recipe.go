@@ -1,0 +1,263 @@
+//go:build workstation
+
+package train
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/inspectd/inspectd/config"
+)
+
+// RecipeVersion is the training recipe format this package reads.
+const RecipeVersion = 1
+
+// Recipe holds every training setting except the data paths. It is a
+// strict TOML file (models/train/recipe.example.toml documents each key);
+// omitted keys keep DefaultRecipe's values.
+type Recipe struct {
+	RecipeVersion int `toml:"recipe_version"`
+	// Product names what the model inspects; recorded in the bundle.
+	Product string `toml:"product"`
+	// Seed fixes every random choice: the same data, recipe and seed give
+	// the same bundle.
+	Seed int64 `toml:"seed"`
+	// Threads for inference sessions and training.
+	Threads int `toml:"threads"`
+	// HoldoutFraction of the good images is kept out of training and used
+	// to calibrate the thresholds and verify the exported bundle.
+	HoldoutFraction float64 `toml:"holdout_fraction"`
+
+	Input       RecipeInput       `toml:"input"`
+	Align       RecipeAlign       `toml:"align"`
+	ALM         RecipeALM         `toml:"alm"`
+	DGM         RecipeDGM         `toml:"dgm"`
+	Calibration RecipeCalibration `toml:"calibration"`
+
+	file string
+}
+
+// RecipeInput is the model input.
+type RecipeInput struct {
+	// Height and Width of the model input, multiples of 16.
+	Height int `toml:"height"`
+	Width  int `toml:"width"`
+	// Colour is "rgb" or "grey".
+	Colour string `toml:"colour"`
+	// ROI crops every image before anything else; zero size = whole image.
+	ROI RecipeROI `toml:"roi"`
+}
+
+// RecipeROI is a rectangle in image pixels.
+type RecipeROI struct {
+	X      int `toml:"x"`
+	Y      int `toml:"y"`
+	Width  int `toml:"width"`
+	Height int `toml:"height"`
+}
+
+// RecipeAlign configures the image matching module.
+type RecipeAlign struct {
+	// Method is "imm" (learned alignment) or "none" (fixtured parts).
+	Method string `toml:"method"`
+	// Template is the file name (in the good-image folder) of the
+	// template; empty chooses one with Seed.
+	Template string `toml:"template"`
+	// Size is the side of the regressor's square input.
+	Size int `toml:"size"`
+	// Channels is 1 (grey) or 3 (RGB) for the regressor.
+	Channels int `toml:"channels"`
+	// Steps of Adam with Batch images each, at LearningRate.
+	Steps        int     `toml:"steps"`
+	Batch        int     `toml:"batch"`
+	LearningRate float64 `toml:"learning_rate"`
+	// MaxRotationDeg and MaxShiftFrac bound the random poses used to
+	// augment the good images: the poses the line produces.
+	MaxRotationDeg float64 `toml:"max_rotation_deg"`
+	MaxShiftFrac   float64 `toml:"max_shift_frac"`
+}
+
+// RecipeALM configures the anomaly localisation module.
+type RecipeALM struct {
+	// D is the mapped feature width.
+	D int `toml:"d"`
+	// MappingLayers is the depth of N_M (1×1 convolutions).
+	MappingLayers int `toml:"mapping_layers"`
+	// Reduction that defines the centres: "random_orthogonal" or "pca".
+	Reduction string `toml:"reduction"`
+	// Centre is "local" (per location; the paper) or "global" (ablation).
+	Centre string `toml:"centre"`
+	// Epochs, LearningRate and LocationsPerStep of N_M's training.
+	Epochs           int     `toml:"epochs"`
+	LearningRate     float64 `toml:"learning_rate"`
+	LocationsPerStep int     `toml:"locations_per_step"`
+	// BlurSigma of the heatmap's Gaussian, in pixels.
+	BlurSigma float64 `toml:"blur_sigma"`
+}
+
+// RecipeDGM configures the defect generation module (outlier exposure).
+type RecipeDGM struct {
+	// Enabled switches synthetic defects on (false is the paper's ablation).
+	Enabled bool `toml:"enabled"`
+	// Fraction of training images that receive a synthetic defect.
+	Fraction float64 `toml:"fraction"`
+	// PoolSize defective variants, re-drawn every RefreshEpochs epochs.
+	PoolSize      int `toml:"pool_size"`
+	RefreshEpochs int `toml:"refresh_epochs"`
+	// Shapes of the defect regions: "rectangle", "ellipse", "blob".
+	Shapes []string `toml:"shapes"`
+	// Modes of painting: "darken", "lighten", "texture".
+	Modes []string `toml:"modes"`
+	// SoftEdges blends the region's border.
+	SoftEdges bool `toml:"soft_edges"`
+	// SourceDir is an optional folder of images pasted as texture; empty
+	// uses procedural textures and patches of other training images.
+	SourceDir string `toml:"source_dir"`
+	// Delta is the hinge margin δ of eq. 5.
+	Delta float64 `toml:"delta"`
+}
+
+// RecipeCalibration says how the thresholds are set from held-out good
+// images: threshold = min(1, Margin × the Quantile of their scores).
+type RecipeCalibration struct {
+	// ImageQuantile of held-out image scores (1 = the maximum).
+	ImageQuantile float64 `toml:"image_quantile"`
+	// ImageMargin multiplies that quantile.
+	ImageMargin float64 `toml:"image_margin"`
+	// PixelQuantile of held-out heatmap values for defect regions.
+	PixelQuantile float64 `toml:"pixel_quantile"`
+	// PixelMargin multiplies that quantile.
+	PixelMargin float64 `toml:"pixel_margin"`
+}
+
+// DefaultRecipe returns the defaults: the only place they are defined.
+func DefaultRecipe() Recipe {
+	return Recipe{
+		RecipeVersion:   RecipeVersion,
+		Product:         "part",
+		Seed:            1,
+		Threads:         2,
+		HoldoutFraction: 0.1,
+		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb"},
+		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 1200, Batch: 16, LearningRate: 1e-3,
+			MaxRotationDeg: 30, MaxShiftFrac: 0.1},
+		ALM: RecipeALM{D: 128, MappingLayers: 2, Reduction: "pca", Centre: "local",
+			Epochs: 4, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
+		DGM: RecipeDGM{Enabled: true, Fraction: 0.5, PoolSize: 64, RefreshEpochs: 5,
+			Shapes: []string{"rectangle", "ellipse", "blob"}, Modes: []string{"darken", "lighten", "texture"},
+			SoftEdges: true, Delta: 0.1},
+		Calibration: RecipeCalibration{ImageQuantile: 1, ImageMargin: 1.1, PixelQuantile: 0.999, PixelMargin: 1.1},
+	}
+}
+
+// LoadRecipe reads a recipe file; "" returns the defaults.
+func LoadRecipe(path string) (*Recipe, error) {
+	if path == "" {
+		r := DefaultRecipe()
+		return &r, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read recipe: %w", err)
+	}
+	return ParseRecipe(path, data)
+}
+
+// ParseRecipe decodes and validates recipe text, reporting every problem
+// with its key and line (see config.DecodeStrict).
+func ParseRecipe(name string, data []byte) (*Recipe, error) {
+	r := DefaultRecipe()
+	r.RecipeVersion = 0
+	c, md, err := config.DecodeStrict(name, data, &r, "models/train/recipe.example.toml")
+	if err != nil {
+		return nil, err
+	}
+	if !md.IsDefined("recipe_version") {
+		c.ProblemAt("recipe_version", fmt.Sprintf("required but missing; add `recipe_version = %d` at the top", RecipeVersion))
+	} else if r.RecipeVersion != RecipeVersion {
+		c.Errorf("recipe_version", "version %d is not supported; this inspectd reads recipe_version %d", r.RecipeVersion, RecipeVersion)
+	}
+	r.file = name
+	if r.DGM.SourceDir != "" && !filepath.IsAbs(r.DGM.SourceDir) {
+		r.DGM.SourceDir = filepath.Join(filepath.Dir(name), r.DGM.SourceDir)
+	}
+	r.validate(c)
+	if err := c.Err(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (r *Recipe) validate(c *config.Checker) {
+	c.Required("product", r.Product, "name the product, e.g. \"bottle\"")
+	c.IntRange("threads", r.Threads, 1, 256, "")
+	c.FloatRange("holdout_fraction", r.HoldoutFraction, 0.02, 0.5, "")
+
+	in := c.In("input")
+	for _, d := range []struct {
+		key string
+		v   int
+	}{{"height", r.Input.Height}, {"width", r.Input.Width}} {
+		if d.v < 32 || d.v > 2048 || d.v%16 != 0 {
+			in.Errorf(d.key, "%d: want a multiple of 16 from 32 to 2048", d.v)
+		}
+	}
+	in.OneOf("colour", r.Input.Colour, "rgb", "grey")
+	roi := in.In("roi")
+	roi.IntRange("x", r.Input.ROI.X, 0, 1<<15, "pixels")
+	roi.IntRange("y", r.Input.ROI.Y, 0, 1<<15, "pixels")
+	roi.IntRange("width", r.Input.ROI.Width, 0, 1<<15, "pixels (0 = whole image)")
+	roi.IntRange("height", r.Input.ROI.Height, 0, 1<<15, "pixels (0 = whole image)")
+	if (r.Input.ROI.Width == 0) != (r.Input.ROI.Height == 0) {
+		roi.Errorf("width", "width %d and height %d must both be 0 (whole image) or both be set", r.Input.ROI.Width, r.Input.ROI.Height)
+	}
+
+	al := c.In("align")
+	al.OneOf("method", r.Align.Method, "imm", "none")
+	if r.Align.Size < 32 || r.Align.Size > 512 || r.Align.Size%16 != 0 {
+		al.Errorf("size", "%d: want a multiple of 16 from 32 to 512", r.Align.Size)
+	}
+	if r.Align.Channels != 1 && r.Align.Channels != 3 {
+		al.Errorf("channels", "%d: want 1 (grey) or 3 (RGB)", r.Align.Channels)
+	}
+	al.IntRange("steps", r.Align.Steps, 1, 1_000_000, "")
+	al.IntRange("batch", r.Align.Batch, 1, 1024, "images")
+	al.FloatRange("learning_rate", r.Align.LearningRate, 1e-6, 1, "")
+	al.FloatRange("max_rotation_deg", r.Align.MaxRotationDeg, 0, 180, "degrees")
+	al.FloatRange("max_shift_frac", r.Align.MaxShiftFrac, 0, 0.5, "of the image size")
+
+	alm := c.In("alm")
+	alm.IntRange("d", r.ALM.D, 8, 448, "channels")
+	alm.IntRange("mapping_layers", r.ALM.MappingLayers, 1, 8, "")
+	alm.OneOf("reduction", r.ALM.Reduction, "random_orthogonal", "pca")
+	alm.OneOf("centre", r.ALM.Centre, "local", "global")
+	alm.IntRange("epochs", r.ALM.Epochs, 1, 100_000, "")
+	alm.FloatRange("learning_rate", r.ALM.LearningRate, 1e-6, 1, "")
+	alm.IntRange("locations_per_step", r.ALM.LocationsPerStep, 64, 1<<20, "")
+	alm.FloatRange("blur_sigma", r.ALM.BlurSigma, 0.5, 16, "pixels")
+
+	dgm := c.In("dgm")
+	dgm.FloatRange("fraction", r.DGM.Fraction, 0, 1, "")
+	dgm.IntRange("pool_size", r.DGM.PoolSize, 1, 100_000, "images")
+	dgm.IntRange("refresh_epochs", r.DGM.RefreshEpochs, 1, 100_000, "epochs")
+	for _, s := range r.DGM.Shapes {
+		dgm.OneOf("shapes", s, "rectangle", "ellipse", "blob")
+	}
+	for _, m := range r.DGM.Modes {
+		dgm.OneOf("modes", m, "darken", "lighten", "texture")
+	}
+	if r.DGM.Enabled && (len(r.DGM.Shapes) == 0 || len(r.DGM.Modes) == 0) {
+		dgm.Errorf("shapes", "shapes and modes must not be empty while dgm.enabled = true")
+	}
+	if r.DGM.SourceDir != "" {
+		dgm.ExistingDir("source_dir", r.DGM.SourceDir)
+	}
+	dgm.FloatRange("delta", r.DGM.Delta, 0.001, 1, "")
+
+	cal := c.In("calibration")
+	cal.FloatRange("image_quantile", r.Calibration.ImageQuantile, 0.5, 1, "")
+	cal.FloatRange("image_margin", r.Calibration.ImageMargin, 1, 10, "")
+	cal.FloatRange("pixel_quantile", r.Calibration.PixelQuantile, 0.5, 1, "")
+	cal.FloatRange("pixel_margin", r.Calibration.PixelMargin, 1, 10, "")
+}

@@ -1,0 +1,282 @@
+//go:build workstation
+
+package train
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/dataset"
+	"github.com/inspectd/inspectd/models/metrics"
+)
+
+// loadGoodImages decodes every image in dir, sorted by name.
+func loadGoodImages(dir string) ([]goodImage, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("train: good images: %w", err)
+	}
+	var out []goodImage
+	for _, e := range entries {
+		if e.IsDir() || !dataset.IsImageFile(e.Name()) {
+			continue
+		}
+		img, err := dataset.LoadImage(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		out = append(out, goodImage{name: e.Name(), img: img})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("train: %s holds no PNG, JPEG or BMP images", dir)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}
+
+// loadBackbone reads a .npy directory or a torchvision .pth file.
+func loadBackbone(path string) (*backbone.Weights, error) {
+	if path == "" {
+		p, err := backbone.Locate()
+		if err != nil {
+			return nil, fmt.Errorf("train: --backbone not given and %w", err)
+		}
+		path = p
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: backbone: %w", err)
+	}
+	var w *backbone.Weights
+	if st.IsDir() {
+		w, err = backbone.LoadNPYDir(path)
+	} else {
+		w, err = backbone.LoadTorchvisionPTH(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("train: backbone: %w", err)
+	}
+	return w, nil
+}
+
+// chooseTemplate returns the explicit template or one chosen with the
+// recipe's seed among the training images.
+func chooseTemplate(r *Recipe, trainSet []goodImage, rng *rand.Rand) (image.Image, string, error) {
+	if r.Align.Template != "" {
+		for _, g := range trainSet {
+			if g.name == r.Align.Template {
+				return g.img, g.name, nil
+			}
+		}
+		return nil, "", fmt.Errorf("train: align.template %q is not among the training images (it may be in the holdout; pick another or change the seed)", r.Align.Template)
+	}
+	g := trainSet[rng.IntN(len(trainSet))]
+	return g.img, g.name, nil
+}
+
+// tensorPNG encodes a C×H×W [0,1] tensor as an 8-bit PNG.
+func tensorPNG(t []float32, c, h, w int) ([]byte, error) {
+	q := func(v float32) uint8 { return uint8(math.Round(float64(min(max(v, 0), 1)) * 255)) }
+	var img image.Image
+	if c == 1 {
+		g := image.NewGray(image.Rect(0, 0, w, h))
+		for i := range h * w {
+			g.Pix[i] = q(t[i])
+		}
+		img = g
+	} else {
+		rgba := image.NewRGBA(image.Rect(0, 0, w, h))
+		for i := range h * w {
+			rgba.SetRGBA(i%w, i/w, color.RGBA{q(t[i]), q(t[h*w+i]), q(t[2*h*w+i]), 255})
+		}
+		img = rgba
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return nil, fmt.Errorf("train: encode template: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// calibrate sets the thresholds from held-out good images:
+// threshold = min(1, margin × quantile).
+func calibrate(c RecipeCalibration, scores, pixels []float64) bundle.Calibration {
+	st := stats(scores)
+	img := math.Min(1, c.ImageMargin*quantile(scores, c.ImageQuantile))
+	px := math.Min(1, c.PixelMargin*quantile(pixels, c.PixelQuantile))
+	return bundle.Calibration{
+		ImageThreshold: math.Max(img, 1e-6),
+		PixelThreshold: math.Max(px, 1e-6),
+		Rule: fmt.Sprintf("image: %g × the %g-quantile of %d held-out good image scores; pixel: %g × the %g-quantile of their heatmap values",
+			c.ImageMargin, c.ImageQuantile, len(scores), c.PixelMargin, c.PixelQuantile),
+		GoodScores: st,
+	}
+}
+
+func stats(v []float64) bundle.ScoreStats {
+	s := bundle.ScoreStats{Count: len(v)}
+	if len(v) == 0 {
+		return s
+	}
+	s.Min, s.Max = math.Inf(1), math.Inf(-1)
+	for _, x := range v {
+		s.Min, s.Max = math.Min(s.Min, x), math.Max(s.Max, x)
+		s.Mean += x
+	}
+	s.Mean /= float64(len(v))
+	for _, x := range v {
+		s.Std += (x - s.Mean) * (x - s.Mean)
+	}
+	s.Std = math.Sqrt(s.Std / float64(len(v)))
+	s.P99 = quantile(v, 0.99)
+	return s
+}
+
+// quantile is the nearest-rank q-quantile (q = 1 is the maximum).
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// verify reloads the bundle through the daemon's engine and re-scores the
+// held-out images; every score must match training's within
+// VerifyTolerance.
+func verify(rt *infer.Runtime, dir string, holdout []goodImage, want []float64, roi image.Rectangle) (float64, error) {
+	b, err := bundle.Load(dir)
+	if err != nil {
+		return 0, fmt.Errorf("train: verify: the bundle just written does not load: %w", err)
+	}
+	eng, err := infer.NewEngine(rt, b, infer.EngineOptions{IntraOpThreads: 2})
+	if err != nil {
+		return 0, fmt.Errorf("train: verify: %w", err)
+	}
+	defer eng.Close()
+	hm := eng.NewHeatmap()
+	worst := 0.0
+	var bad []string
+	for i, g := range holdout {
+		t, err := eng.Align(g.img, roi)
+		if err != nil {
+			return 0, fmt.Errorf("train: verify %s: %w", g.name, err)
+		}
+		got, err := eng.Localize(g.img, roi, t, hm)
+		if err != nil {
+			return 0, fmt.Errorf("train: verify %s: %w", g.name, err)
+		}
+		d := math.Abs(float64(got) - want[i])
+		worst = math.Max(worst, d)
+		if d > VerifyTolerance {
+			bad = append(bad, fmt.Sprintf("%s: training %.6f, bundle %.6f", g.name, want[i], got))
+		}
+	}
+	if len(bad) > 0 {
+		return worst, fmt.Errorf("train: verify: the exported bundle scores %d held-out images differently from training (tolerance %g); refusing to write it:\n  %s",
+			len(bad), VerifyTolerance, strings.Join(bad, "\n  "))
+	}
+	return worst, nil
+}
+
+// defectsOperatingPoint scores a labelled test root with the bundle and
+// returns the F1-optimal operating point over its images plus the held-out
+// good images, and the image AUROC.
+func defectsOperatingPoint(ctx context.Context, rt *infer.Runtime, dir, root string, holdScores []float64, roi image.Rectangle) (*metrics.PRF, float64, error) {
+	cat, err := dataset.OpenCategory(root)
+	if err != nil {
+		return nil, 0, fmt.Errorf("train: --defects: %w", err)
+	}
+	b, err := bundle.Load(dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("train: %w", err)
+	}
+	eng, err := infer.NewEngine(rt, b, infer.EngineOptions{IntraOpThreads: 2})
+	if err != nil {
+		return nil, 0, fmt.Errorf("train: %w", err)
+	}
+	defer eng.Close()
+	hm := eng.NewHeatmap()
+	scores := append([]float64(nil), holdScores...)
+	labels := make([]bool, len(scores))
+	for _, s := range cat.Test {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, fmt.Errorf("train: %w", err)
+		}
+		img, _, err := s.Load()
+		if err != nil {
+			return nil, 0, fmt.Errorf("train: --defects: %w", err)
+		}
+		t, err := eng.Align(img, roi)
+		if err != nil {
+			return nil, 0, fmt.Errorf("train: %s: %w", s.Path, err)
+		}
+		sc, err := eng.Localize(img, roi, t, hm)
+		if err != nil {
+			return nil, 0, fmt.Errorf("train: %s: %w", s.Path, err)
+		}
+		scores = append(scores, float64(sc))
+		labels = append(labels, s.Anomalous())
+	}
+	prf, err := metrics.BestF1(scores, labels)
+	if err != nil {
+		return nil, 0, fmt.Errorf("train: --defects %s: %w", root, err)
+	}
+	auc, err := metrics.AUROC(scores, labels)
+	if err != nil {
+		return nil, 0, fmt.Errorf("train: --defects %s: %w", root, err)
+	}
+	return &prf, auc, nil
+}
+
+// publish moves the verified staging bundle to out, replacing any bundle
+// there only once the new one is in place.
+func publish(staging, out string) error {
+	old := ""
+	if _, err := os.Stat(out); err == nil {
+		old = staging + ".old"
+		if err := os.Rename(out, old); err != nil {
+			return fmt.Errorf("move the previous bundle aside: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(staging, out); err != nil {
+		if old != "" {
+			os.Rename(old, out)
+		}
+		return err
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return nil
+}
+
+// sha256 identifies the recipe's effective settings.
+func (r *Recipe) sha256() string {
+	var buf bytes.Buffer
+	_ = toml.NewEncoder(&buf).Encode(r)
+	sum := sha256.Sum256(buf.Bytes())
+	return hex.EncodeToString(sum[:])
+}
