@@ -2,7 +2,6 @@
 
 package main
 
-
 // workstationCommands lists the training and evaluation commands.
 func workstationCommands() []command {
 	return []command{
