@@ -16,9 +16,9 @@ import (
 type RandomBundleOptions struct {
 	// Height, Width of the model input (multiples of 16); default 256×256.
 	Height, Width int
-	// D is the mapped feature width; default 128.
+	// D is the mapped feature width; default 256 (the training default).
 	D int
-	// MappingLayers is the depth of N_M; default 2.
+	// MappingLayers is the depth of N_M; default 1 (the training default).
 	MappingLayers int
 	// AlignSize is the IMM input size (square); default 128. 0 with
 	// NoAlign set writes a bundle with align method "none".
@@ -41,10 +41,10 @@ func (o *RandomBundleOptions) setDefaults() {
 		o.Width = 256
 	}
 	if o.D == 0 {
-		o.D = 128
+		o.D = 256
 	}
 	if o.MappingLayers == 0 {
-		o.MappingLayers = 2
+		o.MappingLayers = 1
 	}
 	if o.AlignSize == 0 {
 		o.AlignSize = 128
