@@ -136,21 +136,23 @@ func hashString(s string) uint64 {
 	return f.Sum64()
 }
 
-// lattice returns a pseudo-random value in [0,1) for an integer lattice point.
-func lattice(ix, iy int64, seed uint64) float64 {
+// Lattice returns a pseudo-random value in [0,1) for an integer lattice
+// point, reproducible from seed.
+func Lattice(ix, iy int64, seed uint64) float64 {
 	return float64(hash64(uint64(ix), uint64(iy), seed)>>11) / (1 << 53)
 }
 
-// valueNoise is smooth 2-D value noise in [0,1) with unit lattice spacing.
-func valueNoise(x, y float64, seed uint64) float64 {
+// ValueNoise is smooth 2-D value noise in [0,1) with unit lattice spacing,
+// reproducible from seed (also used by the training defect generator).
+func ValueNoise(x, y float64, seed uint64) float64 {
 	fx, fy := math.Floor(x), math.Floor(y)
 	ix, iy := int64(fx), int64(fy)
 	tx, ty := x-fx, y-fy
 	tx, ty = tx*tx*(3-2*tx), ty*ty*(3-2*ty)
-	a := lattice(ix, iy, seed)
-	b := lattice(ix+1, iy, seed)
-	c := lattice(ix, iy+1, seed)
-	d := lattice(ix+1, iy+1, seed)
+	a := Lattice(ix, iy, seed)
+	b := Lattice(ix+1, iy, seed)
+	c := Lattice(ix, iy+1, seed)
+	d := Lattice(ix+1, iy+1, seed)
 	return a + (b-a)*tx + (c-a)*ty + (a-b-c+d)*tx*ty
 }
 
@@ -185,7 +187,7 @@ func partFor(name string) (part, error) {
 			if r > outer || r < 0.06 || (math.Abs(v) < 0.015 && u > 0 && u < 0.085) { // bore with key
 				return false, rgb{}
 			}
-			c := rgb{0.62, 0.64, 0.70}.scale(0.9 + 0.08*math.Sin(r*260) + 0.05*valueNoise(u*60, v*60, tex))
+			c := rgb{0.62, 0.64, 0.70}.scale(0.9 + 0.08*math.Sin(r*260) + 0.05*ValueNoise(u*60, v*60, tex))
 			if disc(u, v, 0.15, -0.05, 0.025) || (r > 0.18 && r < 0.19 && math.Abs(a) < 0.6) { // marker dot, arc
 				c = rgb{0.15, 0.15, 0.2}
 			}
@@ -197,7 +199,7 @@ func partFor(name string) (part, error) {
 			if !in || disc(u, v, 0.14, 0.165, 0.04) || disc(u, v, -0.185, -0.17, 0.035) {
 				return false, rgb{}
 			}
-			brushed := valueNoise(u*300, v*12, tex)
+			brushed := ValueNoise(u*300, v*12, tex)
 			c := rgb{0.78, 0.62, 0.30}.scale(0.85 + 0.2*brushed)
 			if u > -0.05 && u < 0.08 && v > 0.12 && v < 0.21 && int(math.Floor((u+0.05)*120))%3 == 0 { // stamped marks
 				c = c.scale(0.55)
@@ -216,10 +218,10 @@ func partFor(name string) (part, error) {
 					return false, rgb{}
 				}
 			}
-			c := rgb{0.22, 0.52, 0.32}.scale(0.9 + 0.15*valueNoise(u*40, v*40, tex))
+			c := rgb{0.22, 0.52, 0.32}.scale(0.9 + 0.15*ValueNoise(u*40, v*40, tex))
 			if u > -0.17 && u < 0.09 && v > -0.1 && v < 0.03 { // label with a bar code
 				c = rgb{0.92, 0.92, 0.88}
-				if v < 0 && u > -0.15 && u < 0.07 && lattice(int64(math.Floor((u+0.15)*180)), 0, tex) < 0.5 {
+				if v < 0 && u > -0.15 && u < 0.07 && Lattice(int64(math.Floor((u+0.15)*180)), 0, tex) < 0.5 {
 					c = rgb{0.05, 0.05, 0.05}
 				}
 			}
@@ -255,7 +257,7 @@ func (d *defectShape) covers(u, v float64) bool {
 		return disc(u, v, d.cu, d.cv, d.ru)
 	case Contamination:
 		a := math.Atan2(v-d.cv, u-d.cu)
-		r := d.ru * (0.7 + 0.6*valueNoise(math.Cos(a)*2+5, math.Sin(a)*2+5, d.seed))
+		r := d.ru * (0.7 + 0.6*ValueNoise(math.Cos(a)*2+5, math.Sin(a)*2+5, d.seed))
 		return disc(u, v, d.cu, d.cv, r)
 	default: // Dent, Colour: rotated ellipse
 		s, c := math.Sincos(d.ang)
@@ -272,7 +274,7 @@ func (d *defectShape) paint(c rgb, u, v float64) rgb {
 	case Dent:
 		return c.scale(0.35)
 	case Contamination:
-		return d.tint.scale(0.7 + 0.5*valueNoise(u*150, v*150, d.seed))
+		return d.tint.scale(0.7 + 0.5*ValueNoise(u*150, v*150, d.seed))
 	case Colour:
 		return rgb{c[2], c[0], c[1]}.scale(1.1).add(0.12)
 	}
@@ -377,7 +379,7 @@ func Render(object string, w, h int, grey bool, pose Pose, defect Defect, seed u
 		}
 	}
 	bgSeed := hash64(seed, 1)
-	bgShiftX, bgShiftY := lattice(0, 0, bgSeed)*1000, lattice(1, 0, bgSeed)*1000
+	bgShiftX, bgShiftY := Lattice(0, 0, bgSeed)*1000, Lattice(1, 0, bgSeed)*1000
 	rect := image.Rect(0, 0, w, h)
 	mask := image.NewGray(rect)
 	var gimg *image.Gray
@@ -402,13 +404,13 @@ func Render(object string, w, h int, grey bool, pose Pose, defect Defect, seed u
 			if !in {
 				// Background: a belt with a coarse weave and fine grain.
 				bx, by := float64(x)/S*24+bgShiftX, float64(y)/S*24+bgShiftY
-				g := 0.16 + 0.08*valueNoise(bx, by, bgSeed) + 0.04*valueNoise(bx*5, by*5, bgSeed+1)
+				g := 0.16 + 0.08*ValueNoise(bx, by, bgSeed) + 0.04*ValueNoise(bx*5, by*5, bgSeed+1)
 				if (int(math.Floor(bx))+int(math.Floor(by)))%2 == 0 {
 					g += 0.02
 				}
 				c = rgb{g, g * 1.02, g * 1.05}
 			}
-			c = c.add(0.02 * (lattice(int64(x), int64(y), seed) - 0.5)) // sensor noise
+			c = c.add(0.02 * (Lattice(int64(x), int64(y), seed) - 0.5)) // sensor noise
 			if grey {
 				gimg.Pix[y*gimg.Stride+x] = to8(0.299*c[0] + 0.587*c[1] + 0.114*c[2])
 			} else {

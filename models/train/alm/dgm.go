@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/inspectd/inspectd/models/preprocess"
+	"github.com/inspectd/inspectd/models/synth"
 )
 
 // maxSourceImages bounds how many SourceDir images are loaded.
@@ -237,7 +238,7 @@ func (g *defectGen) texture(r *rand.Rand, other []float32) []float32 {
 			default: // cloudy noise
 				m = fractalNoise(float64(x)*noiseFreq, float64(y)*noiseFreq, seed)
 			}
-			grain := 0.1 * (latticeNoise(int64(x), int64(y), seed^0x9e37) - 0.5)
+			grain := 0.1 * (synth.Lattice(int64(x), int64(y), seed^0x9e37) - 0.5)
 			for c := 0; c < 3; c++ {
 				v := c1[c]*(1-m) + c2[c]*m + grain
 				t[c*plane+y*w+x] = float32(math.Min(math.Max(v, 0), 1))
@@ -278,29 +279,7 @@ func (g *defectGen) cells(img, out, alpha []float32) ([]bool, int) {
 	return mask, n
 }
 
-// latticeNoise returns a hash of (ix, iy, seed) in [0, 1).
-func latticeNoise(ix, iy int64, seed uint64) float64 {
-	z := seed ^ uint64(ix)*0x9e3779b97f4a7c15 ^ uint64(iy)*0xc2b2ae3d27d4eb4f
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	z ^= z >> 31
-	return float64(z>>11) / (1 << 53)
-}
-
-// valueNoise is smooth value noise in [0, 1] with unit lattice spacing.
-func valueNoise(x, y float64, seed uint64) float64 {
-	fx, fy := math.Floor(x), math.Floor(y)
-	ix, iy := int64(fx), int64(fy)
-	tx, ty := x-fx, y-fy
-	tx, ty = tx*tx*(3-2*tx), ty*ty*(3-2*ty)
-	a := latticeNoise(ix, iy, seed)
-	b := latticeNoise(ix+1, iy, seed)
-	c := latticeNoise(ix, iy+1, seed)
-	d := latticeNoise(ix+1, iy+1, seed)
-	return (a*(1-tx)+b*tx)*(1-ty) + (c*(1-tx)+d*tx)*ty
-}
-
 // fractalNoise sums three octaves of value noise, normalised to [0, 1].
 func fractalNoise(x, y float64, seed uint64) float64 {
-	return (valueNoise(x, y, seed) + 0.5*valueNoise(2*x, 2*y, seed+1) + 0.25*valueNoise(4*x, 4*y, seed+2)) / 1.75
+	return (synth.ValueNoise(x, y, seed) + 0.5*synth.ValueNoise(2*x, 2*y, seed+1) + 0.25*synth.ValueNoise(4*x, 4*y, seed+2)) / 1.75
 }
