@@ -92,7 +92,7 @@ class Localize(torch.nn.Module):
                 x = F.relu(x)
             x = F.conv2d(x, wt, b)
         centre = w["centre"]
-        cos = (x * centre).sum(1, keepdim=True) / (x.norm(dim=1, keepdim=True) * w["centre_norm"] + 1e-8)
+        cos = (x * centre).sum(1, keepdim=True) / (x.norm(dim=1, keepdim=True).clamp_min(0.1) * w["centre_norm"] + 1e-8)
         dist = 0.5 * (1 - cos)
         up = F.interpolate(dist, size=img.shape[2:], mode="bilinear", align_corners=False)
         up = F.pad(up, (self.rad, self.rad, self.rad, self.rad), mode="reflect")

@@ -16,7 +16,7 @@
 // (batch 1), float32 tensors, and only these operators, all accepted by ONNX
 // Runtime (CPU, CUDA, TensorRT providers) and by TensorRT's ONNX parser:
 //
-//	Conv, Relu, MaxPool, Add, Sub, Mul, Div, Sqrt, ReduceMax, MatMul,
+//	Conv, Relu, MaxPool, Add, Sub, Mul, Div, Sqrt, Max, ReduceMax, MatMul,
 //	Resize (mode linear, coordinate_transformation_mode half_pixel), Concat,
 //	GlobalAveragePool, Flatten, Gemm, Reshape
 //
@@ -35,7 +35,7 @@ import (
 
 // AllowedOps are the only ONNX operator types the emitters use.
 var AllowedOps = []string{
-	"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "ReduceMax", "MatMul",
+	"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "Max", "ReduceMax", "MatMul",
 	"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape",
 }
 

@@ -37,7 +37,7 @@ func (m *Model) LocalizeSpec(blurSigma float64) netdef.LocalizeSpec {
 
 // Score computes, in pure Go, what netdef.LocalizeGraph computes from
 // F_Mixed (mixed, 448×(H/4)×(W/4) CHW): N_M, the per-location distance
-// 0.5·(1 − F_M·F_C / (‖F_M‖·‖F_C‖ + CosineEps)), bilinear upsampling to H×W
+// 0.5·(1 − F_M·F_C / (max(‖F_M‖, CosineNormFloor)·‖F_C‖ + CosineEps)), bilinear upsampling to H×W
 // and the Gaussian blur of σ = blurSigma pixels (0 means
 // netdef.DefaultBlurSigma) through netdef.UpsampleBlurMatrix. It returns the
 // heatmap (H×W row-major) and the image score, the heatmap maximum.
@@ -123,7 +123,7 @@ func (m *Model) Distances(mixed []float32) ([]float32, error) {
 			nf += a * a
 			nc += b * b
 		}
-		cos := dot / (math.Sqrt(nf)*math.Sqrt(nc) + netdef.CosineEps)
+		cos := dot / (math.Max(math.Sqrt(nf), netdef.CosineNormFloor)*math.Sqrt(nc) + netdef.CosineEps)
 		dist[p] = float32(0.5 * (1 - cos))
 	}
 	return dist, nil
