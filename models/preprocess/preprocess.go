@@ -12,6 +12,7 @@
 package preprocess
 
 import (
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -230,4 +231,19 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 			dst[2*plane+i] *= inv
 		}
 	}
+}
+
+// Invert returns the inverse affine transform. It fails when the linear
+// part is singular (or NaN), e.g. a zero scale.
+func (a Affine) Invert() (Affine, error) {
+	p, q, r, s := a[0][0], a[0][1], a[1][0], a[1][1]
+	det := p*s - q*r
+	if math.Abs(det) < 1e-12 || math.IsNaN(det) {
+		return Affine{}, errors.New("preprocess: affine transform is singular")
+	}
+	ip, iq, ir, is := s/det, -q/det, -r/det, p/det
+	return Affine{
+		{ip, iq, -(ip*a[0][2] + iq*a[1][2])},
+		{ir, is, -(ir*a[0][2] + is*a[1][2])},
+	}, nil
 }

@@ -151,3 +151,24 @@ func BenchmarkFillWarp256(b *testing.B) {
 		}
 	}
 }
+
+func TestAffineInvert(t *testing.T) {
+	a := Affine{{0.8, -0.6, 12}, {0.6, 0.8, -5}}
+	inv, err := a.Invert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a·inv·p = p for a few points.
+	for _, p := range [][2]float64{{0, 0}, {10, -3}, {255, 128}} {
+		x := inv[0][0]*p[0] + inv[0][1]*p[1] + inv[0][2]
+		y := inv[1][0]*p[0] + inv[1][1]*p[1] + inv[1][2]
+		bx := a[0][0]*x + a[0][1]*y + a[0][2]
+		by := a[1][0]*x + a[1][1]*y + a[1][2]
+		if math.Abs(bx-p[0]) > 1e-9 || math.Abs(by-p[1]) > 1e-9 {
+			t.Errorf("a·inv·%v = (%v, %v)", p, bx, by)
+		}
+	}
+	if _, err := (Affine{{1, 2, 0}, {2, 4, 0}}).Invert(); err == nil || !strings.Contains(err.Error(), "singular") {
+		t.Errorf("singular matrix: err = %v", err)
+	}
+}

@@ -15,7 +15,6 @@ package rto
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"image"
@@ -29,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/inspectd/inspectd/models/dataset"
+	"github.com/inspectd/inspectd/models/preprocess"
 )
 
 // Border modes for pixels that come from outside the source image.
@@ -238,26 +238,12 @@ func doMask(src, dst string, parts []string, gt int, o Options) error {
 	return writePNG(filepath.Join(dst, filepath.FromSlash(strings.TrimSuffix(maskRel, filepath.Ext(maskRel))))+".png", out)
 }
 
-// invert returns the inverse of a 2×3 affine matrix.
-func invert(m [2][3]float64) ([2][3]float64, error) {
-	a, b, c, d := m[0][0], m[0][1], m[1][0], m[1][1]
-	det := a*d - b*c
-	if math.Abs(det) < 1e-12 || math.IsNaN(det) {
-		return [2][3]float64{}, errors.New("transform matrix is singular")
-	}
-	ia, ib, ic, id := d/det, -b/det, -c/det, a/det
-	return [2][3]float64{
-		{ia, ib, -(ia*m[0][2] + ib*m[1][2])},
-		{ic, id, -(ic*m[0][2] + id*m[1][2])},
-	}, nil
-}
-
 // Warp resamples img bilinearly so that source pixel p lands on m·p; the
 // output has the input's size. Grey inputs (any bit depth) give
 // *image.Gray, others *image.RGBA. Samples outside the source follow border
 // (BorderReplicate or BorderConstant, black).
 func Warp(img image.Image, m [2][3]float64, border string) (image.Image, error) {
-	inv, err := invert(m)
+	inv, err := preprocess.Affine(m).Invert()
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +317,7 @@ func Warp(img image.Image, m [2][3]float64, border string) (image.Image, error) 
 // BorderConstant gives 0. A singular matrix gives an empty mask.
 func WarpMask(mask *dataset.Mask, m [2][3]float64, border string) *image.Gray {
 	out := image.NewGray(image.Rect(0, 0, mask.W, mask.H))
-	inv, err := invert(m)
+	inv, err := preprocess.Affine(m).Invert()
 	if err != nil {
 		return out
 	}

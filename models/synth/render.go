@@ -16,6 +16,8 @@ import (
 	"image"
 	"math"
 	"math/rand/v2"
+
+	"github.com/inspectd/inspectd/models/preprocess"
 )
 
 // Object names accepted in Options.Objects and by Render.
@@ -348,7 +350,10 @@ func Render(object string, w, h int, grey bool, pose Pose, defect Defect, seed u
 	S := float64(min(w, h))
 	var d *defectShape
 	m := pose.Matrix(w, h)
-	inv := invert(m)
+	inv, err := preprocess.Affine(m).Invert()
+	if err != nil {
+		return Sample{}, fmt.Errorf("synth: pose %+v: %w", pose, err)
+	}
 	cx, cy := float64(w-1)/2, float64(h-1)/2
 	canon := func(x, y int) (float64, float64) {
 		sx := inv[0][0]*float64(x) + inv[0][1]*float64(y) + inv[0][2]
@@ -431,16 +436,4 @@ func Render(object string, w, h int, grey bool, pose Pose, defect Defect, seed u
 // to8 converts a [0,1] intensity to 8 bits with rounding and clamping.
 func to8(f float64) uint8 {
 	return uint8(math.Round(math.Max(0, math.Min(1, f)) * 255))
-}
-
-// invert returns the inverse of a 2×3 affine matrix (its linear part must
-// be invertible, which holds for rotations).
-func invert(m [2][3]float64) [2][3]float64 {
-	a, b, c, d := m[0][0], m[0][1], m[1][0], m[1][1]
-	det := a*d - b*c
-	ia, ib, ic, id := d/det, -b/det, -c/det, a/det
-	return [2][3]float64{
-		{ia, ib, -(ia*m[0][2] + ib*m[1][2])},
-		{ic, id, -(ic*m[0][2] + id*m[1][2])},
-	}
 }

@@ -75,7 +75,11 @@ func renderSet(t testing.TB, object string, w, h, channels, n int, maxRot, maxSh
 // transform against the true one: the pixel matrix M_k·M_T⁻¹ that samples the
 // image at the template's pixel (see synth.Pose.Matrix).
 func poseError(pred [3]float64, img, tpl synth.Pose, w, h int) (deg, shift float64) {
-	truth := compose(img.Matrix(w, h), invert(tpl.Matrix(w, h)))
+	tplInv, err := preprocess.Affine(tpl.Matrix(w, h)).Invert()
+	if err != nil {
+		panic(err) // a pose matrix is a rotation: never singular
+	}
+	truth := compose(img.Matrix(w, h), [2][3]float64(tplInv))
 	got := netdef.PixelAffine(pred[0], pred[1], pred[2], h, w)
 	a := math.Atan2(got[1][0], got[0][0]) - math.Atan2(truth[1][0], truth[0][0])
 	a = math.Remainder(a, 2*math.Pi)
@@ -93,16 +97,6 @@ func compose(a, b [2][3]float64) [2][3]float64 {
 		m[i][2] = a[i][0]*b[0][2] + a[i][1]*b[1][2] + a[i][2]
 	}
 	return m
-}
-
-func invert(m [2][3]float64) [2][3]float64 {
-	a, b, c, d := m[0][0], m[0][1], m[1][0], m[1][1]
-	det := a*d - b*c
-	ia, ib, ic, id := d/det, -b/det, -c/det, a/det
-	return [2][3]float64{
-		{ia, ib, -(ia*m[0][2] + ib*m[1][2])},
-		{ic, id, -(ic*m[0][2] + id*m[1][2])},
-	}
 }
 
 func median(x []float64) float64 {
