@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"math"
 	"sort"
 	"time"
 
@@ -148,7 +149,7 @@ func Summarise(d []float64) StageTiming {
 	}
 	sort.Float64s(d)
 	rank := func(q float64) float64 {
-		i := int(q*float64(len(d))+0.999999) - 1
+		i := int(math.Ceil(q*float64(len(d)))) - 1
 		return d[min(max(i, 0), len(d)-1)]
 	}
 	med := d[len(d)/2]

@@ -214,7 +214,7 @@ func TestHandComputedMetrics(t *testing.T) {
 	}
 
 	// Latency from the fake clock: align i+1 ms, localize 10·(i+1) ms.
-	want := LatencyReport{Align: Latency{1, 4.5, 8}, Localize: Latency{10, 45, 80}}
+	want := LatencyReport{Align: Latency{MinMs: 1, MedianMs: 4.5, P99Ms: 8}, Localize: Latency{MinMs: 10, MedianMs: 45, P99Ms: 80}}
 	if c.Latency != want {
 		t.Errorf("latency = %+v, want %+v", c.Latency, want)
 	}
@@ -245,15 +245,15 @@ func TestLatencyOf(t *testing.T) {
 		want Latency
 	}{
 		{nil, Latency{}},
-		{[]float64{5}, Latency{5, 5, 5}},
-		{[]float64{3, 1, 2}, Latency{1, 2, 3}},
+		{[]float64{5}, Latency{MinMs: 5, MedianMs: 5, P99Ms: 5}},
+		{[]float64{3, 1, 2}, Latency{MinMs: 1, MedianMs: 2, P99Ms: 3}},
 		{func() []float64 {
 			v := make([]float64, 200)
 			for i := range v {
 				v[i] = float64(200 - i)
 			}
 			return v
-		}(), Latency{1, 100.5, 198}},
+		}(), Latency{MinMs: 1, MedianMs: 100.5, P99Ms: 198}},
 	} {
 		if got := latencyOf(c.in); got != c.want {
 			t.Errorf("latencyOf(%v) = %+v, want %+v", c.in, got, c.want)

@@ -78,14 +78,11 @@ type DefectStats struct {
 	ImageAUROC *float64 `json:"image_auroc,omitempty"`
 }
 
-// Latency summarises the wall times of one stage over a category's images.
-// The median of an even count is the mean of the two middle values; P99 is
-// the nearest-rank 99th percentile (the ⌈0.99·n⌉-th smallest).
-type Latency struct {
-	MinMs    float64 `json:"min_ms"`
-	MedianMs float64 `json:"median_ms"`
-	P99Ms    float64 `json:"p99_ms"`
-}
+// Latency summarises the wall times of one stage over a category's images,
+// exactly as `inspectd bench` does (infer.Summarise): the median of an even
+// count is the mean of the two middle values; P99 is the nearest-rank 99th
+// percentile (the ⌈0.99·n⌉-th smallest).
+type Latency = infer.StageTiming
 
 // LatencyReport holds the per-stage latencies.
 type LatencyReport struct {
@@ -95,18 +92,7 @@ type LatencyReport struct {
 
 // latencyOf summarises durations in milliseconds (zero for none).
 func latencyOf(v []float64) Latency {
-	if len(v) == 0 {
-		return Latency{}
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	n := len(s)
-	med := s[n/2]
-	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
-	}
-	k := int(math.Ceil(0.99*float64(n))) - 1
-	return Latency{MinMs: s[0], MedianMs: med, P99Ms: s[min(max(k, 0), n-1)]}
+	return infer.Summarise(append([]float64(nil), v...))
 }
 
 // ImageResult is the outcome of one test image.
