@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,23 +65,10 @@ func Write(dir string, m *Manifest, files map[string][]byte) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("write bundle %s: %w", dir, err)
 	}
-	old := ""
-	if _, err := os.Stat(dir); err == nil {
-		old = tmp + ".old"
-		if err := os.Rename(dir, old); err != nil {
-			return fmt.Errorf("write bundle %s: move the previous bundle aside: %w", dir, err)
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			os.Rename(old, dir)
-		}
-		return fmt.Errorf("write bundle %s: %w", dir, err)
+	if err := Replace(tmp, dir); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
 	}
 	committed = true
-	if old != "" {
-		os.RemoveAll(old)
-	}
 	if d, err := os.Open(parent); err == nil {
 		d.Sync()
 		d.Close()
@@ -102,4 +90,30 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Replace moves the complete bundle directory src to dir. A bundle already
+// at dir is moved aside first and removed only once src is in place; if the
+// final rename fails it is put back, so dir always holds a whole bundle or
+// nothing new.
+func Replace(src, dir string) error {
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = src + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("%s: move the previous bundle aside: %w", dir, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	if err := os.Rename(src, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -247,30 +246,6 @@ func defectsOperatingPoint(ctx context.Context, rt *infer.Runtime, dir, root str
 		return nil, 0, fmt.Errorf("train: --defects %s: %w", root, err)
 	}
 	return &prf, auc, nil
-}
-
-// publish moves the verified staging bundle to out, replacing any bundle
-// there only once the new one is in place.
-func publish(staging, out string) error {
-	old := ""
-	if _, err := os.Stat(out); err == nil {
-		old = staging + ".old"
-		if err := os.Rename(out, old); err != nil {
-			return fmt.Errorf("move the previous bundle aside: %w", err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := os.Rename(staging, out); err != nil {
-		if old != "" {
-			os.Rename(old, out)
-		}
-		return err
-	}
-	if old != "" {
-		os.RemoveAll(old)
-	}
-	return nil
 }
 
 // sha256 identifies the recipe's effective settings.

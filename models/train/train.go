@@ -320,7 +320,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	if err := publish(staging, opts.Out); err != nil {
+	if err := bundle.Replace(staging, opts.Out); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	phase("export", t4)
