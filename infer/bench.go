@@ -11,6 +11,7 @@ import (
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
+	"github.com/inspectd/inspectd/models/preprocess"
 )
 
 // StageTiming summarises the latency of one stage in milliseconds.
@@ -89,7 +90,7 @@ func BenchStages(ctx context.Context, rt *Runtime, b *bundle.Bundle, o BenchOpti
 	// Align and localise alternate as in the daemon, each timed on its own,
 	// so that any interference between the two sessions shows in the figures.
 	hm := e.NewHeatmap()
-	tr := Transform{Tx: 0.01, Ty: -0.01, Theta: 0.02}
+	tr := preprocess.Transform{Tx: 0.01, Ty: -0.01, Theta: 0.02}
 	imm := b.Manifest.Align.Method == bundle.AlignIMM
 	alignMs := make([]float64, 0, o.Iterations)
 	locMs := make([]float64, 0, o.Iterations)

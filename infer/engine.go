@@ -9,32 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/inspectd/inspectd/models/bundle"
-	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
-
-// Transform is the alignment result: the spatial-transformer parameters
-// predicted by the IMM (tx, ty in normalised [-1, 1] image coordinates, θ in
-// radians; see netdef.AffineMatrix). The zero Transform is the identity.
-type Transform struct {
-	Tx, Ty, Theta float64
-}
-
-// Degrees returns θ in degrees.
-func (t Transform) Degrees() float64 { return t.Theta * 180 / math.Pi }
-
-// Pixel returns the transform as a matrix mapping output to source pixel
-// coordinates for an image of w×h pixels.
-func (t Transform) Pixel(w, h int) preprocess.Affine {
-	return preprocess.Affine(netdef.PixelAffine(t.Tx, t.Ty, t.Theta, h, w))
-}
-
-// Heatmap is a per-pixel anomaly map at the model input size, values in
-// [0, 1] (half the cosine distance to the local centre, blurred).
-type Heatmap struct {
-	Width, Height int
-	Values        []float32
-}
 
 // EngineOptions configures the sessions of an Engine.
 type EngineOptions = SessionOptions
@@ -149,28 +125,28 @@ func (e *Engine) Provider() string {
 }
 
 // NewHeatmap allocates a heatmap of the model input size for Localize.
-func (e *Engine) NewHeatmap() *Heatmap {
-	return &Heatmap{Width: e.m.Input.Width, Height: e.m.Input.Height, Values: make([]float32, e.m.Input.Width*e.m.Input.Height)}
+func (e *Engine) NewHeatmap() *preprocess.Heatmap {
+	return preprocess.NewHeatmap(e.m.Input.Width, e.m.Input.Height)
 }
 
 // Align predicts the transform that brings the part in roi of frame into
 // the template's pose. For bundles with align method "none" it returns the
 // identity. An empty roi means the whole frame.
-func (e *Engine) Align(frame image.Image, roi image.Rectangle) (Transform, error) {
+func (e *Engine) Align(frame image.Image, roi image.Rectangle) (preprocess.Transform, error) {
 	if e.align == nil {
-		return Transform{}, nil
+		return preprocess.Transform{}, nil
 	}
 	spec := e.alignSpec()
 	spec.Crop = roi
 	if err := e.prep.Fill(e.alignIn, frame, spec); err != nil {
-		return Transform{}, fmt.Errorf("align: %w", err)
+		return preprocess.Transform{}, fmt.Errorf("align: %w", err)
 	}
 	if err := e.align.Run(); err != nil {
-		return Transform{}, fmt.Errorf("align: %w", err)
+		return preprocess.Transform{}, fmt.Errorf("align: %w", err)
 	}
-	t := Transform{Tx: float64(e.transformOut[0]), Ty: float64(e.transformOut[1]), Theta: float64(e.transformOut[2])}
+	t := preprocess.Transform{Tx: float64(e.transformOut[0]), Ty: float64(e.transformOut[1]), Theta: float64(e.transformOut[2])}
 	if math.IsNaN(t.Tx) || math.IsNaN(t.Ty) || math.IsNaN(t.Theta) {
-		return Transform{}, errors.New("align: the regressor returned NaN")
+		return preprocess.Transform{}, errors.New("align: the regressor returned NaN")
 	}
 	return t, nil
 }
@@ -178,7 +154,7 @@ func (e *Engine) Align(frame image.Image, roi image.Rectangle) (Transform, error
 // Localize warps roi of frame by t at full resolution, resizes it to the
 // model input, and writes the heatmap into dst (from NewHeatmap). It returns
 // the image score, the maximum of the heatmap.
-func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t Transform, dst *Heatmap) (float32, error) {
+func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t preprocess.Transform, dst *preprocess.Heatmap) (float32, error) {
 	if roi.Empty() {
 		roi = frame.Bounds()
 	}
@@ -187,7 +163,7 @@ func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t Transform, d
 	}
 	spec := preprocess.Spec{Width: e.m.Input.Width, Height: e.m.Input.Height, Channels: 3, Crop: roi}
 	var warp preprocess.Affine
-	if t != (Transform{}) {
+	if t != (preprocess.Transform{}) {
 		warp = t.Pixel(roi.Dx(), roi.Dy())
 		spec.Warp = &warp
 	}

@@ -66,7 +66,7 @@ func TestEngineLocalize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr != (Transform{}) {
+	if tr != (preprocess.Transform{}) {
 		// A freshly initialised IMM has a zero last layer: the identity.
 		t.Errorf("untrained align = %+v, want the identity", tr)
 	}
@@ -110,7 +110,7 @@ func TestEngineLocalize(t *testing.T) {
 
 	// A rotation changes what the model sees.
 	other := e.NewHeatmap()
-	if _, err := e.Localize(frame, image.Rect(20, 10, 180, 140), Transform{Theta: 0.3}, other); err != nil {
+	if _, err := e.Localize(frame, image.Rect(20, 10, 180, 140), preprocess.Transform{Theta: 0.3}, other); err != nil {
 		t.Fatal(err)
 	}
 	diff := 0.0
@@ -126,7 +126,7 @@ func TestEngineLocalizeAllocatesNothing(t *testing.T) {
 	e := testEngine(t, netdef.RandomBundleOptions{Height: 64, Width: 64, D: 8, AlignSize: 32, Seed: 1})
 	frame := partFrame()
 	hm := e.NewHeatmap()
-	tr := Transform{Tx: 0.05, Theta: 0.1}
+	tr := preprocess.Transform{Tx: 0.05, Theta: 0.1}
 	if _, err := e.Localize(frame, image.Rectangle{}, tr, hm); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestEngineLocalizeAllocatesNothing(t *testing.T) {
 func TestEngineAlignNoneIsIdentity(t *testing.T) {
 	e := testEngine(t, netdef.RandomBundleOptions{Height: 32, Width: 32, D: 8, NoAlign: true, Seed: 2})
 	tr, err := e.Align(partFrame(), image.Rectangle{})
-	if err != nil || tr != (Transform{}) {
+	if err != nil || tr != (preprocess.Transform{}) {
 		t.Fatalf("Align = %+v, %v; want identity", tr, err)
 	}
 }
@@ -168,10 +168,10 @@ func TestEngineErrors(t *testing.T) {
 	if e.Provider() != ProviderCPU {
 		t.Errorf("fallback provider = %q, want cpu", e.Provider())
 	}
-	if _, err := e.Localize(partFrame(), image.Rectangle{}, Transform{}, &Heatmap{Values: make([]float32, 3)}); err == nil || !strings.Contains(err.Error(), "use Engine.NewHeatmap") {
+	if _, err := e.Localize(partFrame(), image.Rectangle{}, preprocess.Transform{}, &preprocess.Heatmap{Values: make([]float32, 3)}); err == nil || !strings.Contains(err.Error(), "use Engine.NewHeatmap") {
 		t.Errorf("wrong heatmap size: err = %v", err)
 	}
-	if _, err := e.Localize(partFrame(), image.Rect(150, 100, 300, 200), Transform{}, e.NewHeatmap()); err == nil || !strings.Contains(err.Error(), "outside") {
+	if _, err := e.Localize(partFrame(), image.Rect(150, 100, 300, 200), preprocess.Transform{}, e.NewHeatmap()); err == nil || !strings.Contains(err.Error(), "outside") {
 		t.Errorf("roi outside the frame: err = %v", err)
 	}
 }
@@ -191,7 +191,7 @@ func BenchmarkLocalize(b *testing.B) {
 	e, img := benchEngine(b)
 	hm := e.NewHeatmap()
 	roi := image.Rect(280, 0, 1000, 720)
-	tr := Transform{Tx: 0.02, Theta: 0.05}
+	tr := preprocess.Transform{Tx: 0.02, Theta: 0.05}
 	if _, err := e.Localize(img, roi, tr, hm); err != nil {
 		b.Fatal(err)
 	}

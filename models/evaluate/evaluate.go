@@ -45,7 +45,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/metrics"
@@ -59,12 +58,12 @@ type Engine interface {
 	// Manifest returns the bundle's manifest (input size, calibration).
 	Manifest() bundle.Manifest
 	// NewHeatmap allocates a heatmap of the model input size.
-	NewHeatmap() *infer.Heatmap
+	NewHeatmap() *preprocess.Heatmap
 	// Align predicts the transform of the part in roi (empty: whole frame).
-	Align(frame image.Image, roi image.Rectangle) (infer.Transform, error)
+	Align(frame image.Image, roi image.Rectangle) (preprocess.Transform, error)
 	// Localize writes the heatmap of the aligned roi into dst and returns
 	// the image score.
-	Localize(frame image.Image, roi image.Rectangle, t infer.Transform, dst *infer.Heatmap) (float32, error)
+	Localize(frame image.Image, roi image.Rectangle, t preprocess.Transform, dst *preprocess.Heatmap) (float32, error)
 }
 
 // DefaultOverlays is the number of worst false positives and of worst false
@@ -175,7 +174,7 @@ func Run(ctx context.Context, eng Engine, cats []*dataset.Category, opts Options
 }
 
 // runCategory evaluates one category.
-func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *infer.Heatmap, thr float64, opts Options) (*CategoryReport, error) {
+func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *preprocess.Heatmap, thr float64, opts Options) (*CategoryReport, error) {
 	cr := &CategoryReport{Name: c.Name, Dir: c.Dir, HasMasks: c.HasMasks, Threshold: thr, heatW: hm.Width, heatH: hm.Height}
 	cr.worstGood = worstList{n: opts.Overlays, high: true}
 	cr.worstDefect = worstList{n: opts.Overlays, high: false}
@@ -381,7 +380,7 @@ type maskRenderer struct {
 // (transform t, whole frame as roi) to w×h and returns the pixels whose
 // coverage exceeds 0.5. A nil m (or one without defect pixels) gives nil:
 // no defect pixel. The returned slice is reused by the next call.
-func (r *maskRenderer) render(m *dataset.Mask, t infer.Transform, w, h int) ([]bool, error) {
+func (r *maskRenderer) render(m *dataset.Mask, t preprocess.Transform, w, h int) ([]bool, error) {
 	if m == nil || m.Count() == 0 {
 		return nil, nil
 	}
@@ -403,7 +402,7 @@ func (r *maskRenderer) render(m *dataset.Mask, t infer.Transform, w, h int) ([]b
 		r.out = make([]bool, w*h)
 	}
 	spec := preprocess.Spec{Width: w, Height: h, Channels: 1}
-	if t != (infer.Transform{}) {
+	if t != (preprocess.Transform{}) {
 		warp := t.Pixel(m.W, m.H)
 		spec.Warp = &warp
 	}

@@ -35,7 +35,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 type fakeEngine struct {
 	w, h       int
 	thr        float64
-	tr         infer.Transform
+	tr         preprocess.Transform
 	clock      *fakeClock
 	aligns     int
 	localizes  int
@@ -53,11 +53,11 @@ func (f *fakeEngine) Manifest() bundle.Manifest {
 
 func (f *fakeEngine) ModelHash() string { return "fakehash" }
 
-func (f *fakeEngine) NewHeatmap() *infer.Heatmap {
-	return &infer.Heatmap{Width: f.w, Height: f.h, Values: make([]float32, f.w*f.h)}
+func (f *fakeEngine) NewHeatmap() *preprocess.Heatmap {
+	return &preprocess.Heatmap{Width: f.w, Height: f.h, Values: make([]float32, f.w*f.h)}
 }
 
-func (f *fakeEngine) Align(frame image.Image, roi image.Rectangle) (infer.Transform, error) {
+func (f *fakeEngine) Align(frame image.Image, roi image.Rectangle) (preprocess.Transform, error) {
 	f.aligns++
 	if f.clock != nil {
 		f.clock.t = f.clock.t.Add(time.Duration(f.aligns) * time.Millisecond)
@@ -65,13 +65,13 @@ func (f *fakeEngine) Align(frame image.Image, roi image.Rectangle) (infer.Transf
 	return f.tr, nil
 }
 
-func (f *fakeEngine) Localize(frame image.Image, roi image.Rectangle, t infer.Transform, dst *infer.Heatmap) (float32, error) {
+func (f *fakeEngine) Localize(frame image.Image, roi image.Rectangle, t preprocess.Transform, dst *preprocess.Heatmap) (float32, error) {
 	f.localizes++
 	if f.clock != nil {
 		f.clock.t = f.clock.t.Add(time.Duration(10*f.localizes) * time.Millisecond)
 	}
 	spec := preprocess.Spec{Width: f.w, Height: f.h, Channels: 1}
-	if t != (infer.Transform{}) {
+	if t != (preprocess.Transform{}) {
 		b := frame.Bounds()
 		w := t.Pixel(b.Dx(), b.Dy())
 		spec.Warp = &w
@@ -270,7 +270,7 @@ func TestMaskRendering(t *testing.T) {
 	}
 	m.Pix[12*16+12] = true // a lone pixel covers a quarter of one output pixel
 	var r maskRenderer
-	got, err := r.render(m, infer.Transform{}, 8, 8)
+	got, err := r.render(m, preprocess.Transform{}, 8, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestMaskRendering(t *testing.T) {
 			}
 		}
 	}
-	if got, _ := r.render(&dataset.Mask{W: 16, H: 16, Pix: make([]bool, 256)}, infer.Transform{}, 8, 8); got != nil {
+	if got, _ := r.render(&dataset.Mask{W: 16, H: 16, Pix: make([]bool, 256)}, preprocess.Transform{}, 8, 8); got != nil {
 		t.Error("empty mask gave defect pixels")
 	}
 }
@@ -306,7 +306,7 @@ func TestAlignedMasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := infer.Transform{Tx: 0.15, Ty: -0.1, Theta: 0.4}
+	tr := preprocess.Transform{Tx: 0.15, Ty: -0.1, Theta: 0.4}
 	rep, err := Run(context.Background(), &fakeEngine{w: 16, h: 16, thr: 0.5, tr: tr}, []*dataset.Category{cat}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestAlignedMasks(t *testing.T) {
 	if _, err := eng.Localize(img, image.Rectangle{}, tr, hm); err != nil {
 		t.Fatal(err)
 	}
-	plain, _ := mr.render(m, infer.Transform{}, 16, 16)
+	plain, _ := mr.render(m, preprocess.Transform{}, 16, 16)
 	agree := 0
 	for i, v := range hm.Values {
 		if (v > 0.5) == plain[i] {

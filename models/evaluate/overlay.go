@@ -6,7 +6,6 @@ import (
 	"image/color"
 	"math"
 
-	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
@@ -58,7 +57,7 @@ func (c *CategoryReport) renderOverlay(cand candidate, hi float64) (*image.RGBA,
 	}
 	blitCHW(out, 0, buf, w, h)
 	tr := cand.res.Transform
-	if tr != (infer.Transform{}) {
+	if tr != (preprocess.Transform{}) {
 		b := img.Bounds()
 		warp := tr.Pixel(b.Dx(), b.Dy())
 		spec.Warp = &warp

@@ -10,6 +10,7 @@ import (
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/metrics"
+	"github.com/inspectd/inspectd/models/preprocess"
 )
 
 // Report is the result of Run: what was evaluated and every category's
@@ -102,7 +103,7 @@ type ImageResult struct {
 	// Score is the image score.
 	Score float64
 	// Transform is the alignment the engine predicted.
-	Transform infer.Transform
+	Transform preprocess.Transform
 }
 
 // CategoryReport holds one category's figures. Pointer fields are nil when
@@ -210,7 +211,7 @@ func (l *worstList) worse(a, b float64) bool {
 }
 
 // offer considers an image; its heatmap is copied only when it is kept.
-func (l *worstList) offer(res ImageResult, hm *infer.Heatmap) {
+func (l *worstList) offer(res ImageResult, hm *preprocess.Heatmap) {
 	if l.n <= 0 {
 		return
 	}

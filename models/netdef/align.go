@@ -2,7 +2,6 @@ package netdef
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/inspectd/inspectd/models/onnx"
 )
@@ -81,7 +80,7 @@ func NewAlignWeights(seed uint64, channels int) AlignWeights {
 
 // AlignGraph emits the IMM regressor. Inputs "image" and "template", float32
 // [1,C,h,w] in [0,1]; output "transform" [1,3] = (tx, ty, θ) as defined by
-// [AffineMatrix]. N_P is applied to both inputs with the same initializers.
+// [preprocess.AffineMatrix]. N_P is applied to both inputs with the same initializers.
 func AlignGraph(spec AlignSpec, w AlignWeights) ([]byte, error) {
 	if spec.Channels != 1 && spec.Channels != 3 {
 		return nil, fmt.Errorf("align graph: %d channels, want 1 or 3", spec.Channels)
@@ -125,48 +124,4 @@ func (e emitter) gemm(x, name string, d DenseWeights, out string) string {
 	w := e.g.Initializer(name+".weight", []int64{int64(d.Out), int64(d.In)}, d.Weight)
 	b := e.g.Initializer(name+".bias", []int64{int64(d.Out)}, d.Bias)
 	return e.g.Node("Gemm", []string{x, w, b}, []string{out}, onnx.AttrInt("transB", 1))[0]
-}
-
-// AffineMatrix returns the 2×3 sampling matrix A of the transform (tx, ty, θ)
-// predicted by the align network, for an image of the given height and width.
-//
-// Convention (spatial transformer, torch.nn.functional.affine_grid with
-// align_corners=False): coordinates are normalised, x from −1 (left edge of the
-// left pixel) to +1 (right edge of the right pixel) and y likewise from top to
-// bottom. The aligned image I_M at output location (x_o, y_o) samples the input
-// image I at
-//
-//	[x_s]   [ cosθ       −sinθ·H/W   tx ] [x_o]
-//	[y_s] = [ sinθ·W/H    cosθ       ty ] [y_o]
-//	                                      [ 1 ]
-//
-// i.e. I_M(x_o, y_o) = I(x_s, y_s): a rotation by θ radians (clockwise on screen,
-// since y points down) about the image centre, in pixel-aspect-correct
-// coordinates so that it is a true rotation also when H ≠ W, followed by a
-// translation of (tx·W/2, ty·H/2) pixels. The matrix maps output to input
-// coordinates (it is affine_grid's theta), so training warps with
-// grid_sample(I, affine_grid(A)) and the daemon warps with [PixelAffine] and
-// OpenCV's warpAffine with WARP_INVERSE_MAP. (0, 0, 0) is the identity.
-func AffineMatrix(tx, ty, theta float64, height, width int) [2][3]float64 {
-	c, s := math.Cos(theta), math.Sin(theta)
-	hw := float64(height) / float64(width)
-	return [2][3]float64{
-		{c, -s * hw, tx},
-		{s / hw, c, ty},
-	}
-}
-
-// PixelAffine returns the same transform as [AffineMatrix] for an image of the
-// given size in pixel coordinates (column, row; pixel centres at integers): the
-// matrix M with [col_s, row_s]ᵀ = M·[col_o, row_o, 1]ᵀ. Because (tx, ty, θ) are
-// resolution independent, it applies to the full-resolution crop as well as to
-// the low-resolution network input. Use it with warpAffine and WARP_INVERSE_MAP.
-func PixelAffine(tx, ty, theta float64, height, width int) [2][3]float64 {
-	c, s := math.Cos(theta), math.Sin(theta)
-	cx, cy := (float64(width)-1)/2, (float64(height)-1)/2
-	dx, dy := tx*float64(width)/2, ty*float64(height)/2
-	return [2][3]float64{
-		{c, -s, cx - c*cx + s*cy + dx},
-		{s, c, cy - s*cx - c*cy + dy},
-	}
 }

@@ -10,7 +10,7 @@
 //     Gaussian blur → "heatmap" and "score" (the heatmap maximum).
 //   - [AlignGraph]: the IMM regressor (shared feature net N_P on image and
 //     template, regression net N_R) producing (tx, ty, θ) ([AlignWeights]); the
-//     affine convention is documented on [AffineMatrix].
+//     affine convention is documented on [preprocess.AffineMatrix].
 //
 // Models use ONNX IR version 8 and opset 17 of the default domain, fixed shapes
 // (batch 1), float32 tensors, and only these operators, all accepted by ONNX

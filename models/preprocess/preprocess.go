@@ -164,6 +164,8 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 		pix, stride, bpp, origin = im.Pix, im.Stride, 4, im.PixOffset(crop.Min.X, crop.Min.Y)
 	case *image.Gray:
 		pix, stride, bpp, origin = im.Pix, im.Stride, 1, im.PixOffset(crop.Min.X, crop.Min.Y)
+	case *BGR:
+		pix, stride, bpp, origin = im.Pix, im.Stride, 3, im.PixOffset(crop.Min.X, crop.Min.Y)
 	}
 	cw, ch := crop.Dx(), crop.Dy()
 	rr, gg, bb := dst[:plane], dst[plane:2*plane], dst[2*plane:]
@@ -194,6 +196,20 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 					r += float32(line[4*x])
 					g += float32(line[4*x+1])
 					b += float32(line[4*x+2])
+				}
+				rr[row+rx] += r
+				gg[row+rx] += g
+				bb[row+rx] += b
+			}
+		case 3:
+			// Camera frames: blue, green, red byte triplets.
+			line := pix[origin+y*stride : origin+y*stride+3*cw]
+			for rx := range rw {
+				var r, g, b float32
+				for x := rx * f; x < min(rx*f+f, cw); x++ {
+					b += float32(line[3*x])
+					g += float32(line[3*x+1])
+					r += float32(line[3*x+2])
 				}
 				rr[row+rx] += r
 				gg[row+rx] += g

@@ -153,7 +153,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Training: bundle.Training{GoodImages: len(goods), HoldoutImages: len(holdout), Seed: r.Seed},
 	}
 	files := map[string][]byte{}
-	transforms := map[string]infer.Transform{}
+	transforms := map[string]preprocess.Transform{}
 	if r.Align.Method == "imm" {
 		t1 := time.Now()
 		// The bundle stores the template as an 8-bit PNG and the engine
@@ -217,7 +217,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				sess.Close()
 				return nil, fmt.Errorf("train: align %s: %w", g.name, err)
 			}
-			transforms[g.name] = infer.Transform{Tx: float64(out[0]), Ty: float64(out[1]), Theta: float64(out[2])}
+			transforms[g.name] = preprocess.Transform{Tx: float64(out[0]), Ty: float64(out[1]), Theta: float64(out[2])}
 		}
 		sess.Close()
 		phase("align", t1)

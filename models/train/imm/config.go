@@ -3,7 +3,7 @@
 // Package imm trains the image matching module (IMM) of the paper (section
 // 2.1, eq. 1–2): the alignment regressor of [netdef.AlignWeights], a shared
 // feature net N_P applied to an image and to the template, and a regression
-// net N_R that outputs the transform (tx, ty, θ) of [netdef.AffineMatrix].
+// net N_R that outputs the transform (tx, ty, θ) of [preprocess.AffineMatrix].
 //
 // Training is unsupervised as in the paper: the predicted transform warps the
 // image with a differentiable, Gather-based bilinear sampler (the spatial

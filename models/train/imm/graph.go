@@ -75,7 +75,7 @@ func forward(images, template *Node, p []*Node) *Node {
 }
 
 // warp is the spatial transformer: I_M(x_o) = I(A·x_o) with A =
-// netdef.AffineMatrix(tx, ty, θ, H, W) per image (normalised coordinates,
+// preprocess.AffineMatrix(tx, ty, θ, H, W) per image (normalised coordinates,
 // align_corners=False), bilinear sampling with replicated borders (each of
 // the four neighbours is clamped into the image, as preprocess.Fill does).
 // images [B,C,H,W], pose [B,3] → [B,C,H,W]. Differentiable in pose through

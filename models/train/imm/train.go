@@ -43,7 +43,7 @@ const predictChunk = 16
 
 // Predict returns the transform (tx, ty, θ) that aligns image (C×H×W float32
 // in [0,1], the model's shape) to the template, in the convention of
-// netdef.AffineMatrix. It panics when the image has the wrong length or the
+// preprocess.AffineMatrix. It panics when the image has the wrong length or the
 // backend fails; use [Model.PredictBatch] to get an error instead.
 func (m *Model) Predict(image []float32) (tx, ty, theta float64) {
 	out, err := m.PredictBatch([][]float32{image})
@@ -303,7 +303,7 @@ func randomPose(r *rand.Rand, maxDeg, maxShift float64) [3]float64 {
 }
 
 // InversePose returns the transform (tx', ty', θ') whose
-// netdef.AffineMatrix is the inverse of that of (tx, ty, θ) for an image of
+// preprocess.AffineMatrix is the inverse of that of (tx, ty, θ) for an image of
 // the given size: warping by one and then by the other is the identity.
 func InversePose(tx, ty, theta float64, height, width int) [3]float64 {
 	// In pixel-scaled coordinates p = (x·W/2, y·H/2) the matrix is a true

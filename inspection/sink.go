@@ -1,0 +1,74 @@
+package inspection
+
+import (
+	"context"
+	"time"
+)
+
+// Sink receives every Result. The daemon gives each sink its own bounded
+// queue and goroutine, so Deliver may block (on a disk, a broker, a PLC)
+// without stalling inspection; when the queue is full results are dropped
+// for that sink, counted and logged.
+type Sink interface {
+	// Name identifies the sink in logs and metrics ("archive", "mqtt").
+	Name() string
+	// Deliver handles one result. Calls come from one goroutine, in result
+	// order. The result must not be modified.
+	Deliver(ctx context.Context, r *Result) error
+	// Close flushes what is pending within ctx and releases resources.
+	Close(ctx context.Context) error
+}
+
+// ImageSink is implemented by sinks that need the pixels of some results
+// (archive, status page). WantsImage is called on the inspection goroutine
+// and must be fast; when any sink wants the image, the result carries a
+// Snapshot.
+type ImageSink interface {
+	WantsImage(r *Result) bool
+}
+
+// EventSink is implemented by sinks that report events (MQTT, status page).
+// Event must not block: queue or drop.
+type EventSink interface {
+	Event(e Event)
+}
+
+// Severity grades an Event.
+type Severity string
+
+// Severities.
+const (
+	Info     Severity = "info"
+	Warning  Severity = "warning"
+	Critical Severity = "critical"
+)
+
+// Event kinds.
+const (
+	EventCameraOnline  = "camera_online"
+	EventCameraOffline = "camera_offline"
+	EventCameraStalled = "camera_stalled"
+	EventReloadDone    = "reload_done"
+	EventReloadFailed  = "reload_failed"
+	EventQueueOverflow = "queue_overflow"
+	EventSinkError     = "sink_error"
+	EventLateReject    = "late_reject"
+	EventOutboxDrop    = "outbox_drop"
+	EventDiskBudget    = "disk_budget"
+	EventArchiveError  = "archive_error"
+	EventThreshold     = "threshold_changed"
+	EventPaused        = "paused"
+	EventResumed       = "resumed"
+	EventStarted       = "started"
+	EventStopping      = "stopping"
+)
+
+// Event is something an operator should know about, apart from results.
+type Event struct {
+	Time     time.Time         `json:"time"`
+	Station  string            `json:"station"`
+	Severity Severity          `json:"severity"`
+	Kind     string            `json:"kind"`
+	Message  string            `json:"message"`
+	Fields   map[string]string `json:"fields,omitempty"`
+}
