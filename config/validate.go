@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -62,6 +63,10 @@ func (v *Checker) IntRange(name string, val, lo, hi int, unit string) {
 
 // FloatRange checks lo ≤ val ≤ hi; unit is appended to the message.
 func (v *Checker) FloatRange(name string, val, lo, hi float64, unit string) {
+	if math.IsNaN(val) || math.IsInf(val, 0) {
+		v.Errorf(name, "%s is not a finite number; allowed %s to %s%s", fmtFloat(val), fmtFloat(lo), fmtFloat(hi), unitSuffix(unit))
+		return
+	}
 	if val < lo || val > hi {
 		v.Errorf(name, "%s is out of range; allowed %s to %s%s", fmtFloat(val), fmtFloat(lo), fmtFloat(hi), unitSuffix(unit))
 	}

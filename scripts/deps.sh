@@ -15,12 +15,17 @@ declare -A ORT_LIB_SHA256=(
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/inspectd"
 ORT_DIR=.deps/onnxruntime
 
-# Debian packages: build (OpenCV for gocv, pkg-config), test services (mosquitto),
+# Debian packages: build (OpenCV for gocv, pkg-config), camera stand-ins
+# (GStreamer test sources, RTSP server, H.264/MJPEG codecs), test services (mosquitto),
+# the status-page check (headless chromium),
 # unit verification (systemd-analyze), the npm client for the runtime library,
 # and the PyTorch/scikit-learn references used by golden-file scripts and benches.
 APT_PACKAGES=(
   build-essential pkg-config libopencv-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi
   mosquitto mosquitto-clients
+  chromium
   systemd
   npm ca-certificates
   python3 python3-numpy python3-torch python3-sklearn python3-onnx
