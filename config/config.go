@@ -46,6 +46,7 @@ type Config struct {
 	Model    Model    `toml:"model"`
 	Decision Decision `toml:"decision"`
 	GPIO     GPIO     `toml:"gpio"`
+	PLC      PLC      `toml:"plc"`
 	MQTT     MQTT     `toml:"mqtt"`
 	Archive  Archive  `toml:"archive"`
 	HTTP     HTTP     `toml:"http"`

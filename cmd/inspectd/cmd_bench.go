@@ -31,12 +31,27 @@ func runBench(ctx context.Context, s streams, args []string) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	if *threads < 1 || *iterations < 1 {
-		return usageErr("bench: --threads and --iterations must be at least 1")
+	if *threads < 1 || *threads > 64 {
+		return usageErr("bench: --threads %d is out of range; allowed 1 to 64 (as model.threads)", *threads)
+	}
+	if *iterations < 1 {
+		return usageErr("bench: --iterations %d must be at least 1", *iterations)
 	}
 	h, w, err := parseSize(*size)
 	if err != nil {
 		return usageErr("bench: --size: %v", err)
+	}
+	dir := *bundleDir
+	if dir != "" && *saveBundle != "" {
+		return usageErr("bench: --save-bundle applies to the random bundle; it cannot be combined with --bundle")
+	}
+	if dir != "" && flagSet(fs, "size") {
+		return usageErr("bench: --size applies to the random bundle; with --bundle the bundle's own input size is used")
+	}
+	if *saveBundle != "" {
+		if err := bundle.CheckReplaceable(*saveBundle); err != nil {
+			return usageErr("bench: --save-bundle: %v", err)
+		}
 	}
 
 	rt, err := openRuntime(*lib)
@@ -45,10 +60,6 @@ func runBench(ctx context.Context, s streams, args []string) error {
 	}
 	defer rt.Close()
 
-	dir := *bundleDir
-	if dir != "" && *saveBundle != "" {
-		return usageErr("bench: --save-bundle applies to the random bundle; it cannot be combined with --bundle")
-	}
 	if dir == "" {
 		dir = *saveBundle
 		if dir == "" {
@@ -71,7 +82,11 @@ func runBench(ctx context.Context, s streams, args []string) error {
 	// cost is the same with random ones.
 	var bb *backbone.Weights
 	if p, err := backbone.Locate(); err == nil {
-		bb, _ = backbone.LoadNPYDir(p)
+		if bb, err = backbone.LoadNPYDir(p); err != nil {
+			return failure(fmt.Errorf("bench: backbone weights: %w", err))
+		}
+	} else {
+		fmt.Fprintf(s.stderr, "bench: no backbone weights found (%v); timing the backbone with random weights (same cost)\n", err)
 	}
 	res, err := infer.BenchStages(ctx, rt, b, infer.BenchOptions{
 		Session:    infer.SessionOptions{IntraOpThreads: *threads, Provider: *provider},

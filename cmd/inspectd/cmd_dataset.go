@@ -29,7 +29,7 @@ func datasetCommand(ctx context.Context, s streams, args []string) error {
 	return usageErr("dataset: unknown subcommand %q; usage: inspectd %s", args[0], usage)
 }
 
-func datasetRTO(_ context.Context, s streams, args []string) error {
+func datasetRTO(ctx context.Context, s streams, args []string) error {
 	fs := newFlagSet(s, "dataset rto", "dataset rto --src ROOT --dst ROOT [flags]\n\nApplies one random rotation and shift to each image and, identically, its mask, in\ntrain and test, reproducibly by seed; writes <name>.rto.json with the transform next\nto each image. Borders are filled by replicating the edge (or a constant 0).")
 	src := fs.String("src", "", "source dataset `root` (MVTec layout)")
 	dst := fs.String("dst", "", "destination `root` (must not exist inside src)")
@@ -47,14 +47,14 @@ func datasetRTO(_ context.Context, s streams, args []string) error {
 	if *src == "" || *dst == "" {
 		return usageErr("dataset rto: --src and --dst are required")
 	}
-	if err := rto.Generate(*src, *dst, o); err != nil {
+	if err := rto.Generate(ctx, *src, *dst, o); err != nil {
 		return failure(err)
 	}
 	fmt.Fprintf(s.stdout, "wrote RTO copy of %s to %s (±%g°, ±%g shift, seed %d)\n", *src, *dst, o.MaxRotationDeg, o.MaxShiftFrac, o.Seed)
 	return nil
 }
 
-func datasetSynth(_ context.Context, s streams, args []string) error {
+func datasetSynth(ctx context.Context, s streams, args []string) error {
 	fs := newFlagSet(s, "dataset synth", "dataset synth --dst ROOT [flags]\n\nDraws synthetic parts (one category per object) with random poses recorded in\n<name>.pose.json and painted defects (scratch, dent, missing, contamination, colour)\nwith exact masks, in MVTec layout.")
 	dst := fs.String("dst", "", "destination `root`")
 	var o synth.Options
@@ -78,7 +78,7 @@ func datasetSynth(_ context.Context, s streams, args []string) error {
 	}
 	o.Width, o.Height = *size, *size
 	o.Objects = strings.Split(*objects, ",")
-	if err := synth.Generate(*dst, o); err != nil {
+	if err := synth.Generate(ctx, *dst, o); err != nil {
 		return failure(err)
 	}
 	fmt.Fprintf(s.stdout, "wrote synthetic dataset to %s (objects %s, seed %d)\n", *dst, *objects, o.Seed)

@@ -6,13 +6,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/evaluate"
+	"github.com/inspectd/inspectd/models/staging"
 )
 
 func evalCommand(ctx context.Context, s streams, args []string) error {
@@ -36,8 +39,17 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	if *bundleDir == "" || *data == "" {
 		return usageErr("eval: --bundle and --data are required")
 	}
-	if *threshold < 0 || *threshold > 1 {
+	if math.IsNaN(*threshold) || *threshold < 0 || *threshold > 1 {
 		return usageErr("eval: --threshold %g: want a value in (0, 1], or 0 for the calibrated one", *threshold)
+	}
+	if *threads < 1 || *threads > 64 {
+		return usageErr("eval: --threads %d is out of range; allowed 1 to 64", *threads)
+	}
+	if *overlays < 0 {
+		return usageErr("eval: --overlays %d must be 0 or more", *overlays)
+	}
+	if err := checkEvalOutputs(*jsonPath, *reportDir, *bundleDir, *data); err != nil {
+		return usageErr("eval: %v", err)
 	}
 
 	cats, err := dataset.Open(*data)
@@ -82,13 +94,21 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 		}
 		if *jsonPath == "-" {
 			s.stdout.Write(buf.Bytes())
-		} else if err := os.WriteFile(*jsonPath, buf.Bytes(), 0o644); err != nil {
-			return failure(fmt.Errorf("eval: %w", err))
+		} else if err := writeFileAtomic(*jsonPath, buf.Bytes()); err != nil {
+			return failure(fmt.Errorf("eval: --json: %w", err))
 		}
 	}
 	if *reportDir != "" {
-		if err := rep.WriteHTML(*reportDir); err != nil {
+		out, err := staging.New(*reportDir)
+		if err != nil {
+			return failure(fmt.Errorf("eval: --report: %w", err))
+		}
+		defer out.Abort()
+		if err := rep.WriteHTML(out.Path()); err != nil {
 			return failure(err)
+		}
+		if err := out.Commit(); err != nil {
+			return failure(fmt.Errorf("eval: --report: %w", err))
 		}
 	}
 	printEvalSummary(s, rep)
@@ -135,4 +155,74 @@ func printEvalSummary(s streams, rep *evaluate.Report) {
 			fmt.Fprintf(s.stdout, "  note: %s\n", n)
 		}
 	}
+}
+
+// checkEvalOutputs refuses, before any work, outputs that would overwrite
+// inputs or files eval did not write: --json and --report must lie outside
+// the bundle and the dataset; an existing --json file must be an earlier
+// eval report; --report must be a new or empty directory.
+func checkEvalOutputs(jsonPath, reportDir, bundleDir, data string) error {
+	inputs := []struct{ flag, path string }{{"--bundle", bundleDir}, {"--data", data}}
+	for _, out := range []struct{ flag, path string }{{"--json", jsonPath}, {"--report", reportDir}} {
+		if out.path == "" || out.path == "-" {
+			continue
+		}
+		for _, in := range inputs {
+			overlap, err := staging.Overlaps(out.path, in.path)
+			if err != nil {
+				return fmt.Errorf("%s: %w", out.flag, err)
+			}
+			if overlap {
+				return fmt.Errorf("%s %s lies inside %s %s (or contains it); write results elsewhere", out.flag, out.path, in.flag, in.path)
+			}
+		}
+	}
+	if jsonPath != "" && jsonPath != "-" {
+		if st, err := os.Lstat(jsonPath); err == nil {
+			if !st.Mode().IsRegular() {
+				return fmt.Errorf("--json %s exists and is not a regular file", jsonPath)
+			}
+			head := make([]byte, 64)
+			f, err := os.Open(jsonPath)
+			if err != nil {
+				return fmt.Errorf("--json: %w", err)
+			}
+			n, _ := f.Read(head)
+			f.Close()
+			if !bytes.HasPrefix(bytes.TrimSpace(head[:n]), []byte(`{`)) || !bytes.Contains(head[:n], []byte(`"categories"`)) {
+				return fmt.Errorf("--json %s exists and is not an eval report; refusing to overwrite it", jsonPath)
+			}
+		}
+	}
+	if reportDir != "" {
+		if err := staging.Check(reportDir); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames
+// it into place.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

@@ -23,6 +23,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = &exitError{code: exitInterrupted, err: errors.New("interrupted; nothing was written")}
+	}
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
 }
@@ -32,6 +35,9 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and found a problem (e.g. invalid config)
 	exitUsage   = 2 // bad usage, unreadable input, or a command this build lacks
+	// exitInterrupted is the shell's convention for a command ended by
+	// SIGINT (128 + 2).
+	exitInterrupted = 130
 )
 
 // exitError carries an exit code; its message (if any) is printed once.
@@ -106,6 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	name := args[0]
 	switch name {
 	case "-h", "-help", "--help", "help":
+		if name == "help" && len(args) > 1 {
+			// `inspectd help bench` = `inspectd bench --help`.
+			return run(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
 		printUsage(stdout)
 		return nil
 	case "-version", "--version":
@@ -152,12 +162,19 @@ func hasFlags(fs *flag.FlagSet) bool {
 // parseFlags parses args; --help prints usage to stdout and ends the
 // command successfully, other errors are usage errors.
 func parseFlags(fs *flag.FlagSet, s streams, args []string) (done bool, err error) {
-	if err := fs.Parse(args); err != nil {
+	// The flag package prints the usage itself on -help and on errors;
+	// print it once, here, to the right stream.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err = fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(s.stdout)
 			fs.Usage()
 			return true, nil
 		}
+		fs.Usage()
 		return true, &exitError{code: exitUsage, err: nil}
 	}
 	return false, nil
@@ -169,4 +186,11 @@ func noArgs(fs *flag.FlagSet) error {
 		return usageErr("%s: unexpected argument %q (flags go before arguments; see --help)", fs.Name(), strings.Join(fs.Args(), " "))
 	}
 	return nil
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }

@@ -70,6 +70,22 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(report, "index.html")); err != nil {
 		t.Errorf("no HTML report: %v", err)
 	}
+	// An existing eval report may be replaced by a new one.
+	if code, _, stderr := runCLI(t, "eval", "--bundle", bundleDir, "--data", rtoDir, "--categories", "plate", "--json", jsonPath, "--quiet"); code != 0 {
+		t.Errorf("eval over its own earlier report: exit %d: %s", code, stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dataset", "synth", "--dst", synth, "--objects", "plate", "--size", "64", "--train", "1", "--test-good", "1", "--test-per-defect", "0"}, "exists and is not empty"},
+		{[]string{"dataset", "rto", "--src", synth, "--dst", rtoDir}, "exists and is not empty"},
+	} {
+		code, _, stderr := runCLI(t, tc.args...)
+		if code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
 
 	for _, tc := range []struct {
 		args []string
@@ -79,6 +95,13 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--categories", "nope"}, `no category "nope"`},
 		{[]string{"dataset", "frobnicate"}, `unknown subcommand "frobnicate"`},
 		{[]string{"dataset", "rto", "--src", synth}, "--src and --dst are required"},
+		// Hostile outputs: nothing an eval did not write is overwritten.
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--json", filepath.Join(bundleDir, "manifest.toml")}, "lies inside --bundle"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--json", filepath.Join(synth, "plate", "test", "good", "000.pose.json")}, "is not an eval report"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--report", synth}, "exists and is not empty"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threads", "0"}, "--threads 0 is out of range"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--overlays", "-1"}, "--overlays -1"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threshold", "NaN"}, "--threshold NaN"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -135,6 +158,15 @@ refresh_epochs = 1
 	if err := os.WriteFile(bad, []byte("recipe_version = 1\n[alm]\nd = 3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	badBefore, _ := os.ReadFile(bad)
+	defer func() {
+		if after, _ := os.ReadFile(bad); string(after) != string(badBefore) {
+			t.Error("train replaced a recipe file given as --out")
+		}
+		if _, err := os.Stat(filepath.Join(synthRoot, "gear", "train", "good")); err != nil {
+			t.Error("train deleted the category given as --out")
+		}
+	}()
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -143,6 +175,9 @@ refresh_epochs = 1
 		{[]string{"train", "--good", synthRoot}, 2, "--good and --out are required"},
 		{[]string{"train", "--good", synthRoot, "--out", out, "--recipe", bad}, 1, "bad.toml:3: alm.d: 3 is out of range"},
 		{[]string{"train", "--help"}, 0, ""},
+		// Data loss: --out must be a bundle, a new or an empty directory.
+		{[]string{"train", "--good", filepath.Join(synthRoot, "gear", "train", "good"), "--out", filepath.Join(synthRoot, "gear")}, 1, "non-empty directory without manifest.toml"},
+		{[]string{"train", "--good", filepath.Join(synthRoot, "gear", "train", "good"), "--out", bad}, 1, "is a file"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {

@@ -236,3 +236,58 @@ func TestWriteRefusesInvalidManifest(t *testing.T) {
 		t.Errorf("a refused bundle left %s behind", dir)
 	}
 }
+
+// TestReplaceRefusesNonBundles: only a missing path, an empty directory or
+// a directory holding a bundle may be replaced; everything else is left
+// untouched with an error wrapping ErrNotReplaceable.
+func TestReplaceRefusesNonBundles(t *testing.T) {
+	root := t.TempDir()
+	mk := func(p string, data string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk(filepath.Join(root, "images", "a.png"), "png")
+	mk(filepath.Join(root, "config.toml"), "config_version = 1")
+	mk(filepath.Join(root, "old", ManifestName), "format_version = 1")
+	if err := os.Mkdir(filepath.Join(root, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "old"), filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, want string }{
+		{"images", "non-empty directory without manifest.toml"},
+		{"config.toml", "is a file"},
+		{"link", "is a symbolic link"},
+		{"old", ""},
+		{"empty", ""},
+		{"new", ""},
+	}
+	for _, c := range cases {
+		src := filepath.Join(root, ".staged-"+c.name)
+		mk(filepath.Join(src, ManifestName), "new")
+		err := Replace(src, filepath.Join(root, c.name))
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			} else if b, _ := os.ReadFile(filepath.Join(root, c.name, ManifestName)); string(b) != "new" {
+				t.Errorf("%s: not replaced", c.name)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrNotReplaceable) {
+			t.Errorf("%s: error %v, want %q wrapping ErrNotReplaceable", c.name, err, c.want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "images", "a.png")); string(b) != "png" {
+		t.Error("the image folder was touched")
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "config.toml")); string(b) != "config_version = 1" {
+		t.Error("the config file was touched")
+	}
+}

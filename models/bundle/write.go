@@ -92,28 +92,69 @@ func writeFileSync(path string, data []byte) error {
 	return f.Close()
 }
 
-// Replace moves the complete bundle directory src to dir. A bundle already
-// at dir is moved aside first and removed only once src is in place; if the
-// final rename fails it is put back, so dir always holds a whole bundle or
-// nothing new.
+// ErrNotReplaceable is wrapped by CheckReplaceable and Replace when the
+// destination holds something other than a model bundle.
+var ErrNotReplaceable = errors.New("not a model bundle; refusing to replace it")
+
+// CheckReplaceable reports whether dir may receive a bundle: it must not
+// exist, be an empty directory, or be a directory holding a bundle (a
+// manifest.toml). Anything else — a file, a symbolic link, a folder of
+// images or configuration — is refused, so that a mistyped --out never
+// deletes what inspectd did not write. Commands call it before long work.
+func CheckReplaceable(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: %w (write the bundle to a new directory and point the link at it)", dir, ErrNotReplaceable)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is a file: %w", dir, ErrNotReplaceable)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if m, err := os.Lstat(filepath.Join(dir, ManifestName)); err == nil && m.Mode().IsRegular() {
+		return nil
+	}
+	return fmt.Errorf("%s is a non-empty directory without %s: %w", dir, ManifestName, ErrNotReplaceable)
+}
+
+// Replace moves the complete bundle directory src to dir. dir must pass
+// CheckReplaceable. A bundle already at dir is moved aside first and
+// removed only once src is in place; if the final rename fails it is put
+// back, so dir always holds a whole bundle or nothing new.
 func Replace(src, dir string) error {
+	if err := CheckReplaceable(dir); err != nil {
+		return err
+	}
 	old := ""
-	if _, err := os.Stat(dir); err == nil {
+	if _, err := os.Lstat(dir); err == nil {
 		old = src + ".old"
 		if err := os.Rename(dir, old); err != nil {
 			return fmt.Errorf("%s: move the previous bundle aside: %w", dir, err)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%s: %w", dir, err)
 	}
 	if err := os.Rename(src, dir); err != nil {
 		if old != "" {
-			os.Rename(old, dir)
+			if rerr := os.Rename(old, dir); rerr != nil {
+				return fmt.Errorf("%s: %w; and putting the previous bundle back from %s failed: %v", dir, err, old, rerr)
+			}
 		}
 		return fmt.Errorf("%s: %w", dir, err)
 	}
 	if old != "" {
-		os.RemoveAll(old)
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("%s is in place, but removing the previous bundle at %s failed: %w", dir, old, err)
+		}
 	}
 	return nil
 }

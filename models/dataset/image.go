@@ -56,6 +56,15 @@ func sniff(head []byte) format {
 
 // open opens path and identifies its format from its content.
 func open(path string) (*os.File, *bufio.Reader, format, error) {
+	// Opening a FIFO or a device blocks (and cannot be interrupted):
+	// refuse anything but a regular file (or a link to one) first.
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("dataset: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, 0, fmt.Errorf("dataset: %s is not a regular file (%s); expected a PNG, JPEG or BMP image", path, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("dataset: %w", err)

@@ -603,7 +603,7 @@ func TestRealEngine(t *testing.T) {
 		}
 	})
 	data := filepath.Join(tmp, "data")
-	if err := synth.Generate(data, synth.Options{Seed: 7, Objects: []string{synth.Gear}, Width: 64, Height: 64,
+	if err := synth.Generate(context.Background(), data, synth.Options{Seed: 7, Objects: []string{synth.Gear}, Width: 64, Height: 64,
 		TrainGood: 1, TestGood: 2, TestPerDefect: 1, MaxRotationDeg: 10, MaxShiftFrac: 0.05}); err != nil {
 		t.Fatal(err)
 	}

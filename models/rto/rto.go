@@ -14,6 +14,7 @@ package rto
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -26,6 +27,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/inspectd/inspectd/models/staging"
 
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/preprocess"
@@ -128,29 +131,42 @@ func TransformFor(opts Options, rel string, w, h int) (Record, error) {
 // transformed with the transform of its image <c>/test/<d>/<n>.<ext>.
 // Other files are not copied. A mask without an image, or of a different
 // size than its image, is an error naming the file. dst must not lie inside
-// src.
-func Generate(src, dst string, opts Options) error {
+// src, nor src inside dst (symbolic links are resolved), and must not exist
+// or be an empty directory: the copy is written to a staging directory and
+// renamed into place only when complete, so an error or ctx's end leaves
+// nothing at dst.
+func Generate(ctx context.Context, src, dst string, opts Options) error {
 	o, err := opts.validate()
 	if err != nil {
 		return err
 	}
 	if st, err := os.Stat(src); err != nil {
-		return fmt.Errorf("rto: source %w", err)
+		return fmt.Errorf("rto: --src: %w", err)
 	} else if !st.IsDir() {
-		return fmt.Errorf("rto: source %s is not a directory, expected a dataset root", src)
+		return fmt.Errorf("rto: --src %s is not a directory, expected a dataset root", src)
 	}
-	as, _ := filepath.Abs(src)
-	ad, _ := filepath.Abs(dst)
-	if rel, err := filepath.Rel(as, ad); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
-		return fmt.Errorf("rto: destination %s is inside source %s, expected a separate directory", dst, src)
+	if overlap, err := staging.Overlaps(src, dst); err != nil {
+		return fmt.Errorf("rto: %w", err)
+	} else if overlap {
+		return fmt.Errorf("rto: --dst %s and --src %s overlap (after resolving links); expected a separate directory", dst, src)
 	}
-	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+	out, err := staging.New(dst)
+	if err != nil {
+		return fmt.Errorf("rto: --dst: %w", err)
+	}
+	defer out.Abort()
+	images := 0
+	err = filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("rto: walking %s: %w", p, err)
 		}
-		if e.IsDir() || !dataset.IsImageFile(p) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.IsDir() || !e.Type().IsRegular() || !dataset.IsImageFile(p) {
 			return nil
 		}
+		images++
 		rel, err := filepath.Rel(src, p)
 		if err != nil {
 			return fmt.Errorf("rto: %w", err)
@@ -163,10 +179,20 @@ func Generate(src, dst string, opts Options) error {
 			}
 		}
 		if gt < 0 {
-			return doImage(src, dst, filepath.ToSlash(rel), o)
+			return doImage(src, out.Path(), filepath.ToSlash(rel), o)
 		}
-		return doMask(src, dst, parts, gt, o)
+		return doMask(src, out.Path(), parts, gt, o)
 	})
+	if err != nil {
+		return err
+	}
+	if images == 0 {
+		return fmt.Errorf("rto: --src %s holds no images (PNG, JPEG or BMP); nothing written", src)
+	}
+	if err := out.Commit(); err != nil {
+		return fmt.Errorf("rto: --dst: %w", err)
+	}
+	return nil
 }
 
 // doImage transforms one image given by its slash-separated relative path.

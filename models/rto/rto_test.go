@@ -2,7 +2,9 @@ package rto
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -21,7 +23,7 @@ import (
 func synthTree(t *testing.T, grey bool) string {
 	t.Helper()
 	src := t.TempDir()
-	err := synth.Generate(src, synth.Options{Seed: 5, Objects: []string{synth.Plate, synth.Gear}, Width: 48, Height: 40,
+	err := synth.Generate(context.Background(), src, synth.Options{Seed: 5, Objects: []string{synth.Plate, synth.Gear}, Width: 48, Height: 40,
 		TrainGood: 2, TestGood: 1, TestPerDefect: 1, Grey: grey})
 	if err != nil {
 		t.Fatal(err)
@@ -63,10 +65,10 @@ func TestGenerate(t *testing.T) {
 	src := synthTree(t, false)
 	opts := Options{MaxRotationDeg: 30, MaxShiftFrac: 0.1, Seed: 11, Border: BorderConstant}
 	d1, d2 := t.TempDir(), t.TempDir()
-	if err := Generate(src, d1, opts); err != nil {
+	if err := Generate(context.Background(), src, d1, opts); err != nil {
 		t.Fatal(err)
 	}
-	if err := Generate(src, d2, opts); err != nil {
+	if err := Generate(context.Background(), src, d2, opts); err != nil {
 		t.Fatal(err)
 	}
 	f1, f2 := readTree(t, d1), readTree(t, d2)
@@ -90,7 +92,7 @@ func TestGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	d3 := t.TempDir()
-	if err := Generate(single, d3, opts); err != nil {
+	if err := Generate(context.Background(), single, d3, opts); err != nil {
 		t.Fatal(err)
 	}
 	for rel, b := range readTree(t, d3) {
@@ -163,7 +165,7 @@ func mustRel(t *testing.T, base, p string) string {
 func TestIdentityAndShift(t *testing.T) {
 	src := synthTree(t, true)
 	dst := t.TempDir()
-	if err := Generate(src, dst, Options{Seed: 3}); err != nil {
+	if err := Generate(context.Background(), src, dst, Options{Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
 	in, out := readTree(t, src), readTree(t, dst)
@@ -232,7 +234,8 @@ func TestErrors(t *testing.T) {
 		{"border", nil, Options{Border: "wrap"}, "", `border mode "wrap", expected "replicate" or "constant"`},
 		{"rotation", nil, Options{MaxRotationDeg: -1}, "", "MaxRotationDeg -1, expected 0 to 180"},
 		{"shift", nil, Options{MaxShiftFrac: 0.7}, "", "MaxShiftFrac 0.7, expected 0 to 0.5"},
-		{"dst inside src", map[string][]byte{"c/train/good/a.png": img}, Options{}, "out", "is inside source"},
+		{"dst inside src", map[string][]byte{"c/train/good/a.png": img}, Options{}, "out", "overlap (after resolving links)"},
+		{"empty source", map[string][]byte{"c/train/good/readme.txt": []byte("x")}, Options{}, "", "holds no images"},
 		{"mask without image", map[string][]byte{"c/train/good/a.png": img, "c/ground_truth/d/x_mask.png": img}, Options{}, "", "x_mask.png has no image, expected "},
 		{"mask size", map[string][]byte{"c/test/d/x.png": img, "c/ground_truth/d/x_mask.png": small}, Options{}, "", "x_mask.png is 5x6, expected 8x6 like its image c/test/d/x.png"},
 		{"mask name", map[string][]byte{"c/test/d/x.png": img, "c/ground_truth/d/x.png": img}, Options{}, "", "name does not end in _mask"},
@@ -252,14 +255,68 @@ func TestErrors(t *testing.T) {
 			if c.dst != "" {
 				dst = filepath.Join(src, c.dst)
 			}
-			err := Generate(src, dst, c.opts)
+			err := Generate(context.Background(), src, dst, c.opts)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error = %v, want one containing %q", err, c.want)
 			}
 		})
 	}
-	if err := Generate(filepath.Join(t.TempDir(), "missing"), t.TempDir(), Options{}); err == nil || !strings.Contains(err.Error(), "rto: source") {
+	if err := Generate(context.Background(), filepath.Join(t.TempDir(), "missing"), t.TempDir(), Options{}); err == nil || !strings.Contains(err.Error(), "rto: --src") {
 		t.Errorf("missing source error = %v", err)
+	}
+}
+
+// TestHostileDestinations: a link to the source, a non-empty folder and an
+// interrupted run must never touch the source or leave partial output.
+func TestHostileDestinations(t *testing.T) {
+	src := t.TempDir()
+	writeTestImage := func(p string) {
+		full := filepath.Join(src, filepath.FromSlash(p))
+		_ = os.MkdirAll(filepath.Dir(full), 0o755)
+		im := image.NewGray(image.Rect(0, 0, 8, 6))
+		var b bytes.Buffer
+		if err := png.Encode(&b, im); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTestImage("c/train/good/a.png")
+	before, _ := os.ReadFile(filepath.Join(src, "c/train/good/a.png"))
+
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(src, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Generate(context.Background(), src, link, Options{Seed: 1}); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Errorf("dst = link to src: error %v, want overlap", err)
+	}
+	nonEmpty := t.TempDir()
+	if err := os.WriteFile(filepath.Join(nonEmpty, "keep.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Generate(context.Background(), src, nonEmpty, Options{Seed: 1}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("non-empty dst: error %v, want not empty", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dst := filepath.Join(t.TempDir(), "out")
+	if err := Generate(ctx, src, dst, Options{Seed: 1}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled run: error %v, want context.Canceled", err)
+	}
+	if _, err := os.Lstat(dst); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cancelled run left %s behind", dst)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(dst)); len(entries) != 0 {
+		t.Errorf("cancelled run left %d entries beside the destination", len(entries))
+	}
+	after, _ := os.ReadFile(filepath.Join(src, "c/train/good/a.png"))
+	if !bytes.Equal(before, after) {
+		t.Error("the source image changed")
+	}
+	if b, _ := os.ReadFile(filepath.Join(nonEmpty, "keep.txt")); string(b) != "mine" {
+		t.Error("the non-empty destination's file changed")
 	}
 }
 

@@ -2,6 +2,7 @@ package synth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/inspectd/inspectd/models/staging"
 )
 
 // Options configures Generate.
@@ -83,12 +86,29 @@ func ImageSeed(seed int64, object, split, defectDir string, index int) uint64 {
 // object: <object>/train/good/NNN.png, <object>/test/good/NNN.png,
 // <object>/test/<defect>/NNN.png and <object>/ground_truth/<defect>/NNN_mask.png
 // (0/255), with a NNN.pose.json PoseRecord next to every image. Each
-// image's pose and content derive from ImageSeed only.
-func Generate(dst string, opts Options) error {
+// image's pose and content derive from ImageSeed only. dst must not exist
+// or be an empty directory; the tree is written to a staging directory and
+// renamed into place when complete, so an error or ctx's end leaves nothing.
+func Generate(ctx context.Context, dst string, opts Options) error {
 	objs, err := opts.validate()
 	if err != nil {
 		return err
 	}
+	out, err := staging.New(dst)
+	if err != nil {
+		return fmt.Errorf("synth: --dst: %w", err)
+	}
+	defer out.Abort()
+	if err := generate(ctx, out.Path(), objs, opts); err != nil {
+		return err
+	}
+	if err := out.Commit(); err != nil {
+		return fmt.Errorf("synth: --dst: %w", err)
+	}
+	return nil
+}
+
+func generate(ctx context.Context, dst string, objs []string, opts Options) error {
 	for _, ob := range objs {
 		type job struct {
 			split, dir string
@@ -103,6 +123,9 @@ func Generate(dst string, opts Options) error {
 		}
 		for _, j := range jobs {
 			for i := 0; i < j.n; i++ {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				seed := ImageSeed(opts.Seed, ob, j.split, j.dir, i)
 				r := rand.New(rand.NewPCG(seed, 0x5eed))
 				pose := RandomPose(r, opts.MaxRotationDeg, opts.MaxShiftFrac)

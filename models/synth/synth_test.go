@@ -2,6 +2,7 @@ package synth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image"
 	"io/fs"
@@ -149,10 +150,10 @@ func TestPoseMatrix(t *testing.T) {
 func TestGenerate(t *testing.T) {
 	opts := Options{Seed: 9, Objects: []string{Gear, Bracket}, Width: 48, Height: 40, TrainGood: 3, TestGood: 2, TestPerDefect: 2, MaxRotationDeg: 25, MaxShiftFrac: 0.1, Grey: true}
 	d1, d2 := t.TempDir(), t.TempDir()
-	if err := Generate(d1, opts); err != nil {
+	if err := Generate(context.Background(), d1, opts); err != nil {
 		t.Fatal(err)
 	}
-	if err := Generate(d2, opts); err != nil {
+	if err := Generate(context.Background(), d2, opts); err != nil {
 		t.Fatal(err)
 	}
 	files := 0
@@ -210,7 +211,7 @@ func TestGenerate(t *testing.T) {
 	// A different seed changes the images.
 	d3 := t.TempDir()
 	opts.Seed = 10
-	if err := Generate(d3, opts); err != nil {
+	if err := Generate(context.Background(), d3, opts); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(filepath.Join(d1, Gear, "train", "good", "000.png"))
@@ -238,7 +239,7 @@ func TestOptionErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			o := ok
 			c.mod(&o)
-			err := Generate(t.TempDir(), o)
+			err := Generate(context.Background(), t.TempDir(), o)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error = %v, want one containing %q", err, c.want)
 			}

@@ -86,6 +86,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		fmt.Fprintf(progress, "%-12s done in %s\n", name, time.Since(start).Round(100*time.Millisecond))
 	}
 
+	// Refuse a destination that is not a bundle before hours of work, not
+	// after: a mistyped --out must never delete images or configuration.
+	if err := bundle.CheckReplaceable(opts.Out); err != nil {
+		return nil, fmt.Errorf("train: --out: %w", err)
+	}
 	t0 := time.Now()
 	goods, err := loadGoodImages(opts.GoodDir)
 	if err != nil {

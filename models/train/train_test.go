@@ -30,7 +30,7 @@ func tinyRecipe() *Recipe {
 func synthGood(t *testing.T) (goodDir, category string) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "synth")
-	if err := synth.Generate(root, synth.Options{Seed: 3, Objects: []string{"plate"}, Width: 64, Height: 64,
+	if err := synth.Generate(context.Background(), root, synth.Options{Seed: 3, Objects: []string{"plate"}, Width: 64, Height: 64,
 		TrainGood: 10, TestGood: 2, TestPerDefect: 1, MaxRotationDeg: 20, MaxShiftFrac: 0.05}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,83 @@
+package config
+
+import "time"
+
+// PLC configures the Modbus TCP output that hands every verdict to the
+// line PLC.
+//
+// Per part the daemon writes three consecutive holding registers from
+// RegisterBase — part sequence (1..65535, wrapping past 0), verdict code
+// (1 OK, 2 NG, 3 ERROR) and score × 1000 (0..65535) — and the verdict
+// coil (true = reject), then signals the PLC: with handshake "strobe" it
+// sets the strobe coil and clears it once the PLC has copied the sequence
+// into the ack register; with "sequence" the sequence register is written
+// last and its change is the signal, acknowledged the same way.
+type PLC struct {
+	// Enabled turns the Modbus TCP output on.
+	Enabled bool `toml:"enabled"`
+	// Address is the PLC's Modbus TCP host:port.
+	Address string `toml:"address"`
+	// UnitID is the Modbus unit (slave) id.
+	UnitID int `toml:"unit_id"`
+	// RegisterBase is the first of the three holding registers
+	// (sequence, verdict code, score × 1000).
+	RegisterBase int `toml:"register_base"`
+	// VerdictCoil is the coil set true for a rejected part.
+	VerdictCoil int `toml:"verdict_coil"`
+	// Handshake is "strobe" or "sequence".
+	Handshake string `toml:"handshake"`
+	// StrobeCoil is the coil pulsed for each part (handshake "strobe").
+	StrobeCoil int `toml:"strobe_coil"`
+	// AckRegister is the holding register where the PLC echoes the
+	// sequence it has taken.
+	AckRegister int `toml:"ack_register"`
+	// AckTimeout bounds the wait for the PLC's acknowledgement.
+	AckTimeout Duration `toml:"ack_timeout"`
+	// Timeout bounds one Modbus request.
+	Timeout Duration `toml:"timeout"`
+	// ReconnectMin and ReconnectMax bound the reconnect backoff, which
+	// doubles after every failed attempt.
+	ReconnectMin Duration `toml:"reconnect_min"`
+	ReconnectMax Duration `toml:"reconnect_max"`
+}
+
+func (p *PLC) defaults() {
+	*p = PLC{
+		Address:      "127.0.0.1:502",
+		UnitID:       1,
+		RegisterBase: 0,
+		VerdictCoil:  0,
+		Handshake:    "strobe",
+		StrobeCoil:   1,
+		AckRegister:  10,
+		AckTimeout:   Dur(500 * time.Millisecond),
+		Timeout:      Dur(time.Second),
+		ReconnectMin: Dur(100 * time.Millisecond),
+		ReconnectMax: Dur(10 * time.Second),
+	}
+}
+
+func (p *PLC) validate(v *Checker) {
+	if p.Enabled {
+		v.HostPort("address", p.Address)
+	}
+	v.IntRange("unit_id", p.UnitID, 0, 255, "")
+	v.IntRange("register_base", p.RegisterBase, 0, 65533, "(three registers follow)")
+	v.IntRange("verdict_coil", p.VerdictCoil, 0, 65535, "")
+	v.IntRange("strobe_coil", p.StrobeCoil, 0, 65535, "")
+	v.IntRange("ack_register", p.AckRegister, 0, 65535, "")
+	v.OneOf("handshake", p.Handshake, "strobe", "sequence")
+	v.Duration("ack_timeout", p.AckTimeout, time.Millisecond, time.Minute)
+	v.Duration("timeout", p.Timeout, time.Millisecond, time.Minute)
+	v.Duration("reconnect_min", p.ReconnectMin, time.Millisecond, time.Hour)
+	v.Duration("reconnect_max", p.ReconnectMax, time.Millisecond, time.Hour)
+	if p.ReconnectMin.err == nil && p.ReconnectMax.err == nil && p.ReconnectMax.D < p.ReconnectMin.D {
+		v.Errorf("reconnect_max", "%s is shorter than plc.reconnect_min (%s)", p.ReconnectMax.D, p.ReconnectMin.D)
+	}
+	if p.AckRegister >= p.RegisterBase && p.AckRegister <= p.RegisterBase+2 {
+		v.Errorf("ack_register", "%d overlaps the registers %d..%d written by the daemon; the PLC writes the ack register", p.AckRegister, p.RegisterBase, p.RegisterBase+2)
+	}
+	if p.Handshake == "strobe" && p.StrobeCoil == p.VerdictCoil {
+		v.Errorf("strobe_coil", "%d is also plc.verdict_coil; use two coils", p.StrobeCoil)
+	}
+}
