@@ -8,8 +8,9 @@ type Decision struct {
 	// PixelThreshold on heatmap values (0..1) that marks defect regions;
 	// 0 uses the bundle's calibrated pixel threshold.
 	PixelThreshold float64 `toml:"pixel_threshold"`
-	// MinDefectArea is the smallest defect region, in pixels of the model
-	// input, that makes a part NG; smaller regions are reported but ignored.
+	// MinDefectArea is the smallest defect region, in pixels of the
+	// original camera frame, that makes a part NG; smaller regions are
+	// dropped from the result.
 	MinDefectArea int `toml:"min_defect_area"`
 	// MaxRegions caps the defect regions reported per part.
 	MaxRegions int `toml:"max_regions"`

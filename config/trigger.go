@@ -2,28 +2,36 @@ package config
 
 import "time"
 
+// Trigger modes.
+const (
+	// TriggerFreeRun inspects the newest frame continuously, skipping
+	// frames while busy.
+	TriggerFreeRun = "free_run"
+	// TriggerSoftware inspects one part per trigger from the HTTP API
+	// (POST /api/trigger) or an MQTT trigger command.
+	TriggerSoftware = "software"
+	// TriggerGPIO inspects one part per part-present edge.
+	TriggerGPIO = "gpio"
+)
+
 // Trigger decides when a frame becomes an inspected part.
 type Trigger struct {
-	// Mode is "free_run" (inspect the latest frame continuously, dropping
-	// frames when busy), "gpio" (one verdict per part-present edge) or
-	// "mqtt" (one verdict per software trigger message).
+	// Mode is "free_run", "software" or "gpio"; see the Trigger* constants.
 	Mode string `toml:"mode"`
-	// Timeout bounds one triggered inspection; a trigger without a verdict
-	// in time is reported NG with reason "error", never as a pass.
+	// Timeout bounds the wait for a triggered part's frame; a trigger
+	// without a frame in time yields an ERROR verdict (rejected), never a
+	// pass.
 	Timeout Duration `toml:"timeout"`
 }
 
 func (t *Trigger) defaults() {
-	*t = Trigger{Mode: "free_run", Timeout: Dur(2 * time.Second)}
+	*t = Trigger{Mode: TriggerFreeRun, Timeout: Dur(2 * time.Second)}
 }
 
 func (t *Trigger) validate(v *Checker) {
-	v.OneOf("mode", t.Mode, "free_run", "gpio", "mqtt")
+	v.OneOf("mode", t.Mode, TriggerFreeRun, TriggerSoftware, TriggerGPIO)
 	v.Duration("timeout", t.Timeout, 10*time.Millisecond, time.Minute)
-	if t.Mode == "gpio" && (!v.root.GPIO.Enabled || v.root.GPIO.PartPresentLine == "") {
+	if t.Mode == TriggerGPIO && (!v.root.GPIO.Enabled || v.root.GPIO.PartPresentLine == "") {
 		v.Errorf("mode", `"gpio" needs gpio.enabled = true and gpio.part_present_line set`)
-	}
-	if t.Mode == "mqtt" && !v.root.MQTT.Enabled {
-		v.Errorf("mode", `"mqtt" needs mqtt.enabled = true`)
 	}
 }

@@ -32,6 +32,7 @@ const (
 	ReasonNaN           = "nan_score"      // ERROR: the model produced NaN
 	ReasonShutdown      = "shutdown"       // ERROR: the daemon stopped before the part was inspected
 	ReasonCamera        = "camera_error"   // ERROR: the camera failed or ended
+	ReasonOverload      = "overload"       // ERROR: too many parts waiting; the trigger queue was full
 )
 
 // Region is one connected defect region, in pixels of the original frame

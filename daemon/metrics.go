@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/inspectd/inspectd/inspection"
+)
+
+// metrics are the daemon's Prometheus series. Names follow the Prometheus
+// conventions: inspectd_ prefix, base units (seconds), _total counters.
+type metrics struct {
+	parts          *prometheus.CounterVec   // by verdict and reason
+	stage          *prometheus.HistogramVec // seconds per stage
+	score          prometheus.Histogram
+	triggers       *prometheus.CounterVec // accepted / refused, by source
+	freeRunDropped prometheus.Counter
+	sinkDropped    *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	modelInfo      *prometheus.GaugeVec
+	cameraState    *prometheus.GaugeVec
+	paused         prometheus.Gauge
+}
+
+// stageBuckets cover 0.5 ms .. 10 s.
+var stageBuckets = []float64{.0005, .001, .002, .005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .5, 1, 2, 5, 10}
+
+func newMetrics(reg *prometheus.Registry, d *Daemon, version, commit string) *metrics {
+	m := &metrics{
+		parts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_parts_total",
+			Help: "Inspected parts by verdict (OK, NG, ERROR) and reason."}, []string{"verdict", "reason"}),
+		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "inspectd_stage_duration_seconds",
+			Help: "Time per pipeline stage: capture_wait, align, localize, decide, and total (trigger to verdict).", Buckets: stageBuckets}, []string{"stage"}),
+		score: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "inspectd_image_score",
+			Help: "Image anomaly scores of inspected parts.", Buckets: prometheus.LinearBuckets(0, 0.05, 21)}),
+		triggers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_triggers_total",
+			Help: "Triggers by source and outcome (accepted, refused, overflow)."}, []string{"source", "outcome"}),
+		freeRunDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "inspectd_freerun_frames_skipped_total",
+			Help: "Free-run frames replaced by a newer one before inspection."}),
+		sinkDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_sink_dropped_results_total",
+			Help: "Results dropped because a sink's queue was full."}, []string{"sink"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_reloads_total",
+			Help: "Configuration and model reloads by result (ok, failed)."}, []string{"result"}),
+		modelInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inspectd_model_info",
+			Help: "The loaded model bundle (value 1)."}, []string{"product", "bundle_hash", "provider"}),
+		cameraState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inspectd_camera_state",
+			Help: "1 for the camera's current state, 0 for the others."}, []string{"state"}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "inspectd_paused", Help: "1 while inspection is paused."}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inspectd_build_info",
+		Help: "Build of the running daemon (value 1)."}, []string{"version", "commit", "goversion"})
+	build.WithLabelValues(version, commit, runtime.Version()).Set(1)
+
+	cam := func(name, help string, get func(inspection.CameraStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			return float64(get(d.camera.Stats()))
+		})
+	}
+	sinkGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "inspectd_sink_queue_max_length",
+		Help: "Longest sink queue right now."}, func() float64 {
+		n := 0
+		for _, s := range d.sinks.statuses() {
+			n = max(n, s.Queued)
+		}
+		return float64(n)
+	})
+	reg.MustRegister(m.parts, m.stage, m.score, m.triggers, m.freeRunDropped, m.sinkDropped, m.reloads,
+		m.modelInfo, m.cameraState, m.paused, build, sinkGauge,
+		cam("inspectd_camera_frames_total", "Frames read from the camera.", func(s inspection.CameraStats) uint64 { return s.Captured }),
+		cam("inspectd_camera_frames_dropped_total", "Camera frames replaced by a newer one before anyone used them.", func(s inspection.CameraStats) uint64 { return s.Dropped }),
+		cam("inspectd_camera_reconnects_total", "Camera reopenings after a stall or an error.", func(s inspection.CameraStats) uint64 { return s.Reconnects }),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	for _, v := range []inspection.Verdict{inspection.OK, inspection.NG, inspection.Error} {
+		m.parts.WithLabelValues(string(v), "").Add(0)
+	}
+	return m
+}
+
+func (m *metrics) setCameraState(s inspection.CameraState) {
+	for _, st := range []inspection.CameraState{inspection.CameraStarting, inspection.CameraOnline, inspection.CameraStalled, inspection.CameraReconnecting, inspection.CameraOffline} {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		m.cameraState.WithLabelValues(string(st)).Set(v)
+	}
+}

@@ -1,0 +1,171 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/inspectd/inspectd/inspection"
+)
+
+// sinkQueue gives one sink its own bounded queue and goroutine, so a slow
+// or dead sink never stalls inspection: when the queue is full the result
+// is dropped for that sink, counted and logged.
+type sinkQueue struct {
+	sink   inspection.Sink
+	queue  chan *inspection.Result
+	log    *slog.Logger
+	onDrop func(sink string)
+
+	delivered, dropped, errors atomic.Uint64
+	lastError                  atomic.Value // string
+	lastDropLog                atomic.Int64 // unix nanos of the last drop log line
+	done                       chan struct{}
+}
+
+func newSinkQueue(s inspection.Sink, capacity int, log *slog.Logger, onDrop func(string)) *sinkQueue {
+	return &sinkQueue{sink: s, queue: make(chan *inspection.Result, capacity), log: log.With("sink", s.Name()), onDrop: onDrop, done: make(chan struct{})}
+}
+
+// offer enqueues r without blocking; false means it was dropped.
+func (q *sinkQueue) offer(r *inspection.Result) bool {
+	select {
+	case q.queue <- r:
+		return true
+	default:
+		q.dropped.Add(1)
+		if q.onDrop != nil {
+			q.onDrop(q.sink.Name())
+		}
+		// One log line per second at most: a dead sink must not flood.
+		now := time.Now().UnixNano()
+		if last := q.lastDropLog.Load(); now-last > int64(time.Second) && q.lastDropLog.CompareAndSwap(last, now) {
+			q.log.Warn("sink queue full; result dropped for this sink", "result_id", r.ID, "dropped_total", q.dropped.Load(), "capacity", cap(q.queue))
+		}
+		return false
+	}
+}
+
+// run delivers queued results until the queue is closed and empty.
+func (q *sinkQueue) run(ctx context.Context) {
+	defer close(q.done)
+	for r := range q.queue {
+		if err := q.sink.Deliver(ctx, r); err != nil {
+			q.errors.Add(1)
+			q.lastError.Store(err.Error())
+			q.log.Warn("sink failed to deliver a result", "result_id", r.ID, "err", err)
+			continue
+		}
+		q.delivered.Add(1)
+	}
+}
+
+func (q *sinkQueue) status() inspection.SinkStatus {
+	s := inspection.SinkStatus{Name: q.sink.Name(), Queued: len(q.queue), Capacity: cap(q.queue),
+		Delivered: q.delivered.Load(), Dropped: q.dropped.Load(), Errors: q.errors.Load()}
+	if e, ok := q.lastError.Load().(string); ok {
+		s.LastError = e
+	}
+	return s
+}
+
+// sinkSet is every sink of the daemon.
+type sinkSet struct {
+	queues []*sinkQueue
+	images []inspection.ImageSink
+	events []inspection.EventSink
+	trigs  []inspection.TriggerObserver
+	wg     sync.WaitGroup
+}
+
+func (s *sinkSet) add(q *sinkQueue) {
+	s.queues = append(s.queues, q)
+	if is, ok := q.sink.(inspection.ImageSink); ok {
+		s.images = append(s.images, is)
+	}
+	if es, ok := q.sink.(inspection.EventSink); ok {
+		s.events = append(s.events, es)
+	}
+	if to, ok := q.sink.(inspection.TriggerObserver); ok {
+		s.trigs = append(s.trigs, to)
+	}
+}
+
+func (s *sinkSet) start(ctx context.Context) {
+	for _, q := range s.queues {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			q.run(ctx)
+		}()
+	}
+}
+
+// wantsImage reports whether any sink needs the pixels of r.
+func (s *sinkSet) wantsImage(r *inspection.Result) bool {
+	for _, is := range s.images {
+		if is.WantsImage(r) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *sinkSet) publish(r *inspection.Result) {
+	for _, q := range s.queues {
+		q.offer(r)
+	}
+}
+
+func (s *sinkSet) event(e inspection.Event) {
+	for _, es := range s.events {
+		es.Event(e)
+	}
+}
+
+func (s *sinkSet) triggered(partID string, at time.Time) {
+	for _, t := range s.trigs {
+		t.PartTriggered(partID, at)
+	}
+}
+
+// drain closes the queues, waits until every queued result was delivered
+// or ctx ends, then closes every sink within what is left of ctx. It
+// returns the number of results still queued when ctx ended.
+func (s *sinkSet) drain(ctx context.Context, log *slog.Logger) int {
+	for _, q := range s.queues {
+		close(q.queue)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	left := 0
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, q := range s.queues {
+			if n := len(q.queue); n > 0 {
+				left += n
+				log.Error("shutdown: sink did not finish in time", "sink", q.sink.Name(), "undelivered", n)
+			}
+		}
+	}
+	for _, q := range s.queues {
+		if err := q.sink.Close(ctx); err != nil {
+			log.Error("shutdown: closing sink", "sink", q.sink.Name(), "err", err)
+		}
+	}
+	return left
+}
+
+func (s *sinkSet) statuses() []inspection.SinkStatus {
+	out := make([]inspection.SinkStatus, 0, len(s.queues))
+	for _, q := range s.queues {
+		out = append(out, q.status())
+	}
+	return out
+}
