@@ -9,7 +9,7 @@
 //
 // Each section of the file is one struct in its own file (station.go,
 // camera.go, …) with a defaults method and a validate method; Config lists
-// the sections as fields and finds their methods by reflection, so adding a
+// the sections as fields and lists them in sections(), so adding a
 // section means adding one file and one field.
 package config
 
@@ -56,6 +56,21 @@ type Config struct {
 	// memory without a name). Relative paths inside the file were resolved
 	// against its directory.
 	File string `toml:"-"`
+
+	// keys maps dotted keys to their lines in File, for messages about
+	// values checked after loading (Problem).
+	keys *keyIndex `toml:"-"`
+}
+
+// Problem returns a problem about key, located at the key's line in the
+// file when it is there: for checks made after Load, such as verifying the
+// model bundle, so that their messages read like the rest.
+func (c *Config) Problem(key, format string, args ...any) Problem {
+	p := Problem{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}
+	if c.keys != nil {
+		p.Line = c.keys.line(key)
+	}
+	return p
 }
 
 // section is implemented by every top-level table of the file.
@@ -81,17 +96,33 @@ func Default() Config {
 	return c
 }
 
-// forEachSection calls fn for every field of c that is a section, with its
-// TOML table name, in declaration order.
+// forEachSection calls fn for every section of c, with its TOML table
+// name, in file order. The list is explicit: a test checks that it names
+// every table field of Config exactly once.
 func (c *Config) forEachSection(fn func(name string, s section)) {
-	rv := reflect.ValueOf(c).Elem()
-	rt := rv.Type()
-	for i := range rt.NumField() {
-		s, ok := rv.Field(i).Addr().Interface().(section)
-		if !ok {
-			continue
-		}
-		fn(tomlName(rt.Field(i)), s)
+	for _, s := range c.sections() {
+		fn(s.name, s.s)
+	}
+}
+
+type namedSection struct {
+	name string
+	s    section
+}
+
+func (c *Config) sections() []namedSection {
+	return []namedSection{
+		{"station", &c.Station},
+		{"camera", &c.Camera},
+		{"trigger", &c.Trigger},
+		{"model", &c.Model},
+		{"decision", &c.Decision},
+		{"gpio", &c.GPIO},
+		{"plc", &c.PLC},
+		{"mqtt", &c.MQTT},
+		{"archive", &c.Archive},
+		{"http", &c.HTTP},
+		{"log", &c.Log},
 	}
 }
 
@@ -149,6 +180,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 
 	cfg.File = name
+	cfg.keys = idx
 	baseDir := "."
 	if name != "" {
 		baseDir = filepath.Dir(name)

@@ -66,6 +66,7 @@ func TestExampleMatchesDefaults(t *testing.T) {
 	want.Model.Bundle = "../testdata/demo-bundle"
 	want.File = example
 	want.resolvePaths(pathResolver{base: filepath.Dir(example)})
+	want.keys = cfg.keys
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("example differs from defaults:\n got %+v\nwant %+v", *cfg, want)
 	}
@@ -186,5 +187,31 @@ dotted.key = 3
 		if got := idx.line(key); got != want {
 			t.Errorf("line(%q) = %d, want %d", key, got, want)
 		}
+	}
+}
+
+// TestSectionsListEveryTable: the explicit section list names every table
+// field of Config exactly once, so none is skipped by defaults or
+// validation.
+func TestSectionsListEveryTable(t *testing.T) {
+	var c Config
+	listed := map[string]int{}
+	for _, s := range c.sections() {
+		listed[s.name]++
+	}
+	rt := reflect.TypeOf(c)
+	tables := 0
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if !f.IsExported() || f.Type.Kind() != reflect.Struct {
+			continue
+		}
+		tables++
+		if name := tomlName(f); listed[name] != 1 {
+			t.Errorf("table %s (field %s) is listed %d times in sections(), want 1", name, f.Name, listed[name])
+		}
+	}
+	if tables != len(listed) {
+		t.Errorf("sections() lists %d tables, Config has %d", len(listed), tables)
 	}
 }

@@ -44,6 +44,10 @@ type Deps struct {
 	ShutdownTimeout time.Duration
 	// SinkQueue is each sink's queue capacity. Default 1024.
 	SinkQueue int
+	// OnRunning, when set, is called with true once inspection runs (after
+	// READY) and with false when it stops (before the sinks are flushed),
+	// e.g. to switch the station's ready lamp.
+	OnRunning func(running bool)
 }
 
 // Daemon is one running inspection station. Create it with New, add sinks
@@ -204,6 +208,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.sinks.start(sinkCtx)
 
 	d.notifyState("READY=1")
+	if d.deps.OnRunning != nil {
+		d.deps.OnRunning(true)
+	}
 	d.emitEvent(inspection.Info, inspection.EventStarted, fmt.Sprintf("inspecting with %s (%s), trigger mode %s", model.Bundle.Manifest.Product, short(model.Bundle.Hash), cfg.Trigger.Mode), nil)
 	d.log.Info("inspection started", "station", cfg.Station.ID, "trigger", cfg.Trigger.Mode, "camera", cfg.Camera.Source)
 
@@ -252,6 +259,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) shutdown(stopCapture context.CancelFunc, workers *sync.WaitGroup, inspectDone chan struct{}) error {
 	d.stopping.Store(true)
 	d.notifyState("STOPPING=1")
+	if d.deps.OnRunning != nil {
+		d.deps.OnRunning(false)
+	}
 	d.emitEvent(inspection.Info, inspection.EventStopping, "inspection stopping", nil)
 	deadline := time.Now().Add(d.deps.ShutdownTimeout)
 
@@ -839,6 +849,22 @@ func (d *Daemon) limitReached() bool {
 // emitEvent records an event and hands it to the event sinks.
 func (d *Daemon) emitEvent(sev inspection.Severity, kind, msg string, fields map[string]string) {
 	e := inspection.Event{Time: time.Now(), Station: d.config().Station.ID, Severity: sev, Kind: kind, Message: msg, Fields: fields}
+	d.mu.Lock()
+	d.lastEvent = &e
+	d.mu.Unlock()
+	d.sinks.event(e)
+}
+
+// ReportEvent records an event raised by a sink or another part of the
+// station (archive disk budget, GPIO faults, outbox drops) and hands it to
+// the event sinks. It does not block.
+func (d *Daemon) ReportEvent(e inspection.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.Station == "" {
+		e.Station = d.config().Station.ID
+	}
 	d.mu.Lock()
 	d.lastEvent = &e
 	d.mu.Unlock()

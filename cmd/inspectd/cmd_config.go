@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/models/bundle"
 )
 
 // addConfigFlag registers -c/-config and returns the value pointer.
@@ -32,7 +33,7 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func checkConfig(_ context.Context, s streams, args []string) error {
-	fs := newFlagSet(s, "check-config", "check-config [-c FILE]\n\nValidates the configuration file and prints every problem, one per line.\nExit status: 0 valid, 1 invalid, 2 unreadable file or bad usage.")
+	fs := newFlagSet(s, "check-config", "check-config [-c FILE]\n\nValidates the configuration file and prints every problem, one per line, then\nverifies the model bundle it names as the daemon does at start-up (manifest, every\nchecksum, graph shapes, template).\nExit status: 0 valid, 1 invalid, 2 unreadable file or bad usage.")
 	path := addConfigFlag(fs)
 	if done, err := parseFlags(fs, s, args); done {
 		return err
@@ -40,9 +41,23 @@ func checkConfig(_ context.Context, s streams, args []string) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	if _, err := loadConfig(*path); err != nil {
+	cfg, err := loadConfig(*path)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(s.stdout, "%s: configuration is valid\n", *path)
+	if err := verifyBundle(cfg); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.stdout, "%s: configuration is valid; model bundle %s verified\n", *path, cfg.Model.Bundle)
+	return nil
+}
+
+// verifyBundle loads the configured bundle with every check the daemon
+// makes before its first part, reporting a failure as a problem of the
+// model.bundle key.
+func verifyBundle(cfg *config.Config) error {
+	if _, err := bundle.Load(cfg.Model.Bundle); err != nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("%s is invalid:\n%s", cfg.File, cfg.Problem("model.bundle", "%v", err))}
+	}
 	return nil
 }

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/inspectd/inspectd/buildinfo"
+	"github.com/inspectd/inspectd/models/netdef"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -19,8 +23,48 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// exampleWithBundle copies the example configuration into a temporary
+// directory with model.bundle pointing at a freshly written random-weight
+// bundle, so check-config's full bundle verification passes.
+func exampleWithBundle(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := netdef.WriteRandomBundle(filepath.Join(dir, "bundle"), netdef.RandomBundleOptions{Height: 32, Width: 32, D: 4, AlignSize: 16, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../config/inspectd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), `bundle = "../testdata/demo-bundle"`, `bundle = "bundle"`, 1)
+	path := filepath.Join(dir, "inspectd.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// bundleLine is the line of the model.bundle key in the file at path.
+func bundleLine(t *testing.T, path string) int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "bundle = ") {
+			return i + 1
+		}
+	}
+	t.Fatal("no bundle key")
+	return 0
+}
+
 func TestCLI(t *testing.T) {
-	const example = "../../config/inspectd.example.toml"
+	example := exampleWithBundle(t)
+	corrupt := exampleWithBundle(t)
+	if err := os.WriteFile(filepath.Join(filepath.Dir(corrupt), "bundle", "localize.onnx"), []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		args       []string
@@ -44,7 +88,10 @@ func TestCLI(t *testing.T) {
 		{"check-config stray arg", []string{"check-config", "-c", example, "extra"}, 2, "", `unexpected argument "extra"`},
 		{"check-config help", []string{"check-config", "--help"}, 0, "Exit status: 0 valid, 1 invalid, 2 unreadable", ""},
 		{"run help", []string{"run", "-h"}, 0, "Usage: inspectd run", ""},
-		{"run not built", []string{"run", "-c", example}, 1, "", "not built yet"},
+		{"check-config corrupt bundle", []string{"check-config", "-c", corrupt}, 1, "", fmt.Sprintf("inspectd.toml:%d: model.bundle: ", bundleLine(t, corrupt))},
+		{"check-config names the tampered file", []string{"check-config", "-c", corrupt}, 1, "", "localize.onnx"},
+		{"run corrupt bundle", []string{"run", "-c", corrupt}, 1, "", "localize.onnx"},
+		{"run bad max-parts", []string{"run", "-c", example, "--max-parts", "-1"}, 2, "", "--max-parts -1"},
 		{"run invalid config", []string{"run", "-c", "../../config/testdata/invalid/bad_duration.toml"}, 1, "", "camera.read_timeout"},
 		{"version", []string{"version"}, 0, "flavour:  " + buildinfo.Flavour, ""},
 		{"version flag", []string{"--version"}, 0, "inspectd ", ""},

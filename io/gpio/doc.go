@@ -1,4 +1,57 @@
-// Package gpio drives the station's digital I/O: the reject actuator output,
-// part-present and encoder inputs, and ready/fault lamps. Hardware access
-// stays behind a small interface so the pipeline can be tested with a fake.
+// Package gpio drives the station's digital I/O: the reject actuator
+// output, part-present and encoder inputs, ready and fault lamps, and an
+// optional OK/NG + strobe handshake to a PLC.
+//
+// Hardware stays behind the small Chip, Output and Input interfaces. The
+// Linux driver (chip_linux.go, github.com/warthog618/go-gpiocdev) and the
+// simulated chip "sim" (Sim: records every output change with its
+// monotonic time, for the demo, /api/actuations and acceptance checks)
+// implement them; the scheduling is tested with Sim under testing/synctest.
+//
+// # Reject scheduling
+//
+// Actuator is the scheduler. It is an inspection.Sink ("gpio") and an
+// inspection.TriggerObserver: PartTriggered registers a part with its due
+// time (trigger + reject_delay, time mode) or due encoder count (count at
+// trigger + reject_counts, encoder mode); Deliver records the verdict. At
+// the due time or count the part's fate is decided from its verdict: OK
+// passes, NG and ERROR reject, no verdict yet follows late_policy
+// ("reject" by default). A verdict that arrives after the due time is
+// late: counted and reported as an inspection.EventLateReject event. A
+// result for a part that was never registered (free-run, a trigger that
+// bypassed the observer) is scheduled from Result.TriggerTime.
+//
+// One goroutine owns the schedule: a min-heap of parts ordered by due
+// time/count and one timer; triggers, verdicts and encoder edges only
+// update state under a short lock and wake it, so no handler blocks.
+//
+// # Polarity
+//
+// "energise_to_pass" (the fail-safe default): the actuator is energised for
+// reject_pulse at the due time only for parts that pass. Every other part —
+// NG, ERROR, no verdict in time, unknown to the daemon, or any part while
+// the actuator is halted, faulted, dead or unpowered — gets no pulse and is
+// rejected. A reject decided while an earlier pass pulse is still active
+// cuts that pulse short: the reject wins.
+//
+// "energise_to_reject": the actuator is energised for reject_pulse at the
+// due time of every rejected part. It rests de-energised, so parts pass
+// when the daemon is dead; while halted or faulted it is held energised.
+//
+// # Safe state
+//
+// Halt, Close, a failed output write and a FIFO overflow put every output
+// into its safe state: the actuator rejects (de-energised for
+// energise_to_pass, held energised for energise_to_reject), the ready lamp
+// is off, the fault lamp on, the OK/NG/strobe lines off. A FIFO overflow
+// latches until ClearFault; Halt and Close are final.
+//
+// # Inputs
+//
+// The part-present input turns each edge (debounced by the kernel) into a
+// part ID, registers the part at the edge's timestamp and asks
+// inspection.Control for the trigger from a goroutine of its own. The
+// encoder input counts rising edges. Lost edges — gaps in the kernel's
+// per-line sequence numbers, or a full hand-off queue — are reported as
+// EventLostEdges; the encoder count adds the lost edges back.
 package gpio

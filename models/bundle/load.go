@@ -156,8 +156,10 @@ func parseManifest(path string, raw []byte) (*Manifest, error) {
 		if m.Align.Graph != "" {
 			bad("align.graph: set, but align.method is %q", AlignNone)
 		}
-	case AlignIMM, AlignECC:
-		if m.Align.Method == AlignIMM && m.Align.Graph == "" {
+	case AlignECC:
+		bad("align.method: %q is not implemented by this inspectd yet; use a bundle trained with align %q or %q", AlignECC, AlignIMM, AlignNone)
+	case AlignIMM:
+		if m.Align.Graph == "" {
 			bad("align.graph: required for align.method %q", AlignIMM)
 		}
 		if m.Align.Template == "" {

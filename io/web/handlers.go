@@ -1,0 +1,372 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/inspectd/inspectd/inspection"
+)
+
+// Request limits.
+const (
+	defaultResultsN = 20   // /api/results without n
+	defaultEventsN  = 20   // /api/events without n
+	maxTriggerBody  = 4096 // bytes of a POST /api/trigger body
+	maxPartIDLen    = 128  // characters of a part ID
+	jsonContentType = "application/json; charset=utf-8"
+)
+
+// routes builds the mux: the server's own routes, then extra.
+func (s *Server) routes(g prometheus.Gatherer, extra map[string]http.Handler) (http.Handler, error) {
+	mux := http.NewServeMux()
+	own := map[string]http.Handler{
+		"/{$}":            s.readOnly(http.HandlerFunc(s.handlePage)),
+		"/healthz":        s.readOnly(http.HandlerFunc(s.handleHealth)),
+		"/api/status":     s.readOnly(http.HandlerFunc(s.handleStatus)),
+		"/api/results":    s.readOnly(http.HandlerFunc(s.handleResults)),
+		"/api/events":     s.readOnly(http.HandlerFunc(s.handleEvents)),
+		"/api/latest.jpg": s.readOnly(http.HandlerFunc(s.handleLatestJPEG)),
+		"/api/trigger":    http.HandlerFunc(s.handleTrigger),
+		"/metrics":        s.metricsHandler(g),
+	}
+	for p, h := range own {
+		mux.Handle(p, h)
+	}
+	for p, h := range extra {
+		if err := mount(mux, p, h); err != nil {
+			return nil, err
+		}
+	}
+	return securityHeaders(mux), nil
+}
+
+// mount registers an extra route, turning the mux's panics (bad pattern,
+// clash with another route) into an error.
+func mount(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	if h == nil {
+		return fmt.Errorf("web: extra route %q has a nil handler", pattern)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("web: extra route %q: %v", pattern, r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// metricsHandler serves g, or 404 without a gatherer.
+func (s *Server) metricsHandler(g prometheus.Gatherer) http.Handler {
+	if g == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusNotFound, "metrics are not enabled")
+		})
+	}
+	return s.readOnly(promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorLog:      promLogger{s},
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+}
+
+// promLogger passes promhttp's errors to the server's logger.
+type promLogger struct{ s *Server }
+
+// Println logs one promhttp error.
+func (l promLogger) Println(v ...any) {
+	l.s.log.Warn("metrics: " + strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// securityHeaders sets headers every response should carry.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readOnly answers 405 to everything but GET and HEAD.
+func (s *Server) readOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use GET", r.Method, r.URL.Path))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeJSON writes v with status code.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding the response failed"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", jsonContentType)
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// apiError is the body of every JSON error.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+// writeError writes {"error": msg} with status code.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+// healthBody is the body of /healthz.
+type healthBody struct {
+	Status   string   `json:"status"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// handleHealth answers 200 when the daemon is healthy, else 503 with the
+// problems.
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	st := s.control.Status()
+	if st.Healthy {
+		writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
+		return
+	}
+	p := st.Problems
+	if len(p) == 0 {
+		p = []string{"unhealthy (no reason given)"}
+	}
+	writeJSON(w, http.StatusServiceUnavailable, healthBody{Status: "unhealthy", Problems: p})
+}
+
+// handleStatus serves inspection.Status.
+func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.control.Status())
+}
+
+// countParam parses the n query parameter: def when absent, else an
+// integer in [1, limit].
+func countParam(q url.Values, def, limit int) (int, error) {
+	raw, ok := q["n"]
+	if !ok {
+		return min(def, limit), nil
+	}
+	v := ""
+	if len(raw) > 0 {
+		v = raw[0]
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > limit || len(raw) > 1 {
+		return 0, fmt.Errorf("parameter n: want one integer from 1 to %d, got %q", limit, strings.Join(raw, ","))
+	}
+	return n, nil
+}
+
+// resultsBody is the body of /api/results.
+type resultsBody struct {
+	Count   int                 `json:"count"`
+	Results []inspection.Result `json:"results"` // newest first
+	// LatestImage describes the part /api/latest.jpg shows (absent
+	// before the first snapshot).
+	LatestImage *imageInfo `json:"latest_image,omitempty"`
+}
+
+// imageInfo names the part behind /api/latest.jpg.
+type imageInfo struct {
+	ResultID    string             `json:"result_id"`
+	PartID      string             `json:"part_id"`
+	Verdict     inspection.Verdict `json:"verdict"`
+	VerdictTime time.Time          `json:"verdict_time"`
+}
+
+// handleResults serves the last n results, newest first.
+func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
+	n, err := countParam(r.URL.Query(), defaultResultsN, s.history)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	res := s.recentResults(n)
+	body := resultsBody{Count: len(res), Results: res}
+	if e := s.latestSnapshot(); e != nil {
+		body.LatestImage = e.info()
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// eventsBody is the body of /api/events.
+type eventsBody struct {
+	Count  int                `json:"count"`
+	Events []inspection.Event `json:"events"` // newest first
+}
+
+// handleEvents serves the last n events, newest first.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	n, err := countParam(r.URL.Query(), defaultEventsN, EventHistory)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ev := s.recentEvents(n)
+	writeJSON(w, http.StatusOK, eventsBody{Count: len(ev), Events: ev})
+}
+
+// triggerRequest is the JSON body of POST /api/trigger.
+type triggerRequest struct {
+	PartID string `json:"part_id"`
+}
+
+// triggerResponse is the body of an accepted trigger.
+type triggerResponse struct {
+	Accepted bool   `json:"accepted"`
+	PartID   string `json:"part_id"` // "" when the daemon numbers the part
+}
+
+// handleTrigger asks the daemon for one inspected part.
+func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on /api/trigger; use POST", r.Method))
+		return
+	}
+	if crossSite(r) {
+		writeError(w, http.StatusForbidden, "cross-site trigger refused")
+		return
+	}
+	partID, err := triggerPartID(w, r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := s.control.Trigger(partID, inspection.TriggerSoftware); err != nil {
+		s.log.Info("software trigger refused", "part_id", partID, "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	s.log.Debug("software trigger", "part_id", partID, "remote", r.RemoteAddr)
+	if isBrowserForm(r) {
+		// The page's no-JavaScript form: back to the page.
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, triggerResponse{Accepted: true, PartID: partID})
+}
+
+// triggerPartID reads the part ID from a JSON body, or else from the form
+// body or the query.
+func triggerPartID(w http.ResponseWriter, r *http.Request) (string, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxTriggerBody)
+	var id string
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "application/json":
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return "", fmt.Errorf("body: %w", err)
+		}
+		if len(strings.TrimSpace(string(b))) > 0 {
+			var req triggerRequest
+			dec := json.NewDecoder(strings.NewReader(string(b)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil {
+				return "", fmt.Errorf("body: want JSON {\"part_id\": \"…\"}: %w", err)
+			}
+			id = req.PartID
+		}
+		if id == "" {
+			id = r.URL.Query().Get("part_id")
+		}
+	default:
+		if err := r.ParseForm(); err != nil {
+			var mb *http.MaxBytesError
+			if errors.As(err, &mb) {
+				return "", fmt.Errorf("body larger than %d bytes", maxTriggerBody)
+			}
+			return "", fmt.Errorf("form: %w", err)
+		}
+		id = r.FormValue("part_id")
+	}
+	id = strings.TrimSpace(id)
+	if len([]rune(id)) > maxPartIDLen {
+		return "", fmt.Errorf("part_id: longer than %d characters", maxPartIDLen)
+	}
+	if strings.IndexFunc(id, unicode.IsControl) >= 0 {
+		return "", errors.New("part_id: contains control characters")
+	}
+	return id, nil
+}
+
+// crossSite reports whether a browser sent the request from another site
+// (a form on some other page posting to the station): Sec-Fetch-Site, or
+// an Origin whose host is not ours. Clients that are not browsers send
+// neither.
+func crossSite(r *http.Request) bool {
+	if sfs := r.Header.Get("Sec-Fetch-Site"); sfs == "cross-site" {
+		return true
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return false
+	}
+	if o == "null" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
+}
+
+// isBrowserForm reports whether r is an HTML form submission by a browser
+// (which should land on a page, not on JSON).
+func isBrowserForm(r *http.Request) bool {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return ct == "application/x-www-form-urlencoded" && strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// handleLatestJPEG serves the newest snapshot with its overlay, rendered
+// on first request. The ETag is the result ID.
+func (s *Server) handleLatestJPEG(w http.ResponseWriter, r *http.Request) {
+	e := s.latestSnapshot()
+	if e == nil {
+		writeError(w, http.StatusNotFound, "no image yet")
+		return
+	}
+	etag := strconv.Quote(e.res.ID)
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache")
+	h.Set("ETag", etag)
+	h.Set("X-Result-ID", e.res.ID)
+	h.Set("X-Verdict", string(e.res.Verdict))
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	b, err := e.JPEG()
+	if err != nil {
+		s.log.Warn("rendering the latest image failed", "result_id", e.res.ID, "err", err)
+		h.Del("ETag")
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	h.Set("Content-Type", "image/jpeg")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}

@@ -1,0 +1,318 @@
+// Package web is inspectd's HTTP face on the plant network: a self-contained
+// status page for line engineers and technicians, a small JSON API for SCADA
+// integrators, /healthz for supervisors and Prometheus /metrics.
+//
+// A [Server] is also an [inspection.Sink]: the daemon delivers every Result
+// to it, and it keeps the last Options.History of them (without their
+// pixels) for /api/results and the page. As an [inspection.ImageSink] it asks
+// for the pixels of at most about two parts a second, preferring NG and
+// ERROR parts, and keeps only the newest snapshot; /api/latest.jpg renders
+// it (frame, heatmap overlay, defect boxes) on the first request and caches
+// the JPEG. As an [inspection.EventSink] it keeps the last 50 events.
+//
+// Routes:
+//
+//	GET  /                 status page (HTML, no external resources)
+//	GET  /healthz          200 {"status":"ok"} or 503 {"status":"unhealthy","problems":[…]}
+//	GET  /metrics          Prometheus exposition of Options.Gatherer (404 without one)
+//	GET  /api/status       inspection.Status
+//	GET  /api/results?n=N  {"count":…,"results":[…]} newest first (N: 1…History, default 20)
+//	GET  /api/events?n=N   {"count":…,"events":[…]} newest first (N: 1…50, default 20)
+//	POST /api/trigger      software trigger; JSON {"part_id":…} or form/query part_id
+//	GET  /api/latest.jpg   newest snapshot with overlay (ETag = result id)
+//
+// plus Options.Extra, mounted as given. JSON errors have the form
+// {"error":"…"}. The package is pure Go (CGO_ENABLED=0).
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inspectd/inspectd/inspection"
+)
+
+// DefaultListen is the address used when Options.Listen is empty: the
+// loopback interface only, as in the default configuration.
+const DefaultListen = "127.0.0.1:9120"
+
+// DefaultHistory is the number of results kept when Options.History is 0.
+const DefaultHistory = 100
+
+// EventHistory is the number of events kept for /api/events and the page.
+const EventHistory = 50
+
+// Image pacing for WantsImage: NG and ERROR parts get the pixels when the
+// previous snapshot is at least imageGapReject old, OK parts when it is at
+// least imageGapOK old, so at most two snapshots a second are copied and a
+// defect is shown in preference to a good part.
+const (
+	imageGapReject = 500 * time.Millisecond
+	imageGapOK     = time.Second
+	noImage        = math.MinInt64 / 2 // lastImage before the first image
+)
+
+// The daemon's interfaces the Server implements.
+var (
+	_ inspection.Sink      = (*Server)(nil)
+	_ inspection.ImageSink = (*Server)(nil)
+	_ inspection.EventSink = (*Server)(nil)
+)
+
+// Options configures a Server.
+type Options struct {
+	// Listen is the host:port to bind (DefaultListen when empty; port 0
+	// picks a free port, see Server.Addr).
+	Listen string
+	// Logger receives the server's logs (with component=web); nil
+	// discards them.
+	Logger *slog.Logger
+	// Control is the daemon; required.
+	Control inspection.Control
+	// Gatherer is served on /metrics; nil answers 404 there.
+	Gatherer prometheus.Gatherer
+	// History is the number of results kept (DefaultHistory when 0).
+	History int
+	// Extra are additional routes mounted as given (ServeMux patterns),
+	// e.g. "/api/actuations" from the GPIO package. They must not clash
+	// with the server's own routes.
+	Extra map[string]http.Handler
+}
+
+// Server is the HTTP server, and the "web" sink feeding it.
+type Server struct {
+	log     *slog.Logger
+	control inspection.Control
+	listen  string
+	history int
+	handler http.Handler
+	page    *page
+
+	mu      sync.Mutex
+	results []inspection.Result // ring, Snapshot always nil
+	next    int                 // index of the next write
+	n       int                 // results held
+	events  []inspection.Event  // ring of EventHistory
+	enext   int
+	en      int
+	latest  *snapshotEntry // newest snapshot, nil before the first
+
+	base       time.Time    // monotonic origin for lastImage
+	lastImage  atomic.Int64 // ns since base of the last wanted image; noImage: none
+	httpServer *http.Server
+	ln         net.Listener
+	serveDone  chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+// New checks the options and builds the routes; Start binds the listener.
+func New(o Options) (*Server, error) {
+	if o.Control == nil {
+		return nil, errors.New("web: Options.Control is nil")
+	}
+	if o.History < 0 {
+		return nil, fmt.Errorf("web: history %d must not be negative", o.History)
+	}
+	if o.History == 0 {
+		o.History = DefaultHistory
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pg, err := newPage()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		log:     log.With("component", "web"),
+		control: o.Control,
+		listen:  o.Listen,
+		history: o.History,
+		page:    pg,
+		results: make([]inspection.Result, o.History),
+		events:  make([]inspection.Event, EventHistory),
+		base:    time.Now(),
+	}
+	s.lastImage.Store(noImage)
+	h, err := s.routes(o.Gatherer, o.Extra)
+	if err != nil {
+		return nil, err
+	}
+	s.handler = h
+	return s, nil
+}
+
+// Handler returns the server's routes, for tests and for mounting under
+// another server.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Start binds the listener and serves in a goroutine until Close. The
+// error names the address, e.g. "http.listen 127.0.0.1:9120: address
+// already in use".
+func (s *Server) Start(ctx context.Context) error {
+	if s.httpServer != nil {
+		return errors.New("web: already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.listen)
+	if err != nil {
+		// "address already in use" rather than "listen tcp …: bind: …".
+		var se *os.SyscallError
+		var op *net.OpError
+		if errors.As(err, &se) {
+			err = se.Err
+		} else if errors.As(err, &op) && op.Err != nil {
+			err = op.Err
+		}
+		return fmt.Errorf("http.listen %s: %w", s.listen, err)
+	}
+	s.ln = ln
+	s.httpServer = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.serveDone = make(chan struct{})
+	go func() {
+		defer close(s.serveDone)
+		if err := s.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	s.log.Info("http server listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the bound address (host:port), or "" before Start.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Close shuts the HTTP server down gracefully within ctx (then closes the
+// remaining connections). It implements inspection.Sink and is safe to
+// call twice or without Start.
+func (s *Server) Close(ctx context.Context) error {
+	if s.httpServer == nil {
+		return nil
+	}
+	s.closeOnce.Do(func() {
+		if err := s.httpServer.Shutdown(ctx); err != nil {
+			_ = s.httpServer.Close()
+			s.closeErr = fmt.Errorf("http shutdown %s: %w", s.Addr(), err)
+		}
+		<-s.serveDone
+		s.log.Info("http server stopped", "addr", s.Addr())
+	})
+	return s.closeErr
+}
+
+// Name returns "web".
+func (s *Server) Name() string { return "web" }
+
+// Deliver records r (without its pixels) in the history, and its snapshot,
+// when it has one, as the latest image. It does not allocate for results
+// without a snapshot.
+func (s *Server) Deliver(_ context.Context, r *inspection.Result) error {
+	var e *snapshotEntry
+	if r.Snapshot != nil {
+		e = &snapshotEntry{res: *r, snap: r.Snapshot}
+		e.res.Snapshot = nil
+	}
+	s.mu.Lock()
+	s.results[s.next] = *r
+	s.results[s.next].Snapshot = nil
+	s.next = (s.next + 1) % len(s.results)
+	if s.n < len(s.results) {
+		s.n++
+	}
+	if e != nil {
+		s.latest = e
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// WantsImage reports whether r should carry a snapshot: NG and ERROR parts
+// when the last snapshot is at least 0.5 s old, OK parts when it is at
+// least 1 s old; never an ERROR without a frame. It is lock-free.
+func (s *Server) WantsImage(r *inspection.Result) bool {
+	gap := imageGapOK
+	if r.Verdict.Rejects() {
+		if r.Verdict == inspection.Error && r.FrameSeq == 0 {
+			return false
+		}
+		gap = imageGapReject
+	}
+	now := int64(time.Since(s.base))
+	last := s.lastImage.Load()
+	if now-last < int64(gap) {
+		return false
+	}
+	return s.lastImage.CompareAndSwap(last, now)
+}
+
+// Event records e among the last EventHistory events. It does not block
+// beyond a short critical section.
+func (s *Server) Event(e inspection.Event) {
+	s.mu.Lock()
+	s.events[s.enext] = e
+	s.enext = (s.enext + 1) % len(s.events)
+	if s.en < len(s.events) {
+		s.en++
+	}
+	s.mu.Unlock()
+}
+
+// recentResults returns up to n results, newest first.
+func (s *Server) recentResults(n int) []inspection.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n = min(n, s.n)
+	out := make([]inspection.Result, n)
+	for i := range n {
+		out[i] = s.results[(s.next-1-i+2*len(s.results))%len(s.results)]
+	}
+	return out
+}
+
+// recentEvents returns up to n events, newest first.
+func (s *Server) recentEvents(n int) []inspection.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n = min(n, s.en)
+	out := make([]inspection.Event, n)
+	for i := range n {
+		out[i] = s.events[(s.enext-1-i+2*len(s.events))%len(s.events)]
+	}
+	return out
+}
+
+// latestSnapshot returns the newest snapshot entry, or nil.
+func (s *Server) latestSnapshot() *snapshotEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# make demo: the daemon on a built-in demo. Installs what it needs
+# (scripts/deps.sh), builds, creates a small demo bundle trained on synthetic
+# gears if none exists (about a minute), then runs `inspectd run` on an image
+# replay of good and defective gears with the status page, the simulated
+# GPIO reject actuator and (when mosquitto is installed) a local MQTT broker,
+# printing one line per part and a summary. Stops after DEMO_PARTS parts
+# (default 50) or on Ctrl-C. Everything it creates lives in .demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEMO_PARTS="${DEMO_PARTS:-50}"
+DEMO=.demo
+BIN=bin/inspectd-workstation
+say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
+
+bash scripts/deps.sh
+say "building $BIN"
+go build -tags workstation -o "$BIN" ./cmd/inspectd
+mkdir -p "$DEMO"
+
+if [ ! -d "$DEMO/synth" ]; then
+  say "drawing synthetic gears (known poses, painted defects) into $DEMO/synth"
+  "$BIN" dataset synth --dst "$DEMO/synth" --objects gear --size 128 --train 40 --test-good 16 \
+    --test-per-defect 4 --max-rotation 20 --max-shift 0.05 --seed 7
+fi
+if [ ! -f "$DEMO/bundle/manifest.toml" ]; then
+  say "training the demo bundle on $DEMO/synth/gear/train/good (about a minute on 2 cores)"
+  "$BIN" train --good "$DEMO/synth/gear/train/good" --out "$DEMO/bundle" \
+    --recipe testdata/demo/recipe.toml --defects "$DEMO/synth/gear"
+fi
+if [ ! -d "$DEMO/replay" ]; then
+  say "laying out the replay: good and defective parts interleaved, as a line delivers them"
+  stage="$(mktemp -d "$DEMO/.replay.partial-XXXXXX")"
+  mapfile -t good < <(ls "$DEMO"/synth/gear/test/good/*.png)
+  mapfile -t bad < <(ls "$DEMO"/synth/gear/test/*/*.png | grep -v /good/)
+  n=0 g=0 b=0
+  while [ "$g" -lt "${#good[@]}" ] || [ "$b" -lt "${#bad[@]}" ]; do
+    # Two good parts, then a defective one.
+    for _ in 1 2; do
+      if [ "$g" -lt "${#good[@]}" ]; then cp "${good[$g]}" "$stage/$(printf '%03d' $n)_good.png"; g=$((g+1)); n=$((n+1)); fi
+    done
+    if [ "$b" -lt "${#bad[@]}" ]; then
+      kind="$(basename "$(dirname "${bad[$b]}")")"
+      cp "${bad[$b]}" "$stage/$(printf '%03d' $n)_${kind}.png"; b=$((b+1)); n=$((n+1))
+    fi
+  done
+  mv "$stage" "$DEMO/replay"
+fi
+
+say "starting inspectd: status page http://127.0.0.1:9120/  (metrics /metrics, simulated actuator /api/actuations)"
+say "one line per part; stops after $DEMO_PARTS parts or on Ctrl-C"
+exec "$BIN" run -c testdata/demo/inspectd.toml --max-parts "$DEMO_PARTS" --print
