@@ -22,7 +22,7 @@ mkdir -p "$DEMO"
 if [ ! -d "$DEMO/synth" ]; then
   say "drawing synthetic gears (known poses, painted defects) into $DEMO/synth"
   "$BIN" dataset synth --dst "$DEMO/synth" --objects gear --size 128 --train 40 --test-good 16 \
-    --test-per-defect 4 --max-rotation 20 --max-shift 0.05 --seed 7
+    --test-per-defect 4 --max-rotation 10 --max-shift 0.05 --seed 7
 fi
 if [ ! -f "$DEMO/bundle/manifest.toml" ]; then
   say "training the demo bundle on $DEMO/synth/gear/train/good (about a minute on 2 cores)"
