@@ -48,6 +48,39 @@ if [ ! -d "$DEMO/replay" ]; then
   mv "$stage" "$DEMO/replay"
 fi
 
+# A local broker and a SCADA-side subscriber: what the plant would receive.
+MQTT_PORT=18830
+if command -v mosquitto >/dev/null; then
+  cat >"$DEMO/mosquitto.conf" <<CONF
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+CONF
+  if [ "$(id -u)" -eq 0 ]; then echo "user root" >>"$DEMO/mosquitto.conf"; fi
+  mosquitto -c "$DEMO/mosquitto.conf" >"$DEMO/mosquitto.log" 2>&1 &
+  broker=$!
+  sleep 0.3
+  # Status, events and stats as they arrive; results into a file (one JSON
+  # document per part), summarised at the end.
+  mosquitto_sub -p "$MQTT_PORT" -v -t 'inspectd/demo-station/status' -t 'inspectd/demo-station/event' \
+    -t 'inspectd/demo-station/stats' | sed -u 's/^/  scada< /' &
+  sub=$!
+  mosquitto_sub -p "$MQTT_PORT" -t 'inspectd/demo-station/result' >"$DEMO/scada-results.jsonl" &
+  subres=$!
+  trap 'kill $sub $subres $broker 2>/dev/null || true' EXIT
+  say "local MQTT broker on 127.0.0.1:$MQTT_PORT; SCADA-side messages are shown as 'scada<'"
+else
+  say "mosquitto is not installed: running without the MQTT broker"
+fi
+
 say "starting inspectd: status page http://127.0.0.1:9120/  (metrics /metrics, simulated actuator /api/actuations)"
 say "one line per part; stops after $DEMO_PARTS parts or on Ctrl-C"
-exec "$BIN" run -c testdata/demo/inspectd.toml --max-parts "$DEMO_PARTS" --print
+status=0
+"$BIN" run -c testdata/demo/inspectd.toml --max-parts "$DEMO_PARTS" --print || status=$?
+if [ -f "$DEMO/scada-results.jsonl" ]; then
+  sleep 0.5
+  say "a SCADA subscriber received $(wc -l <"$DEMO/scada-results.jsonl") results on inspectd/demo-station/result; the first:"
+  head -n 1 "$DEMO/scada-results.jsonl" | python3 -m json.tool 2>/dev/null | head -n 40 || head -n 1 "$DEMO/scada-results.jsonl"
+fi
+say "archived NG images: $DEMO/state/archive"
+exit "$status"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/io/mqtt"
 	"github.com/inspectd/inspectd/models/bundle"
 )
 
@@ -47,6 +48,11 @@ func checkConfig(_ context.Context, s streams, args []string) error {
 	}
 	if err := verifyBundle(cfg); err != nil {
 		return err
+	}
+	if cfg.MQTT.Enabled {
+		if err := mqtt.CheckFiles(cfg.MQTT); err != nil {
+			return &exitError{code: exitFailure, err: fmt.Errorf("%s is invalid:\n%s: %v", cfg.File, cfg.File, err)}
+		}
 	}
 	fmt.Fprintf(s.stdout, "%s: configuration is valid; model bundle %s verified\n", *path, cfg.Model.Bundle)
 	return nil

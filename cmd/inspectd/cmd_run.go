@@ -19,6 +19,7 @@ import (
 	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/io/archive"
 	"github.com/inspectd/inspectd/io/gpio"
+	"github.com/inspectd/inspectd/io/mqtt"
 	"github.com/inspectd/inspectd/io/plc"
 	"github.com/inspectd/inspectd/io/web"
 	"github.com/inspectd/inspectd/logging"
@@ -69,6 +70,7 @@ type station struct {
 	cam     *camera.Camera
 	d       *daemon.Daemon
 	web     *web.Server
+	mqtt    *mqtt.Client
 	gpio    *gpio.Actuator
 	closers []func()
 }
@@ -112,6 +114,9 @@ func (st *station) build() error {
 		}
 		if sim, ok := chip.(*gpio.Sim); ok {
 			extra["/api/actuations"] = sim.Handler()
+			if st.print {
+				sim.Observe(st.printActuation)
+			}
 		}
 		act, err := gpio.New(cfg.GPIO, chip, gpio.Options{Logger: st.log, Events: events.send, Station: cfg.Station.ID})
 		if err != nil {
@@ -150,6 +155,15 @@ func (st *station) build() error {
 	if st.gpio != nil {
 		st.gpio.SetControl(d)
 	}
+	if cfg.MQTT.Enabled {
+		m, err := mqtt.New(mqtt.Options{Config: cfg.MQTT, Station: cfg.Station.ID, StateDir: cfg.StateDir,
+			Logger: st.log, Control: d, Version: buildinfo.Version})
+		if err != nil {
+			return err
+		}
+		st.mqtt = m
+		d.AddSink(m)
+	}
 	if cfg.HTTP.Enabled {
 		w, err := web.New(web.Options{Listen: cfg.HTTP.Listen, Logger: st.log, Control: d, Gatherer: d.Registry(), Extra: extra})
 		if err != nil {
@@ -172,6 +186,25 @@ func (st *station) newEngine(b *bundle.Bundle, m config.Model) (inspection.Engin
 	})
 }
 
+// printActuation shows a simulated output change under the part lines.
+func (st *station) printActuation(a gpio.Actuation) {
+	level := "off"
+	if a.Value {
+		level = "ON "
+	}
+	line := fmt.Sprintf("  gpio %-7s %s", a.Line, level)
+	if a.PartID != "" {
+		line += "  part " + a.PartID
+	}
+	if !a.Intended.IsZero() {
+		line += fmt.Sprintf("  at %s (scheduled %s, %+.2f ms)", a.Time.Format("15:04:05.000"), a.Intended.Format("15:04:05.000"), a.ErrorUs/1000)
+	}
+	if a.Reason != "" {
+		line += "  [" + a.Reason + "]"
+	}
+	fmt.Fprintln(st.stdout.stdout, line)
+}
+
 func (st *station) onRunning(running bool) {
 	if st.gpio != nil {
 		st.gpio.SetReady(running)
@@ -181,6 +214,15 @@ func (st *station) onRunning(running bool) {
 // run starts the HTTP server, handles SIGHUP, and runs the daemon until
 // ctx ends or --max-parts is reached.
 func (st *station) run(ctx context.Context) error {
+	if st.mqtt != nil {
+		// Fails only on configuration mistakes (credentials, TLS); an
+		// unreachable broker is retried in the background while the
+		// outbox keeps every result.
+		if err := st.mqtt.Start(ctx); err != nil {
+			st.mqtt.Close(context.Background())
+			return failure(fmt.Errorf("run: %w", err))
+		}
+	}
 	if st.web != nil {
 		if err := st.web.Start(ctx); err != nil {
 			return failure(fmt.Errorf("run: %w", err))
@@ -207,6 +249,9 @@ func (st *station) run(ctx context.Context) error {
 		}
 		if st.web != nil {
 			st.web.Close(context.Background())
+		}
+		if st.mqtt != nil {
+			st.mqtt.Close(context.Background())
 		}
 		return failure(fmt.Errorf("run: %w", err))
 	}

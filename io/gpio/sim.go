@@ -40,6 +40,23 @@ type Sim struct {
 	ring    []Actuation
 	next    int
 	total   uint64
+	watch   chan Actuation // nil without an observer
+}
+
+// Observe calls fn for every later output change, in order, from a
+// goroutine of its own (the demo prints them); changes that arrive while fn
+// is 256 changes behind are not passed to it (they stay recorded). Call it
+// once, before the lines are used.
+func (s *Sim) Observe(fn func(Actuation)) {
+	ch := make(chan Actuation, 256)
+	s.mu.Lock()
+	s.watch = ch
+	s.mu.Unlock()
+	go func() {
+		for a := range ch {
+			fn(a)
+		}
+	}()
 }
 
 // NewSim returns an empty simulated chip.
@@ -188,6 +205,12 @@ func (s *Sim) Total() uint64 {
 func (s *Sim) record(a Actuation) {
 	s.total++
 	a.Seq = s.total
+	if s.watch != nil {
+		select {
+		case s.watch <- a:
+		default:
+		}
+	}
 	if len(s.ring) < SimHistory {
 		s.ring = append(s.ring, a)
 		return

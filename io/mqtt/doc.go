@@ -1,5 +1,26 @@
-// Package mqtt publishes inspection results, availability and statistics to
-// the plant broker and receives commands (reload, threshold, trigger).
-// Results pass through a bounded on-disk outbox so that nothing is lost while
-// the broker is unreachable.
+// Package mqtt publishes inspection results, events, availability and
+// statistics to the plant broker and executes commands (trigger, reload,
+// threshold, status, pause, resume). docs/mqtt.md is the integrator's
+// reference; docs/schema holds a JSON Schema per payload.
+//
+// Delivery: every result and event goes through a bounded bbolt outbox
+// (outbox_dir/outbox.db) before it is published. Deliver encodes the result
+// and queues it for the outbox writer, which appends in group commits with
+// fsync; one publisher goroutine sends the outbox in order (one message in
+// flight, QoS 1 or 2) and deletes records only after PUBACK/PUBCOMP. So
+// results survive a broker or network outage and a restart of the daemon
+// while the broker is down, and arrive in order, at least once (subscribers
+// drop duplicates by result_id). A full outbox drops its oldest messages,
+// counted and reported as an outbox_drop event. A corrupt record is
+// quarantined with a log line; a database bbolt cannot open is moved aside
+// and replaced, never a crash loop.
+//
+// paho runs with CleanSession(true) and its memory store: the outbox, not
+// the broker session, holds unacknowledged messages, so two layers never
+// resend the same message after a restart, and commands sent while the
+// station was offline are not executed late.
+//
+// Start fails on configuration mistakes (credentials refused, TLS
+// verification, a plain connection to a TLS port) and keeps retrying in the
+// background when the broker is merely unreachable.
 package mqtt

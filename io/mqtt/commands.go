@@ -1,0 +1,390 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/inspectd/inspectd/inspection"
+)
+
+// Command names, the last level of <prefix>/<station>/cmd/<name>.
+const (
+	CmdTrigger   = "trigger"
+	CmdReload    = "reload"
+	CmdThreshold = "threshold"
+	CmdStatus    = "status"
+	CmdPause     = "pause"
+	CmdResume    = "resume"
+)
+
+// Command limits.
+const (
+	maxCorrelationID = 128
+	maxPartID        = 128
+	maxPayload       = 4096
+	commandQueue     = 32
+	rememberedIDs    = 256 // replies kept to answer repeated requests
+	// ReloadTimeout bounds Control.Reload started by a command.
+	ReloadTimeout = 2 * time.Minute
+)
+
+// commandFields lists the fields each command accepts besides
+// correlation_id.
+var commandFields = map[string][]string{
+	CmdTrigger:   {"part_id"},
+	CmdReload:    nil,
+	CmdThreshold: {"image_threshold", "pixel_threshold"},
+	CmdStatus:    nil,
+	CmdPause:     nil,
+	CmdResume:    nil,
+}
+
+// fieldError is a request problem attributed to one field.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func (e *fieldError) Error() string { return "field " + e.field + ": " + e.msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// request is a decoded, validated command.
+type request struct {
+	name          string
+	correlationID string
+	partID        string
+	image, pixel  *float64
+}
+
+// parseRequest validates a command payload completely before anything is
+// executed: a bad request changes nothing.
+func parseRequest(name string, payload []byte) (request, error) {
+	req := request{name: name}
+	allowed, known := commandFields[name]
+	if len(payload) > maxPayload {
+		return req, fieldErr("payload", "%d bytes is larger than %d", len(payload), maxPayload)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &raw); err != nil || raw == nil {
+		if err == nil {
+			err = errors.New("null")
+		}
+		return req, fieldErr("payload", "not a JSON object (%v); send e.g. {\"correlation_id\":\"1\"}", err)
+	}
+	// The correlation id first, so that later errors can be correlated.
+	if v, ok := raw["correlation_id"]; ok {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return req, fieldErr("correlation_id", "must be a string")
+		}
+		req.correlationID = s
+	}
+	switch {
+	case req.correlationID == "":
+		return req, fieldErr("correlation_id", "is required (a non-empty string the reply echoes)")
+	case len(req.correlationID) > maxCorrelationID:
+		id := req.correlationID
+		req.correlationID = id[:maxCorrelationID]
+		return req, fieldErr("correlation_id", "is %d bytes long; at most %d are allowed", len(id), maxCorrelationID)
+	}
+	if !known {
+		return req, fieldErr("command", "unknown command %q; use one of %s", name, strings.Join(commandNames(), ", "))
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if k != "correlation_id" && !slices.Contains(allowed, k) {
+			ok := append([]string{"correlation_id"}, allowed...)
+			return req, fieldErr(k, "unknown for command %s; allowed: %s", name, strings.Join(ok, ", "))
+		}
+	}
+	switch name {
+	case CmdTrigger:
+		if v, ok := raw["part_id"]; ok {
+			if err := json.Unmarshal(v, &req.partID); err != nil {
+				return req, fieldErr("part_id", "must be a string")
+			}
+			if err := checkPartID(req.partID); err != nil {
+				return req, err
+			}
+		}
+	case CmdThreshold:
+		var err error
+		if req.image, err = threshold(raw, "image_threshold"); err != nil {
+			return req, err
+		}
+		if req.pixel, err = threshold(raw, "pixel_threshold"); err != nil {
+			return req, err
+		}
+		if req.image == nil && req.pixel == nil {
+			return req, fieldErr("image_threshold", "set image_threshold and/or pixel_threshold")
+		}
+	}
+	return req, nil
+}
+
+func threshold(raw map[string]json.RawMessage, field string) (*float64, error) {
+	v, ok := raw[field]
+	if !ok {
+		return nil, nil
+	}
+	var f float64
+	if bytes.Equal(bytes.TrimSpace(v), []byte("null")) || json.Unmarshal(v, &f) != nil {
+		return nil, fieldErr(field, "must be a number in (0, 1], got %s", truncate(string(v), 40))
+	}
+	if !(f > 0 && f <= 1) {
+		return nil, fieldErr(field, "%g is out of range (0, 1]", f)
+	}
+	return &f, nil
+}
+
+func checkPartID(s string) error {
+	switch {
+	case len(s) > maxPartID:
+		return fieldErr("part_id", "is %d bytes long; at most %d are allowed", len(s), maxPartID)
+	case !utf8.ValidString(s):
+		return fieldErr("part_id", "is not valid UTF-8")
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return fieldErr("part_id", "contains the non-printable character %U", r)
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func commandNames() []string {
+	names := make([]string, 0, len(commandFields))
+	for n := range commandFields {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// inbound is a command as received.
+type inbound struct {
+	name     string
+	payload  []byte
+	retained bool
+}
+
+// commandState is the command machinery: a bounded queue handled by one
+// goroutine (reload runs on its own), and the replies to recent requests so
+// that a redelivered request (QoS 1 duplicate) is answered, not executed
+// twice.
+type commandState struct {
+	queue     chan inbound
+	wg        sync.WaitGroup
+	reloading atomic.Bool
+
+	mu     sync.Mutex
+	recent map[string][]byte
+	order  []string
+}
+
+func (s *commandState) init() {
+	s.queue = make(chan inbound, commandQueue)
+	s.recent = make(map[string][]byte)
+}
+
+func (s *commandState) start(c *Client) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-c.bg.Done():
+				return
+			case in := <-s.queue:
+				c.handleCommand(in)
+			}
+		}
+	}()
+}
+
+func (s *commandState) wait() { s.wg.Wait() }
+
+func (s *commandState) remembered(key string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.recent[key]
+	return b, ok
+}
+
+func (s *commandState) remember(key string, reply []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.recent[key]; !ok {
+		s.order = append(s.order, key)
+	}
+	s.recent[key] = reply
+	for len(s.order) > rememberedIDs {
+		delete(s.recent, s.order[0])
+		s.order = s.order[1:]
+	}
+}
+
+// onCommand is paho's message handler: it only queues (paho's router must
+// not block).
+func (c *Client) onCommand(_ paho.Client, m paho.Message) {
+	name := strings.TrimPrefix(m.Topic(), c.topics.cmd)
+	if len(m.Payload()) == 0 {
+		// Someone cleared a retained command: nothing to do, no reply.
+		c.log.Debug("empty command message ignored", "command", name)
+		return
+	}
+	in := inbound{name: name, payload: append([]byte(nil), m.Payload()...), retained: m.Retained()}
+	select {
+	case c.cmds.queue <- in:
+	default:
+		c.commands.Add(1)
+		c.commandErrors.Add(1)
+		c.log.Warn("command queue full; command refused", "command", name)
+		req, _ := parseRequest(name, in.payload)
+		c.sendReply(name, Reply{CorrelationID: req.correlationID, Command: name,
+			Error: "busy: too many commands queued; retry later"}, false)
+	}
+}
+
+// handleCommand validates and executes one command and replies.
+func (c *Client) handleCommand(in inbound) {
+	c.commands.Add(1)
+	if in.retained {
+		// A retained command would run again on every reconnect.
+		req, _ := parseRequest(in.name, in.payload)
+		c.fail(in.name, req.correlationID, "", fmt.Errorf("retained commands are ignored (they would run again on every reconnect); publish without -r and clear it with: mosquitto_pub -r -n -t %s%s", c.topics.cmd, in.name))
+		return
+	}
+	req, err := parseRequest(in.name, in.payload)
+	if err != nil {
+		c.fail(in.name, req.correlationID, "", err)
+		return
+	}
+	key := in.name + "\x00" + req.correlationID
+	if prev, ok := c.cmds.remembered(key); ok {
+		c.log.Info("repeated command answered without running it again", "command", in.name, "correlation_id", req.correlationID)
+		c.publishReply(in.name, prev)
+		return
+	}
+	if c.control == nil {
+		c.fail(in.name, req.correlationID, key, errors.New("commands are not available in this process"))
+		return
+	}
+	ctl := c.control
+	switch in.name {
+	case CmdTrigger:
+		if err := ctl.Trigger(req.partID, inspection.TriggerMQTT); err != nil {
+			c.fail(in.name, req.correlationID, key, fmt.Errorf("trigger refused: %w", err))
+			return
+		}
+		res := map[string]any{"accepted": true}
+		if req.partID != "" {
+			res["part_id"] = req.partID
+		}
+		c.succeed(in.name, req.correlationID, key, res)
+	case CmdThreshold:
+		if err := ctl.SetThresholds(req.image, req.pixel); err != nil {
+			c.fail(in.name, req.correlationID, key, err)
+			return
+		}
+		m := ctl.Status().Model
+		c.log.Info("thresholds changed by command (runtime only)", "image", m.Threshold, "pixel", m.PixelThreshold)
+		c.succeed(in.name, req.correlationID, key, ThresholdInfo{Image: m.Threshold, Pixel: m.PixelThreshold, Source: m.ThresholdFrom})
+	case CmdStatus:
+		c.succeed(in.name, req.correlationID, key, ctl.Status())
+	case CmdPause:
+		ctl.Pause()
+		c.succeed(in.name, req.correlationID, key, map[string]any{"paused": true})
+	case CmdResume:
+		ctl.Resume()
+		c.succeed(in.name, req.correlationID, key, map[string]any{"paused": false})
+	case CmdReload:
+		if !c.cmds.reloading.CompareAndSwap(false, true) {
+			c.fail(in.name, req.correlationID, "", errors.New("a reload is already in progress"))
+			return
+		}
+		c.cmds.wg.Add(1)
+		go func() {
+			defer c.cmds.wg.Done()
+			defer c.cmds.reloading.Store(false)
+			ctx, cancel := context.WithTimeout(c.bg, ReloadTimeout)
+			defer cancel()
+			start := time.Now()
+			if err := ctl.Reload(ctx); err != nil {
+				c.fail(in.name, req.correlationID, key, fmt.Errorf("reload failed (the previous configuration stays): %w", err))
+				return
+			}
+			m := ctl.Status().Model
+			c.succeed(in.name, req.correlationID, key, map[string]any{
+				"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+				"product":     m.Product, "bundle_hash": m.BundleHash,
+			})
+		}()
+	}
+}
+
+func (c *Client) succeed(name, corrID, key string, result any) {
+	c.sendReply(name, Reply{CorrelationID: corrID, Command: name, OK: true, Result: result}, true, key)
+}
+
+func (c *Client) fail(name, corrID, key string, err error) {
+	c.commandErrors.Add(1)
+	r := Reply{CorrelationID: corrID, Command: name, Error: err.Error()}
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		r.Field = fe.field
+	}
+	c.log.Warn("command failed", "command", name, "correlation_id", corrID, "error", err)
+	c.sendReply(name, r, key != "", key)
+}
+
+// sendReply publishes a reply on <base>/reply/<name> (an unknown command's
+// name is used as is: it cannot contain wildcards, MQTT forbids them in
+// topic names). keep remembers it for repeated requests.
+func (c *Client) sendReply(name string, r Reply, keep bool, key ...string) {
+	r.Time = time.Now().UTC()
+	b, err := json.Marshal(r)
+	if err != nil {
+		c.log.Error("cannot encode reply", "command", name, "error", err)
+		return
+	}
+	if keep && len(key) > 0 && key[0] != "" {
+		c.cmds.remember(key[0], b)
+	}
+	c.publishReply(name, b)
+}
+
+func (c *Client) publishReply(name string, b []byte) {
+	tok := c.cli.Publish(c.topics.reply+name, c.qos, false, b)
+	go func() {
+		if !tok.WaitTimeout(c.cfg.ConnectTimeout.D) || tok.Error() != nil {
+			c.log.Warn("could not publish reply", "command", name, "error", tok.Error())
+		}
+	}()
+}

@@ -1,0 +1,383 @@
+package mqtt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// OutboxFile is the name of the bbolt database inside the outbox directory.
+const OutboxFile = "outbox.db"
+
+// lockTimeout bounds the wait for the outbox's file lock: a second daemon on
+// the same outbox fails fast instead of hanging.
+const lockTimeout = time.Second
+
+// maxQuarantined bounds the quarantine bucket; the oldest quarantined
+// records are removed beyond it.
+const maxQuarantined = 1000
+
+var (
+	bucketOutbox     = []byte("outbox")
+	bucketQuarantine = []byte("quarantine")
+)
+
+// kind says which topic an outbox record goes to.
+type kind byte
+
+const (
+	kindResult kind = 1
+	kindEvent  kind = 2
+)
+
+func (k kind) String() string {
+	switch k {
+	case kindResult:
+		return "result"
+	case kindEvent:
+		return "event"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
+}
+
+// Record encoding: version byte, kind byte, CRC-32 (IEEE, big endian) of the
+// payload, payload (JSON).
+const (
+	recordVersion = 1
+	headerLen     = 6
+)
+
+func encodeRecord(k kind, payload []byte) []byte {
+	b := make([]byte, headerLen+len(payload))
+	b[0] = recordVersion
+	b[1] = byte(k)
+	binary.BigEndian.PutUint32(b[2:6], crc32.ChecksumIEEE(payload))
+	copy(b[headerLen:], payload)
+	return b
+}
+
+func decodeRecord(b []byte) (kind, []byte, error) {
+	switch {
+	case len(b) < headerLen:
+		return 0, nil, fmt.Errorf("record of %d bytes is shorter than its header", len(b))
+	case b[0] != recordVersion:
+		return 0, nil, fmt.Errorf("unknown record version %d", b[0])
+	case kind(b[1]) != kindResult && kind(b[1]) != kindEvent:
+		return 0, nil, fmt.Errorf("unknown record kind %d", b[1])
+	}
+	payload := b[headerLen:]
+	if got, want := crc32.ChecksumIEEE(payload), binary.BigEndian.Uint32(b[2:6]); got != want {
+		return 0, nil, fmt.Errorf("checksum mismatch (stored %08x, computed %08x)", want, got)
+	}
+	return kind(b[1]), payload, nil
+}
+
+// record is one decoded outbox entry.
+type record struct {
+	key     uint64
+	kind    kind
+	payload []byte
+}
+
+// quarantined describes a record moved aside because it could not be
+// decoded.
+type quarantined struct {
+	key    uint64
+	reason error
+}
+
+// outbox is the durable, bounded, ordered queue of messages not yet
+// acknowledged by the broker. Keys are the bucket's persistent sequence
+// numbers, so iteration order is append order, also across restarts.
+type outbox struct {
+	db   *bolt.DB
+	path string
+	max  int
+
+	mu    sync.Mutex // serialises count updates with their transactions
+	count int
+
+	dropped     atomic.Uint64 // records removed because the outbox was full
+	quarantined atomic.Uint64 // corrupt records moved to the quarantine bucket
+}
+
+// openOutbox opens (creating) dir/outbox.db. A database locked by another
+// process is a clear error naming the file. A database that bbolt reports as
+// corrupt is renamed to outbox.db.corrupt-<time> (kept for a post-mortem) and
+// replaced by an empty one, so that a damaged file never turns into a crash
+// loop; the returned name says where it went ("" when nothing was moved).
+func openOutbox(dir string, max int) (*outbox, string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, "", fmt.Errorf("outbox: create directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, OutboxFile)
+	o, err := openDB(path, max)
+	var corrupt *corruptError
+	if !errors.As(err, &corrupt) {
+		return o, "", err
+	}
+	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, "", fmt.Errorf("outbox %s is corrupt (%v) and could not be moved aside: %w", path, corrupt.err, rerr)
+	}
+	o, err = openDB(path, max)
+	if err != nil {
+		return nil, "", err
+	}
+	return o, aside, nil
+}
+
+// corruptError marks a database file bbolt cannot use.
+type corruptError struct {
+	path string
+	err  error
+}
+
+func (e *corruptError) Error() string { return fmt.Sprintf("outbox %s is corrupt: %v", e.path, e.err) }
+
+func openDB(path string, max int) (o *outbox, err error) {
+	db, err := bolt.Open(path, 0o640, &bolt.Options{
+		Timeout: lockTimeout,
+		// The freelist is rebuilt at open instead of being written on
+		// every commit: cheaper commits, same durability of the data.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return nil, fmt.Errorf("outbox %s is in use by another process (is a second inspectd running with the same outbox_dir?)", path)
+	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+		return nil, &corruptError{path, err}
+	case err != nil:
+		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
+	}
+	defer func() {
+		// bbolt panics on some kinds of page corruption; at open that
+		// means the file is unusable, not that the daemon must die.
+		if p := recover(); p != nil {
+			db.Close()
+			o, err = nil, &corruptError{path, fmt.Errorf("%v", p)}
+		}
+	}()
+	o = &outbox{db: db, path: path, max: max}
+	var problems []error
+	err = db.Update(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			problems = append(problems, e)
+		}
+		if len(problems) > 0 {
+			return nil
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketOutbox)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketQuarantine); err != nil {
+			return err
+		}
+		o.count = b.Stats().KeyN
+		return nil
+	})
+	if len(problems) > 0 {
+		db.Close()
+		return nil, &corruptError{path, errors.Join(problems...)}
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox %s: initialise: %w", path, err)
+	}
+	return o, nil
+}
+
+// item is a message on its way into the outbox.
+type item struct {
+	kind    kind
+	payload []byte
+}
+
+// append stores messages at the end of the outbox in one transaction,
+// dropping the oldest records while the outbox holds max messages. It
+// returns how many were dropped. The records are durable (fsync'd) when
+// append returns.
+func (o *outbox) append(items ...item) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.count
+	dropped := 0
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		n, dropped = o.count, 0
+		for _, it := range items {
+			for n >= o.max {
+				c := b.Cursor()
+				key, _ := c.First()
+				if key == nil {
+					break
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n--
+				dropped++
+			}
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := b.Put(itob(seq), encodeRecord(it.kind, it.payload)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox %s: append: %w", o.path, err)
+	}
+	o.count = n
+	o.dropped.Add(uint64(dropped))
+	return dropped, nil
+}
+
+// next returns up to n decodable records with keys greater than after, in
+// order. Records that cannot be decoded are moved to the quarantine bucket
+// and reported in bad.
+func (o *outbox) next(after uint64, n int) (recs []record, bad []quarantined, err error) {
+	var badRaw [][2][]byte
+	err = o.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.Seek(itob(after + 1)); k != nil && len(recs) < n; k, v = c.Next() {
+			if len(k) != 8 {
+				badRaw = append(badRaw, [2][]byte{clone(k), clone(v)})
+				bad = append(bad, quarantined{reason: fmt.Errorf("key of %d bytes", len(k))})
+				continue
+			}
+			kd, p, derr := decodeRecord(v)
+			if derr != nil {
+				badRaw = append(badRaw, [2][]byte{clone(k), clone(v)})
+				bad = append(bad, quarantined{key: btoi(k), reason: derr})
+				continue
+			}
+			recs = append(recs, record{key: btoi(k), kind: kd, payload: clone(p)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbox %s: read: %w", o.path, err)
+	}
+	if len(badRaw) > 0 {
+		if err := o.quarantine(badRaw); err != nil {
+			return recs, bad, err
+		}
+	}
+	return recs, bad, nil
+}
+
+// quarantine moves undecodable records out of the outbox so that the
+// publisher does not trip over them again after a restart.
+func (o *outbox) quarantine(kvs [][2][]byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	removed := 0
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		b, q := tx.Bucket(bucketOutbox), tx.Bucket(bucketQuarantine)
+		removed = 0
+		for _, kv := range kvs {
+			if b.Get(kv[0]) == nil {
+				continue
+			}
+			if err := b.Delete(kv[0]); err != nil {
+				return err
+			}
+			removed++
+			seq, err := q.NextSequence()
+			if err != nil {
+				return err
+			}
+			// The quarantine key is its own sequence; the value keeps the
+			// original key in front of the raw record for a post-mortem.
+			if err := q.Put(itob(seq), append(append([]byte{}, kv[0]...), kv[1]...)); err != nil {
+				return err
+			}
+		}
+		for q.Stats().KeyN > maxQuarantined {
+			c := q.Cursor()
+			if k, _ := c.First(); k == nil {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox %s: quarantine: %w", o.path, err)
+	}
+	o.count -= removed
+	o.quarantined.Add(uint64(removed))
+	return nil
+}
+
+// remove deletes acknowledged records; keys already gone (dropped while in
+// flight) are ignored.
+func (o *outbox) remove(keys []uint64) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	removed := 0
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		removed = 0
+		for _, k := range keys {
+			kb := itob(k)
+			if b.Get(kb) == nil {
+				continue
+			}
+			if err := b.Delete(kb); err != nil {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox %s: remove acknowledged: %w", o.path, err)
+	}
+	o.count -= removed
+	return nil
+}
+
+// depth returns the number of messages waiting.
+func (o *outbox) depth() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count
+}
+
+func (o *outbox) close() error {
+	if err := o.db.Close(); err != nil {
+		return fmt.Errorf("outbox %s: close: %w", o.path, err)
+	}
+	return nil
+}
+
+func itob(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func btoi(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
