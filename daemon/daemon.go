@@ -208,13 +208,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.sinks.start(sinkCtx)
 
 	d.notifyState("READY=1")
+	d.notifyState("STATUS=inspecting; " + d.statusLine())
 	if d.deps.OnRunning != nil {
 		d.deps.OnRunning(true)
 	}
 	d.emitEvent(inspection.Info, inspection.EventStarted, fmt.Sprintf("inspecting with %s (%s), trigger mode %s", model.Bundle.Manifest.Product, short(model.Bundle.Hash), cfg.Trigger.Mode), nil)
 	d.log.Info("inspection started", "station", cfg.Station.ID, "trigger", cfg.Trigger.Mode, "camera", cfg.Camera.Source)
 
+	// Triggered parts queue up (each keeps the frame grabbed right after
+	// its trigger); free-run hands over one frame at a time, fetched only
+	// when the inspect loop is ready for it, so it is as fresh as the
+	// camera allows.
 	jobs := make(chan job, 16)
+	ready := make(chan struct{}, 1)
+	if cfg.Trigger.Mode == config.TriggerFreeRun {
+		jobs = make(chan job)
+	}
 	var workers sync.WaitGroup
 	captureCtx, stopCapture := context.WithCancel(ctx)
 	defer stopCapture()
@@ -225,7 +234,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer close(jobs)
 		var err error
 		if cfg.Trigger.Mode == config.TriggerFreeRun {
-			err = d.captureFreeRun(captureCtx, jobs)
+			err = d.captureFreeRun(captureCtx, ready, jobs)
 		} else {
 			err = d.captureTriggered(captureCtx, jobs)
 		}
@@ -236,7 +245,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	inspectDone := make(chan struct{})
 	go func() {
 		defer close(inspectDone)
-		d.inspectLoop(jobs)
+		d.inspectLoop(jobs, ready)
 	}()
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	go d.reportLoop(statusCtx)
@@ -580,62 +589,62 @@ func (d *Daemon) captureTriggered(ctx context.Context, jobs chan<- job) error {
 
 var errShutdown = errors.New("shutdown")
 
-// captureFreeRun hands the newest frame to the inspect loop, replacing a
-// frame the loop has not taken yet (counted as skipped).
-func (d *Daemon) captureFreeRun(ctx context.Context, jobs chan job) error {
+// captureFreeRun fetches the newest frame each time the inspect loop is
+// ready for one; frames the camera captured meanwhile are skipped (the
+// camera counts them as dropped).
+func (d *Daemon) captureFreeRun(ctx context.Context, ready <-chan struct{}, jobs chan<- job) error {
 	var last time.Time
 	for {
-		f, err := d.camera.Next(ctx, last)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, inspection.ErrEndOfStream) {
-				return err
-			}
-			d.log.Warn("camera: no frame", "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		last = f.Time
-		if d.paused.Load() {
-			f.Release()
-			continue
-		}
-		t := trigger{partID: "f" + strconv.FormatUint(f.Seq, 10), source: inspection.TriggerFreeRun, at: f.Time}
-		j := job{trig: t, frame: f}
 		select {
-		case jobs <- j:
-			continue
-		default:
-		}
-		// The loop is busy: newest wins.
-		select {
-		case old := <-jobs:
-			old.frame.Release()
-			d.metrics.freeRunDropped.Inc()
-		default:
-		}
-		select {
-		case jobs <- j:
 		case <-ctx.Done():
-			f.Release()
 			return ctx.Err()
+		case <-ready:
+		}
+		for {
+			f, err := d.camera.Next(ctx, last)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if errors.Is(err, inspection.ErrEndOfStream) {
+					return err
+				}
+				d.log.Warn("camera: no frame", "err", err)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			last = f.Time
+			if d.paused.Load() {
+				f.Release()
+				continue
+			}
+			t := trigger{partID: "f" + strconv.FormatUint(f.Seq, 10), source: inspection.TriggerFreeRun, at: f.Time}
+			select {
+			case jobs <- job{trig: t, frame: f}:
+			case <-ctx.Done():
+				f.Release()
+				return ctx.Err()
+			}
+			break
 		}
 	}
 }
 
 // inspectLoop owns the engine: it inspects each job and emits its result,
 // swapping in a reloaded model between two parts.
-func (d *Daemon) inspectLoop(jobs <-chan job) {
+func (d *Daemon) inspectLoop(jobs <-chan job, ready chan<- struct{}) {
 	var dec Decider
 	heat := &heatmapCache{}
 	for {
 		d.heartbeat.Store(time.Now().UnixNano())
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
 		var j job
 		var ok bool
 		select {

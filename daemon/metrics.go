@@ -12,16 +12,15 @@ import (
 // metrics are the daemon's Prometheus series. Names follow the Prometheus
 // conventions: inspectd_ prefix, base units (seconds), _total counters.
 type metrics struct {
-	parts          *prometheus.CounterVec   // by verdict and reason
-	stage          *prometheus.HistogramVec // seconds per stage
-	score          prometheus.Histogram
-	triggers       *prometheus.CounterVec // accepted / refused, by source
-	freeRunDropped prometheus.Counter
-	sinkDropped    *prometheus.CounterVec
-	reloads        *prometheus.CounterVec
-	modelInfo      *prometheus.GaugeVec
-	cameraState    *prometheus.GaugeVec
-	paused         prometheus.Gauge
+	parts       *prometheus.CounterVec   // by verdict and reason
+	stage       *prometheus.HistogramVec // seconds per stage
+	score       prometheus.Histogram
+	triggers    *prometheus.CounterVec // accepted / refused, by source
+	sinkDropped *prometheus.CounterVec
+	reloads     *prometheus.CounterVec
+	modelInfo   *prometheus.GaugeVec
+	cameraState *prometheus.GaugeVec
+	paused      prometheus.Gauge
 }
 
 // stageBuckets cover 0.5 ms .. 10 s.
@@ -37,8 +36,6 @@ func newMetrics(reg *prometheus.Registry, d *Daemon, version, commit string) *me
 			Help: "Image anomaly scores of inspected parts.", Buckets: prometheus.LinearBuckets(0, 0.05, 21)}),
 		triggers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_triggers_total",
 			Help: "Triggers by source and outcome (accepted, refused, overflow)."}, []string{"source", "outcome"}),
-		freeRunDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "inspectd_freerun_frames_skipped_total",
-			Help: "Free-run frames replaced by a newer one before inspection."}),
 		sinkDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_sink_dropped_results_total",
 			Help: "Results dropped because a sink's queue was full."}, []string{"sink"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_reloads_total",
@@ -66,7 +63,7 @@ func newMetrics(reg *prometheus.Registry, d *Daemon, version, commit string) *me
 		}
 		return float64(n)
 	})
-	reg.MustRegister(m.parts, m.stage, m.score, m.triggers, m.freeRunDropped, m.sinkDropped, m.reloads,
+	reg.MustRegister(m.parts, m.stage, m.score, m.triggers, m.sinkDropped, m.reloads,
 		m.modelInfo, m.cameraState, m.paused, build, sinkGauge,
 		cam("inspectd_camera_frames_total", "Frames read from the camera.", func(s inspection.CameraStats) uint64 { return s.Captured }),
 		cam("inspectd_camera_frames_dropped_total", "Camera frames replaced by a newer one before anyone used them.", func(s inspection.CameraStats) uint64 { return s.Dropped }),
