@@ -97,6 +97,9 @@ func TestSystemdNotifyProtocol(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	for i := 0; i < 100 && sock.seen("STOPPING=1") == 0; i++ {
+		time.Sleep(10 * time.Millisecond) // the datagram is read asynchronously
+	}
 	if sock.seen("STOPPING=1") != 1 {
 		t.Errorf("no STOPPING=1: %q", sock.lines)
 	}
