@@ -24,6 +24,7 @@ import (
 	"github.com/inspectd/inspectd/io/web"
 	"github.com/inspectd/inspectd/logging"
 	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func runDaemon(ctx context.Context, s streams, args []string) error {
@@ -95,6 +96,7 @@ func (st *station) build() error {
 	st.cam = cam
 
 	var events eventRelay
+	reg := prometheus.NewRegistry()
 	sinks := []inspection.Sink{daemon.NewLogSink(st.log)}
 	if st.print {
 		sinks = append(sinks, daemon.NewPrintSink(st.stdout.stdout))
@@ -104,6 +106,7 @@ func (st *station) build() error {
 		if err != nil {
 			return err
 		}
+		archiveMetrics(reg, a)
 		sinks = append(sinks, a)
 	}
 	extra := map[string]http.Handler{}
@@ -124,6 +127,7 @@ func (st *station) build() error {
 			return err
 		}
 		st.gpio = act
+		gpioMetrics(reg, act)
 		sinks = append(sinks, act)
 	}
 	if cfg.PLC.Enabled {
@@ -131,6 +135,7 @@ func (st *station) build() error {
 		if err != nil {
 			return err
 		}
+		plcMetrics(reg, p)
 		sinks = append(sinks, p)
 	}
 
@@ -141,6 +146,7 @@ func (st *station) build() error {
 		NewEngine:    st.newEngine,
 		Sinks:        sinks,
 		Logger:       st.log,
+		Registry:     reg,
 		Notifier:     daemon.Systemd{},
 		Version:      buildinfo.Version,
 		Commit:       buildinfo.Commit,
@@ -162,7 +168,15 @@ func (st *station) build() error {
 			return err
 		}
 		st.mqtt = m
+		mqttMetrics(reg, m)
 		d.AddSink(m)
+		// inspectd_mqtt_* on /metrics: outbox depth, drops, and how many
+		// results reached the disk (the point from which they survive a
+		// crash).
+		if err := d.Registry().Register(m.Collector()); err != nil {
+			m.Close(context.Background())
+			return fmt.Errorf("mqtt metrics: %w", err)
+		}
 	}
 	if cfg.HTTP.Enabled {
 		w, err := web.New(web.Options{Listen: cfg.HTTP.Listen, Logger: st.log, Control: d, Gatherer: d.Registry(), Extra: extra})

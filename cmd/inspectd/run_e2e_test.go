@@ -361,6 +361,28 @@ listen = "127.0.0.1:%d"
 		t.Errorf("after recovery: %v", r)
 	}
 
+	// Metrics and health after the outage.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`inspectd_parts_total{reason="camera_timeout",verdict="ERROR"} 2`,
+		`inspectd_camera_state{state="online"} 1`,
+		"inspectd_archive_written_total",
+		`inspectd_stage_duration_seconds_count{stage="localize"}`,
+		"inspectd_build_info{",
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz after recovery: %v %v", resp.StatusCode, err)
+	}
+
 	// SIGHUP with a corrupt bundle: the old model keeps running.
 	var before inspection.Status
 	if err := getJSON(base+"/api/status", &before); err != nil {
