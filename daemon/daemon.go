@@ -86,6 +86,7 @@ type Daemon struct {
 	partSeq   atomic.Uint64
 	triggers  chan trigger
 	busySince atomic.Int64 // unix nanos the inspect loop started its current part, 0 when idle
+	grabbing  atomic.Bool  // the triggered capture stage is waiting for a part's frame
 	heartbeat atomic.Int64 // unix nanos of the inspect loop's last iteration
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -225,7 +226,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		jobs = make(chan job)
 	}
 	var workers sync.WaitGroup
-	captureCtx, stopCapture := context.WithCancel(ctx)
+	// Capture outlives ctx: on shutdown the parts already triggered still
+	// get their frames (shutdown stops it).
+	captureCtx, stopCapture := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCapture()
 	endOfStream := make(chan struct{})
 	workers.Add(1)
@@ -281,8 +284,8 @@ func (d *Daemon) shutdown(stopCapture context.CancelFunc, workers *sync.WaitGrou
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
-		for len(d.triggers) > 0 {
-			time.Sleep(10 * time.Millisecond)
+		for len(d.triggers) > 0 || d.grabbing.Load() {
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	select {
@@ -567,9 +570,11 @@ func (d *Daemon) captureTriggered(ctx context.Context, jobs chan<- job) error {
 			return ctx.Err()
 		case t = <-d.triggers:
 		}
+		d.grabbing.Store(true)
 		fctx, cancel := context.WithDeadline(ctx, t.at.Add(cfg.Trigger.Timeout.D))
 		f, err := d.camera.Next(fctx, t.at)
 		cancel()
+		d.grabbing.Store(false)
 		if err != nil && ctx.Err() != nil && !errors.Is(err, inspection.ErrEndOfStream) {
 			err = fmt.Errorf("%w: %w", errShutdown, err)
 		}

@@ -274,6 +274,10 @@ func TestShutdownDrains(t *testing.T) {
 	seen := map[string]int{}
 	for _, r := range res {
 		seen[r.PartID]++
+		// The camera kept running: every accepted part was inspected.
+		if r.Verdict == inspection.Error {
+			t.Errorf("part %s: %s %s %s", r.PartID, r.Verdict, r.Reason, r.Detail)
+		}
 	}
 	for i := range n {
 		if c := seen[fmt.Sprintf("Q%d", i)]; c != 1 {
@@ -460,7 +464,7 @@ func TestWatchdog(t *testing.T) {
 		t.Fatalf("%d watchdog pings in 300 ms while frames flow", h.notify.count("WATCHDOG=1"))
 	}
 	h.cam.freeze(true)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the period that still saw frames ends
 	before := h.notify.count("WATCHDOG=1")
 	time.Sleep(400 * time.Millisecond)
 	if after := h.notify.count("WATCHDOG=1"); after != before {

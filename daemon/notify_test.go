@@ -87,7 +87,7 @@ func TestSystemdNotifyProtocol(t *testing.T) {
 	}
 	// A pipeline that stops receiving frames stops petting.
 	cam.freeze(true)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the period that still saw frames ends
 	before := sock.seen("WATCHDOG=1")
 	time.Sleep(700 * time.Millisecond)
 	if after := sock.seen("WATCHDOG=1"); after != before {
