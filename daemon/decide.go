@@ -96,8 +96,7 @@ func (d *Decider) regions(in DecisionInput) ([]inspection.Region, bool) {
 		d.stack = append(d.stack[:0], int32(i))
 		count := 0
 		peak := val
-		minX, minY := math.Inf(1), math.Inf(1)
-		maxX, maxY := math.Inf(-1), math.Inf(-1)
+		u0, v0, u1, v1 := w, h, -1, -1
 		for len(d.stack) > 0 {
 			p := int(d.stack[len(d.stack)-1])
 			d.stack = d.stack[:len(d.stack)-1]
@@ -106,12 +105,7 @@ func (d *Decider) regions(in DecisionInput) ([]inspection.Region, bool) {
 				peak = v
 			}
 			u, v := p%w, p/w
-			// The pixel's footprint: its four corners in the frame.
-			for _, c := range [4][2]float64{{-0.5, -0.5}, {0.5, -0.5}, {-0.5, 0.5}, {0.5, 0.5}} {
-				x, y := toFrame(float64(u)+c[0], float64(v)+c[1])
-				minX, maxX = math.Min(minX, x), math.Max(maxX, x)
-				minY, maxY = math.Min(minY, y), math.Max(maxY, y)
-			}
+			u0, v0, u1, v1 = min(u0, u), min(v0, v), max(u1, u), max(v1, v)
 			for dy := -1; dy <= 1; dy++ {
 				for dx := -1; dx <= 1; dx++ {
 					nu, nv := u+dx, v+dy
@@ -125,6 +119,17 @@ func (d *Decider) regions(in DecisionInput) ([]inspection.Region, bool) {
 					}
 				}
 			}
+		}
+		// The box: the component's pixel footprint in the model input,
+		// its four corners mapped into the frame (under a rotation this
+		// encloses the region, a little generously).
+		minX, minY := math.Inf(1), math.Inf(1)
+		maxX, maxY := math.Inf(-1), math.Inf(-1)
+		for _, c := range [4][2]float64{{float64(u0) - 0.5, float64(v0) - 0.5}, {float64(u1) + 0.5, float64(v0) - 0.5},
+			{float64(u0) - 0.5, float64(v1) + 0.5}, {float64(u1) + 0.5, float64(v1) + 0.5}} {
+			x, y := toFrame(c[0], c[1])
+			minX, maxX = math.Min(minX, x), math.Max(maxX, x)
+			minY, maxY = math.Min(minY, y), math.Max(maxY, y)
 		}
 		area := int(math.Round(float64(count) * pixelArea))
 		if area < in.MinDefectArea || area == 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/inspectd/inspectd/daemon"
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/inspection"
+	"github.com/inspectd/inspectd/io/gpio"
 	"github.com/inspectd/inspectd/logging"
 	"github.com/inspectd/inspectd/models/bundle"
 )
@@ -45,10 +46,16 @@ type pipelineBenchResult struct {
 	OverheadP50Ms  float64 `json:"overhead_p50_ms"`
 	OverheadP99Ms  float64 `json:"overhead_p99_ms"`
 	DecideP99Ms    float64 `json:"decide_p99_ms"`
-	RSSStartMB     float64 `json:"rss_start_mb"` // after the first 10 % of parts
-	RSSEndMB       float64 `json:"rss_end_mb"`
-	HeapStartMB    float64 `json:"heap_start_mb"`
-	HeapEndMB      float64 `json:"heap_end_mb"`
+	// Actuation error of the simulated reject output (reject_delay 300 ms
+	// after each part's trigger): actual − scheduled time.
+	Actuations        int     `json:"actuations"`
+	ActuationErrP50Ms float64 `json:"actuation_error_p50_ms"`
+	ActuationErrP99Ms float64 `json:"actuation_error_p99_ms"`
+	ActuationErrMaxMs float64 `json:"actuation_error_max_ms"`
+	RSSStartMB        float64 `json:"rss_start_mb"` // after the first 10 % of parts
+	RSSEndMB          float64 `json:"rss_end_mb"`
+	HeapStartMB       float64 `json:"heap_start_mb"`
+	HeapEndMB         float64 `json:"heap_end_mb"`
 }
 
 // benchPipeline runs the whole daemon (free-run trigger, the real engine on
@@ -72,8 +79,8 @@ func benchPipeline(ctx context.Context, s streams, rt *infer.Runtime, o pipeline
 		}
 		results = append(results, r)
 		if !o.json {
-			fmt.Fprintf(s.stdout, "%-10s %6d parts  %6.1f parts/s  trigger→verdict p50 %6.2f p99 %6.2f ms  align+localise p50 %6.2f p99 %6.2f ms  overhead p50 %5.2f p99 %5.2f ms (decide p99 %.2f)  RSS %.1f → %.1f MB  heap %.1f → %.1f MB\n",
-				r.Frame, r.Parts, r.PartsPerSecond, r.TotalP50Ms, r.TotalP99Ms, r.EngineP50Ms, r.EngineP99Ms, r.OverheadP50Ms, r.OverheadP99Ms, r.DecideP99Ms, r.RSSStartMB, r.RSSEndMB, r.HeapStartMB, r.HeapEndMB)
+			fmt.Fprintf(s.stdout, "%-10s %6d parts  %6.1f parts/s  trigger→verdict p50 %6.2f p99 %6.2f ms  align+localise p50 %6.2f p99 %6.2f ms  overhead p50 %5.2f p99 %5.2f ms (decide p99 %.2f)  RSS %.1f → %.1f MB  heap %.1f → %.1f MB  actuation error p50 %.2f p99 %.2f max %.2f ms (%d)\n",
+				r.Frame, r.Parts, r.PartsPerSecond, r.TotalP50Ms, r.TotalP99Ms, r.EngineP50Ms, r.EngineP99Ms, r.OverheadP50Ms, r.OverheadP99Ms, r.DecideP99Ms, r.RSSStartMB, r.RSSEndMB, r.HeapStartMB, r.HeapEndMB, r.ActuationErrP50Ms, r.ActuationErrP99Ms, r.ActuationErrMaxMs, r.Actuations)
 		}
 	}
 	if o.json {
@@ -93,13 +100,26 @@ func benchPipelineSize(ctx context.Context, s streams, rt *infer.Runtime, b *bun
 	cfg.Model.Threads = o.threads
 	cfg.StateDir = os.TempDir()
 	sink := &benchSink{every: o.sampleEvery, out: s, warm: max(1, o.parts/10)}
+	// The reject actuator on the simulated chip, scheduled while the
+	// engine keeps both cores busy: its timing error is measured too.
+	cfg.GPIO.Enabled, cfg.GPIO.Chip, cfg.GPIO.RejectLine = true, "sim", "reject"
+	cfg.GPIO.RejectDelay, cfg.GPIO.RejectPulse = config.Dur(300*time.Millisecond), config.Dur(5*time.Millisecond)
+	cfg.GPIO.MaxPartsInFlight = 1024
+	// Every part rejected, energised: one scheduled pulse per part.
+	cfg.GPIO.RejectPolarity = "energise_to_reject"
+	cfg.Decision.Threshold = 1e-6
+	chip := gpio.NewSim()
+	act, err := gpio.New(cfg.GPIO, chip, gpio.Options{Logger: logging.Discard(), Station: "bench"})
+	if err != nil {
+		return res, err
+	}
 	d, err := daemon.New(daemon.Deps{
 		Config: &cfg,
 		Camera: daemon.NewSyntheticCamera(w, h),
 		NewEngine: func(bb *bundle.Bundle, m config.Model) (inspection.Engine, error) {
 			return infer.NewEngine(rt, bb, infer.EngineOptions{IntraOpThreads: m.Threads})
 		},
-		Sinks:     []inspection.Sink{sink},
+		Sinks:     []inspection.Sink{sink, act},
 		Logger:    logging.Discard(),
 		MaxParts:  o.parts,
 		SinkQueue: 4096,
@@ -129,6 +149,17 @@ func benchPipelineSize(ctx context.Context, s streams, rt *infer.Runtime, b *bun
 	res.DecideP99Ms = pct(sink.decide, 0.99)
 	res.RSSStartMB, res.HeapStartMB = sink.rssStart, sink.heapStart
 	res.RSSEndMB, res.HeapEndMB = memoryMB()
+	var errs []float64
+	for _, a := range chip.Actuations() {
+		if a.Value && !a.Intended.IsZero() && a.Reason != "safe" {
+			errs = append(errs, a.ErrorUs/1000)
+		}
+	}
+	res.Actuations = len(errs)
+	res.ActuationErrP50Ms, res.ActuationErrP99Ms = pct(errs, 0.5), pct(errs, 0.99)
+	if len(errs) > 0 {
+		res.ActuationErrMaxMs = errs[len(errs)-1]
+	}
 	return res, nil
 }
 

@@ -37,8 +37,8 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, r := range got.Pipeline {
-		b.Logf("%s: %.1f parts/s, trigger→verdict p50 %.2f p99 %.2f ms, align+localise p99 %.2f ms, overhead p50 %.2f p99 %.2f ms (decide p99 %.2f), RSS %.1f → %.1f MB",
-			r.Frame, r.PartsPerSecond, r.TotalP50Ms, r.TotalP99Ms, r.EngineP99Ms, r.OverheadP50Ms, r.OverheadP99Ms, r.DecideP99Ms, r.RSSStartMB, r.RSSEndMB)
+		b.Logf("%s: %.1f parts/s, trigger→verdict p50 %.2f p99 %.2f ms, align+localise p99 %.2f ms, overhead p50 %.2f p99 %.2f ms (decide p99 %.2f), RSS %.1f → %.1f MB, actuation error p50 %.2f p99 %.2f max %.2f ms over %d",
+			r.Frame, r.PartsPerSecond, r.TotalP50Ms, r.TotalP99Ms, r.EngineP99Ms, r.OverheadP50Ms, r.OverheadP99Ms, r.DecideP99Ms, r.RSSStartMB, r.RSSEndMB, r.ActuationErrP50Ms, r.ActuationErrP99Ms, r.ActuationErrMaxMs, r.Actuations)
 	}
 }
 

@@ -169,14 +169,13 @@ func (st *station) build() error {
 		}
 		st.mqtt = m
 		mqttMetrics(reg, m)
+		// The durable point: results fsync'd to the outbox survive a crash;
+		// accepted ones may still be in memory.
+		register(reg, []series{
+			{"inspectd_mqtt_results_accepted_total", "Results handed to the MQTT output (not yet on disk).", true, func() float64 { return float64(m.Stats().Accepted) }},
+			{"inspectd_mqtt_results_persisted_total", "Results written (fsync) to the MQTT outbox: from here on they survive a crash.", true, func() float64 { return float64(m.Stats().Persisted) }},
+		})
 		d.AddSink(m)
-		// inspectd_mqtt_* on /metrics: outbox depth, drops, and how many
-		// results reached the disk (the point from which they survive a
-		// crash).
-		if err := d.Registry().Register(m.Collector()); err != nil {
-			m.Close(context.Background())
-			return fmt.Errorf("mqtt metrics: %w", err)
-		}
 	}
 	if cfg.HTTP.Enabled {
 		w, err := web.New(web.Options{Listen: cfg.HTTP.Listen, Logger: st.log, Control: d, Gatherer: d.Registry(), Extra: extra})

@@ -46,8 +46,13 @@ type Options struct {
 	// Control executes commands; nil makes every command fail with an
 	// error reply and leaves the inspection fields out of stats messages.
 	Control inspection.Control
-	// Version is reported in the status message.
+	// Version is reported in the status message (JSON mode) and as
+	// Properties/Software Version (Sparkplug mode).
 	Version string
+	// Reboot restarts the daemon; it is called, in its own goroutine, for
+	// the Sparkplug command Node Control/Reboot when
+	// mqtt.sparkplug.allow_reboot is true. nil refuses that command.
+	Reboot func()
 }
 
 // Stats are the client's counters since New, for metrics.
@@ -108,6 +113,8 @@ type Client struct {
 	box      *outbox
 
 	cli paho.Client
+	// spb is the Sparkplug B edge node (mode "sparkplug"); nil in JSON mode.
+	spb *spbNode
 
 	// stage carries messages from Deliver and Event to the outbox writer.
 	sendMu     sync.RWMutex
@@ -181,6 +188,21 @@ func New(o Options) (*Client, error) {
 		}
 		dir = filepath.Join(o.StateDir, "outbox")
 	}
+	var spb *spbNode
+	if sparkplugMode(cfg) {
+		// bdSeq lives in the state directory (the outbox's when unset).
+		bdDir := o.StateDir
+		if bdDir == "" {
+			bdDir = dir
+		}
+		base := o.Logger
+		if base == nil {
+			base = slog.New(slog.DiscardHandler)
+		}
+		if spb, err = newSpbNode(o, bdDir, base.With("component", "sparkplug")); err != nil {
+			return nil, fmt.Errorf("mqtt: %w", err)
+		}
+	}
 	box, aside, err := openOutbox(dir, cfg.OutboxMaxMessages)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)
@@ -200,7 +222,10 @@ func New(o Options) (*Client, error) {
 		qos: byte(cfg.QoS), creds: creds, box: box,
 		stage: make(chan item, stageCapacity), closing: make(chan struct{}),
 		writerDone: make(chan struct{}), wake: make(chan struct{}, 1),
-		bg: bg, stopBg: stop,
+		bg: bg, stopBg: stop, spb: spb,
+	}
+	if spb != nil {
+		spb.c = c
 	}
 	c.conn.init()
 	c.cmds.init()
@@ -250,6 +275,9 @@ func (c *Client) pahoOptions() *paho.ClientOptions {
 	if c.creds.tls != nil {
 		o.SetTLSConfig(c.creds.tls)
 	}
+	if c.spb != nil {
+		c.spb.options(o)
+	}
 	return o
 }
 
@@ -288,6 +316,9 @@ func (c *Client) Deliver(ctx context.Context, r *inspection.Result) error {
 // the in-memory queue in front of the outbox is full the event is dropped
 // and counted.
 func (c *Client) Event(e inspection.Event) {
+	if c.spb != nil {
+		c.spb.noteEvent(e)
+	}
 	if e.Station == "" {
 		e.Station = c.station
 	}
@@ -458,6 +489,9 @@ func (c *Client) Start(ctx context.Context) error {
 		go c.publisher()
 		go c.statsLoop()
 		c.cmds.start(c)
+		if c.spb != nil {
+			c.spb.start()
+		}
 	})
 	if !started && err == nil {
 		return errors.New("mqtt: Start called twice")
@@ -495,8 +529,10 @@ func (c *Client) connectLoop() {
 	}
 }
 
-// onConnect runs on every (re)connection: announce online, restore the
-// command subscription, let the publisher go.
+// onConnect runs on every (re)connection (paho calls it on its own
+// goroutine): restore the command subscription, let the publisher go, and
+// announce online once the broker has acknowledged the subscription, so that
+// a SCADA client that sees "online" can send commands right away.
 func (c *Client) onConnect(cl paho.Client) {
 	n := c.connected.Add(1)
 	if n > 1 {
@@ -504,23 +540,24 @@ func (c *Client) onConnect(cl paho.Client) {
 	} else {
 		c.log.Info("connected to broker", "broker", c.cfg.Broker, "client_id", c.clientID)
 	}
+	sub := cl.Subscribe(c.topics.cmd+"+", 1, c.onCommand)
+	c.conn.set(true)
+	if !sub.WaitTimeout(c.cfg.ConnectTimeout.D) || sub.Error() != nil {
+		c.log.Error("could not subscribe to commands", "topic", c.topics.cmd+"+", "error", sub.Error())
+	}
 	online, _ := json.Marshal(StatusMessage{State: StateOnline, Station: c.station, ClientID: c.clientID,
 		Version: c.version, Time: time.Now().UTC()})
 	tok := cl.Publish(c.topics.status, c.qos, true, online)
-	sub := cl.Subscribe(c.topics.cmd+"+", 1, c.onCommand)
-	c.conn.set(true)
-	go func() {
-		if !tok.WaitTimeout(c.cfg.ConnectTimeout.D) || tok.Error() != nil {
-			c.log.Warn("could not publish the online status", "error", tok.Error())
-		}
-		if !sub.WaitTimeout(c.cfg.ConnectTimeout.D) || sub.Error() != nil {
-			c.log.Error("could not subscribe to commands", "topic", c.topics.cmd+"+", "error", sub.Error())
-		}
-	}()
+	if !tok.WaitTimeout(c.cfg.ConnectTimeout.D) || tok.Error() != nil {
+		c.log.Warn("could not publish the online status", "error", tok.Error())
+	}
 }
 
 func (c *Client) onConnectionLost(_ paho.Client, err error) {
 	c.conn.set(false)
+	if c.spb != nil {
+		c.spb.lost()
+	}
 	c.log.Warn("lost the broker connection; results are kept in the outbox", "error", err, "outbox_depth", c.box.depth())
 }
 
@@ -601,7 +638,28 @@ func (c *Client) publishRecord(r record) bool {
 		if attempt > 0 {
 			c.retries.Add(1)
 		}
-		tok := c.cli.Publish(topic, c.qos, false, r.payload)
+		var (
+			tok  paho.Token
+			lost <-chan struct{} // nil (never ready) in JSON mode
+		)
+		if c.spb != nil {
+			// Sparkplug: a message of a lost connection is sent again
+			// after the next NBIRTH, with a new seq.
+			lost = c.conn.lost()
+			var err error
+			if tok, err = c.spb.publish(r); err != nil {
+				if errors.Is(err, errBadRecord) {
+					c.log.Error("outbox record cannot be sent as Sparkplug; skipped", "key", r.key, "error", err)
+					return true
+				}
+				if !c.sleep(50 * time.Millisecond) {
+					return false
+				}
+				continue
+			}
+		} else {
+			tok = c.cli.Publish(topic, c.qos, false, r.payload)
+		}
 		timer := time.NewTimer(c.publishTimeout())
 		select {
 		case <-tok.Done():
@@ -620,6 +678,9 @@ func (c *Client) publishRecord(r record) bool {
 			return true
 		case <-timer.C:
 			c.log.Warn("no acknowledgement from the broker; sending again", "topic", topic, "timeout", c.publishTimeout())
+		case <-lost:
+			timer.Stop()
+			c.log.Debug("connection lost before the acknowledgement; sending again after the next NBIRTH", "key", r.key)
 		case <-c.bg.Done():
 			timer.Stop()
 			return false
@@ -650,6 +711,10 @@ func (c *Client) statsLoop() {
 		case <-t.C:
 		}
 		if !c.conn.isUp() {
+			continue
+		}
+		if c.spb != nil {
+			c.spb.publishStats()
 			continue
 		}
 		payload, err := json.Marshal(c.statsMessage(time.Now()))
@@ -736,7 +801,11 @@ func (c *Client) Close(ctx context.Context) error {
 	c.stopBg()
 	c.wg.Wait()
 	c.cmds.wait()
-	if c.cli.IsConnectionOpen() {
+	if c.spb != nil {
+		if c.cli.IsConnectionOpen() {
+			c.spb.goodbye(ctx)
+		}
+	} else if c.cli.IsConnectionOpen() {
 		off, _ := json.Marshal(StatusMessage{State: StateOffline, Station: c.station, ClientID: c.clientID,
 			Version: c.version, Reason: ReasonShutdown, Time: time.Now().UTC()})
 		tok := c.cli.Publish(c.topics.status, c.qos, true, off)
@@ -765,12 +834,17 @@ func (c *Client) isStarted() bool {
 // connState tracks whether the broker connection is up; wait blocks until
 // it is.
 type connState struct {
-	mu sync.Mutex
-	up bool
-	ch chan struct{} // closed while up
+	mu   sync.Mutex
+	up   bool
+	ch   chan struct{} // closed while up
+	down chan struct{} // closed while down
 }
 
-func (s *connState) init() { s.ch = make(chan struct{}) }
+func (s *connState) init() {
+	s.ch = make(chan struct{})
+	s.down = make(chan struct{})
+	close(s.down)
+}
 
 func (s *connState) set(up bool) {
 	s.mu.Lock()
@@ -778,10 +852,20 @@ func (s *connState) set(up bool) {
 	switch {
 	case up && !s.up:
 		close(s.ch)
+		s.down = make(chan struct{})
 	case !up && s.up:
 		s.ch = make(chan struct{})
+		close(s.down)
 	}
 	s.up = up
+}
+
+// lost returns a channel that is closed once the connection is down (at
+// once if it is down now).
+func (s *connState) lost() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down
 }
 
 func (s *connState) isUp() bool {
