@@ -5,7 +5,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS := -X github.com/inspectd/inspectd/buildinfo.Version=$(VERSION) -X github.com/inspectd/inspectd/buildinfo.Commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build build-workstation test bench bench-torch lint clean demo
+.PHONY: help deps build build-workstation test bench bench-torch lint clean demo soak
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,6 +15,9 @@ deps: ## install apt packages, the ONNX Runtime library and Go modules (idempote
 
 demo: ## run the daemon on the built-in demo (replayed parts, status page, simulated GPIO); DEMO_PARTS=50
 	@DEMO_PARTS=$(or $(DEMO_PARTS),50) bash scripts/demo.sh
+
+soak: ## run the daemon for SOAK_PARTS (10000) parts of a 640x480 replay and check its RSS growth (≤ 5 MB)
+	@bash scripts/soak.sh
 
 build: ## build the edge binary into bin/inspectd
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/inspectd ./cmd/inspectd

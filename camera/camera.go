@@ -192,6 +192,15 @@ func (c *Camera) Next(ctx context.Context, after time.Time) (*inspection.Frame, 
 				continue
 			}
 			if after.IsZero() || f.Time.After(after) {
+				if c.consumerPaced() {
+					// A replay read one frame at a time: the frame is
+					// "captured" when it is taken, as a triggered camera
+					// would expose it, so its age never counts the wait
+					// for a slow consumer.
+					if now := time.Now(); now.After(f.Time) {
+						f.Time = now
+					}
+				}
 				c.latest = nil
 				c.stats.Delivered++
 				c.mu.Unlock()
