@@ -15,7 +15,6 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,6 +22,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/inspectd/inspectd/tomlcheck"
 )
 
 // Supported configuration format versions. A file must declare
@@ -59,18 +60,14 @@ type Config struct {
 
 	// keys maps dotted keys to their lines in File, for messages about
 	// values checked after loading (Problem).
-	keys *keyIndex `toml:"-"`
+	keys *tomlcheck.Index `toml:"-"`
 }
 
 // Problem returns a problem about key, located at the key's line in the
 // file when it is there: for checks made after Load, such as verifying the
 // model bundle, so that their messages read like the rest.
 func (c *Config) Problem(key, format string, args ...any) Problem {
-	p := Problem{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}
-	if c.keys != nil {
-		p.Line = c.keys.line(key)
-	}
-	return p
+	return Problem{File: c.File, Line: c.keys.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
 // section is implemented by every top-level table of the file.
@@ -152,7 +149,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		display = "<config>"
 	}
 	text := string(data)
-	idx := newKeyIndex(text)
+	idx := tomlcheck.NewIndex(text)
 
 	// The version decides how the rest is read, so check it first and
 	// alone: an unknown version makes every other message noise.
@@ -160,7 +157,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		ConfigVersion any `toml:"config_version"`
 	}
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&head); err != nil {
-		return nil, syntaxError(display, text, err)
+		return nil, tomlcheck.Syntax(display, text, err)
 	}
 	if p := checkVersion(head.ConfigVersion, idx); p != nil {
 		p.File = display
@@ -168,7 +165,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 
 	cfg := Default()
-	v, md, err := decodeStrict(display, data, idx, &cfg, "config/inspectd.example.toml")
+	v, md, err := tomlcheck.DecodeIndexed(display, data, idx, &cfg, "config/inspectd.example.toml")
 	if err != nil {
 		return nil, err
 	}
@@ -187,71 +184,25 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	cfg.resolvePaths(pathResolver{base: baseDir})
 
-	v.root = &cfg
 	if cfg.StateDir == "" {
 		v.ProblemAt("state_dir", "must not be empty; the daemon keeps its outbox and caches there")
 	}
 	cfg.forEachSection(func(name string, s section) {
 		s.validate(v.In(name))
 	})
+	cfg.validateAcrossSections(v)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
 }
 
-// DecodeStrict decodes the TOML text data (from the file name) into dst,
-// which holds the defaults beforehand. A syntax error is returned as a
-// *SyntaxError and a value of the wrong type as Problems. Otherwise the
-// returned Checker holds a problem for every unknown key, and the caller
-// adds its own checks to it before calling Err, so that every problem of
-// the file is reported at once with its key and line. reference names the
-// documented example that unknown-key messages point to.
-func DecodeStrict(name string, data []byte, dst any, reference string) (*Checker, toml.MetaData, error) {
-	return decodeStrict(name, data, newKeyIndex(string(data)), dst, reference)
-}
-
-func decodeStrict(name string, data []byte, idx *keyIndex, dst any, reference string) (*Checker, toml.MetaData, error) {
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(dst)
-	if err != nil {
-		if p, ok := typeProblem(err, idx); ok {
-			p.File = name
-			return nil, md, Problems{p}
-		}
-		return nil, md, syntaxError(name, string(data), err)
-	}
-	v := &Checker{file: name, index: idx}
-	reportUnknownKeys(v, md.Undecoded(), reference)
-	return v, md, nil
-}
-
-// reportUnknownKeys reports each undecoded key once: the keys inside an
-// unknown table are not repeated after the table itself.
-func reportUnknownKeys(v *Checker, keys []toml.Key, reference string) {
-	var unknownTables []string
-	for _, k := range keys {
-		key := k.String()
-		inside := false
-		for _, t := range unknownTables {
-			if strings.HasPrefix(key, t+".") {
-				inside = true
-				break
-			}
-		}
-		if inside {
-			continue
-		}
-		unknownTables = append(unknownTables, key)
-		v.ProblemAt(key, "unknown key; check the spelling against "+reference)
-	}
-}
-
-func checkVersion(raw any, idx *keyIndex) *Problem {
+func checkVersion(raw any, idx *tomlcheck.Index) *Problem {
 	supported := fmt.Sprintf("this inspectd supports config_version %d to %d", MinVersion, MaxVersion)
 	if raw == nil {
 		return &Problem{Key: "config_version", Line: 1, Msg: "required but missing; add `config_version = 1` at the top; " + supported}
 	}
-	line := idx.line("config_version")
+	line := idx.Line("config_version")
 	n, ok := raw.(int64)
 	if !ok {
 		return &Problem{Key: "config_version", Line: line, Msg: fmt.Sprintf("must be an integer, got %s; %s", describeValue(raw), supported)}
@@ -307,6 +258,10 @@ func (r pathResolver) stateChild(p, child string) string {
 	return r.path(p)
 }
 
-// ErrInvalid is matched by errors.Is for every configuration problem list
-// and syntax error, to tell them apart from I/O errors.
-var ErrInvalid = errors.New("invalid configuration")
+// validateAcrossSections reports problems that involve more than one
+// section.
+func (c *Config) validateAcrossSections(v *Checker) {
+	if c.Trigger.Mode == TriggerGPIO && (!c.GPIO.Enabled || c.GPIO.PartPresentLine == "") {
+		v.In("trigger").Errorf("mode", `"gpio" needs gpio.enabled = true and gpio.part_present_line set`)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inspectd/inspectd/tomlcheck"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -79,9 +81,9 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx := newKeyIndex(string(data))
+	idx := tomlcheck.NewIndex(string(data))
 	for _, key := range allKeys(reflect.TypeOf(Config{}), "") {
-		if _, ok := idx.lines[key]; !ok {
+		if !idx.Has(key) {
 			t.Errorf("key %s is missing from inspectd.example.toml", key)
 		}
 	}
@@ -165,28 +167,6 @@ func TestLoadUnreadableFileIsNotInvalid(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "missing.toml") {
 		t.Errorf("error %q does not name the file", err)
-	}
-}
-
-func TestKeyIndex(t *testing.T) {
-	text := `a = 1 # comment with = sign
-"quoted" = 2
-[camera]
-source = "x#y" # not a comment inside the string
-roi = { x = 1 }
-[camera.roi]
-y = 2
-[ gpio ]
-dotted.key = 3
-`
-	idx := newKeyIndex(text)
-	for key, want := range map[string]int{
-		"a": 1, "quoted": 2, "camera": 3, "camera.source": 4, "camera.roi": 5,
-		"camera.roi.x": 5, "camera.roi.y": 7, "gpio": 8, "gpio.dotted.key": 9, "nope": 0,
-	} {
-		if got := idx.line(key); got != want {
-			t.Errorf("line(%q) = %d, want %d", key, got, want)
-		}
 	}
 }
 

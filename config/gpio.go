@@ -115,7 +115,7 @@ func (g *GPIO) validate(v *Checker) {
 	v.IntRange("event_buffer", g.EventBuffer, 16, 4096, "events")
 	v.IntRange("max_parts_in_flight", g.MaxPartsInFlight, 1, 65536, "parts")
 	v.IntRange("reject_counts", g.RejectCounts, 0, 1<<30, "encoder pulses")
-	if g.MinPartSpacing.err == nil && g.RejectPulse.err == nil && g.MinPartSpacing.D > 0 && g.RejectPulse.D >= g.MinPartSpacing.D {
+	if g.MinPartSpacing.Valid() && g.RejectPulse.Valid() && g.MinPartSpacing.D > 0 && g.RejectPulse.D >= g.MinPartSpacing.D {
 		v.Errorf("reject_pulse", "%s is not shorter than gpio.min_part_spacing (%s); one pulse would also act on the next part — shorten the pulse", g.RejectPulse.D, g.MinPartSpacing.D)
 	}
 	if g.RejectMode == "encoder" {

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MQTT configures result publishing to the plant broker.
@@ -40,6 +42,32 @@ type MQTT struct {
 	OutboxMaxMessages int `toml:"outbox_max_messages"`
 	// StatsInterval is the period of the statistics message.
 	StatsInterval Duration `toml:"stats_interval"`
+	// Mode is the payload convention: "json" (topics under TopicPrefix,
+	// docs/mqtt.md) or "sparkplug" (Eclipse Sparkplug B 3.0,
+	// docs/sparkplug.md).
+	Mode string `toml:"mode"`
+	// Sparkplug configures mode "sparkplug".
+	Sparkplug Sparkplug `toml:"sparkplug"`
+}
+
+// MQTT modes.
+const (
+	MQTTModeJSON      = "json"
+	MQTTModeSparkplug = "sparkplug"
+)
+
+// Sparkplug is the [mqtt.sparkplug] table: the IDs in the topics
+// spBv1.0/<group_id>/<type>/<edge_node_id>[/<device_id>].
+type Sparkplug struct {
+	// GroupID is the Sparkplug group of this edge node.
+	GroupID string `toml:"group_id"`
+	// EdgeNodeID identifies this station; empty means station.id.
+	EdgeNodeID string `toml:"edge_node_id"`
+	// DeviceID is the camera device.
+	DeviceID string `toml:"device_id"`
+	// AllowReboot lets the command Node Control/Reboot restart the
+	// daemon; false refuses it.
+	AllowReboot bool `toml:"allow_reboot"`
 }
 
 func (m *MQTT) defaults() {
@@ -52,6 +80,8 @@ func (m *MQTT) defaults() {
 		ConnectTimeout:    Dur(10 * time.Second),
 		OutboxMaxMessages: 100000,
 		StatsInterval:     Dur(time.Minute),
+		Mode:              MQTTModeJSON,
+		Sparkplug:         Sparkplug{GroupID: "inspectd", DeviceID: "camera"},
 	}
 }
 
@@ -98,4 +128,32 @@ func (m *MQTT) validate(v *Checker) {
 	v.Duration("connect_timeout", m.ConnectTimeout, 100*time.Millisecond, 5*time.Minute)
 	v.IntRange("outbox_max_messages", m.OutboxMaxMessages, 1, 10_000_000, "messages")
 	v.Duration("stats_interval", m.StatsInterval, time.Second, 24*time.Hour)
+	v.OneOf("mode", m.Mode, MQTTModeJSON, MQTTModeSparkplug)
+	sp := v.In("sparkplug")
+	for _, id := range []struct{ key, val string }{
+		{"group_id", m.Sparkplug.GroupID}, {"edge_node_id", m.Sparkplug.EdgeNodeID}, {"device_id", m.Sparkplug.DeviceID},
+	} {
+		if id.key == "edge_node_id" && id.val == "" {
+			continue // station.id
+		}
+		if msg := sparkplugIDProblem(id.val); msg != "" {
+			sp.Errorf(id.key, "%s", msg)
+		}
+	}
+}
+
+// sparkplugIDProblem says why s cannot be a Sparkplug ID (one topic level),
+// or "".
+func sparkplugIDProblem(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len(s) > 128:
+		return fmt.Sprintf("is %d bytes long; at most 128 are allowed", len(s))
+	case !utf8.ValidString(s):
+		return fmt.Sprintf("%q is not valid UTF-8", s)
+	case strings.ContainsAny(s, "/+#"):
+		return fmt.Sprintf("%q contains '/', '+' or '#', which Sparkplug forbids in IDs", s)
+	}
+	return ""
 }

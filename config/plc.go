@@ -71,7 +71,7 @@ func (p *PLC) validate(v *Checker) {
 	v.Duration("timeout", p.Timeout, time.Millisecond, time.Minute)
 	v.Duration("reconnect_min", p.ReconnectMin, time.Millisecond, time.Hour)
 	v.Duration("reconnect_max", p.ReconnectMax, time.Millisecond, time.Hour)
-	if p.ReconnectMin.err == nil && p.ReconnectMax.err == nil && p.ReconnectMax.D < p.ReconnectMin.D {
+	if p.ReconnectMin.Valid() && p.ReconnectMax.Valid() && p.ReconnectMax.D < p.ReconnectMin.D {
 		v.Errorf("reconnect_max", "%s is shorter than plc.reconnect_min (%s)", p.ReconnectMax.D, p.ReconnectMin.D)
 	}
 	if p.AckRegister >= p.RegisterBase && p.AckRegister <= p.RegisterBase+2 {

@@ -31,7 +31,5 @@ func (t *Trigger) defaults() {
 func (t *Trigger) validate(v *Checker) {
 	v.OneOf("mode", t.Mode, TriggerFreeRun, TriggerSoftware, TriggerGPIO)
 	v.Duration("timeout", t.Timeout, 10*time.Millisecond, time.Minute)
-	if t.Mode == TriggerGPIO && (!v.root.GPIO.Enabled || v.root.GPIO.PartPresentLine == "") {
-		v.Errorf("mode", `"gpio" needs gpio.enabled = true and gpio.part_present_line set`)
-	}
+	// Whether "gpio" has its lines is checked in validateAcrossSections.
 }

@@ -1,28 +1,56 @@
 #!/usr/bin/env bash
-# Runs every test: packages without cgo under the race detector, cgo
-# packages (OpenCV, ONNX Runtime) without it, and the workstation build's
-# packages with -tags workstation. Extra arguments go to `go test`.
+# Runs every test in both build flavours: packages without cgo under the race
+# detector, cgo packages (OpenCV, ONNX Runtime) without it; the packages with
+# workstation-only files once more with -tags workstation (again under -race
+# unless they use cgo); the camera's Mat-leak check (-tags matprofile); then
+# a short pass of every fuzz target (FUZZTIME each, default 5s; FUZZTIME=0
+# skips it). Extra arguments go to every `go test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cgo_pattern='gocv\.io/x/gocv|github\.com/yalue/onnxruntime_go'
-mapfile -t all < <(go list ./...)
-mapfile -t cgo < <(go list -f '{{.ImportPath}} {{join .Imports " "}} {{join .Deps " "}}' ./... | awk -v p="$cgo_pattern" '$0 ~ p {print $1}')
-pure=()
-for p in "${all[@]}"; do
-  skip=
-  for c in "${cgo[@]+"${cgo[@]}"}"; do [ "$p" = "$c" ] && skip=1 && break; done
-  [ -z "$skip" ] && pure+=("$p")
-done
+fuzztime="${FUZZTIME:-5s}"
+# GoMLX's pure-Go backend does pointer arithmetic that -race's checkptr
+# refuses (gomlx/compute v0.1.6 matmul: "pointer arithmetic result points to
+# invalid allocation"); keep the race detector, drop checkptr for GoMLX only.
+race=(-race -gcflags='github.com/gomlx/...=-d=checkptr=0')
 
-echo "== go test -race (${#pure[@]} packages without cgo)"
-go test -race -count=1 "$@" "${pure[@]}"
-if [ "${#cgo[@]}" -gt 0 ]; then
-  echo "== go test (${#cgo[@]} cgo packages)"
-  go test -count=1 "$@" "${cgo[@]}"
-fi
+# classify TAGS PKG...: sets pure and cgo to the packages (of those given, all
+# when none) whose non-test dependencies, built with TAGS, include no cgo
+# library, and the others.
+classify() {
+  local tags=$1; shift
+  local p
+  pure=(); cgo=()
+  while read -r p deps; do
+    if [[ " $deps " =~ $cgo_pattern ]]; then cgo+=("$p"); else pure+=("$p"); fi
+  done < <(go list -tags "$tags" -f '{{.ImportPath}} {{join .Imports " "}} {{join .Deps " "}}' "${@:-./...}")
+}
+
+run() { echo "== $*"; "$@"; }
+
+# Edge flavour.
+classify ""
+run go test "${race[@]}" -count=1 "$@" "${pure[@]}"
+[ "${#cgo[@]}" -eq 0 ] || run go test -count=1 "$@" "${cgo[@]}"
+
+# Workstation flavour: the packages whose files differ with the tag.
 mapfile -t ws < <(grep -rl --include='*.go' '^//go:build.*workstation' . | xargs -r -n1 dirname | sort -u)
 if [ "${#ws[@]}" -gt 0 ]; then
-  echo "== go test -tags workstation (${#ws[@]} packages with workstation files)"
-  go test -count=1 -tags workstation "$@" "${ws[@]}"
+  classify workstation "${ws[@]}"
+  [ "${#pure[@]}" -eq 0 ] || run go test "${race[@]}" -count=1 -tags workstation "$@" "${pure[@]}"
+  [ "${#cgo[@]}" -eq 0 ] || run go test -count=1 -tags workstation "$@" "${cgo[@]}"
+fi
+
+# Every gocv Mat the camera allocates is closed (gocv's Mat profile).
+run go test -count=1 -tags matprofile "$@" ./camera
+
+# A short fuzz pass over every fuzz target, found anew each run: `go test
+# -list` prints a package's matching names, then its "ok" line.
+if [ "$fuzztime" != "0" ]; then
+  go test -list '^Fuzz' ./... | awk '/^Fuzz/ {names[n++] = $1; next}
+    /^ok/ {for (i = 0; i < n; i++) print $2, names[i]; n = 0; next}
+    {n = 0}' | while read -r pkg fuzz; do
+    run go test -run '^$' -fuzz "^${fuzz}\$" -fuzztime "$fuzztime" "$pkg" </dev/null
+  done
 fi

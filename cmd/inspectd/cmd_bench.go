@@ -10,103 +10,148 @@ import (
 	"strings"
 
 	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/bench"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
 )
 
-func runBench(ctx context.Context, s streams, args []string) error {
-	fs := newFlagSet(s, "bench", "bench [--bundle DIR] [--threads N] [--size 256|HxW] [--iterations K] [--json]\n\nTimes the backbone alone, the align stage and the full localise stage on this\nmachine after warm-up, and prints min / median / p99 milliseconds per stage.\nWithout --bundle it builds a random-weight bundle of the standard architecture,\nso any box can be sized before a model is trained.")
-	bundleDir := fs.String("bundle", "", "model bundle `dir` (default: random weights)")
-	threads := fs.Int("threads", 2, "intra-op `threads` per session")
-	size := fs.String("size", "256", "model input `size` for the random bundle: N (square) or HxW, multiples of 16")
-	iterations := fs.Int("iterations", 50, "timed `runs` per stage")
-	asJSON := fs.Bool("json", false, "print JSON")
-	saveBundle := fs.String("save-bundle", "", "keep the random bundle in `dir` (e.g. for bench/torch_reference.py)")
-	provider := fs.String("provider", "cpu", "execution `provider`: cpu, cuda or tensorrt")
-	lib := fs.String("onnxruntime-library", "", libraryFlagUsage)
-	if done, err := parseFlags(fs, s, args); done {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	if *threads < 1 || *threads > 64 {
-		return usageErr("bench: --threads %d is out of range; allowed 1 to 64 (as model.threads)", *threads)
-	}
-	if *iterations < 1 {
-		return usageErr("bench: --iterations %d must be at least 1", *iterations)
-	}
-	h, w, err := parseSize(*size)
-	if err != nil {
-		return usageErr("bench: --size: %v", err)
-	}
-	dir := *bundleDir
-	if dir != "" && *saveBundle != "" {
-		return usageErr("bench: --save-bundle applies to the random bundle; it cannot be combined with --bundle")
-	}
-	if dir != "" && flagSet(fs, "size") {
-		return usageErr("bench: --size applies to the random bundle; with --bundle the bundle's own input size is used")
-	}
-	if *saveBundle != "" {
-		if err := bundle.CheckReplaceable(*saveBundle); err != nil {
-			return usageErr("bench: --save-bundle: %v", err)
-		}
-	}
+// benchFlags are the parsed and checked flags of `inspectd bench`.
+type benchFlags struct {
+	bundleDir, saveBundle, provider, lib string
+	threads, iterations, height, width   int
+	asJSON                               bool
+}
 
-	rt, err := openRuntime(*lib)
+func runBench(ctx context.Context, s streams, args []string) error {
+	f, done, err := parseBenchFlags(s, args)
+	if done {
+		return err
+	}
+	rt, err := openRuntime(f.lib)
 	if err != nil {
 		return failure(err)
 	}
 	defer rt.Close()
-
-	if dir == "" {
-		dir = *saveBundle
-		if dir == "" {
-			tmp, err := os.MkdirTemp("", "inspectd-bench-")
-			if err != nil {
-				return failure(err)
-			}
-			defer os.RemoveAll(tmp)
-			dir = filepath.Join(tmp, "bundle")
-		}
-		if _, err := netdef.WriteRandomBundle(dir, netdef.RandomBundleOptions{Height: h, Width: w, Seed: 1}); err != nil {
-			return failure(err)
-		}
-	}
-	b, err := bundle.Load(dir)
+	b, cleanup, err := benchBundle(f)
 	if err != nil {
 		return failure(err)
 	}
-	// Real weights when available, for a faithful backbone-only stage; the
-	// cost is the same with random ones.
-	var bb *backbone.Weights
-	if p, err := backbone.Locate(); err == nil {
-		if bb, err = backbone.LoadNPYDir(p); err != nil {
-			return failure(fmt.Errorf("bench: backbone weights: %w", err))
-		}
-	} else {
-		fmt.Fprintf(s.stderr, "bench: no backbone weights found (%v); timing the backbone with random weights (same cost)\n", err)
+	defer cleanup()
+	bb, err := benchBackbone(s)
+	if err != nil {
+		return failure(err)
 	}
-	res, err := infer.BenchStages(ctx, rt, b, infer.BenchOptions{
-		Session:    infer.SessionOptions{IntraOpThreads: *threads, Provider: *provider},
-		Iterations: *iterations,
+	res, err := bench.Stages(ctx, rt, b, bench.Options{
+		Session:    infer.SessionOptions{IntraOpThreads: f.threads, Provider: f.provider},
+		Iterations: f.iterations,
 		Backbone:   bb,
 	})
 	if err != nil {
 		return failure(err)
 	}
-	if *asJSON {
-		out := struct {
-			Threads int                          `json:"threads"`
-			Size    any                          `json:"size"`
-			Height  int                          `json:"height"`
-			Width   int                          `json:"width"`
-			Stages  map[string]infer.StageTiming `json:"stages"`
-		}{res.Threads, sizeValue(res.Height, res.Width), res.Height, res.Width, res.Stages}
-		enc := json.NewEncoder(s.stdout)
-		return enc.Encode(out)
+	if f.asJSON {
+		return printBenchJSON(s, res)
 	}
+	printBenchTable(s, res)
+	return nil
+}
+
+// parseBenchFlags parses and checks the flags; done reports that the
+// command is over (help, or a usage error in err).
+func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error) {
+	fs := newFlagSet(s, "bench", "bench [--bundle DIR] [--threads N] [--size 256|HxW] [--iterations K] [--json]\n\nTimes the backbone alone, the align stage and the full localise stage on this\nmachine after warm-up, and prints min / median / p99 milliseconds per stage.\nWithout --bundle it builds a random-weight bundle of the standard architecture,\nso any box can be sized before a model is trained.")
+	var f benchFlags
+	fs.StringVar(&f.bundleDir, "bundle", "", "model bundle `dir` (default: random weights)")
+	fs.IntVar(&f.threads, "threads", 2, "intra-op `threads` per session")
+	size := fs.String("size", "256", "model input `size` for the random bundle: N (square) or HxW, multiples of 16")
+	fs.IntVar(&f.iterations, "iterations", 50, "timed `runs` per stage")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
+	fs.StringVar(&f.saveBundle, "save-bundle", "", "keep the random bundle in `dir` (e.g. for bench/torch_reference.py)")
+	fs.StringVar(&f.provider, "provider", "cpu", "execution `provider`: cpu, cuda or tensorrt")
+	fs.StringVar(&f.lib, "onnxruntime-library", "", libraryFlagUsage)
+	if done, err := parseFlags(fs, s, args); done {
+		return f, true, err
+	}
+	if err := noArgs(fs); err != nil {
+		return f, true, err
+	}
+	if f.threads < 1 || f.threads > 64 {
+		return f, true, usageErr("bench: --threads %d is out of range; allowed 1 to 64 (as model.threads)", f.threads)
+	}
+	if f.iterations < 1 {
+		return f, true, usageErr("bench: --iterations %d must be at least 1", f.iterations)
+	}
+	var err error
+	if f.height, f.width, err = parseSize(*size); err != nil {
+		return f, true, usageErr("bench: --size: %v", err)
+	}
+	if f.bundleDir != "" && f.saveBundle != "" {
+		return f, true, usageErr("bench: --save-bundle applies to the random bundle; it cannot be combined with --bundle")
+	}
+	if f.bundleDir != "" && flagSet(fs, "size") {
+		return f, true, usageErr("bench: --size applies to the random bundle; with --bundle the bundle's own input size is used")
+	}
+	if f.saveBundle != "" {
+		if err := bundle.CheckReplaceable(f.saveBundle); err != nil {
+			return f, true, usageErr("bench: --save-bundle: %v", err)
+		}
+	}
+	return f, false, nil
+}
+
+// benchBundle loads --bundle, or writes and loads a random-weight bundle of
+// the requested size (kept at --save-bundle, else in a temporary directory
+// that cleanup removes).
+func benchBundle(f benchFlags) (_ *bundle.Bundle, cleanup func(), _ error) {
+	cleanup = func() {}
+	dir := f.bundleDir
+	if dir == "" {
+		dir = f.saveBundle
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "inspectd-bench-")
+			if err != nil {
+				return nil, cleanup, err
+			}
+			cleanup = func() { os.RemoveAll(tmp) }
+			dir = filepath.Join(tmp, "bundle")
+		}
+		if _, err := netdef.WriteRandomBundle(dir, netdef.RandomBundleOptions{Height: f.height, Width: f.width, Seed: 1}); err != nil {
+			return nil, cleanup, err
+		}
+	}
+	b, err := bundle.Load(dir)
+	return b, cleanup, err
+}
+
+// benchBackbone returns the real backbone weights when they can be found,
+// for a faithful backbone-only stage, else nil (random weights: the cost is
+// the same). Weights that are found but do not load are an error.
+func benchBackbone(s streams) (*backbone.Weights, error) {
+	p, err := backbone.Locate()
+	if err != nil {
+		fmt.Fprintf(s.stderr, "bench: no backbone weights found (%v); timing the backbone with random weights (same cost)\n", err)
+		return nil, nil
+	}
+	bb, err := backbone.LoadNPYDir(p)
+	if err != nil {
+		return nil, fmt.Errorf("bench: backbone weights: %w", err)
+	}
+	return bb, nil
+}
+
+func printBenchJSON(s streams, res *bench.Result) error {
+	out := struct {
+		Threads int                          `json:"threads"`
+		Size    any                          `json:"size"`
+		Height  int                          `json:"height"`
+		Width   int                          `json:"width"`
+		Stages  map[string]bench.StageTiming `json:"stages"`
+	}{res.Threads, sizeValue(res.Height, res.Width), res.Height, res.Width, res.Stages}
+	return json.NewEncoder(s.stdout).Encode(out)
+}
+
+func printBenchTable(s streams, res *bench.Result) {
 	fmt.Fprintf(s.stdout, "inspectd bench: %dx%d input, %d threads, provider %s, %d runs per stage after warm-up\n",
 		res.Width, res.Height, res.Threads, res.Provider, res.Iterations)
 	fmt.Fprintf(s.stdout, "%-10s %9s %9s %9s\n", "stage", "min ms", "median ms", "p99 ms")
@@ -121,7 +166,6 @@ func runBench(ctx context.Context, s streams, args []string) error {
 	if bt, lt := res.Stages["backbone"], res.Stages["localize"]; bt.MedianMs > 0 {
 		fmt.Fprintf(s.stdout, "localize / backbone (median): %.2f\n", lt.MedianMs/bt.MedianMs)
 	}
-	return nil
 }
 
 func sizeValue(h, w int) any {

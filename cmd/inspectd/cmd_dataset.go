@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/inspectd/inspectd/models/rto"
@@ -47,6 +48,13 @@ func datasetRTO(ctx context.Context, s streams, args []string) error {
 	if *src == "" || *dst == "" {
 		return usageErr("dataset rto: --src and --dst are required")
 	}
+	if err := firstErr(
+		floatFlag("dataset rto", "max-rotation", o.MaxRotationDeg, 0, 180, "degrees"),
+		floatFlag("dataset rto", "max-shift", o.MaxShiftFrac, 0, 0.5, "of the image size"),
+		oneOfFlag("dataset rto", "border", o.Border, rto.BorderReplicate, rto.BorderConstant),
+	); err != nil {
+		return err
+	}
 	if err := rto.Generate(ctx, *src, *dst, o); err != nil {
 		return failure(err)
 	}
@@ -78,9 +86,57 @@ func datasetSynth(ctx context.Context, s streams, args []string) error {
 	}
 	o.Width, o.Height = *size, *size
 	o.Objects = strings.Split(*objects, ",")
+	// The library names its Options fields; the command names its flags.
+	checks := []error{
+		intFlag("dataset synth", "size", *size, 16, 8192, "pixels"),
+		intFlag("dataset synth", "train", o.TrainGood, 1, 1<<20, "images"),
+		intFlag("dataset synth", "test-good", o.TestGood, 0, 1<<20, "images"),
+		intFlag("dataset synth", "test-per-defect", o.TestPerDefect, 0, 1<<20, "images"),
+		floatFlag("dataset synth", "max-rotation", o.MaxRotationDeg, 0, 180, "degrees"),
+		floatFlag("dataset synth", "max-shift", o.MaxShiftFrac, 0, 0.5, "of the image size"),
+	}
+	for _, ob := range o.Objects {
+		checks = append(checks, oneOfFlag("dataset synth", "objects", ob, synth.Objects()...))
+	}
+	if err := firstErr(checks...); err != nil {
+		return err
+	}
 	if err := synth.Generate(ctx, *dst, o); err != nil {
 		return failure(err)
 	}
 	fmt.Fprintf(s.stdout, "wrote synthetic dataset to %s (objects %s, seed %d)\n", *dst, *objects, o.Seed)
+	return nil
+}
+
+// intFlag checks lo ≤ v ≤ hi for --name, as a usage error naming the flag.
+func intFlag(cmd, name string, v, lo, hi int, unit string) error {
+	if v < lo || v > hi {
+		return usageErr("%s: --%s %d is out of range; allowed %d to %d %s", cmd, name, v, lo, hi, unit)
+	}
+	return nil
+}
+
+// floatFlag checks lo ≤ v ≤ hi (NaN fails) for --name.
+func floatFlag(cmd, name string, v, lo, hi float64, unit string) error {
+	if !(v >= lo && v <= hi) {
+		return usageErr("%s: --%s %g is out of range; allowed %g to %g %s", cmd, name, v, lo, hi, unit)
+	}
+	return nil
+}
+
+// oneOfFlag checks that --name is one of allowed.
+func oneOfFlag(cmd, name, v string, allowed ...string) error {
+	if !slices.Contains(allowed, v) {
+		return usageErr("%s: --%s %q is not one of %s", cmd, name, v, strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }

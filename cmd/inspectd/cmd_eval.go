@@ -54,7 +54,7 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 
 	cats, err := dataset.Open(*data)
 	if err != nil {
-		return failure(err)
+		return failure(fmt.Errorf("eval: --data: %w", err))
 	}
 	if *categories != "" {
 		if cats, err = selectCategories(cats, strings.Split(*categories, ",")); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -67,13 +68,19 @@ type station struct {
 	maxParts int
 	print    bool
 
-	rt      *infer.Runtime
-	cam     *camera.Camera
-	d       *daemon.Daemon
-	web     *web.Server
-	mqtt    *mqtt.Client
-	gpio    *gpio.Actuator
-	closers []func()
+	rt   *infer.Runtime
+	cam  *camera.Camera
+	d    *daemon.Daemon
+	web  *web.Server
+	mqtt *mqtt.Client
+
+	// rebootRequested is set by Sparkplug's Node Control/Reboot (when
+	// mqtt.sparkplug.allow_reboot): the daemon stops cleanly and exits 1,
+	// and systemd's Restart=on-failure starts it again.
+	rebootRequested atomic.Bool
+	cancelRun       context.CancelFunc
+	gpio            *gpio.Actuator
+	closers         []func()
 }
 
 // build creates every subsystem; nothing is started yet.
@@ -163,7 +170,7 @@ func (st *station) build() error {
 	}
 	if cfg.MQTT.Enabled {
 		m, err := mqtt.New(mqtt.Options{Config: cfg.MQTT, Station: cfg.Station.ID, StateDir: cfg.StateDir,
-			Logger: st.log, Control: d, Version: buildinfo.Version})
+			Logger: st.log, Control: d, Version: buildinfo.Version, Reboot: st.reboot})
 		if err != nil {
 			return err
 		}
@@ -227,6 +234,9 @@ func (st *station) onRunning(running bool) {
 // run starts the HTTP server, handles SIGHUP, and runs the daemon until
 // ctx ends or --max-parts is reached.
 func (st *station) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st.cancelRun = cancel
 	if st.mqtt != nil {
 		// Fails only on configuration mistakes (credentials, TLS); an
 		// unreachable broker is retried in the background while the
@@ -268,7 +278,19 @@ func (st *station) run(ctx context.Context) error {
 		}
 		return failure(fmt.Errorf("run: %w", err))
 	}
+	if st.rebootRequested.Load() {
+		return failure(errors.New("run: restart requested by Sparkplug Node Control/Reboot; exiting 1 so that systemd restarts inspectd"))
+	}
 	return nil
+}
+
+// reboot stops the daemon for a restart by the service manager.
+func (st *station) reboot() {
+	st.log.Warn("Sparkplug Node Control/Reboot: stopping for a restart")
+	st.rebootRequested.Store(true)
+	if st.cancelRun != nil {
+		st.cancelRun()
+	}
 }
 
 func (st *station) close() {

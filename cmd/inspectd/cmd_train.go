@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/train"
 )
 
@@ -36,8 +37,13 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 	if *quiet {
 		progress = nil
 	}
+	rt, err := openRuntime(*lib)
+	if err != nil {
+		return failure(fmt.Errorf("train: %w", err))
+	}
+	defer rt.Close()
 	res, err := train.Run(ctx, train.Options{GoodDir: *good, Backbone: *bb, Out: *out, Recipe: recipe,
-		Defects: *defects, RuntimeLibrary: *lib, Progress: progress})
+		Defects: *defects, Backend: infer.NewBackend(rt), Progress: progress})
 	if err != nil {
 		return failure(err)
 	}

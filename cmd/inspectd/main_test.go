@@ -93,7 +93,7 @@ func TestCLI(t *testing.T) {
 		{"run corrupt bundle", []string{"run", "-c", corrupt}, 1, "", "localize.onnx"},
 		{"run bad max-parts", []string{"run", "-c", example, "--max-parts", "-1"}, 2, "", "--max-parts -1"},
 		{"run invalid config", []string{"run", "-c", "../../config/testdata/invalid/bad_duration.toml"}, 1, "", "camera.read_timeout"},
-		{"version", []string{"version"}, 0, "flavour:  " + buildinfo.Flavour, ""},
+		{"version", []string{"version"}, 0, "flavour:  " + wantFlavour + "\n", ""}, // wantFlavour: flavour_*_test.go
 		{"version flag", []string{"--version"}, 0, "inspectd ", ""},
 		{"version help", []string{"version", "--help"}, 0, "Usage: inspectd version", ""},
 	}
@@ -154,5 +154,70 @@ func TestEdgeBinaryDependencies(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("go list -deps returned only %d packages; the check would prove nothing", n)
+	}
+}
+
+// TestBenchCommand runs `inspectd bench` on a small random bundle and checks
+// its JSON and its exit codes for bad flags.
+func TestBenchCommand(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "bench", "--size", "32x48", "--iterations", "2", "--threads", "1", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\nstderr: %s", code, stderr)
+	}
+	var got struct {
+		Threads *int                           `json:"threads"`
+		Size    any                            `json:"size"`
+		Height  int                            `json:"height"`
+		Width   int                            `json:"width"`
+		Stages  map[string]map[string]*float64 `json:"stages"`
+		Extra   map[string]json.RawMessage     `json:"-"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("bench --json printed %q: %v", stdout, err)
+	}
+	if got.Threads == nil || *got.Threads != 1 || got.Height != 32 || got.Width != 48 || got.Size != "32x48" {
+		t.Errorf("header: threads %v, size %v, %dx%d; want 1, \"32x48\", 32x48", got.Threads, got.Size, got.Height, got.Width)
+	}
+	if len(got.Stages) == 0 {
+		t.Fatalf("no stages in %s", stdout)
+	}
+	for _, stage := range []string{"align", "localize"} {
+		if _, ok := got.Stages[stage]; !ok {
+			t.Errorf("stage %q missing from %s", stage, stdout)
+		}
+	}
+	for name, st := range got.Stages {
+		for _, k := range []string{"min_ms", "median_ms", "p99_ms"} {
+			if v := st[k]; v == nil || *v <= 0 {
+				t.Errorf("stage %s: %s = %v, want a positive time", name, k, v)
+			}
+		}
+		if *st["min_ms"] > *st["median_ms"] || *st["median_ms"] > *st["p99_ms"] {
+			t.Errorf("stage %s: min %v ≤ median %v ≤ p99 %v does not hold", name, *st["min_ms"], *st["median_ms"], *st["p99_ms"])
+		}
+	}
+
+	bundleDir := filepath.Join(t.TempDir(), "b")
+	if _, err := netdef.WriteRandomBundle(bundleDir, netdef.RandomBundleOptions{Height: 32, Width: 32, D: 4, AlignSize: 16, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--threads", "0"}, "--threads 0 is out of range"},
+		{[]string{"--threads", "65"}, "--threads 65 is out of range"},
+		{[]string{"--iterations", "0"}, "--iterations 0 must be at least 1"},
+		{[]string{"--size", "30"}, "--size"},
+		{[]string{"--size", "abc"}, "--size"},
+		{[]string{"--bundle", bundleDir, "--size", "64"}, "--size applies to the random bundle"},
+		{[]string{"--bundle", bundleDir, "--save-bundle", filepath.Join(t.TempDir(), "x")}, "--save-bundle applies to the random bundle"},
+		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"extra"}, ""},
+	} {
+		code, _, stderr := runCLI(t, append([]string{"bench"}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("bench %v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
 	}
 }

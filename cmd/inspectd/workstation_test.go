@@ -78,6 +78,7 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 		args []string
 		want string
 	}{
+		{[]string{"eval", "--bundle", bundleDir, "--data", filepath.Join(dir, "nonexistent")}, "eval: --data: dataset: " + filepath.Join(dir, "nonexistent") + " does not exist"},
 		{[]string{"dataset", "synth", "--dst", synth, "--objects", "plate", "--size", "64", "--train", "1", "--test-good", "1", "--test-per-defect", "0"}, "exists and is not empty"},
 		{[]string{"dataset", "rto", "--src", synth, "--dst", rtoDir}, "exists and is not empty"},
 	} {
@@ -102,6 +103,13 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threads", "0"}, "--threads 0 is out of range"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--overlays", "-1"}, "--overlays -1"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threshold", "NaN"}, "--threshold NaN"},
+		// Flags are named by their flag names, not the library's fields.
+		{[]string{"dataset", "synth", "--dst", filepath.Join(dir, "s2"), "--train", "0"}, "dataset synth: --train 0 is out of range; allowed 1 to"},
+		{[]string{"dataset", "synth", "--dst", filepath.Join(dir, "s2"), "--objects", "plate,widget"}, `dataset synth: --objects "widget" is not one of gear, bracket, plate`},
+		{[]string{"dataset", "synth", "--dst", filepath.Join(dir, "s2"), "--max-rotation", "200"}, "dataset synth: --max-rotation 200 is out of range; allowed 0 to 180 degrees"},
+		{[]string{"dataset", "synth", "--dst", filepath.Join(dir, "s2"), "--test-per-defect", "-1"}, "--test-per-defect -1 is out of range"},
+		{[]string{"dataset", "rto", "--src", synth, "--dst", filepath.Join(dir, "r2"), "--max-shift", "NaN"}, "dataset rto: --max-shift NaN is out of range; allowed 0 to 0.5"},
+		{[]string{"dataset", "rto", "--src", synth, "--dst", filepath.Join(dir, "r2"), "--border", "wrap"}, `dataset rto: --border "wrap" is not one of replicate, constant`},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -178,6 +186,8 @@ refresh_epochs = 1
 		// Data loss: --out must be a bundle, a new or an empty directory.
 		{[]string{"train", "--good", filepath.Join(synthRoot, "gear", "train", "good"), "--out", filepath.Join(synthRoot, "gear")}, 1, "non-empty directory without manifest.toml"},
 		{[]string{"train", "--good", filepath.Join(synthRoot, "gear", "train", "good"), "--out", bad}, 1, "is a file"},
+		{[]string{"train", "--good", filepath.Join(synthRoot, "gear", "train", "good"), "--out", filepath.Join(dir, "b2"), "--backbone", bad}, 1,
+			"bad.toml is neither a directory of .npy files nor a torchvision resnet18 .pth"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {

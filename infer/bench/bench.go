@@ -1,13 +1,17 @@
-package infer
+// Package bench times the inference stages of a bundle on this machine for
+// `inspectd bench`. It lives apart from infer so that the runtime the
+// daemon links does not pull in the backbone importers (pickle, .npy) and
+// the graph builders that only benchmarking needs.
+package bench
 
 import (
 	"context"
 	"fmt"
 	"image"
-	"math"
-	"sort"
 	"time"
 
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/latency"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
@@ -15,14 +19,10 @@ import (
 )
 
 // StageTiming summarises the latency of one stage in milliseconds.
-type StageTiming struct {
-	MinMs    float64 `json:"min_ms"`
-	MedianMs float64 `json:"median_ms"`
-	P99Ms    float64 `json:"p99_ms"`
-}
+type StageTiming = latency.StageTiming
 
-// BenchResult is the outcome of BenchStages.
-type BenchResult struct {
+// Result is the outcome of Stages.
+type Result struct {
 	Threads    int                    `json:"threads"`
 	Height     int                    `json:"height"`
 	Width      int                    `json:"width"`
@@ -31,27 +31,27 @@ type BenchResult struct {
 	Stages     map[string]StageTiming `json:"stages"`
 }
 
-// BenchOptions configures BenchStages.
-type BenchOptions struct {
-	Session    SessionOptions
+// Options configures Stages.
+type Options struct {
+	Session    infer.SessionOptions
 	Iterations int // timed runs per stage (after 3 warm-up runs)
 	// Backbone weights for the backbone-only stage; nil means random
 	// weights (the cost does not depend on the values).
 	Backbone *backbone.Weights
 }
 
-// BenchStages times, on this machine, the backbone-only graph (ResNet-18
+// Stages times, on this machine, the backbone-only graph (ResNet-18
 // to layer3 + feature concatenation), then the align stage (resize to the
 // IMM input + regressor; skipped for bundles without an align graph) and
 // the full localise stage (warp + resize + localisation graph) of b,
 // alternating per frame as the daemon runs them. The frame is synthetic, at
 // the model input size.
-func BenchStages(ctx context.Context, rt *Runtime, b *bundle.Bundle, o BenchOptions) (*BenchResult, error) {
+func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options) (*Result, error) {
 	if o.Iterations < 1 {
 		return nil, fmt.Errorf("bench: iterations %d, want at least 1", o.Iterations)
 	}
 	h, w := b.Manifest.Input.Height, b.Manifest.Input.Width
-	res := &BenchResult{Threads: o.Session.IntraOpThreads, Height: h, Width: w, Iterations: o.Iterations, Stages: map[string]StageTiming{}}
+	res := &Result{Threads: o.Session.IntraOpThreads, Height: h, Width: w, Iterations: o.Iterations, Stages: map[string]StageTiming{}}
 
 	bb := o.Backbone
 	if bb == nil {
@@ -77,7 +77,7 @@ func BenchStages(ctx context.Context, rt *Runtime, b *bundle.Bundle, o BenchOpti
 		return nil, fmt.Errorf("bench: backbone: %w", err)
 	}
 
-	e, err := NewEngine(rt, b, o.Session)
+	e, err := infer.NewEngine(rt, b, o.Session)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -115,9 +115,9 @@ func BenchStages(ctx context.Context, rt *Runtime, b *bundle.Bundle, o BenchOpti
 		}
 	}
 	if imm {
-		res.Stages["align"] = Summarise(alignMs)
+		res.Stages["align"] = latency.Summarise(alignMs)
 	}
-	res.Stages["localize"] = Summarise(locMs)
+	res.Stages["localize"] = latency.Summarise(locMs)
 	return res, nil
 }
 
@@ -139,23 +139,5 @@ func timeStage(ctx context.Context, n int, fn func() error) (StageTiming, error)
 		}
 		d[i] = float64(time.Since(start).Microseconds()) / 1000
 	}
-	return Summarise(d), nil
-}
-
-// Summarise returns min, median and 99th percentile (nearest rank) of
-// durations in milliseconds. It sorts d.
-func Summarise(d []float64) StageTiming {
-	if len(d) == 0 {
-		return StageTiming{}
-	}
-	sort.Float64s(d)
-	rank := func(q float64) float64 {
-		i := int(math.Ceil(q*float64(len(d)))) - 1
-		return d[min(max(i, 0), len(d)-1)]
-	}
-	med := d[len(d)/2]
-	if len(d)%2 == 0 {
-		med = (d[len(d)/2-1] + d[len(d)/2]) / 2
-	}
-	return StageTiming{MinMs: d[0], MedianMs: med, P99Ms: rank(0.99)}
+	return latency.Summarise(d), nil
 }

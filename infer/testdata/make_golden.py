@@ -12,7 +12,8 @@ Writes float32 .npy files (computed in float64):
   head0_weight.npy [16,448,1,1], head0_bias.npy [16], head1_weight.npy [16,16,1,1],
   head1_bias.npy [16]: the mapping net N_M (1x1 conv, ReLU, 1x1 conv), formula-made
   centre.npy     [1,16,12,16]   the per-location centre F_C, formula-made
-  heatmap.npy    [1,1,48,64]    0.5*(1-cos) upsampled and Gaussian-blurred (sigma 4)
+  heatmap.npy    [1,1,48,64]    0.5*(1-cos) upsampled and Gaussian-blurred (sigma 4),
+                 cos = F_M.F_C / (max(|F_M|, 0.1) |F_C| + 1e-8) as netdef builds it
   score.npy      [1]            max of the heatmap
 and backbone.sha256 (the SHA-256 of conv1.weight.npy) to detect other weights.
 """
@@ -102,7 +103,8 @@ def main():
         fc = torch.from_numpy(centre).double()
 
         dot = (fm * fc).sum(1, keepdim=True)
-        den = fm.norm(dim=1, keepdim=True) * fc.norm(dim=1, keepdim=True) + 1e-8
+        # netdef.CosineNormFloor: ‖F_M‖ is floored at 0.1 as in the exported graph.
+        den = fm.norm(dim=1, keepdim=True).clamp_min(0.1) * fc.norm(dim=1, keepdim=True) + 1e-8
         dist = 0.5 * (1 - dot / den)
         up = F.interpolate(dist, size=(H, W), mode="bilinear", align_corners=False)
         k = gaussian(SIGMA)

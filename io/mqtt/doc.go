@@ -20,6 +20,14 @@
 // resend the same message after a restart, and commands sent while the
 // station was offline are not executed late.
 //
+// Modes: mqtt.mode = "json" (the default) publishes the JSON topics above;
+// "sparkplug" makes the client an Eclipse Sparkplug B 3.0 edge node
+// (docs/sparkplug.md, package sparkplug): same connection, TLS, auth and
+// outbox, but an NDEATH Will with a persisted bdSeq, NBIRTH/DBIRTH after
+// every connect, one seq across all N/D messages, results and events as
+// NDATA (historical after an outage), the camera as a device, and NCMD/DCMD
+// instead of the JSON commands.
+//
 // Start fails on configuration mistakes (credentials refused, TLS
 // verification, a plain connection to a TLS port) and keeps retrying in the
 // background when the broker is merely unreachable.

@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,8 +161,8 @@ func TestLoadRejectsBrokenBundles(t *testing.T) {
 		}, "not a directory"},
 		{"missing manifest", func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, ManifestName))) }, "manifest.toml: no such file"},
 		{"manifest syntax error", func(t *testing.T, dir string) { editManifest(t, dir, "product = ", "product = = ") }, "manifest.toml:4:"},
-		{"unknown format version", func(t *testing.T, dir string) { editManifest(t, dir, "format_version = 1", "format_version = 9") }, "format_version 9 is not supported"},
-		{"unknown key", func(t *testing.T, dir string) { editManifest(t, dir, "product = ", "colour = 1\nproduct = ") }, "unknown keys colour"},
+		{"unknown format version", func(t *testing.T, dir string) { editManifest(t, dir, "format_version = 1", "format_version = 9") }, "manifest.toml:@format_version = @: format_version: format_version 9 is not supported"},
+		{"unknown key", func(t *testing.T, dir string) { editManifest(t, dir, "product = ", "colour = 1\nproduct = ") }, "manifest.toml:@colour = @: colour: unknown key"},
 		{"listed file missing", func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, AlignGraphName))) }, "align.onnx: listed in the manifest but cannot be read"},
 		{"tampered file", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, LocalizeGraphName)
@@ -193,10 +194,10 @@ func TestLoadRejectsBrokenBundles(t *testing.T) {
 		{"template not an image", func(t *testing.T, dir string) {
 			rewriteFile(t, dir, TemplateName, []byte("not a png"))
 		}, "template.png: cannot decode the template image"},
-		{"bad align method", func(t *testing.T, dir string) { editManifest(t, dir, `method = "imm"`, `method = "magic"`) }, `align.method: "magic"`},
+		{"bad align method", func(t *testing.T, dir string) { editManifest(t, dir, `method = "imm"`, `method = "magic"`) }, `manifest.toml:@method = "magic"@: align.method: "magic", want`},
 		{"threshold out of range", func(t *testing.T, dir string) {
 			editManifest(t, dir, "image_threshold = 0.3", "image_threshold = 1.7")
-		}, "calibration.image_threshold: 1.7, want a value in (0, 1]"},
+		}, "manifest.toml:@image_threshold = @: calibration.image_threshold: 1.7, want a value in (0, 1]"},
 		{"input not a multiple of 16", func(t *testing.T, dir string) { editManifest(t, dir, "height = 32", "height = 30") }, "must be positive multiples of 16"},
 		{"file escaping the bundle", func(t *testing.T, dir string) {
 			editManifest(t, dir, `"align.onnx" = `, `"../align.onnx" = `)
@@ -210,6 +211,7 @@ func TestLoadRejectsBrokenBundles(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "bundle")
 			writeValid(t, dir)
 			tc.break_(t, dir)
+			tc.want = withManifestLine(t, dir, tc.want)
 			_, err := Load(dir)
 			if err == nil {
 				t.Fatal("Load succeeded on a broken bundle")
@@ -290,4 +292,27 @@ func TestReplaceRefusesNonBundles(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(root, "config.toml")); string(b) != "config_version = 1" {
 		t.Error("the config file was touched")
 	}
+}
+
+// withManifestLine replaces "@text@" in want by the number of the first line
+// of the bundle's manifest that contains text, so that expectations name
+// the line a problem must be reported at.
+func withManifestLine(t *testing.T, dir, want string) string {
+	t.Helper()
+	i := strings.Index(want, "@")
+	if i < 0 {
+		return want
+	}
+	j := strings.Index(want[i+1:], "@") + i + 1
+	raw, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, l := range strings.Split(string(raw), "\n") {
+		if strings.Contains(l, want[i+1:j]) {
+			return want[:i] + strconv.Itoa(n+1) + want[j+1:]
+		}
+	}
+	t.Fatalf("manifest has no line with %q", want[i+1:j])
+	return ""
 }

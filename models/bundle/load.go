@@ -8,13 +8,10 @@ import (
 	"fmt"
 	"image"
 	_ "image/png" // template images
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 
 	"github.com/inspectd/inspectd/models/onnx"
 )
@@ -39,24 +36,34 @@ type Bundle struct {
 // ErrInvalid is matched (errors.Is) by every verification failure.
 var ErrInvalid = errors.New("invalid model bundle")
 
-// invalidError names the file and what is wrong with it.
+// invalidError names the file and what is wrong with it. It wraps the
+// cause, if any: a bundle directory, manifest or listed file that does not
+// exist also matches fs.ErrNotExist (errors.Is), so callers can tell a
+// missing bundle from a corrupt one.
 type invalidError struct {
 	path string
 	msg  string
+	err  error
 }
 
 func (e *invalidError) Error() string        { return fmt.Sprintf("model bundle: %s: %s", e.path, e.msg) }
 func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+func (e *invalidError) Unwrap() error        { return e.err }
 
 func invalid(path, format string, args ...any) error {
 	return &invalidError{path: path, msg: fmt.Sprintf(format, args...)}
+}
+
+// invalidCause is invalid wrapping the error that caused it.
+func invalidCause(path string, cause error, format string, args ...any) error {
+	return &invalidError{path: path, msg: fmt.Sprintf(format, args...), err: cause}
 }
 
 // Load reads and verifies the bundle in dir.
 func Load(dir string) (*Bundle, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, invalid(dir, "%v", unwrapPathError(err))
+		return nil, invalidCause(dir, err, "%v", unwrapPathError(err))
 	}
 	if !st.IsDir() {
 		return nil, invalid(dir, "not a directory; a bundle is a directory holding %s", ManifestName)
@@ -64,7 +71,7 @@ func Load(dir string) (*Bundle, error) {
 	mpath := filepath.Join(dir, ManifestName)
 	raw, err := os.ReadFile(mpath)
 	if err != nil {
-		return nil, invalid(mpath, "%v (is this a model bundle written by `inspectd train`?)", unwrapPathError(err))
+		return nil, invalidCause(mpath, err, "%v (is this a model bundle written by `inspectd train`?)", unwrapPathError(err))
 	}
 	m, err := parseManifest(mpath, raw)
 	if err != nil {
@@ -91,7 +98,7 @@ func Load(dir string) (*Bundle, error) {
 		tpath := filepath.Join(dir, m.Align.Template)
 		img, _, err := image.Decode(bytes.NewReader(files[m.Align.Template]))
 		if err != nil {
-			return nil, invalid(tpath, "cannot decode the template image: %v", err)
+			return nil, invalidCause(tpath, err, "cannot decode the template image: %v", err)
 		}
 		if sz := img.Bounds().Size(); sz.X != m.Align.Width || sz.Y != m.Align.Height {
 			return nil, invalid(tpath, "template is %dx%d, manifest align size is %dx%d", sz.X, sz.Y, m.Align.Width, m.Align.Height)
@@ -107,116 +114,6 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// parseManifest decodes manifest.toml strictly and checks its values.
-func parseManifest(path string, raw []byte) (*Manifest, error) {
-	var m Manifest
-	md, err := toml.NewDecoder(bytes.NewReader(raw)).Decode(&m)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, invalid(fmt.Sprintf("%s:%d:%d", path, pe.Position.Line, pe.Position.Col), "%s", pe.Message)
-		}
-		return nil, invalid(path, "%s", strings.TrimPrefix(err.Error(), "toml: "))
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return nil, invalid(path, "unknown keys %s (written by a newer inspectd?)", strings.Join(keys, ", "))
-	}
-	if m.FormatVersion != FormatVersion {
-		return nil, invalid(path, "format_version %d is not supported; this inspectd reads format_version %d", m.FormatVersion, FormatVersion)
-	}
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	if strings.TrimSpace(m.Product) == "" {
-		bad("product: must not be empty")
-	}
-	if m.Input.Height < 16 || m.Input.Height%16 != 0 || m.Input.Width < 16 || m.Input.Width%16 != 0 {
-		bad("input: height %d and width %d must be positive multiples of 16", m.Input.Height, m.Input.Width)
-	}
-	switch m.Input.ColourOrder {
-	case "rgb", "grey":
-	default:
-		bad("input.colour_order: %q, want \"rgb\" or \"grey\"", m.Input.ColourOrder)
-	}
-	if len(m.Input.Mean) != 3 || len(m.Input.Std) != 3 {
-		bad("input.mean and input.std: need 3 values each, got %d and %d", len(m.Input.Mean), len(m.Input.Std))
-	}
-	for _, s := range m.Input.Std {
-		if s <= 0 {
-			bad("input.std: %v must be positive", s)
-		}
-	}
-	switch m.Align.Method {
-	case AlignNone:
-		if m.Align.Graph != "" {
-			bad("align.graph: set, but align.method is %q", AlignNone)
-		}
-	case AlignECC:
-		bad("align.method: %q is not implemented by this inspectd yet; use a bundle trained with align %q or %q", AlignECC, AlignIMM, AlignNone)
-	case AlignIMM:
-		if m.Align.Graph == "" {
-			bad("align.graph: required for align.method %q", AlignIMM)
-		}
-		if m.Align.Template == "" {
-			bad("align.template: required for align.method %q", m.Align.Method)
-		}
-		if m.Align.Height < 16 || m.Align.Height%16 != 0 || m.Align.Width < 16 || m.Align.Width%16 != 0 {
-			bad("align: height %d and width %d must be positive multiples of 16", m.Align.Height, m.Align.Width)
-		}
-		if m.Align.Channels != 1 && m.Align.Channels != 3 {
-			bad("align.channels: %d, want 1 (grey) or 3 (RGB)", m.Align.Channels)
-		}
-	default:
-		bad("align.method: %q, want %q, %q or %q", m.Align.Method, AlignNone, AlignIMM, AlignECC)
-	}
-	if m.Localize.Graph == "" {
-		bad("localize.graph: required")
-	}
-	if m.Localize.D < 1 || m.Localize.D > 4096 {
-		bad("localize.d: %d, want 1 to 4096", m.Localize.D)
-	}
-	if m.Localize.Centre != "local" && m.Localize.Centre != "global" {
-		bad("localize.centre: %q, want \"local\" or \"global\"", m.Localize.Centre)
-	}
-	if m.Backbone.Fingerprint == "" {
-		bad("backbone.fingerprint: required (identifies the frozen feature extractor)")
-	}
-	for _, t := range []struct {
-		key string
-		v   float64
-	}{{"calibration.image_threshold", m.Calibration.ImageThreshold}, {"calibration.pixel_threshold", m.Calibration.PixelThreshold}} {
-		if !(t.v > 0 && t.v <= 1) || math.IsNaN(t.v) {
-			bad("%s: %v, want a value in (0, 1]", t.key, t.v)
-		}
-	}
-	for name, sum := range m.Files {
-		if !plainName(name) {
-			bad("files: %q is not a plain file name inside the bundle", name)
-		}
-		if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
-			bad("files.%q: %q is not a lower-case hex SHA-256", name, sum)
-		}
-	}
-	for _, ref := range []struct{ key, name string }{
-		{"localize.graph", m.Localize.Graph}, {"align.graph", m.Align.Graph}, {"align.template", m.Align.Template},
-	} {
-		if ref.name == "" {
-			continue
-		}
-		if _, ok := m.Files[ref.name]; !ok {
-			bad("%s: %q has no checksum in [files]", ref.key, ref.name)
-		}
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return nil, invalid(path, "%s", strings.Join(problems, "; "))
-	}
-	return &m, nil
 }
 
 func plainName(name string) bool {
@@ -236,7 +133,7 @@ func readListedFiles(dir string, m *Manifest) (map[string][]byte, error) {
 		p := filepath.Join(dir, n)
 		data, err := os.ReadFile(p)
 		if err != nil {
-			return nil, invalid(p, "listed in the manifest but cannot be read: %v", unwrapPathError(err))
+			return nil, invalidCause(p, err, "listed in the manifest but cannot be read: %v", unwrapPathError(err))
 		}
 		sum := sha256.Sum256(data)
 		if got := hex.EncodeToString(sum[:]); got != m.Files[n] {

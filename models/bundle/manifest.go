@@ -11,7 +11,14 @@
 package bundle
 
 import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
 	"time"
+
+	"github.com/inspectd/inspectd/tomlcheck"
 )
 
 // FormatVersion is the manifest format this package reads and writes.
@@ -161,3 +168,126 @@ func ImageNetMean() []float64 { return []float64{0.485, 0.456, 0.406} }
 // ImageNetStd returns the per-channel RGB standard deviation of ImageNet
 // normalisation.
 func ImageNetStd() []float64 { return []float64{0.229, 0.224, 0.225} }
+
+// manifestError is a manifest that does not decode or whose values are
+// wrong: a *tomlcheck.SyntaxError or tomlcheck.Problems, each problem
+// rendered as "manifest.toml:line: key: message".
+type manifestError struct{ err error }
+
+func (e *manifestError) Error() string {
+	var ps tomlcheck.Problems
+	if errors.As(e.err, &ps) {
+		lines := make([]string, len(ps))
+		for i, p := range ps {
+			lines[i] = p.String()
+		}
+		return "model bundle: " + strings.Join(lines, "; ")
+	}
+	return "model bundle: " + e.err.Error()
+}
+
+func (e *manifestError) Unwrap() error        { return e.err }
+func (e *manifestError) Is(target error) bool { return target == ErrInvalid }
+
+// parseManifest decodes manifest.toml strictly and checks its values,
+// reporting every problem with its key and line.
+func parseManifest(path string, raw []byte) (*Manifest, error) {
+	var m Manifest
+	c, md, err := tomlcheck.Decode(path, raw, &m, "models/bundle/manifest.go (or the bundle was written by a newer inspectd)")
+	if err != nil {
+		return nil, &manifestError{err}
+	}
+	if len(md.Undecoded()) > 0 {
+		// An unknown key means a newer format: its values are not checked.
+		return nil, &manifestError{c.Err()}
+	}
+	if m.FormatVersion != FormatVersion {
+		c.Errorf("format_version", "format_version %d is not supported; this inspectd reads format_version %d", m.FormatVersion, FormatVersion)
+		return nil, &manifestError{c.Err()}
+	}
+	m.check(c)
+	if err := c.Err(); err != nil {
+		return nil, &manifestError{err}
+	}
+	return &m, nil
+}
+
+// check reports every wrong value of m to c.
+func (m *Manifest) check(c *tomlcheck.Checker) {
+	c.Required("product", m.Product, "name the product the model inspects")
+	in := c.In("input")
+	if m.Input.Height < 16 || m.Input.Height%16 != 0 || m.Input.Width < 16 || m.Input.Width%16 != 0 {
+		in.Errorf("height", "height %d and width %d must be positive multiples of 16", m.Input.Height, m.Input.Width)
+	}
+	in.OneOf("colour_order", m.Input.ColourOrder, "rgb", "grey")
+	if len(m.Input.Mean) != 3 || len(m.Input.Std) != 3 {
+		in.Errorf("mean", "input.mean and input.std need 3 values each, got %d and %d", len(m.Input.Mean), len(m.Input.Std))
+	}
+	for _, s := range m.Input.Std {
+		if !(s > 0) || math.IsInf(s, 0) {
+			in.Errorf("std", "%v must be positive and finite", s)
+		}
+	}
+	al := c.In("align")
+	switch m.Align.Method {
+	case AlignNone:
+		if m.Align.Graph != "" {
+			al.Errorf("graph", "set, but align.method is %q", AlignNone)
+		}
+	case AlignECC:
+		al.Errorf("method", "%q is not implemented by this inspectd yet; use a bundle trained with align %q or %q", AlignECC, AlignIMM, AlignNone)
+	case AlignIMM:
+		if m.Align.Graph == "" {
+			al.Errorf("graph", "required for align.method %q", AlignIMM)
+		}
+		if m.Align.Template == "" {
+			al.Errorf("template", "required for align.method %q", m.Align.Method)
+		}
+		if m.Align.Height < 16 || m.Align.Height%16 != 0 || m.Align.Width < 16 || m.Align.Width%16 != 0 {
+			al.Errorf("height", "height %d and width %d must be positive multiples of 16", m.Align.Height, m.Align.Width)
+		}
+		if m.Align.Channels != 1 && m.Align.Channels != 3 {
+			al.Errorf("channels", "%d, want 1 (grey) or 3 (RGB)", m.Align.Channels)
+		}
+	default:
+		al.Errorf("method", "%q, want %q, %q or %q", m.Align.Method, AlignNone, AlignIMM, AlignECC)
+	}
+	loc := c.In("localize")
+	if m.Localize.Graph == "" {
+		loc.Errorf("graph", "required")
+	}
+	loc.IntRange("d", m.Localize.D, 1, 4096, "channels")
+	loc.OneOf("centre", m.Localize.Centre, "local", "global")
+	if m.Backbone.Fingerprint == "" {
+		c.In("backbone").Errorf("fingerprint", "required (identifies the frozen feature extractor)")
+	}
+	cal := c.In("calibration")
+	for _, t := range []struct {
+		key string
+		v   float64
+	}{{"image_threshold", m.Calibration.ImageThreshold}, {"pixel_threshold", m.Calibration.PixelThreshold}} {
+		if !(t.v > 0 && t.v <= 1) {
+			cal.Errorf(t.key, "%v, want a value in (0, 1]", t.v)
+		}
+	}
+	names := make([]string, 0, len(m.Files))
+	for name := range m.Files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !plainName(name) {
+			c.Errorf("files", "%q is not a plain file name inside the bundle", name)
+		}
+		if sum := m.Files[name]; len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+			c.Errorf("files", "%q: %q is not a lower-case hex SHA-256", name, sum)
+		}
+	}
+	for _, ref := range []struct{ key, name string }{
+		{"localize.graph", m.Localize.Graph}, {"align.graph", m.Align.Graph}, {"align.template", m.Align.Template},
+	} {
+		if _, ok := m.Files[ref.name]; ref.name != "" && !ok {
+			c.ProblemAt(ref.key, fmt.Sprintf("%q has no checksum in [files]", ref.name))
+		}
+	}
+}

@@ -98,6 +98,8 @@ type Category struct {
 	Train []Sample
 	// Test holds the test images, good first, then defect types by name.
 	Test []Sample
+	// Notes names anything in the folder that was ignored, for reports.
+	Notes []string
 }
 
 // Defects returns the defect types of the test split (not Good), sorted.
@@ -211,6 +213,17 @@ func OpenCategory(dir string) (*Category, error) {
 		if err != nil {
 			return nil, err
 		}
+		if d == Good {
+			// Good images are defect-free by definition: a mask beside them
+			// (an all-black one from a converted dataset, or a labelling
+			// slip) must not turn their pixels into defects in the pixel
+			// metrics. Ignore it, and say so.
+			if len(mnames) > 0 {
+				c.Notes = append(c.Notes, fmt.Sprintf("ignored %d mask(s) in %s (first: %s): test/good images are defect-free, all their pixels count as normal",
+					len(mnames), filepath.Join(gtDir, Good), mfiles[mnames[0]]))
+			}
+			continue
+		}
 		for _, mn := range mnames {
 			p := filepath.Join(gtDir, d, mfiles[mn])
 			base, ok := strings.CutSuffix(mn, "_mask")
@@ -292,6 +305,16 @@ func checkSameSize(imgPath, maskPath string) error {
 // Open lists every category of a dataset root: each sub-directory of root
 // that has a train directory. It is an error when root has none.
 func Open(root string) ([]*Category, error) {
+	st, err := os.Stat(root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("dataset: %s does not exist, expected a directory of <category>/train/good/ folders: %w", root, fs.ErrNotExist)
+		}
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("dataset: %s is not a directory, expected a directory of <category>/train/good/ folders", root)
+	}
 	dirs, err := subdirs(root)
 	if err != nil {
 		return nil, err

@@ -3,10 +3,12 @@ package dataset
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -356,4 +358,72 @@ func absDiff(a, b uint32) uint32 {
 		return a - b
 	}
 	return b - a
+}
+
+// TestOpenMissingRoot: a dataset root that does not exist is reported as
+// such, not as "holds no category".
+func TestOpenMissingRoot(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nonexistent")
+	_, err := Open(missing)
+	if err == nil || !strings.Contains(err.Error(), missing+" does not exist") || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open(missing) error = %v, want %q and fs.ErrNotExist", err, "does not exist")
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	_ = os.WriteFile(file, []byte("x"), 0o644)
+	if _, err := Open(file); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("Open(file) error = %v", err)
+	}
+}
+
+// TestGoodMasksIgnored: masks under ground_truth/good are ignored with a
+// note naming them; they neither make the category "with masks" nor mark
+// pixels of good images as defects.
+func TestGoodMasksIgnored(t *testing.T) {
+	img := pngBytes(t, 8, 6, 100)
+	full := pngBytes(t, 8, 6, 255)
+	root := tree{"c/train/good/a.png": img, "c/test/good/g.png": img, "c/test/dent/d.png": img,
+		"c/ground_truth/good/g_mask.png": full}.write(t)
+	cat, err := OpenCategory(filepath.Join(root, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cat.HasMasks {
+		t.Error("a mask under ground_truth/good made the category one with masks")
+	}
+	if len(cat.Notes) != 1 || !strings.Contains(cat.Notes[0], "ignored 1 mask(s) in "+filepath.Join(root, "c", "ground_truth", "good")+" (first: g_mask.png)") {
+		t.Errorf("notes = %q", cat.Notes)
+	}
+	if cat.Test[0].MaskPath != "" {
+		t.Errorf("good sample uses mask %s", cat.Test[0].MaskPath)
+	}
+}
+
+// TestLabelMasks: a 0/1 mask (a label mask) marks its 1 pixels as defect;
+// thresholding it at 128 used to empty it silently.
+func TestLabelMasks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		vals  [4]uint8
+		count int
+	}{
+		{"0/255", [4]uint8{0, 255, 255, 0}, 2},
+		{"0/1", [4]uint8{0, 1, 1, 0}, 2},
+		{"class indices", [4]uint8{0, 2, 0, 3}, 2},
+		{"0/255 with anti-aliased edge", [4]uint8{0, 255, 100, 0}, 1},
+		{"empty", [4]uint8{}, 0},
+	} {
+		g := image.NewGray(image.Rect(0, 0, 2, 2))
+		copy(g.Pix, tc.vals[:])
+		if got := MaskFromImage(g).Count(); got != tc.count {
+			t.Errorf("%s: %d defect pixels, want %d", tc.name, got, tc.count)
+		}
+		// The same through a non-Gray image type.
+		rgba := image.NewRGBA(g.Bounds())
+		for i, v := range tc.vals {
+			rgba.Set(i%2, i/2, color.Gray{Y: v})
+		}
+		if got := MaskFromImage(rgba).Count(); got != tc.count {
+			t.Errorf("%s (RGBA): %d defect pixels, want %d", tc.name, got, tc.count)
+		}
+	}
 }

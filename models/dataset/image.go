@@ -129,8 +129,8 @@ func DecodeConfig(path string) (image.Config, error) {
 	return c, nil
 }
 
-// LoadMask decodes a mask image; pixels with grey level >= 128 are defect
-// pixels.
+// LoadMask decodes a mask image; see [MaskFromImage] for which pixels are
+// defect pixels.
 func LoadMask(path string) (*Mask, error) {
 	img, err := LoadImage(path)
 	if err != nil {
@@ -139,23 +139,35 @@ func LoadMask(path string) (*Mask, error) {
 	return MaskFromImage(img), nil
 }
 
-// MaskFromImage thresholds img at grey level 128.
+// MaskFromImage thresholds img: a mask drawn in 0/255 (MVTec) marks
+// defects with grey level >= 128. A mask whose brightest pixel is below
+// 128 is a label mask (0/1, or small class indices): every non-zero pixel
+// is a defect pixel. Thresholding those at 128 would silently empty them.
 func MaskFromImage(img image.Image) *Mask {
 	b := img.Bounds()
 	m := &Mask{W: b.Dx(), H: b.Dy(), Pix: make([]bool, b.Dx()*b.Dy())}
+	grey := make([]uint8, len(m.Pix))
 	if g, ok := img.(*image.Gray); ok {
 		for y := 0; y < m.H; y++ {
-			row := g.Pix[y*g.Stride : y*g.Stride+m.W]
-			for x, v := range row {
-				m.Pix[y*m.W+x] = v >= 128
+			copy(grey[y*m.W:(y+1)*m.W], g.Pix[y*g.Stride:y*g.Stride+m.W])
+		}
+	} else {
+		for y := 0; y < m.H; y++ {
+			for x := 0; x < m.W; x++ {
+				grey[y*m.W+x] = color.GrayModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.Gray).Y
 			}
 		}
-		return m
 	}
-	for y := 0; y < m.H; y++ {
-		for x := 0; x < m.W; x++ {
-			m.Pix[y*m.W+x] = color.GrayModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.Gray).Y >= 128
-		}
+	var top uint8
+	for _, v := range grey {
+		top = max(top, v)
+	}
+	threshold := uint8(128)
+	if top < 128 {
+		threshold = 1
+	}
+	for i, v := range grey {
+		m.Pix[i] = v >= threshold
 	}
 	return m
 }

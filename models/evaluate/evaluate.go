@@ -176,6 +176,7 @@ func Run(ctx context.Context, eng Engine, cats []*dataset.Category, opts Options
 // runCategory evaluates one category.
 func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *preprocess.Heatmap, thr float64, opts Options) (*CategoryReport, error) {
 	cr := &CategoryReport{Name: c.Name, Dir: c.Dir, HasMasks: c.HasMasks, Threshold: thr, heatW: hm.Width, heatH: hm.Height}
+	cr.Notes = append(cr.Notes, c.Notes...)
 	cr.worstGood = worstList{n: opts.Overlays, high: true}
 	cr.worstDefect = worstList{n: opts.Overlays, high: false}
 	var acc *metrics.PixelAccumulator
@@ -189,7 +190,8 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 	prog := newProgress(opts.Progress, c.Name, len(c.Test), opts.now)
 	alignMs := make([]float64, 0, len(c.Test))
 	locMs := make([]float64, 0, len(c.Test))
-	vanished := 0 // defect images whose mask has no pixel at heatmap resolution
+	vanished := 0      // defect images whose mask has no pixel left at heatmap resolution
+	var empty []string // defect images whose mask marks no pixel at all
 	for i := range c.Test {
 		if err := ctx.Err(); err != nil {
 			prog.abort()
@@ -234,7 +236,11 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 				prog.abort()
 				return nil, fmt.Errorf("evaluate: mask of %s: %w", it.s.Path, err)
 			}
-			if mask == nil && it.s.Anomalous() {
+			switch {
+			case !it.s.Anomalous():
+			case it.mask != nil && it.mask.Count() == 0:
+				empty = append(empty, it.s.MaskPath)
+			case mask == nil:
 				vanished++
 			}
 			if err := acc.Add(hm.Values, mask, hm.Width, hm.Height); err != nil {
@@ -252,6 +258,9 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 		prog.update(i + 1)
 	}
 	prog.finish()
+	if len(empty) > 0 {
+		cr.Notes = append(cr.Notes, fmt.Sprintf("%d defect images have an empty mask, which marks no pixel (first: %s); masks mark defects with grey >= 128, or any non-zero value when the brightest pixel is below 128 (0/1 label masks)", len(empty), empty[0]))
+	}
 	if vanished > 0 {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("%d defect images have no defect pixel left after resampling their mask to the %dx%d heatmap (coverage > 0.5)", vanished, hm.Width, hm.Height))
 	}

@@ -668,3 +668,76 @@ func TestRealEngine(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskNotes: a mask under ground_truth/good is ignored (pixel metrics
+// as without it) with a note naming it; an empty mask of a defect image is
+// reported as empty, not blamed on resampling; a 0/1 mask counts its 1
+// pixels as defect, giving the same pixel metrics as the 0/255 mask.
+func TestMaskNotes(t *testing.T) {
+	run := func(t *testing.T, cat *dataset.Category) *CategoryReport {
+		t.Helper()
+		clk := &fakeClock{t: time.Unix(1000, 0)}
+		rep, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45, clock: clk}, []*dataset.Category{cat}, Options{now: clk.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Categories[0]
+	}
+	root := t.TempDir()
+	base := run(t, handCategory(t, root, "hand", true))
+
+	dir := filepath.Join(root, "hand")
+	writeGray(t, filepath.Join(dir, "ground_truth", "good", "000_mask.png"), 8, 8, func(x, y int) uint8 { return 255 })
+	withGood, err := dataset.OpenCategory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := run(t, withGood)
+	if *c.PixelAP != *base.PixelAP || *c.PixelAUROC != *base.PixelAUROC {
+		t.Errorf("a mask under ground_truth/good changed pixel AP %v → %v", *base.PixelAP, *c.PixelAP)
+	}
+	if !strings.Contains(strings.Join(c.Notes, "\n"), "(first: 000_mask.png)") {
+		t.Errorf("notes do not name the ignored mask: %q", c.Notes)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "ground_truth", "good")); err != nil {
+		t.Fatal(err)
+	}
+
+	// 0/1 masks: the same figures as 0/255.
+	for _, d := range []string{"crack", "dent"} {
+		for _, n := range []string{"000", "001"} {
+			p := filepath.Join(dir, "ground_truth", d, n+"_mask.png")
+			m, err := dataset.LoadMask(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeGray(t, p, 8, 8, func(x, y int) uint8 {
+				if m.Pix[y*8+x] {
+					return 1
+				}
+				return 0
+			})
+		}
+	}
+	c = run(t, mustOpen(t, dir))
+	if c.PixelAP == nil || *c.PixelAP != *base.PixelAP {
+		t.Errorf("0/1 masks: pixel AP %v, want %v as with 0/255; notes %q", c.PixelAP, *base.PixelAP, c.Notes)
+	}
+
+	// An empty mask is reported as such.
+	writeGray(t, filepath.Join(dir, "ground_truth", "dent", "001_mask.png"), 8, 8, func(x, y int) uint8 { return 0 })
+	c = run(t, mustOpen(t, dir))
+	notes := strings.Join(c.Notes, "\n")
+	if !strings.Contains(notes, "1 defect images have an empty mask") || !strings.Contains(notes, filepath.Join("dent", "001_mask.png")) || strings.Contains(notes, "resampling") {
+		t.Errorf("notes = %q, want the empty mask named and no resampling blamed", c.Notes)
+	}
+}
+
+func mustOpen(t *testing.T, dir string) *dataset.Category {
+	t.Helper()
+	c, err := dataset.OpenCategory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

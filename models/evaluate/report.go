@@ -7,7 +7,7 @@ import (
 	"math"
 	"sort"
 
-	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/latency"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/metrics"
 	"github.com/inspectd/inspectd/models/preprocess"
@@ -80,10 +80,10 @@ type DefectStats struct {
 }
 
 // Latency summarises the wall times of one stage over a category's images,
-// exactly as `inspectd bench` does (infer.Summarise): the median of an even
+// exactly as `inspectd bench` does (latency.Summarise): the median of an even
 // count is the mean of the two middle values; P99 is the nearest-rank 99th
 // percentile (the ⌈0.99·n⌉-th smallest).
-type Latency = infer.StageTiming
+type Latency = latency.StageTiming
 
 // LatencyReport holds the per-stage latencies.
 type LatencyReport struct {
@@ -93,7 +93,7 @@ type LatencyReport struct {
 
 // latencyOf summarises durations in milliseconds (zero for none).
 func latencyOf(v []float64) Latency {
-	return infer.Summarise(append([]float64(nil), v...))
+	return latency.Summarise(append([]float64(nil), v...))
 }
 
 // ImageResult is the outcome of one test image.

@@ -14,8 +14,8 @@ func TestAffineConventions(t *testing.T) {
 		h, w          int
 	}{{0, 0, 0, 128, 128}, {0.1, -0.2, 0.3, 96, 160}, {-0.5, 0.25, -1.2, 512, 1408}, {0, 0, math.Pi / 2, 64, 64}}
 	for _, tc := range tests {
-		A := AffineMatrix(tc.tx, tc.ty, tc.theta, tc.h, tc.w)
-		P := [2][3]float64(PixelAffine(tc.tx, tc.ty, tc.theta, tc.h, tc.w))
+		A := AffineMatrix(tc.tx, tc.ty, tc.theta, tc.w, tc.h)
+		P := [2][3]float64(PixelAffine(tc.tx, tc.ty, tc.theta, tc.w, tc.h))
 		W, H := float64(tc.w), float64(tc.h)
 		pts := [][2]float64{{0, 0}, {W - 1, 0}, {3, H - 2}, {W / 3, H / 5}}
 		for _, p := range pts {
@@ -38,7 +38,7 @@ func TestAffineConventions(t *testing.T) {
 	}
 	// Identity, and the documented direction: with θ=+90° on a square image the
 	// output's top-left corner (−1,−1) samples the input's top-right corner (1,−1).
-	if id := AffineMatrix(0, 0, 0, 100, 200); id != [2][3]float64{{1, 0, 0}, {0, 1, 0}} {
+	if id := AffineMatrix(0, 0, 0, 200, 100); id != [2][3]float64{{1, 0, 0}, {0, 1, 0}} {
 		t.Fatalf("identity = %v", id)
 	}
 	A := AffineMatrix(0, 0, math.Pi/2, 64, 64)

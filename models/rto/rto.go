@@ -91,14 +91,9 @@ func (o Options) validate() (Options, error) {
 
 // Matrix returns the source-to-destination matrix of a rotation by deg
 // (counter-clockwise on screen) about ((w-1)/2, (h-1)/2) followed by a
-// shift of (tx, ty) pixels.
+// shift of (tx, ty) pixels: [preprocess.RotShift].
 func Matrix(deg, tx, ty float64, w, h int) [2][3]float64 {
-	s, c := math.Sincos(deg * math.Pi / 180)
-	cx, cy := float64(w-1)/2, float64(h-1)/2
-	return [2][3]float64{
-		{c, s, cx - c*cx - s*cy + tx},
-		{-s, c, cy + s*cx - c*cy + ty},
-	}
+	return preprocess.RotShift(deg, tx, ty, w, h)
 }
 
 // TransformFor returns the transform Generate applies to the w×h image at

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -118,8 +119,22 @@ func TestGenerate(t *testing.T) {
 			if math.Abs(rec.RotationDeg) > 30 || math.Abs(rec.ShiftXPx) > 4.8 || math.Abs(rec.ShiftYPx) > 4.0 || rec.Border != BorderConstant {
 				t.Errorf("%s: record %+v out of range", s.Path, rec)
 			}
-			if rec.Matrix != Matrix(rec.RotationDeg, rec.ShiftXPx, rec.ShiftYPx, 48, 40) || rec.Width != 48 || rec.Height != 40 {
-				t.Errorf("%s: matrix %v inconsistent with %+v", s.Path, rec.Matrix, rec)
+			if err := matrixMatchesRecord(rec, 48, 40); err != "" || rec.Width != 48 || rec.Height != 40 {
+				t.Errorf("%s: matrix %v inconsistent with %+v: %s", s.Path, rec.Matrix, rec, err)
+			}
+			// The recorded matrix, applied to the source image, gives the output.
+			srcImg, err := dataset.LoadImage(filepath.Join(src, mustRel(t, d1, s.Path)))
+			if err != nil {
+				if srcImg, err = dataset.LoadImage(filepath.Join(single, mustRel(t, d1, s.Path))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			outImg, err := dataset.LoadImage(s.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if worst, at := warpError(srcImg, outImg, rec.Matrix); worst > 3 {
+				t.Errorf("%s: output differs by %.1f grey levels at %v from the source sampled through the recorded matrix", s.Path, worst, at)
 			}
 			if rec.RotationDeg != 0 {
 				moved++
@@ -332,4 +347,54 @@ func BenchmarkWarpRGB512(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// matrixMatchesRecord checks the record's matrix against its rotation and
+// shift without calling Matrix: the linear part must be the rotation by
+// RotationDeg (counter-clockwise on screen: [cos sin; −sin cos]) and the
+// image centre must land on centre + shift.
+func matrixMatchesRecord(rec Record, w, h int) string {
+	m := rec.Matrix
+	c, s := math.Cos(rec.RotationDeg*math.Pi/180), math.Sin(rec.RotationDeg*math.Pi/180)
+	for _, d := range [][2]float64{{m[0][0], c}, {m[0][1], s}, {m[1][0], -s}, {m[1][1], c}} {
+		if math.Abs(d[0]-d[1]) > 1e-9 {
+			return fmt.Sprintf("linear part is not the rotation by %g°", rec.RotationDeg)
+		}
+	}
+	cx, cy := float64(w-1)/2, float64(h-1)/2
+	x, y := m[0][0]*cx+m[0][1]*cy+m[0][2], m[1][0]*cx+m[1][1]*cy+m[1][2]
+	if math.Abs(x-(cx+rec.ShiftXPx)) > 1e-9 || math.Abs(y-(cy+rec.ShiftYPx)) > 1e-9 {
+		return fmt.Sprintf("centre goes to (%g,%g), want (%g,%g)", x, y, cx+rec.ShiftXPx, cy+rec.ShiftYPx)
+	}
+	return ""
+}
+
+// warpError samples src bilinearly at m⁻¹·(x, y) for every output pixel
+// whose source lies well inside src, and returns the largest grey-level
+// difference from out, and where.
+func warpError(src, out image.Image, m [2][3]float64) (float64, image.Point) {
+	det := m[0][0]*m[1][1] - m[0][1]*m[1][0]
+	grey := func(x, y int) float64 {
+		return float64(color.GrayModel.Convert(src.At(x, y)).(color.Gray).Y)
+	}
+	b := src.Bounds()
+	worst, at := 0.0, image.Point{}
+	for y := range out.Bounds().Dy() {
+		for x := range out.Bounds().Dx() {
+			dx, dy := float64(x)-m[0][2], float64(y)-m[1][2]
+			sx := (m[1][1]*dx - m[0][1]*dy) / det
+			sy := (-m[1][0]*dx + m[0][0]*dy) / det
+			if sx < 1 || sy < 1 || sx > float64(b.Dx()-2) || sy > float64(b.Dy()-2) {
+				continue
+			}
+			x0, y0 := int(math.Floor(sx)), int(math.Floor(sy))
+			fx, fy := sx-float64(x0), sy-float64(y0)
+			want := (1-fy)*((1-fx)*grey(x0, y0)+fx*grey(x0+1, y0)) + fy*((1-fx)*grey(x0, y0+1)+fx*grey(x0+1, y0+1))
+			got := float64(color.GrayModel.Convert(out.At(x, y)).(color.Gray).Y)
+			if d := math.Abs(got - want); d > worst {
+				worst, at = d, image.Pt(x, y)
+			}
+		}
+	}
+	return worst, at
 }

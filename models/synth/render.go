@@ -73,15 +73,9 @@ func (p Pose) Matrix(w, h int) [2][3]float64 {
 
 // RotShiftMatrix returns the matrix of a rotation by deg (counter-clockwise
 // on screen) about the centre ((w-1)/2, (h-1)/2) followed by a shift of
-// (tx, ty) pixels.
+// (tx, ty) pixels: [preprocess.RotShift].
 func RotShiftMatrix(deg, tx, ty float64, w, h int) [2][3]float64 {
-	s, c := math.Sincos(deg * math.Pi / 180)
-	cx, cy := float64(w-1)/2, float64(h-1)/2
-	// dst = R (src - centre) + centre + t, R = [c s; -s c].
-	return [2][3]float64{
-		{c, s, cx - c*cx - s*cy + tx},
-		{-s, c, cy + s*cx - c*cy + ty},
-	}
+	return preprocess.RotShift(deg, tx, ty, w, h)
 }
 
 // RandomPose draws a pose uniformly within ±maxRotDeg and ±maxShiftFrac.

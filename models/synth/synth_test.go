@@ -141,9 +141,37 @@ func TestPoseMatrix(t *testing.T) {
 		t.Errorf("defect centroid at (%.1f,%.1f), matrix predicts (%.1f,%.1f) from (%.1f,%.1f)", x1, y1, px, py, x0, y0)
 	}
 	// Counter-clockwise on screen: a point right of the centre moves up.
-	r := RotShiftMatrix(90, 0, 0, 11, 11)
-	if x, y := r[0][0]*10+r[0][1]*5+r[0][2], r[1][0]*10+r[1][1]*5+r[1][2]; math.Abs(x-5) > 1e-9 || math.Abs(y) > 1e-9 {
-		t.Errorf("rotating (10,5) by 90° about (5,5) gave (%.3f,%.3f), want (5,0)", x, y)
+	// By hand, about (5,5): x' = y, y' = 10 − x, then shifted by (2, −1).
+	r := RotShiftMatrix(90, 2, -1, 11, 11)
+	want := [2][3]float64{{0, 1, 2}, {-1, 0, 9}}
+	for i := range 2 {
+		for j := range 3 {
+			if math.Abs(r[i][j]-want[i][j]) > 1e-12 {
+				t.Fatalf("RotShiftMatrix(90°, (2,−1), 11×11) = %v, want %v", r, want)
+			}
+		}
+	}
+	// Rendering with the 90° pose turns the zero-pose image exactly: on a
+	// square image with an odd side the rotation maps pixel centres onto
+	// pixel centres.
+	const n = 63
+	flat, _ := Render(Plate, n, n, true, Pose{}, Dent, 3)
+	turned, _ := Render(Plate, n, n, true, Pose{RotationDeg: 90}, Dent, 3)
+	fm, tm := flat.Mask, turned.Mask
+	same, total := 0, 0
+	for y := range n {
+		for x := range n {
+			// Source pixel (x, y) goes to (y, n−1−x).
+			if fm.Pix[y*fm.Stride+x] != 0 {
+				total++
+				if tm.Pix[(n-1-x)*tm.Stride+y] != 0 {
+					same++
+				}
+			}
+		}
+	}
+	if total == 0 || float64(same) < 0.9*float64(total) {
+		t.Errorf("90° render: %d of %d defect pixels where the hand-computed rotation puts them", same, total)
 	}
 }
 
@@ -176,7 +204,14 @@ func TestGenerate(t *testing.T) {
 			if math.Abs(rec.RotationDeg) > 25 || math.Abs(rec.ShiftXFrac) > 0.1 || math.Abs(rec.ShiftYFrac) > 0.1 {
 				t.Errorf("%s: pose %+v outside ±25° / ±0.1", rel, rec.Pose)
 			}
-			if rec.Matrix != rec.Pose.Matrix(48, 40) || rec.Width != 48 {
+			// Independently of Pose.Matrix: the linear part is the rotation
+			// [cos sin; −sin cos] and the image centre lands on centre + shift.
+			m := rec.Matrix
+			c, sn := math.Cos(rec.RotationDeg*math.Pi/180), math.Sin(rec.RotationDeg*math.Pi/180)
+			cx, cy := 47.0/2, 39.0/2
+			mx, my := m[0][0]*cx+m[0][1]*cy+m[0][2], m[1][0]*cx+m[1][1]*cy+m[1][2]
+			if math.Abs(m[0][0]-c)+math.Abs(m[0][1]-sn)+math.Abs(m[1][0]+sn)+math.Abs(m[1][1]-c) > 1e-9 ||
+				math.Abs(mx-(cx+rec.ShiftXFrac*48))+math.Abs(my-(cy+rec.ShiftYFrac*40)) > 1e-9 || rec.Width != 48 || rec.Height != 40 {
 				t.Errorf("%s: matrix %v does not match pose %+v", rel, rec.Matrix, rec.Pose)
 			}
 		}

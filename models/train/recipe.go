@@ -4,10 +4,13 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/tomlcheck"
 )
 
 // RecipeVersion is the training recipe format this package reads.
@@ -189,6 +192,33 @@ func ParseRecipe(name string, data []byte) (*Recipe, error) {
 	return &r, nil
 }
 
+// Validate checks a recipe built in code as ParseRecipe checks a file
+// (without line numbers). Run calls it before any work.
+func (r *Recipe) Validate() error {
+	name := r.file
+	if name == "" {
+		name = "recipe"
+	}
+	c := tomlcheck.NewChecker(name, nil)
+	r.validate(c)
+	return c.Err()
+}
+
+// openRange checks lo < val < hi for keys whose bounds the trainer
+// excludes; NaN and ±Inf fail.
+func openRange(c *config.Checker, name string, val, lo, hi float64, hint string) {
+	if !(val > lo && val < hi) {
+		c.Errorf(name, "%s is out of range; allowed above %s and below %s%s", fmtG(val), fmtG(lo), fmtG(hi), hint)
+	}
+}
+
+func fmtG(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// validate checks every value the trainer requires, so that a recipe that
+// passes never fails (or trains silently wrong) after hours of work. The
+// trainers' own checks (alm.Config.Validate, imm.Config.Validate) must
+// accept every recipe that passes here; TestRecipeBoundsMatchTrainers
+// keeps the two in step.
 func (r *Recipe) validate(c *config.Checker) {
 	c.Required("product", r.Product, "name the product, e.g. \"bottle\"")
 	c.IntRange("threads", r.Threads, 1, 256, "")
@@ -224,6 +254,9 @@ func (r *Recipe) validate(c *config.Checker) {
 	al.IntRange("steps", r.Align.Steps, 1, 1_000_000, "")
 	al.IntRange("batch", r.Align.Batch, 1, 1024, "images")
 	al.FloatRange("learning_rate", r.Align.LearningRate, 1e-6, 1, "")
+	if r.Align.LearningRate == 1 {
+		al.Errorf("learning_rate", "1 is out of range; allowed 1e-06 to below 1")
+	}
 	al.FloatRange("max_rotation_deg", r.Align.MaxRotationDeg, 0, 180, "degrees")
 	al.FloatRange("max_shift_frac", r.Align.MaxShiftFrac, 0, 0.5, "of the image size")
 
@@ -236,9 +269,18 @@ func (r *Recipe) validate(c *config.Checker) {
 	alm.FloatRange("learning_rate", r.ALM.LearningRate, 1e-6, 1, "")
 	alm.IntRange("locations_per_step", r.ALM.LocationsPerStep, 64, 1<<20, "")
 	alm.FloatRange("blur_sigma", r.ALM.BlurSigma, 0.5, 16, "pixels")
+	if rad := int(math.Ceil(3 * r.ALM.BlurSigma)); r.ALM.BlurSigma >= 0.5 && r.ALM.BlurSigma <= 16 &&
+		(rad >= r.Input.Height || rad >= r.Input.Width) {
+		alm.Errorf("blur_sigma", "%s: the blur radius ⌈3σ⌉ = %d px must be smaller than the input (%d×%d); lower blur_sigma or enlarge input.height/width",
+			fmtG(r.ALM.BlurSigma), rad, r.Input.Width, r.Input.Height)
+	}
 
 	dgm := c.In("dgm")
-	dgm.FloatRange("fraction", r.DGM.Fraction, 0, 1, "")
+	if r.DGM.Enabled {
+		openRange(dgm, "fraction", r.DGM.Fraction, 0, 1, " while dgm.enabled = true (set dgm.enabled = false to train without synthetic defects)")
+	} else {
+		dgm.FloatRange("fraction", r.DGM.Fraction, 0, 1, "")
+	}
 	dgm.IntRange("pool_size", r.DGM.PoolSize, 1, 100_000, "images")
 	dgm.IntRange("refresh_epochs", r.DGM.RefreshEpochs, 1, 100_000, "epochs")
 	for _, s := range r.DGM.Shapes {

@@ -5,6 +5,7 @@ package train
 import (
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -61,5 +62,67 @@ func TestInvalidRecipes(t *testing.T) {
 				t.Errorf("--- got\n%s--- want\n%s", got, want)
 			}
 		})
+	}
+}
+
+// TestRecipeBoundsMatchTrainers: every recipe that passes the recipe check
+// is accepted by the IMM and ALM trainers, so nothing the trainers require
+// fails after the data is loaded. Each case sets one key to the edge of
+// its allowed range.
+func TestRecipeBoundsMatchTrainers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(r *Recipe)
+	}{
+		{"defaults", func(*Recipe) {}},
+		{"align lr low", func(r *Recipe) { r.Align.LearningRate = 1e-6 }},
+		{"align lr just below 1", func(r *Recipe) { r.Align.LearningRate = 0.999 }},
+		{"no motion", func(r *Recipe) { r.Align.MaxRotationDeg, r.Align.MaxShiftFrac = 0, 0 }},
+		{"max motion", func(r *Recipe) { r.Align.MaxRotationDeg, r.Align.MaxShiftFrac = 180, 0.5 }},
+		{"alm lr 1", func(r *Recipe) { r.ALM.LearningRate = 1 }},
+		{"d max", func(r *Recipe) { r.ALM.D = 448 }},
+		{"d max random", func(r *Recipe) { r.ALM.D, r.ALM.Reduction = 448, "random_orthogonal" }},
+		{"dgm fraction small", func(r *Recipe) { r.DGM.Fraction = 1e-3 }},
+		{"dgm fraction large", func(r *Recipe) { r.DGM.Fraction = 0.999 }},
+		{"dgm off fraction 0", func(r *Recipe) { r.DGM.Enabled, r.DGM.Fraction = false, 0 }},
+		{"delta 1", func(r *Recipe) { r.DGM.Delta = 1 }},
+		{"one shape one mode", func(r *Recipe) { r.DGM.Shapes, r.DGM.Modes = []string{"blob"}, []string{"texture"} }},
+		{"small input big blur", func(r *Recipe) { r.Input.Height, r.Input.Width, r.ALM.BlurSigma = 32, 32, 10 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := DefaultRecipe()
+			tc.set(&r)
+			if err := r.Validate(); err != nil {
+				t.Fatalf("recipe check refuses the edge value: %v", err)
+			}
+			if err := immConfig(&r).Validate(); err != nil {
+				t.Errorf("recipe passes but the IMM trainer refuses it: %v", err)
+			}
+			if err := almConfig(&r).Validate(); err != nil {
+				t.Errorf("recipe passes but the ALM trainer refuses it: %v", err)
+			}
+		})
+	}
+	// And the other way: values the trainers refuse fail the recipe check
+	// with the key's name.
+	for _, tc := range []struct {
+		set  func(r *Recipe)
+		want string
+	}{
+		{func(r *Recipe) { r.DGM.Fraction = 0 }, "dgm.fraction: 0 is out of range"},
+		{func(r *Recipe) { r.DGM.Fraction = 1 }, "dgm.fraction: 1 is out of range"},
+		{func(r *Recipe) { r.Align.LearningRate = 1 }, "align.learning_rate: 1 is out of range"},
+		{func(r *Recipe) { r.ALM.LearningRate = math.NaN() }, "alm.learning_rate: NaN is not a finite number"},
+		{func(r *Recipe) { r.HoldoutFraction = math.NaN() }, "holdout_fraction: NaN is not a finite number"},
+		{func(r *Recipe) { r.Calibration.ImageQuantile = math.NaN() }, "calibration.image_quantile: NaN"},
+		{func(r *Recipe) { r.Calibration.ImageMargin = math.NaN() }, "calibration.image_margin: NaN"},
+		{func(r *Recipe) { r.Input.Height, r.ALM.BlurSigma = 32, 11 }, "alm.blur_sigma: 11: the blur radius ⌈3σ⌉ = 33 px"},
+	} {
+		r := DefaultRecipe()
+		tc.set(&r)
+		err := r.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("Validate() = %v, want %q", err, tc.want)
+		}
 	}
 }

@@ -5,13 +5,20 @@ package train
 import (
 	"context"
 	"errors"
+	"image"
+	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/backend"
+	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/synth"
 )
 
@@ -37,6 +44,22 @@ func synthGood(t *testing.T) (goodDir, category string) {
 	return filepath.Join(root, "plate", "train", "good"), filepath.Join(root, "plate")
 }
 
+// testBackend opens ONNX Runtime (or skips the test) and hands it in as
+// cmd/inspectd does: the package itself links no cgo.
+func testBackend(t testing.TB) backend.Backend {
+	t.Helper()
+	lib, err := infer.DefaultLibraryPath()
+	if err != nil {
+		t.Skipf("no ONNX Runtime: %v", err)
+	}
+	rt, err := infer.OpenRuntime(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return infer.NewBackend(rt)
+}
+
 func backbonePath(t *testing.T) string {
 	t.Helper()
 	p, err := backbone.Locate()
@@ -51,7 +74,7 @@ func TestRunWritesVerifiedBundle(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bundle")
 	var progress strings.Builder
 	res, err := Run(context.Background(), Options{GoodDir: good, Backbone: backbonePath(t), Out: out,
-		Recipe: tinyRecipe(), Defects: category, Progress: &progress})
+		Recipe: tinyRecipe(), Defects: category, Backend: testBackend(t), Progress: &progress})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
 	}
@@ -92,7 +115,7 @@ func TestRunWritesVerifiedBundle(t *testing.T) {
 
 	// Deterministic: the same seed gives the same graphs.
 	out2 := filepath.Join(t.TempDir(), "bundle")
-	if _, err := Run(context.Background(), Options{GoodDir: good, Backbone: backbonePath(t), Out: out2, Recipe: tinyRecipe()}); err != nil {
+	if _, err := Run(context.Background(), Options{GoodDir: good, Backbone: backbonePath(t), Out: out2, Recipe: tinyRecipe(), Backend: testBackend(t)}); err != nil {
 		t.Fatal(err)
 	}
 	b2, err := bundle.Load(out2)
@@ -111,7 +134,7 @@ func TestRunCancelledLeavesNoBundle(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bundle")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := Run(ctx, Options{GoodDir: good, Backbone: backbonePath(t), Out: out, Recipe: tinyRecipe()})
+	_, err := Run(ctx, Options{GoodDir: good, Backbone: backbonePath(t), Out: out, Recipe: tinyRecipe(), Backend: fakeBackend{}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -138,6 +161,26 @@ func TestRunInputErrors(t *testing.T) {
 	badTemplate.Align.Template = "nope.png"
 	roi := tinyRecipe()
 	roi.Input.ROI = RecipeROI{X: 40, Y: 40, Width: 64, Height: 64}
+	// One image of another size among the good ones: refused, naming it.
+	mixed := t.TempDir()
+	for _, n := range []string{"000.png", "001.png", "002.png", "003.png"} {
+		data, err := os.ReadFile(filepath.Join(good, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mixed, n), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePNG(t, filepath.Join(mixed, "tiny.png"), image.NewGray(image.Rect(0, 0, 1, 1)))
+	notPTH := filepath.Join(empty, "x.toml")
+	if err := os.WriteFile(notPTH, []byte("recipe_version = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badFraction := tinyRecipe()
+	badFraction.DGM.Fraction = 1
+	nanMargin := tinyRecipe()
+	nanMargin.Calibration.ImageMargin = math.NaN()
 	for _, tc := range []struct {
 		name string
 		opts Options
@@ -148,16 +191,136 @@ func TestRunInputErrors(t *testing.T) {
 		{"too few", Options{GoodDir: few, Recipe: tinyRecipe()}, "has 2 good images; need at least 3"},
 		{"roi outside", Options{GoodDir: good, Recipe: roi}, "input.roi"},
 		{"bad backbone", Options{GoodDir: good, Backbone: filepath.Join(empty, "w.pth"), Recipe: tinyRecipe()}, "backbone"},
+		{"backbone neither npy nor pth", Options{GoodDir: good, Backbone: notPTH, Recipe: tinyRecipe()},
+			"x.toml is neither a directory of .npy files nor a torchvision resnet18 .pth"},
+		{"mixed sizes", Options{GoodDir: mixed, Recipe: tinyRecipe()}, "1 of 5 good images differ in size from the others (64x64): tiny.png is 1x1"},
+		// Recipes built in code are checked like files, before any data is read.
+		{"dgm fraction 1", Options{GoodDir: filepath.Join(empty, "x"), Recipe: badFraction}, "dgm.fraction: 1 is out of range; allowed above 0 and below 1"},
+		{"NaN margin", Options{GoodDir: filepath.Join(empty, "x"), Recipe: nanMargin}, "calibration.image_margin: NaN is not a finite number"},
+		{"no backend", Options{GoodDir: good, Recipe: tinyRecipe(), Backend: nilBackend}, "no inference backend"},
 		{"unknown template", Options{GoodDir: good, Backbone: backbonePath(t), Recipe: badTemplate}, `align.template "nope.png"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Out = filepath.Join(t.TempDir(), "b")
+			if tc.opts.Backend == nil {
+				tc.opts.Backend = fakeBackend{}
+			} else if tc.opts.Backend == nilBackend {
+				tc.opts.Backend = nil
+			}
 			_, err := Run(context.Background(), tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 			if _, statErr := os.Stat(tc.opts.Out); statErr == nil {
 				t.Error("a failed run left a bundle")
+			}
+		})
+	}
+}
+
+func writePNG(t *testing.T, path string, img image.Image) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nilBackend marks a test case that passes no backend at all.
+var nilBackend backend.Backend = fakeBackend{name: "nil"}
+
+// fakeBackend serves fakeSessions; it opens no engine. It lets the
+// training steps be tested without ONNX Runtime.
+type fakeBackend struct {
+	name    string
+	session *fakeSession
+}
+
+func (b fakeBackend) NewSession([]byte, int) (backend.Session, error) {
+	if b.session == nil {
+		return nil, errors.New("fake backend: no session")
+	}
+	return b.session, nil
+}
+
+func (fakeBackend) NewEngine(*bundle.Bundle, int) (inspection.Engine, error) {
+	return nil, errors.New("fake backend: no engine")
+}
+
+// fakeSession has the align graph's tensors; Run writes out into the
+// transform output. missing names a tensor it does not have.
+type fakeSession struct {
+	tensors map[string][]float32
+	out     [3]float32
+	missing string
+	closed  bool
+}
+
+func newFakeAlignSession(size int, out [3]float32) *fakeSession {
+	return &fakeSession{out: out, tensors: map[string][]float32{
+		bundle.InputImage: make([]float32, size*size), bundle.InputTemplate: make([]float32, size*size),
+		bundle.OutputTransform: make([]float32, 3),
+	}}
+}
+
+func (s *fakeSession) tensor(name string) ([]float32, error) {
+	if t, ok := s.tensors[name]; ok && name != s.missing {
+		return t, nil
+	}
+	return nil, errors.New("fake session: no tensor " + name)
+}
+func (s *fakeSession) Input(name string) ([]float32, error)  { return s.tensor(name) }
+func (s *fakeSession) Output(name string) ([]float32, error) { return s.tensor(name) }
+func (s *fakeSession) Run() error {
+	copy(s.tensors[bundle.OutputTransform], s.out[:])
+	return nil
+}
+func (s *fakeSession) Close() error { s.closed = true; return nil }
+
+// TestAlignImagesChecks: training's align loop refuses what the daemon's
+// engine refuses (a NaN transform) and reports a graph without the
+// expected tensors instead of ignoring the lookup error.
+func TestAlignImagesChecks(t *testing.T) {
+	const size = 16
+	spec := preprocess.Spec{Width: size, Height: size, Channels: 1}
+	images := []goodImage{{"a.png", image.NewGray(image.Rect(0, 0, 40, 40))}, {"b.png", image.NewGray(image.Rect(0, 0, 40, 40))}}
+	tpl := make([]float32, size*size)
+	nan := float32(math.NaN())
+	inf := float32(math.Inf(1))
+	for _, tc := range []struct {
+		name    string
+		out     [3]float32
+		missing string
+		want    string
+	}{
+		{"finite", [3]float32{0.1, -0.1, 0.05}, "", ""},
+		{"NaN", [3]float32{nan, 0, 0}, "", "train: align a.png: the regressor returned [NaN 0 0]"},
+		{"Inf", [3]float32{0, 0, inf}, "", "the regressor returned [0 0 +Inf]"},
+		{"no template input", [3]float32{}, bundle.InputTemplate, "train: align graph: fake session: no tensor template"},
+		{"no transform output", [3]float32{}, bundle.OutputTransform, "no tensor transform"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := newFakeAlignSession(size, tc.out)
+			sess.missing = tc.missing
+			got := map[string]preprocess.Transform{}
+			err := alignImages(fakeBackend{session: sess}, nil, tpl, spec, images, got)
+			if !sess.closed {
+				t.Error("session not closed")
+			}
+			if tc.want == "" {
+				if err != nil || len(got) != 2 || got["b.png"].Theta != float64(float32(0.05)) {
+					t.Fatalf("err %v, transforms %v", err, got)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
 	}

@@ -9,7 +9,7 @@
 // Pipeline ([Train]):
 //
 //  1. F_Mixed of every good training image is computed once through a
-//     [Features] implementation (normally [ORTFeatures]: the netdef backbone
+//     [Features] implementation (normally [BackboneFeatures]: the netdef backbone
 //     graph under ONNX Runtime) and cached location-major.
 //  2. A fixed affine reduction R(x) = P·(x − μ) to D channels is built
 //     (P a random orthogonal D×448 matrix or the top-D PCA directions; μ the

@@ -5,7 +5,7 @@ package alm
 import (
 	"fmt"
 
-	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/backend"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/netdef"
 )
@@ -21,24 +21,26 @@ type Features interface {
 	Mixed(image []float32) ([]float32, error)
 }
 
-// ORTFeatures computes F_Mixed with netdef.BackboneGraph under ONNX Runtime.
-// Like its Session, it must be used by one goroutine at a time.
-type ORTFeatures struct {
-	sess     *infer.Session
+// BackboneFeatures computes F_Mixed by running netdef.BackboneGraph on a
+// [backend.Backend] (ONNX Runtime through infer.NewBackend). Like its
+// Session, it must be used by one goroutine at a time.
+type BackboneFeatures struct {
+	sess     backend.Session
 	in, out  []float32
 	height   int
 	width    int
 	mixedLen int
 }
 
-// NewORTFeatures compiles the backbone graph for h×w inputs (multiples of
-// 16) with the given backbone weights and intra-op thread count.
-func NewORTFeatures(rt *infer.Runtime, bb *backbone.Weights, h, w, threads int) (*ORTFeatures, error) {
+// NewBackboneFeatures compiles the backbone graph for h×w inputs
+// (multiples of 16) with the given backbone weights and intra-op thread
+// count.
+func NewBackboneFeatures(be backend.Backend, bb *backbone.Weights, h, w, threads int) (*BackboneFeatures, error) {
 	model, err := netdef.BackboneGraph(bb, h, w)
 	if err != nil {
 		return nil, fmt.Errorf("alm features: %w", err)
 	}
-	sess, err := rt.NewSession(model, infer.SessionOptions{IntraOpThreads: threads})
+	sess, err := be.NewSession(model, threads)
 	if err != nil {
 		return nil, fmt.Errorf("alm features: %w", err)
 	}
@@ -47,7 +49,7 @@ func NewORTFeatures(rt *infer.Runtime, bb *backbone.Weights, h, w, threads int) 
 		var out []float32
 		out, err = sess.Output("mixed")
 		if err == nil {
-			return &ORTFeatures{sess: sess, in: in, out: out, height: h, width: w, mixedLen: len(out)}, nil
+			return &BackboneFeatures{sess: sess, in: in, out: out, height: h, width: w, mixedLen: len(out)}, nil
 		}
 	}
 	sess.Close()
@@ -55,7 +57,7 @@ func NewORTFeatures(rt *infer.Runtime, bb *backbone.Weights, h, w, threads int) 
 }
 
 // Mixed implements [Features].
-func (f *ORTFeatures) Mixed(image []float32) ([]float32, error) {
+func (f *BackboneFeatures) Mixed(image []float32) ([]float32, error) {
 	if len(image) != len(f.in) {
 		return nil, fmt.Errorf("alm features: image has %d values, want 3·%d·%d = %d", len(image), f.height, f.width, len(f.in))
 	}
@@ -68,8 +70,8 @@ func (f *ORTFeatures) Mixed(image []float32) ([]float32, error) {
 	return out, nil
 }
 
-// Close releases the ONNX Runtime session.
-func (f *ORTFeatures) Close() error {
+// Close releases the session.
+func (f *BackboneFeatures) Close() error {
 	if err := f.sess.Close(); err != nil {
 		return fmt.Errorf("alm features: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/backend"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/synth"
@@ -26,8 +27,9 @@ func testBackbone(t testing.TB) *backbone.Weights {
 	return backbone.Random(1)
 }
 
-// testRuntime opens ONNX Runtime or skips the test.
-func testRuntime(t testing.TB) *infer.Runtime {
+// testBackend opens ONNX Runtime or skips the test: the native backend is
+// passed in as cmd/inspectd does; the package itself links no cgo.
+func testBackend(t testing.TB) backend.Backend {
 	t.Helper()
 	lib, err := infer.DefaultLibraryPath()
 	if err != nil {
@@ -38,13 +40,13 @@ func testRuntime(t testing.TB) *infer.Runtime {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
-	return rt
+	return infer.NewBackend(rt)
 }
 
-// testFeatures returns ORTFeatures for h×w images.
-func testFeatures(t testing.TB, bb *backbone.Weights, h, w int) *ORTFeatures {
+// testFeatures returns BackboneFeatures for h×w images.
+func testFeatures(t testing.TB, bb *backbone.Weights, h, w int) *BackboneFeatures {
 	t.Helper()
-	fe, err := NewORTFeatures(testRuntime(t), bb, h, w, 2)
+	fe, err := NewBackboneFeatures(testBackend(t), bb, h, w, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

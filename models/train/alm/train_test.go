@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/metrics"
 	"github.com/inspectd/inspectd/models/netdef"
@@ -26,7 +25,7 @@ const testSize = 64
 // fixture is a small synthetic data set with its feature extractor.
 type fixture struct {
 	bb        *backbone.Weights
-	fe        *ORTFeatures
+	fe        *BackboneFeatures
 	train     [][]float32
 	good, bad [][]float32 // held-out test images
 }
@@ -191,14 +190,17 @@ func TestTrain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sess, err := testRuntime(t).NewSession(model, infer.SessionOptions{IntraOpThreads: 2})
+		sess, err := testBackend(t).NewSession(model, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer sess.Close()
-		in, _ := sess.Input("image")
-		heat, _ := sess.Output("heatmap")
-		score, _ := sess.Output("score")
+		in, err1 := sess.Input("image")
+		heat, err2 := sess.Output("heatmap")
+		score, err3 := sess.Output("score")
+		if err := errors.Join(err1, err2, err3); err != nil {
+			t.Fatal(err)
+		}
 		for i, img := range [][]float32{f.good[0], f.bad[0], f.bad[7]} {
 			copy(in, img)
 			if err := sess.Run(); err != nil {

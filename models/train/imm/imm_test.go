@@ -80,7 +80,7 @@ func poseError(pred [3]float64, img, tpl synth.Pose, w, h int) (deg, shift float
 		panic(err) // a pose matrix is a rotation: never singular
 	}
 	truth := compose(img.Matrix(w, h), [2][3]float64(tplInv))
-	got := preprocess.PixelAffine(pred[0], pred[1], pred[2], h, w)
+	got := preprocess.PixelAffine(pred[0], pred[1], pred[2], w, h)
 	a := math.Atan2(got[1][0], got[0][0]) - math.Atan2(truth[1][0], truth[0][0])
 	a = math.Remainder(a, 2*math.Pi)
 	cx, cy := float64(w-1)/2, float64(h-1)/2
@@ -124,7 +124,7 @@ func medianErrors(t testing.TB, m *Model, s posedSet) (deg, shift float64) {
 }
 
 // TestWarpMatchesPreprocess checks the GoMLX spatial transformer against the
-// daemon's warp (preprocess.Fill with netdef.PixelAffine) on a non-square
+// daemon's warp (preprocess.Fill with preprocess.PixelAffine) on a non-square
 // image: interior pixels must agree within 1e-4. Borders use the same
 // replicate rule, so they are compared too (reported, looser bound).
 func TestWarpMatchesPreprocess(t *testing.T) {
@@ -156,7 +156,7 @@ func TestWarpMatchesPreprocess(t *testing.T) {
 	got := tensors.MustCopyFlatData[float32](res[0])
 	n := 3 * w * h
 	for i, p := range poses {
-		a := preprocess.PixelAffine(p[0], p[1], p[2], h, w)
+		a := preprocess.PixelAffine(p[0], p[1], p[2], w, h)
 		want := make([]float32, n)
 		if err := preprocess.Fill(want, sm.Image, preprocess.Spec{Width: w, Height: h, Channels: 3, Warp: &a}); err != nil {
 			t.Fatal(err)
@@ -197,7 +197,7 @@ func TestInversePose(t *testing.T) {
 		h, w int
 	}{{[3]float64{0.1, -0.2, 0.4}, 64, 64}, {[3]float64{-0.3, 0.05, -1}, 48, 112}} {
 		inv := InversePose(c.p[0], c.p[1], c.p[2], c.h, c.w)
-		m := compose(preprocess.PixelAffine(c.p[0], c.p[1], c.p[2], c.h, c.w), preprocess.PixelAffine(inv[0], inv[1], inv[2], c.h, c.w))
+		m := compose(preprocess.PixelAffine(c.p[0], c.p[1], c.p[2], c.w, c.h), preprocess.PixelAffine(inv[0], inv[1], inv[2], c.w, c.h))
 		id := [2][3]float64{{1, 0, 0}, {0, 1, 0}}
 		for i := range 2 {
 			for j := range 3 {

@@ -17,6 +17,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/inspectd/inspectd/models/netdef"
+	"github.com/inspectd/inspectd/models/preprocess"
 )
 
 // Model is a trained IMM regressor.
@@ -138,6 +139,60 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	pool, err := imagePool(cfg, template, images)
+	if err != nil {
+		return nil, err
+	}
+	sc := newSchedule(cfg, len(pool))
+	backend, err := gobackend.New("")
+	if err != nil {
+		return nil, fmt.Errorf("imm train: go backend: %w", err)
+	}
+	exec, err := graph.NewExec(backend, trainStep)
+	if err != nil {
+		return nil, fmt.Errorf("imm train: %w", err)
+	}
+	defer exec.Finalize()
+
+	C, H, W := cfg.Channels, cfg.Height, cfg.Width
+	w0 := netdef.NewAlignWeights(cfg.Seed, C)
+	st := &trainState{
+		cfg: cfg, sc: sc, pool: pool, exec: exec,
+		params: weightTensors(w0), m1: zerosLike(w0), m2: zerosLike(w0),
+		tpl: tensors.FromFlatDataAndDimensions(append([]float32(nil), template...), 1, C, H, W),
+		rng: rand.New(rand.NewPCG(cfg.Seed, 0x1a11)),
+		b:   newBatch(cfg.Batch, C*H*W),
+	}
+	model := &Model{Channels: C, Height: H, Width: W, Template: append([]float32(nil), template...), backend: backend}
+	rep := &reporter{progress: progress, sc: sc, batch: cfg.Batch, start: time.Now()}
+	for s := range sc.steps {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("imm train: step %d of %d: %w", s, sc.steps, err)
+		}
+		wAux := sc.auxWeight(s)
+		st.fillBatch(wAux)
+		lreg, laux, err := st.step(s, wAux)
+		if err != nil {
+			return nil, fmt.Errorf("imm train: step %d: %w", s, err)
+		}
+		if math.IsNaN(lreg) || math.IsInf(lreg, 0) {
+			return nil, fmt.Errorf("imm train: step %d: loss is %g (lower LearningRate)", s, lreg)
+		}
+		if loss, done := rep.add(s, lreg, laux, wAux); done {
+			model.Losses = append(model.Losses, loss)
+		}
+	}
+	w, err := weightsFromTensors(st.params, C)
+	if err != nil {
+		return nil, fmt.Errorf("imm train: %w", err)
+	}
+	model.Weights = w
+	return model, nil
+}
+
+// imagePool checks the sizes of the template and images and returns them
+// as one pool, the template first (index 0).
+func imagePool(cfg Config, template []float32, images [][]float32) ([][]float32, error) {
 	C, H, W := cfg.Channels, cfg.Height, cfg.Width
 	n := C * H * W
 	if len(template) != n {
@@ -151,133 +206,156 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 		}
 		pool = append(pool, im)
 	}
-	B := cfg.Batch
-	stepsPerEpoch := (len(pool) + B - 1) / B
-	steps := cfg.Steps
+	return pool, nil
+}
+
+// schedule is the length of training and the auxiliary term's decay.
+type schedule struct {
+	steps, stepsPerEpoch, epochs, auxSteps int
+	auxW                                   float64
+}
+
+func newSchedule(cfg Config, poolSize int) schedule {
+	sc := schedule{stepsPerEpoch: (poolSize + cfg.Batch - 1) / cfg.Batch, steps: cfg.Steps, auxSteps: cfg.AuxSteps, auxW: max(cfg.AuxWeight, 0)}
 	if cfg.Epochs > 0 {
-		steps = cfg.Epochs * stepsPerEpoch
+		sc.steps = cfg.Epochs * sc.stepsPerEpoch
 	}
-	epochs := (steps + stepsPerEpoch - 1) / stepsPerEpoch
-	auxSteps := cfg.AuxSteps
-	if auxSteps == 0 {
-		auxSteps = steps / 2
+	sc.epochs = (sc.steps + sc.stepsPerEpoch - 1) / sc.stepsPerEpoch
+	if sc.auxSteps == 0 {
+		sc.auxSteps = sc.steps / 2
 	}
-	auxW := cfg.AuxWeight
-	if auxW < 0 {
-		auxW = 0
-	}
+	return sc
+}
 
-	backend, err := gobackend.New("")
-	if err != nil {
-		return nil, fmt.Errorf("imm train: go backend: %w", err)
+// auxWeight is the auxiliary term's weight at step s: a linear decay to 0
+// at auxSteps.
+func (sc schedule) auxWeight(s int) float64 {
+	if s >= sc.auxSteps {
+		return 0
 	}
-	step, err := graph.NewExec(backend, trainStep)
-	if err != nil {
-		return nil, fmt.Errorf("imm train: %w", err)
-	}
-	defer step.Finalize()
+	return sc.auxW * (1 - float64(s)/float64(sc.auxSteps))
+}
 
-	w0 := netdef.NewAlignWeights(cfg.Seed, C)
-	params := weightTensors(w0)
-	m1, m2 := zerosLike(w0), zerosLike(w0)
-	tplT := tensors.FromFlatDataAndDimensions(append([]float32(nil), template...), 1, C, H, W)
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x1a11))
+// batch is the host-side data of one step.
+type batch struct {
+	src, aug, target, mask []float32
+}
 
-	model := &Model{Channels: C, Height: H, Width: W, Template: append([]float32(nil), template...), backend: backend}
-	src := make([]float32, B*n)
-	aug := make([]float32, B*3)
-	target := make([]float32, B*3)
-	mask := make([]float32, B)
-	start := time.Now()
-	var lastPrint time.Time
-	var epochReg, epochAux float64
-	epochSteps := 0
-	for s := range steps {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("imm train: step %d of %d: %w", s, steps, err)
+func newBatch(b, n int) *batch {
+	return &batch{src: make([]float32, b*n), aug: make([]float32, b*3), target: make([]float32, b*3), mask: make([]float32, b)}
+}
+
+// trainState is the parameters, Adam moments and data of a training run.
+type trainState struct {
+	cfg    Config
+	sc     schedule
+	pool   [][]float32
+	exec   *graph.Exec
+	params []*tensors.Tensor
+	m1, m2 []*tensors.Tensor
+	tpl    *tensors.Tensor
+	rng    *rand.Rand
+	b      *batch
+}
+
+// fillBatch draws cfg.Batch images with random poses; while the auxiliary
+// term is active, a quarter of them are copies of the template, with the
+// inverse of their pose as the target.
+func (st *trainState) fillBatch(wAux float64) {
+	cfg, b := st.cfg, st.b
+	n := cfg.Channels * cfg.Height * cfg.Width
+	nTpl := 0
+	if wAux > 0 {
+		nTpl = max(1, cfg.Batch/4)
+	}
+	for i := range cfg.Batch {
+		k := 0
+		if i >= nTpl {
+			k = st.rng.IntN(len(st.pool))
 		}
-		// Auxiliary weight: linear decay to 0 at auxSteps.
-		wAux := 0.0
-		if s < auxSteps {
-			wAux = auxW * (1 - float64(s)/float64(auxSteps))
+		copy(b.src[i*n:(i+1)*n], st.pool[k])
+		var p [3]float64
+		if !cfg.NoAugment {
+			p = randomPose(st.rng, cfg.MaxRotationDeg, cfg.MaxShiftFrac)
 		}
-		nTpl := 0
-		if wAux > 0 {
-			nTpl = max(1, B/4)
-		}
-		for b := range B {
-			k := 0
-			if b >= nTpl {
-				k = rng.IntN(len(pool))
-			}
-			copy(src[b*n:(b+1)*n], pool[k])
-			var p [3]float64
-			if !cfg.NoAugment {
-				p = randomPose(rng, cfg.MaxRotationDeg, cfg.MaxShiftFrac)
-			}
-			aug[3*b], aug[3*b+1], aug[3*b+2] = float32(p[0]), float32(p[1]), float32(p[2])
-			mask[b] = 0
-			if k == 0 {
-				t := InversePose(p[0], p[1], p[2], H, W)
-				target[3*b], target[3*b+1], target[3*b+2] = float32(t[0]), float32(t[1]), float32(t[2])
-				mask[b] = 1
-			}
-		}
-		t := float64(s + 1)
-		lrT := learningRate(cfg.LearningRate, s, steps) * math.Sqrt(1-math.Pow(adamBeta2, t)) / (1 - math.Pow(adamBeta1, t))
-		args := make([]any, 0, 3*numParams+7)
-		for _, group := range [][]*tensors.Tensor{params, m1, m2} {
-			for _, x := range group {
-				args = append(args, x)
-			}
-		}
-		args = append(args,
-			tensors.FromScalar(float32(lrT)), tensors.FromScalar(float32(wAux)),
-			tensors.FromFlatDataAndDimensions(append([]float32(nil), src...), B, C, H, W),
-			tensors.FromFlatDataAndDimensions(append([]float32(nil), aug...), B, 3),
-			tplT,
-			tensors.FromFlatDataAndDimensions(append([]float32(nil), target...), B, 3),
-			tensors.FromFlatDataAndDimensions(append([]float32(nil), mask...), B))
-		res, err := step.Exec(args...)
-		if err != nil {
-			return nil, fmt.Errorf("imm train: step %d: %w", s, err)
-		}
-		params, m1, m2 = res[:numParams], res[numParams:2*numParams], res[2*numParams:3*numParams]
-		lreg, err := scalar(res[3*numParams])
-		if err != nil {
-			return nil, fmt.Errorf("imm train: step %d: %w", s, err)
-		}
-		laux, err := scalar(res[3*numParams+1])
-		if err != nil {
-			return nil, fmt.Errorf("imm train: step %d: %w", s, err)
-		}
-		if math.IsNaN(lreg) || math.IsInf(lreg, 0) {
-			return nil, fmt.Errorf("imm train: step %d: loss is %g (lower LearningRate)", s, lreg)
-		}
-		epochReg += lreg
-		epochAux += laux
-		epochSteps++
-		if epochSteps == stepsPerEpoch || s == steps-1 {
-			model.Losses = append(model.Losses, epochReg/float64(epochSteps))
-			epoch := len(model.Losses)
-			now := time.Now()
-			if progress != nil && (now.Sub(lastPrint) >= time.Second || s == steps-1) {
-				lastPrint = now
-				el := now.Sub(start)
-				rate := float64((s+1)*B) / el.Seconds()
-				eta := time.Duration(float64(el) / float64(s+1) * float64(steps-s-1)).Round(time.Second)
-				fmt.Fprintf(progress, "imm epoch %d/%d step %d/%d L_reg %.5f aux %.5f (w %.2f) %.1f img/s ETA %s\n",
-					epoch, epochs, s+1, steps, epochReg/float64(epochSteps), epochAux/float64(epochSteps), wAux, rate, eta)
-			}
-			epochReg, epochAux, epochSteps = 0, 0, 0
+		b.aug[3*i], b.aug[3*i+1], b.aug[3*i+2] = float32(p[0]), float32(p[1]), float32(p[2])
+		b.mask[i] = 0
+		if k == 0 {
+			t := InversePose(p[0], p[1], p[2], cfg.Height, cfg.Width)
+			b.target[3*i], b.target[3*i+1], b.target[3*i+2] = float32(t[0]), float32(t[1]), float32(t[2])
+			b.mask[i] = 1
 		}
 	}
-	w, err := weightsFromTensors(params, C)
+}
+
+// step runs one Adam step on the current batch and returns L_reg and the
+// auxiliary loss.
+func (st *trainState) step(s int, wAux float64) (lreg, laux float64, err error) {
+	cfg, b := st.cfg, st.b
+	B, C, H, W := cfg.Batch, cfg.Channels, cfg.Height, cfg.Width
+	t := float64(s + 1)
+	lrT := learningRate(cfg.LearningRate, s, st.sc.steps) * math.Sqrt(1-math.Pow(adamBeta2, t)) / (1 - math.Pow(adamBeta1, t))
+	args := make([]any, 0, 3*numParams+7)
+	for _, group := range [][]*tensors.Tensor{st.params, st.m1, st.m2} {
+		for _, x := range group {
+			args = append(args, x)
+		}
+	}
+	args = append(args,
+		tensors.FromScalar(float32(lrT)), tensors.FromScalar(float32(wAux)),
+		tensors.FromFlatDataAndDimensions(append([]float32(nil), b.src...), B, C, H, W),
+		tensors.FromFlatDataAndDimensions(append([]float32(nil), b.aug...), B, 3),
+		st.tpl,
+		tensors.FromFlatDataAndDimensions(append([]float32(nil), b.target...), B, 3),
+		tensors.FromFlatDataAndDimensions(append([]float32(nil), b.mask...), B))
+	res, err := st.exec.Exec(args...)
 	if err != nil {
-		return nil, fmt.Errorf("imm train: %w", err)
+		return 0, 0, err
 	}
-	model.Weights = w
-	return model, nil
+	st.params, st.m1, st.m2 = res[:numParams], res[numParams:2*numParams], res[2*numParams:3*numParams]
+	if lreg, err = scalar(res[3*numParams]); err != nil {
+		return 0, 0, err
+	}
+	if laux, err = scalar(res[3*numParams+1]); err != nil {
+		return 0, 0, err
+	}
+	return lreg, laux, nil
+}
+
+// reporter averages the losses per epoch and prints at most one progress
+// line a second (and the last).
+type reporter struct {
+	progress         io.Writer
+	sc               schedule
+	batch            int
+	start, lastPrint time.Time
+	epoch            int
+	reg, aux         float64
+	n                int
+}
+
+// add records step s's losses; at the end of an epoch it returns the
+// epoch's mean L_reg and true.
+func (r *reporter) add(s int, lreg, laux, wAux float64) (float64, bool) {
+	r.reg += lreg
+	r.aux += laux
+	r.n++
+	if r.n != r.sc.stepsPerEpoch && s != r.sc.steps-1 {
+		return 0, false
+	}
+	r.epoch++
+	mean := r.reg / float64(r.n)
+	now := time.Now()
+	if r.progress != nil && (now.Sub(r.lastPrint) >= time.Second || s == r.sc.steps-1) {
+		r.lastPrint = now
+		el := now.Sub(r.start)
+		rate := float64((s+1)*r.batch) / el.Seconds()
+		eta := time.Duration(float64(el) / float64(s+1) * float64(r.sc.steps-s-1)).Round(time.Second)
+		fmt.Fprintf(r.progress, "imm epoch %d/%d step %d/%d L_reg %.5f aux %.5f (w %.2f) %.1f img/s ETA %s\n",
+			r.epoch, r.sc.epochs, s+1, r.sc.steps, mean, r.aux/float64(r.n), wAux, rate, eta)
+	}
+	r.reg, r.aux, r.n = 0, 0, 0
+	return mean, true
 }
 
 // learningRate is the schedule: constant for the first half of training,
@@ -306,13 +384,8 @@ func randomPose(r *rand.Rand, maxDeg, maxShift float64) [3]float64 {
 // preprocess.AffineMatrix is the inverse of that of (tx, ty, θ) for an image of
 // the given size: warping by one and then by the other is the identity.
 func InversePose(tx, ty, theta float64, height, width int) [3]float64 {
-	// In pixel-scaled coordinates p = (x·W/2, y·H/2) the matrix is a true
-	// rotation R(θ) plus T = (tx·W/2, ty·H/2); its inverse is R(−θ), −R(−θ)T.
-	Tx, Ty := tx*float64(width)/2, ty*float64(height)/2
-	c, s := math.Cos(theta), math.Sin(theta)
-	ix := -(c*Tx + s*Ty)
-	iy := -(-s*Tx + c*Ty)
-	return [3]float64{ix * 2 / float64(width), iy * 2 / float64(height), -theta}
+	inv := preprocess.Transform{Tx: tx, Ty: ty, Theta: theta}.Inverse(width, height)
+	return [3]float64{inv.Tx, inv.Ty, inv.Theta}
 }
 
 func scalar(t *tensors.Tensor) (float64, error) {

@@ -1,4 +1,4 @@
-package config
+package tomlcheck
 
 import (
 	"time"
@@ -28,3 +28,6 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.D.String()), n
 
 // String returns the duration in Go's notation.
 func (d Duration) String() string { return d.D.String() }
+
+// Valid reports whether the text parsed as a duration (defaults always do).
+func (d Duration) Valid() bool { return d.err == nil }

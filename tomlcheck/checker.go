@@ -1,4 +1,4 @@
-package config
+package tomlcheck
 
 import (
 	"fmt"
@@ -12,16 +12,19 @@ import (
 
 // Checker collects the problems of one TOML file, each with its dotted key
 // and line. In returns a Checker for a nested table that shares the problem
-// list and prefixes keys. The config package uses it for the station
-// configuration; other strict TOML files (e.g. the training recipe) use it
-// through DecodeStrict.
+// list and prefixes keys.
 type Checker struct {
 	file     string
-	index    *keyIndex
+	index    *Index
 	prefix   string
-	root     *Config
 	problems Problems
 	parent   *Checker
+}
+
+// NewChecker returns an empty Checker for the file name whose keys are
+// located with idx (nil: no lines).
+func NewChecker(name string, idx *Index) *Checker {
+	return &Checker{file: name, index: idx}
 }
 
 func (v *Checker) top() *Checker {
@@ -33,7 +36,7 @@ func (v *Checker) top() *Checker {
 
 // In returns a Checker for the table name below the current one.
 func (v *Checker) In(name string) *Checker {
-	return &Checker{file: v.file, index: v.index, prefix: v.key(name), root: v.root, parent: v.top()}
+	return &Checker{file: v.file, index: v.index, prefix: v.key(name), parent: v.top()}
 }
 
 func (v *Checker) key(name string) string {
@@ -46,7 +49,7 @@ func (v *Checker) key(name string) string {
 // ProblemAt records a problem for an absolute dotted key.
 func (v *Checker) ProblemAt(key, msg string) {
 	t := v.top()
-	t.problems = append(t.problems, Problem{File: v.file, Line: v.index.line(key), Key: key, Msg: msg})
+	t.problems = append(t.problems, Problem{File: v.file, Line: v.index.Line(key), Key: key, Msg: msg})
 }
 
 // Errorf records a problem for a key relative to this Checker's table.

@@ -1,24 +1,33 @@
-package config
+package tomlcheck
 
 import (
 	"strings"
 )
 
-// keyIndex maps dotted keys to the line that defines them, found from the
+// Index maps dotted keys to the line that defines them, found from the
 // file's text, because the TOML decoder does not expose key positions.
-type keyIndex struct {
+type Index struct {
 	lines map[string]int
 }
 
-// newKeyIndex scans text for table headers and key/value lines. It handles
+// NewIndex scans text for table headers and key/value lines. It handles
 // [table] and [[array]] headers, bare, quoted and dotted keys; a key inside
 // an inline table resolves to the line of the key holding that table.
-func newKeyIndex(text string) *keyIndex {
-	idx := &keyIndex{lines: map[string]int{}}
+func NewIndex(text string) *Index {
+	idx := &Index{lines: map[string]int{}}
 	table := ""
+	open := "" // the delimiter of a multi-line string still open, if any
 	for i, raw := range strings.Split(text, "\n") {
 		ln := i + 1
+		if open != "" {
+			// Inside a multi-line string: no keys until it closes.
+			if j := strings.Index(raw, open); j >= 0 {
+				open = unclosedMultiline(raw[j+len(open):])
+			}
+			continue
+		}
 		line := strings.TrimSpace(stripComment(raw))
+		open = unclosedMultiline(line)
 		if line == "" {
 			continue
 		}
@@ -44,14 +53,24 @@ func newKeyIndex(text string) *keyIndex {
 	return idx
 }
 
-func (idx *keyIndex) add(key string, line int) {
+func (idx *Index) add(key string, line int) {
 	if _, seen := idx.lines[key]; !seen {
 		idx.lines[key] = line
 	}
 }
 
-// line returns the line of key, or of its nearest defined parent, or 0.
-func (idx *keyIndex) line(key string) int {
+// Has reports whether key itself (not only a parent) is defined in the text.
+func (idx *Index) Has(key string) bool {
+	_, ok := idx.lines[key]
+	return ok
+}
+
+// Line returns the line of key, or of its nearest defined parent, or 0. A
+// nil Index knows no lines.
+func (idx *Index) Line(key string) int {
+	if idx == nil {
+		return 0
+	}
 	for key != "" {
 		if l, ok := idx.lines[key]; ok {
 			return l
@@ -90,4 +109,35 @@ func stripComment(line string) string {
 		}
 	}
 	return line
+}
+
+// unclosedMultiline returns the delimiter (""" or ”') of a multi-line
+// string that line opens and leaves open, or "".
+func unclosedMultiline(line string) string {
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case strings.HasPrefix(line[i:], `"""`), strings.HasPrefix(line[i:], "'''"):
+			delim := line[i : i+3]
+			j := strings.Index(line[i+3:], delim)
+			if j < 0 {
+				return delim
+			}
+			i += 3 + j + 2
+		case c == '"':
+			for i++; i < len(line) && line[i] != '"'; i++ {
+				if line[i] == '\\' {
+					i++
+				}
+			}
+		case c == '\'':
+			if j := strings.IndexByte(line[i+1:], '\''); j >= 0 {
+				i += 1 + j
+			} else {
+				i = len(line)
+			}
+		case c == '#':
+			return ""
+		}
+	}
+	return ""
 }

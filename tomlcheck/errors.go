@@ -1,4 +1,4 @@
-package config
+package tomlcheck
 
 import (
 	"errors"
@@ -97,7 +97,9 @@ func (e *SyntaxError) Error() string {
 // Is reports ErrInvalid as the class of this error.
 func (e *SyntaxError) Is(target error) bool { return target == ErrInvalid }
 
-func syntaxError(file, text string, err error) error {
+// Syntax turns an error of the TOML decoder on text (from file) into a
+// *SyntaxError with the offending line.
+func Syntax(file, text string, err error) error {
 	var pe toml.ParseError
 	if !errors.As(err, &pe) {
 		return &SyntaxError{File: file, Line: 1, Col: 1, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
@@ -120,13 +122,13 @@ func syntaxError(file, text string, err error) error {
 var typeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): incompatible types: TOML value has type ([^;]+); destination has type (.+)$`)
 
 // tableErrRE matches a scalar given where a table is expected.
-var tableErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): type mismatch for [^:]+: expected table but found (.+)$`)
+var tableErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): type mismatch for .+?: expected table but found (.+)$`)
 
 // rangeErrRE matches integer overflow errors ("... value X is out of range for int8").
 var rangeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
 
 // typeProblem turns a decode error about a value's type into a Problem.
-func typeProblem(err error, idx *keyIndex) (Problem, bool) {
+func typeProblem(err error, idx *Index) (Problem, bool) {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		if pe.LastKey == "" {
@@ -138,21 +140,21 @@ func typeProblem(err error, idx *keyIndex) (Problem, bool) {
 	if m := typeErrRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if line == 0 {
-			line = idx.line(m[2])
+			line = idx.Line(m[2])
 		}
 		return Problem{Key: m[2], Line: line, Msg: fmt.Sprintf("wrong type: expected %s, got %s", typeWords(m[4]), typeWords(m[3]))}, true
 	}
 	if m := tableErrRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if line == 0 {
-			line = idx.line(m[2])
+			line = idx.Line(m[2])
 		}
 		return Problem{Key: m[2], Line: line, Msg: fmt.Sprintf("wrong type: expected a table ([%s] section), got %s", m[2], typeWords(m[3]))}, true
 	}
 	if m := rangeErrRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if line == 0 {
-			line = idx.line(m[2])
+			line = idx.Line(m[2])
 		}
 		return Problem{Key: m[2], Line: line, Msg: m[3]}, true
 	}

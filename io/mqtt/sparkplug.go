@@ -1,0 +1,504 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/inspection"
+	"github.com/inspectd/inspectd/io/mqtt/sparkplug"
+	pb "github.com/inspectd/inspectd/io/mqtt/sparkplug/sparkplugpb"
+)
+
+// deviceCheckPeriod is how often the camera state is compared with the
+// device's birth state (camera events trigger an immediate check).
+const deviceCheckPeriod = time.Second
+
+var (
+	// errNotBorn: the connection is up but its NBIRTH is not sent yet, or
+	// it was lost.
+	errNotBorn = errors.New("sparkplug: no NBIRTH on the current connection")
+	// errBadRecord: an outbox record that cannot be decoded; it is
+	// skipped.
+	errBadRecord = errors.New("sparkplug: undecodable outbox record")
+)
+
+// spbNode is the Sparkplug B edge node of a Client in mode "sparkplug". It
+// owns the session rules: the NDEATH Will with bdSeq (a new bdSeq, persisted,
+// before every CONNECT), NBIRTH with seq 0 first after every connect, DBIRTH
+// and DDEATH of the camera device, one seq (0–255) across every N/D message
+// in the order they are handed to paho, and NCMD/DCMD.
+type spbNode struct {
+	c           *Client
+	topics      sparkplug.Topics
+	bd          *sparkplug.BdSeq
+	store       *paho.MemoryStore
+	allowReboot bool
+	reboot      func()
+	log         *slog.Logger
+
+	devWake chan struct{}
+	devWant atomic.Bool // camera state from events, used without a Control
+	cmdq    chan inbound
+
+	// mu orders seq assignment with the hand-over to paho, so that the
+	// broker receives seq in order.
+	mu        sync.Mutex
+	bdSeq     uint64
+	seq       uint64
+	born      bool      // NBIRTH sent on the current connection
+	sessionAt time.Time // when the current connection came up: older records are historical
+	devBorn   bool
+	last      *inspection.Result
+	lastEvent *inspection.Event
+	model     inspection.Model // model identity last announced
+	counts    inspection.Counts
+}
+
+// newSpbNode checks the IDs, opens the bdSeq file in dir and takes the
+// bdSeq of the first CONNECT.
+func newSpbNode(o Options, dir string, log *slog.Logger) (*spbNode, error) {
+	sc := o.Config.Sparkplug
+	node := sc.EdgeNodeID
+	if node == "" {
+		node = o.Station
+	}
+	topics, err := sparkplug.NewTopics(sc.GroupID, node, sc.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	bd, err := sparkplug.OpenBdSeq(dir)
+	if err != nil {
+		return nil, err
+	}
+	first, err := bd.Next()
+	if err != nil {
+		return nil, err
+	}
+	s := &spbNode{
+		topics: topics, bd: bd, store: paho.NewMemoryStore(), allowReboot: sc.AllowReboot, reboot: o.Reboot,
+		log:     log.With("group_id", topics.Group, "edge_node_id", topics.Node),
+		devWake: make(chan struct{}, 1), cmdq: make(chan inbound, commandQueue), bdSeq: first,
+	}
+	s.devWant.Store(true)
+	if o.Control != nil {
+		m := o.Control.Status().Model
+		s.model = inspection.Model{Product: m.Product, BundleHash: m.BundleHash}
+	}
+	return s, nil
+}
+
+// options replaces the JSON mode's Will and connection handlers.
+func (s *spbNode) options(o *paho.ClientOptions) {
+	s.mu.Lock()
+	will := s.deathPayload(s.bdSeq)
+	s.mu.Unlock()
+	o.SetBinaryWill(s.topics.NodeTopic(sparkplug.NDEATH), will, 1, false).
+		SetStore(s.store).
+		SetOnConnectHandler(s.onConnect).
+		SetReconnectingHandler(s.onReconnecting)
+}
+
+func (s *spbNode) deathPayload(bdSeq uint64) []byte {
+	b, err := sparkplug.Marshal(sparkplug.NodeDeath(time.Now(), bdSeq))
+	if err != nil {
+		s.log.Error("cannot encode NDEATH", "error", err)
+	}
+	return b
+}
+
+// onReconnecting runs before every reconnection attempt: a new bdSeq in
+// the Will, and paho's store emptied so that messages of the lost session
+// (with its seq) are not resent before the new NBIRTH; the publisher sends
+// them again with new seq numbers.
+func (s *spbNode) onReconnecting(_ paho.Client, o *paho.ClientOptions) {
+	s.store.Reset()
+	v, err := s.bd.Next()
+	if err != nil {
+		s.log.Error("cannot persist bdSeq; after a restart it may repeat", "error", err, "file", s.bd.Path())
+	}
+	s.mu.Lock()
+	s.bdSeq = v
+	s.mu.Unlock()
+	o.WillPayload = s.deathPayload(v)
+	s.log.Debug("reconnecting to broker", "broker", s.c.cfg.Broker, "bdSeq", v)
+}
+
+// onConnect subscribes to NCMD and DCMD, sends NBIRTH (and DBIRTH when
+// the camera is online), then lets the publisher go.
+func (s *spbNode) onConnect(cl paho.Client) {
+	c := s.c
+	if n := c.connected.Add(1); n > 1 {
+		c.log.Info("reconnected to broker", "broker", c.cfg.Broker, "reconnects", n-1, "outbox_depth", c.box.depth())
+	} else {
+		c.log.Info("connected to broker", "broker", c.cfg.Broker, "client_id", c.clientID)
+	}
+	connAt := time.Now()
+	filters := map[string]byte{s.topics.NodeTopic(sparkplug.NCMD): 1, s.topics.DeviceTopic(sparkplug.DCMD): 1}
+	sub := cl.SubscribeMultiple(filters, s.onCommand)
+	if !sub.WaitTimeout(c.cfg.ConnectTimeout.D) || sub.Error() != nil {
+		s.log.Error("could not subscribe to NCMD/DCMD", "error", sub.Error())
+	}
+	want := s.deviceWanted()
+	s.mu.Lock()
+	s.sessionAt = connAt
+	s.birthLocked(time.Now(), want)
+	s.mu.Unlock()
+	if cl.IsConnectionOpen() {
+		c.conn.set(true)
+	}
+}
+
+// lost marks the session dead (the broker sends the Will).
+func (s *spbNode) lost() {
+	s.mu.Lock()
+	s.born, s.devBorn = false, false
+	s.mu.Unlock()
+}
+
+func (s *spbNode) nextSeq() uint64 {
+	v := s.seq
+	s.seq = (s.seq + 1) % 256
+	return v
+}
+
+// publishLocked encodes p and hands it to paho; s.mu is held.
+func (s *spbNode) publishLocked(topic string, p *pb.Payload) paho.Token {
+	b, err := sparkplug.Marshal(p)
+	if err != nil {
+		s.log.Error("cannot encode payload", "topic", topic, "error", err)
+		b = nil
+	}
+	return s.c.cli.Publish(topic, s.c.qos, false, b)
+}
+
+// watch logs a failed state message without blocking the caller.
+func (s *spbNode) watch(what string, tok paho.Token) {
+	go func() {
+		if !tok.WaitTimeout(s.c.cfg.ConnectTimeout.D) || tok.Error() != nil {
+			s.log.Warn("could not publish "+what, "error", tok.Error())
+		}
+	}()
+}
+
+// birthLocked sends NBIRTH with seq 0 and the current bdSeq, then DBIRTH
+// when device is true; s.mu is held.
+func (s *spbNode) birthLocked(now time.Time, device bool) {
+	s.seq = 0
+	st := sparkplug.NodeState{BdSeq: s.bdSeq, Version: s.c.version, Model: s.model, Last: s.last,
+		Counters: s.counters(), LastEvent: s.lastEvent}
+	s.watch("NBIRTH", s.publishLocked(s.topics.NodeTopic(sparkplug.NBIRTH), sparkplug.NodeBirth(now, s.nextSeq(), st)))
+	s.born = true
+	s.devBorn = false
+	if device {
+		s.watch("DBIRTH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DBIRTH), sparkplug.DeviceBirth(now, s.nextSeq(), s.deviceState())))
+		s.devBorn = true
+	}
+	s.log.Info("NBIRTH sent", "bdSeq", s.bdSeq, "device_born", s.devBorn)
+}
+
+// rebirth answers Node Control/Rebirth.
+func (s *spbNode) rebirth() {
+	want := s.deviceWanted()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.born {
+		s.birthLocked(time.Now(), want)
+	}
+}
+
+func (s *spbNode) counters() sparkplug.Counters {
+	st := s.c.Stats()
+	cs := sparkplug.Counters{Counts: s.counts, OutboxDepth: uint64(max(st.OutboxDepth, 0)), Dropped: st.Dropped, Reconnects: st.Reconnects}
+	if s.c.control != nil {
+		cs.Counts = s.c.control.Status().Counts
+	}
+	return cs
+}
+
+func (s *spbNode) deviceState() sparkplug.DeviceState {
+	if s.c.control == nil {
+		return sparkplug.DeviceState{}
+	}
+	st := s.c.control.Status()
+	return sparkplug.DeviceState{Camera: st.Camera, Counts: st.CameraN, Image: st.Model.Threshold,
+		Pixel: st.Model.PixelThreshold, Source: st.Model.ThresholdFrom, HasInfo: true}
+}
+
+// deviceWanted says whether the camera device should be alive: the
+// daemon's camera state when there is a Control, else the last camera
+// event (online until told otherwise).
+func (s *spbNode) deviceWanted() bool {
+	if s.c.control != nil {
+		return s.c.control.Status().Camera.State == inspection.CameraOnline
+	}
+	return s.devWant.Load()
+}
+
+// noteEvent reacts to camera events with a device check.
+func (s *spbNode) noteEvent(e inspection.Event) {
+	switch e.Kind {
+	case inspection.EventCameraOnline:
+		s.devWant.Store(true)
+	case inspection.EventCameraOffline, inspection.EventCameraStalled:
+		s.devWant.Store(false)
+	default:
+		return
+	}
+	select {
+	case s.devWake <- struct{}{}:
+	default:
+	}
+}
+
+// start runs the device watcher and the command worker until the client
+// stops.
+func (s *spbNode) start() {
+	c := s.c
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(deviceCheckPeriod)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.bg.Done():
+				return
+			case <-t.C:
+			case <-s.devWake:
+			}
+			s.syncDevice()
+		}
+	}()
+	go func() {
+		defer c.wg.Done()
+		for {
+			select {
+			case <-c.bg.Done():
+				return
+			case in := <-s.cmdq:
+				s.handleCommand(in)
+			}
+		}
+	}()
+}
+
+// syncDevice sends DBIRTH or DDEATH when the camera state and the device's
+// birth state differ.
+func (s *spbNode) syncDevice() {
+	want := s.deviceWanted()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.born || want == s.devBorn {
+		return
+	}
+	now := time.Now()
+	if want {
+		s.watch("DBIRTH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DBIRTH), sparkplug.DeviceBirth(now, s.nextSeq(), s.deviceState())))
+		s.log.Info("camera online: DBIRTH sent", "device_id", s.topics.Device)
+	} else {
+		s.watch("DDEATH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDEATH), sparkplug.DeviceDeath(now, s.nextSeq())))
+		s.log.Warn("camera offline: DDEATH sent", "device_id", s.topics.Device)
+	}
+	s.devBorn = want
+}
+
+// publish sends one outbox record as NDATA with the next seq. Records
+// produced before the current connection came up (while offline) are
+// marked historical; their metric timestamps are the original ones.
+func (s *spbNode) publish(r record) (paho.Token, error) {
+	var (
+		res *inspection.Result
+		ev  *inspection.Event
+	)
+	switch r.kind {
+	case kindResult:
+		res = new(inspection.Result)
+		if err := json.Unmarshal(r.payload, res); err != nil {
+			return nil, fmt.Errorf("%w: result: %v", errBadRecord, err)
+		}
+	case kindEvent:
+		ev = new(inspection.Event)
+		if err := json.Unmarshal(r.payload, ev); err != nil {
+			return nil, fmt.Errorf("%w: event: %v", errBadRecord, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: kind %s", errBadRecord, r.kind)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.born {
+		return nil, errNotBorn
+	}
+	topic := s.topics.NodeTopic(sparkplug.NDATA)
+	if res != nil {
+		hist := res.VerdictTime.Before(s.sessionAt)
+		changed := res.Model != s.model
+		tok := s.publishLocked(topic, sparkplug.ResultData(now, s.nextSeq(), res, hist, changed))
+		s.model = res.Model
+		if s.last == nil || !res.VerdictTime.Before(s.last.VerdictTime) {
+			s.last = res
+		}
+		s.counts.Total++
+		switch res.Verdict {
+		case inspection.OK:
+			s.counts.OK++
+		case inspection.NG:
+			s.counts.NG++
+		default:
+			s.counts.Error++
+		}
+		return tok, nil
+	}
+	tok := s.publishLocked(topic, sparkplug.EventData(now, s.nextSeq(), *ev, ev.Time.Before(s.sessionAt)))
+	if s.lastEvent == nil || !ev.Time.Before(s.lastEvent.Time) {
+		s.lastEvent = ev
+	}
+	return tok, nil
+}
+
+// publishStats sends the counters (NDATA) and the device metrics (DDATA)
+// every stats_interval.
+func (s *spbNode) publishStats() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.born {
+		return
+	}
+	now := time.Now()
+	s.watch("NDATA", s.publishLocked(s.topics.NodeTopic(sparkplug.NDATA), sparkplug.CountersData(now, s.nextSeq(), s.counters())))
+	if s.devBorn && s.c.control != nil {
+		s.watch("DDATA", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDATA), sparkplug.DeviceData(now, s.nextSeq(), s.deviceState())))
+	}
+	s.c.statsPublished.Add(1)
+}
+
+// goodbye publishes NDEATH before an intentional disconnect (the broker
+// does not send the Will then).
+func (s *spbNode) goodbye(ctx context.Context) {
+	s.mu.Lock()
+	born := s.born
+	s.born, s.devBorn = false, false
+	bd := s.bdSeq
+	s.mu.Unlock()
+	if !born {
+		return
+	}
+	tok := s.c.cli.Publish(s.topics.NodeTopic(sparkplug.NDEATH), 1, false, s.deathPayload(bd))
+	wait := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(min(wait, time.Until(dl)), 100*time.Millisecond)
+	}
+	if !tok.WaitTimeout(wait) || tok.Error() != nil {
+		s.log.Warn("could not publish NDEATH; the broker sends the Will instead", "error", tok.Error())
+	}
+}
+
+// onCommand is paho's handler for NCMD and DCMD: it only queues.
+func (s *spbNode) onCommand(_ paho.Client, m paho.Message) {
+	in := inbound{name: m.Topic(), payload: append([]byte(nil), m.Payload()...), retained: m.Retained()}
+	select {
+	case s.cmdq <- in:
+	default:
+		s.c.commands.Add(1)
+		s.reject(in.name, errors.New("command queue full; retry later"))
+	}
+}
+
+// reject reports a command that was not executed.
+func (s *spbNode) reject(topic string, err error) {
+	s.c.commandErrors.Add(1)
+	s.log.Warn("Sparkplug command ignored", "topic", topic, "error", err)
+	s.c.Event(inspection.Event{Time: time.Now(), Severity: inspection.Warning, Kind: sparkplug.EventCommandRejected,
+		Message: fmt.Sprintf("command on %s ignored: %v", topic, err), Fields: map[string]string{"topic": topic, "error": err.Error()}})
+}
+
+// handleCommand validates a command completely, then executes it.
+func (s *spbNode) handleCommand(in inbound) {
+	c := s.c
+	c.commands.Add(1)
+	topic := in.name
+	if in.retained {
+		s.reject(topic, errors.New("retained commands are ignored (they would run again on every reconnect)"))
+		return
+	}
+	p, _ := sparkplug.ParseTopic(topic)
+	switch p.Type {
+	case sparkplug.NCMD:
+		cmd, err := sparkplug.ParseNodeCommand(in.payload)
+		if err != nil {
+			s.reject(topic, err)
+			return
+		}
+		if cmd.Reboot {
+			switch {
+			case !s.allowReboot:
+				s.reject(topic, errors.New("Node Control/Reboot refused: mqtt.sparkplug.allow_reboot is false"))
+				return
+			case s.reboot == nil:
+				s.reject(topic, errors.New("Node Control/Reboot refused: this process cannot restart itself"))
+				return
+			}
+		}
+		if cmd.Rebirth {
+			s.log.Info("rebirth requested")
+			s.rebirth()
+		}
+		if cmd.Reboot {
+			s.log.Warn("reboot requested by Node Control/Reboot")
+			c.Event(inspection.Event{Time: time.Now(), Severity: inspection.Warning, Kind: inspection.EventStopping,
+				Message: "restart requested by Sparkplug Node Control/Reboot"})
+			go s.reboot()
+		}
+	case sparkplug.DCMD:
+		cmd, err := sparkplug.ParseDeviceCommand(in.payload)
+		if err != nil {
+			s.reject(topic, err)
+			return
+		}
+		if c.control == nil {
+			s.reject(topic, errors.New("commands are not available in this process"))
+			return
+		}
+		s.mu.Lock()
+		alive := s.devBorn
+		s.mu.Unlock()
+		if !alive {
+			s.reject(topic, fmt.Errorf("device %s is offline (DDEATH); commands wait for its DBIRTH", s.topics.Device))
+			return
+		}
+		if cmd.ImageThreshold != nil || cmd.PixelThreshold != nil {
+			if err := c.control.SetThresholds(cmd.ImageThreshold, cmd.PixelThreshold); err != nil {
+				s.reject(topic, fmt.Errorf("threshold refused: %w", err))
+				return
+			}
+			m := c.control.Status().Model
+			s.log.Info("thresholds changed by DCMD (runtime only)", "image", m.Threshold, "pixel", m.PixelThreshold)
+			s.mu.Lock()
+			if s.devBorn {
+				s.watch("DDATA", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDATA), sparkplug.DeviceData(time.Now(), s.nextSeq(), s.deviceState())))
+			}
+			s.mu.Unlock()
+		}
+		if cmd.Trigger {
+			if err := c.control.Trigger(cmd.PartID, inspection.TriggerMQTT); err != nil {
+				s.reject(topic, fmt.Errorf("trigger refused: %w", err))
+				return
+			}
+		}
+	default:
+		s.reject(topic, errors.New("not an NCMD or DCMD topic"))
+	}
+}
+
+// sparkplugMode reports whether cfg selects Sparkplug B.
+func sparkplugMode(cfg config.MQTT) bool { return cfg.Mode == config.MQTTModeSparkplug }

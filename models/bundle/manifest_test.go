@@ -1,0 +1,99 @@
+package bundle
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/inspectd/inspectd/tomlcheck"
+)
+
+// manifestText is a valid manifest.toml whose files carry checksums.
+func manifestText(t testing.TB) string {
+	m := validManifest()
+	m.FormatVersion = FormatVersion
+	m.Files = map[string]string{AlignGraphName: strings.Repeat("0", 64), LocalizeGraphName: strings.Repeat("1", 64), TemplateName: strings.Repeat("2", 64)}
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(m); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func lineOf(t *testing.T, text, sub string) int {
+	t.Helper()
+	for i, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			return i + 1
+		}
+	}
+	t.Fatalf("no line with %q", sub)
+	return 0
+}
+
+// TestManifestReportsEveryProblem: every wrong value of a manifest is
+// reported at once as manifest.toml:line: key: message, in line order.
+func TestManifestReportsEveryProblem(t *testing.T) {
+	text := manifestText(t)
+	if _, err := parseManifest("manifest.toml", []byte(text)); err != nil {
+		t.Fatalf("valid manifest refused: %v", err)
+	}
+	for _, r := range [][2]string{
+		{`product = "widget"`, `product = " "`},
+		{`colour_order = "rgb"`, `colour_order = "bgr"`},
+		{"channels = 1", "channels = 2"},
+		{"d = 8", "d = 0"},
+		{"pixel_threshold = 0.4", "pixel_threshold = nan"},
+	} {
+		if !strings.Contains(text, r[0]) {
+			t.Fatalf("manifest has no %q:\n%s", r[0], text)
+		}
+		text = strings.Replace(text, r[0], r[1], 1)
+	}
+	_, err := parseManifest("manifest.toml", []byte(text))
+	if !errors.Is(err, ErrInvalid) || !errors.Is(err, tomlcheck.ErrInvalid) {
+		t.Fatalf("err = %v; want ErrInvalid", err)
+	}
+	var ps tomlcheck.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("%T does not hold tomlcheck.Problems", err)
+	}
+	want := []struct {
+		line int
+		key  string
+	}{
+		{lineOf(t, text, `product = " "`), "product"},
+		{lineOf(t, text, `colour_order = `), "input.colour_order"},
+		{lineOf(t, text, "channels = 2"), "align.channels"},
+		{lineOf(t, text, "d = 0"), "localize.d"},
+		{lineOf(t, text, "pixel_threshold = nan"), "calibration.pixel_threshold"},
+	}
+	if len(ps) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(ps), len(want), err)
+	}
+	for i, w := range want {
+		if ps[i].Line != w.line || ps[i].Key != w.key || ps[i].File != "manifest.toml" {
+			t.Errorf("problem %d = %+v, want %s at line %d", i, ps[i], w.key, w.line)
+		}
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, "model bundle: manifest.toml:") || strings.Count(msg, "manifest.toml:") != len(want) {
+		t.Errorf("rendering %q", msg)
+	}
+}
+
+// TestManifestSyntaxErrorShowsTheLine: a syntax error keeps its column and
+// the offending line.
+func TestManifestSyntaxErrorShowsTheLine(t *testing.T) {
+	text := strings.Replace(manifestText(t), `product = "widget"`, `product = "widget`, 1)
+	_, err := parseManifest("manifest.toml", []byte(text))
+	var se *tomlcheck.SyntaxError
+	if !errors.As(err, &se) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v (%T); want a syntax error that is ErrInvalid", err, err)
+	}
+	if se.Line != lineOf(t, text, `product = "widget`) || !strings.Contains(err.Error(), `| product = "widget`) {
+		t.Errorf("syntax error %v", err)
+	}
+}
