@@ -189,7 +189,7 @@ func jet(t float64) [3]float32 {
 // blendHeatmap blends hm over out, mapping each output pixel back into the
 // aligned model-input frame (see renderOverlay).
 func blendHeatmap(out *image.RGBA, hm *preprocess.Heatmap, t preprocess.Transform, cw, ch int, fx, fy, pt float64) error {
-	inv := preprocess.Identity
+	inv := preprocess.IdentityAffine()
 	if !t.IsIdentity() {
 		var err error
 		if inv, err = t.Pixel(cw, ch).Invert(); err != nil {

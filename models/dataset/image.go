@@ -196,8 +196,8 @@ func readBMPHeader(r io.Reader) (bmpHeader, error) {
 	}
 	le := binary.LittleEndian
 	h := bmpHeader{offset: le.Uint32(fh[10:]), infoSize: le.Uint32(ih[0:])}
-	if h.infoSize < 40 {
-		return h, fmt.Errorf("BMP info header of %d bytes, expected at least 40 (BITMAPINFOHEADER)", h.infoSize)
+	if h.infoSize < 40 || h.infoSize > 124 {
+		return h, fmt.Errorf("BMP info header of %d bytes, expected 40 to 124 (BITMAPINFOHEADER to BITMAPV5HEADER)", h.infoSize)
 	}
 	w, ht := int32(le.Uint32(ih[4:])), int32(le.Uint32(ih[8:]))
 	if ht < 0 {
@@ -281,7 +281,17 @@ func decodeBMP(r io.Reader) (image.Image, error) {
 		return nil, fmt.Errorf("BMP gap before pixel data: %w", err)
 	}
 	stride := ((h.width*h.bpp + 31) / 32) * 4
-	row := make([]byte, stride)
+	// Read the pixel data before allocating the image: the buffer grows
+	// only with bytes that really arrive, so a short file claiming a huge
+	// size fails without allocating gigabytes.
+	want := int64(stride) * int64(h.height)
+	data, err := io.ReadAll(io.LimitReader(r, want))
+	if err != nil {
+		return nil, fmt.Errorf("BMP pixel data: %w", err)
+	}
+	if int64(len(data)) < want {
+		return nil, fmt.Errorf("BMP pixel row %d of %d: %w", int64(len(data))/int64(stride), h.height, io.ErrUnexpectedEOF)
+	}
 	rect := image.Rect(0, 0, h.width, h.height)
 	var gimg *image.Gray
 	var cimg *image.RGBA
@@ -291,9 +301,7 @@ func decodeBMP(r io.Reader) (image.Image, error) {
 		cimg = image.NewRGBA(rect)
 	}
 	for i := 0; i < h.height; i++ {
-		if _, err := io.ReadFull(r, row); err != nil {
-			return nil, fmt.Errorf("BMP pixel row %d of %d: %w", i, h.height, err)
-		}
+		row := data[i*stride : (i+1)*stride]
 		y := h.height - 1 - i
 		if h.topDown {
 			y = i

@@ -7,14 +7,16 @@ import (
 )
 
 // Layer widths of the IMM regressor.
-var (
-	// AlignFeatureChannels are the output channels of N_P's four 3×3 stride-2 convs.
-	AlignFeatureChannels = [4]int{16, 32, 64, 64}
+const (
 	// AlignRegressChannels is the width of N_R's two 3×3 stride-2 convs.
 	AlignRegressChannels = 128
 	// AlignHidden is the width of the hidden dense layer.
 	AlignHidden = 64
 )
+
+// AlignFeatureChannels returns the output channels of N_P's four 3×3
+// stride-2 convs.
+func AlignFeatureChannels() [4]int { return [4]int{16, 32, 64, 64} }
 
 // AlignSpec fixes the shape of the IMM regressor.
 type AlignSpec struct {
@@ -39,10 +41,10 @@ type AlignWeights struct {
 func (a AlignWeights) Validate(channels int) error {
 	in := channels
 	for i, c := range a.Features {
-		if err := c.check(fmt.Sprintf("align N_P conv %d", i), AlignFeatureChannels[i], in, 3); err != nil {
+		if err := c.check(fmt.Sprintf("align N_P conv %d", i), AlignFeatureChannels()[i], in, 3); err != nil {
 			return err
 		}
-		in = AlignFeatureChannels[i]
+		in = AlignFeatureChannels()[i]
 	}
 	in *= 2
 	for i, c := range a.Regress {
@@ -64,7 +66,7 @@ func NewAlignWeights(seed uint64, channels int) AlignWeights {
 	r := newRand(seed)
 	var a AlignWeights
 	in := channels
-	for i, out := range AlignFeatureChannels {
+	for i, out := range AlignFeatureChannels() {
 		a.Features[i] = heConv(r, out, in, 3)
 		in = out
 	}

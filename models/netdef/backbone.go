@@ -7,11 +7,11 @@ import (
 	"github.com/inspectd/inspectd/models/onnx"
 )
 
-// ImageNet normalisation applied inside the graphs to RGB input in [0, 1].
-var (
-	ImageNetMean = [3]float32{0.485, 0.456, 0.406}
-	ImageNetStd  = [3]float32{0.229, 0.224, 0.225}
-)
+// imageNetMean and imageNetStd are the ImageNet normalisation applied
+// inside the graphs to RGB input in [0, 1] (bundle.ImageNetMean/Std record
+// the same values in the manifest).
+func imageNetMean() []float32 { return []float32{0.485, 0.456, 0.406} }
+func imageNetStd() []float32  { return []float32{0.229, 0.224, 0.225} }
 
 // Channel counts of the backbone outputs.
 const (
@@ -66,8 +66,8 @@ func emitBackbone(e emitter, w *backbone.Weights, img string, names [3]string) (
 		return e.conv(x, name, ConvWeights{Out: int(c.Out), In: int(c.In), Kernel: int(c.Kernel), Weight: wt.Data, Bias: bt.Data}, int(c.Stride), int(c.Pad))
 	}
 	g := e.g
-	mean := g.Initializer("imagenet_mean", []int64{1, 3, 1, 1}, ImageNetMean[:])
-	std := g.Initializer("imagenet_std", []int64{1, 3, 1, 1}, ImageNetStd[:])
+	mean := g.Initializer("imagenet_mean", []int64{1, 3, 1, 1}, imageNetMean())
+	std := g.Initializer("imagenet_std", []int64{1, 3, 1, 1}, imageNetStd())
 	x := g.Op("Div", []string{g.Op("Sub", []string{img, mean}), std})
 	x = e.relu(conv(x, "conv1"), "")
 	x = g.Op("MaxPool", []string{x},

@@ -33,10 +33,12 @@ import (
 	"github.com/inspectd/inspectd/models/onnx"
 )
 
-// AllowedOps are the only ONNX operator types the emitters use.
-var AllowedOps = []string{
-	"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "Max", "ReduceMax", "MatMul",
-	"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape",
+// AllowedOps returns the only ONNX operator types the emitters use.
+func AllowedOps() []string {
+	return []string{
+		"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "Max", "ReduceMax", "MatMul",
+		"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape",
+	}
 }
 
 // ConvWeights is one 2-D convolution with bias, PyTorch layout.

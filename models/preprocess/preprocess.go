@@ -23,8 +23,8 @@ import (
 // [xs, ys]ᵀ = A·[x, y, 1]ᵀ, in pixels with centres at integers.
 type Affine [2][3]float64
 
-// Identity is the affine transform that changes nothing.
-var Identity = Affine{{1, 0, 0}, {0, 1, 0}}
+// IdentityAffine returns the affine transform that changes nothing.
+func IdentityAffine() Affine { return Affine{{1, 0, 0}, {0, 1, 0}} }
 
 // Spec describes the wanted tensor.
 type Spec struct {
@@ -84,7 +84,7 @@ func (p *Preparer) Fill(dst []float32, src image.Image, spec Spec) error {
 	red := p.scratch[:need]
 	reduce(red, src, crop, f, rw, rh)
 
-	warp := Identity
+	warp := IdentityAffine()
 	if spec.Warp != nil {
 		warp = *spec.Warp
 	}
