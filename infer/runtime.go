@@ -302,6 +302,13 @@ func sessionOptions(opts SessionOptions, p string) (*ort.SessionOptions, error) 
 		so.Destroy()
 		return nil, fmt.Errorf("onnxruntime session: set_denormal_as_zero: %w", err)
 	}
+	// Idle intra-op threads sleep instead of spinning between frames: on a
+	// small box the spinning threads steal the cores from the rest of the
+	// station (the pipeline, the reject scheduler's timers).
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+		so.Destroy()
+		return nil, fmt.Errorf("onnxruntime session: allow_spinning: %w", err)
+	}
 	if p != ProviderCPU {
 		if err := appendProvider(so, p, opts); err != nil {
 			so.Destroy()

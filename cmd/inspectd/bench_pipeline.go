@@ -109,7 +109,7 @@ func benchPipelineSize(ctx context.Context, s streams, rt *infer.Runtime, b *bun
 	cfg.GPIO.RejectPolarity = "energise_to_reject"
 	cfg.Decision.Threshold = 1e-6
 	chip := gpio.NewSim()
-	act, err := gpio.New(cfg.GPIO, chip, gpio.Options{Logger: logging.Discard(), Station: "bench"})
+	act, err := gpio.New(cfg.GPIO, chip, gpio.Options{Logger: logging.Discard(), Station: "bench", Realtime: true})
 	if err != nil {
 		return res, err
 	}

@@ -21,6 +21,10 @@ type benchFlags struct {
 	bundleDir, saveBundle, provider, lib string
 	threads, iterations, height, width   int
 	asJSON                               bool
+	// pipeline runs the whole daemon instead of the stages.
+	pipeline bool
+	frames   string
+	parts    int
 }
 
 func runBench(ctx context.Context, s streams, args []string) error {
@@ -38,6 +42,15 @@ func runBench(ctx context.Context, s streams, args []string) error {
 		return failure(err)
 	}
 	defer cleanup()
+	if f.pipeline {
+		spareProcessor() // as inspectd run
+		err := benchPipeline(ctx, s, rt, pipelineBenchOptions{bundleDir: b.Dir, threads: f.threads,
+			frames: strings.Split(f.frames, ","), parts: f.parts, json: f.asJSON})
+		if err != nil {
+			return failure(fmt.Errorf("bench --pipeline: %w", err))
+		}
+		return nil
+	}
 	bb, err := benchBackbone(s)
 	if err != nil {
 		return failure(err)
@@ -60,7 +73,7 @@ func runBench(ctx context.Context, s streams, args []string) error {
 // parseBenchFlags parses and checks the flags; done reports that the
 // command is over (help, or a usage error in err).
 func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error) {
-	fs := newFlagSet(s, "bench", "bench [--bundle DIR] [--threads N] [--size 256|HxW] [--iterations K] [--json]\n\nTimes the backbone alone, the align stage and the full localise stage on this\nmachine after warm-up, and prints min / median / p99 milliseconds per stage.\nWithout --bundle it builds a random-weight bundle of the standard architecture,\nso any box can be sized before a model is trained.")
+	fs := newFlagSet(s, "bench", "bench [--bundle DIR] [--threads N] [--size 256|HxW] [--iterations K] [--json]\n       bench --pipeline [--frames 640x480,1920x1080] [--parts N] [--bundle DIR] [--threads N] [--json]\n\nTimes the backbone alone, the align stage and the full localise stage on this\nmachine after warm-up, and prints min / median / p99 milliseconds per stage.\nWithout --bundle it builds a random-weight bundle of the standard architecture,\nso any box can be sized before a model is trained.\n\nWith --pipeline it runs the whole daemon (free-run trigger, engine, decision,\nresult fan-out, the simulated reject actuator) on synthetic frames of each size\nand prints parts/s, trigger→verdict p50/p99, the daemon's overhead beyond\nalign + localise, the actuator's timing error and the memory used.")
 	var f benchFlags
 	fs.StringVar(&f.bundleDir, "bundle", "", "model bundle `dir` (default: random weights)")
 	fs.IntVar(&f.threads, "threads", 2, "intra-op `threads` per session")
@@ -70,6 +83,9 @@ func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error
 	fs.StringVar(&f.saveBundle, "save-bundle", "", "keep the random bundle in `dir` (e.g. for bench/torch_reference.py)")
 	fs.StringVar(&f.provider, "provider", "cpu", "execution `provider`: cpu, cuda or tensorrt")
 	fs.StringVar(&f.lib, "onnxruntime-library", "", libraryFlagUsage)
+	fs.BoolVar(&f.pipeline, "pipeline", false, "time the whole daemon pipeline instead of the stages")
+	fs.StringVar(&f.frames, "frames", "640x480,1920x1080", "comma-separated camera frame `sizes` for --pipeline")
+	fs.IntVar(&f.parts, "parts", 300, "`parts` per frame size for --pipeline")
 	if done, err := parseFlags(fs, s, args); done {
 		return f, true, err
 	}
@@ -81,6 +97,19 @@ func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error
 	}
 	if f.iterations < 1 {
 		return f, true, usageErr("bench: --iterations %d must be at least 1", f.iterations)
+	}
+	if f.parts < 1 {
+		return f, true, usageErr("bench: --parts %d must be at least 1", f.parts)
+	}
+	if !f.pipeline && (flagSet(fs, "frames") || flagSet(fs, "parts")) {
+		return f, true, usageErr("bench: --frames and --parts apply to --pipeline")
+	}
+	if f.pipeline {
+		for _, fr := range strings.Split(f.frames, ",") {
+			if _, _, err := parseFrameSize(fr); err != nil {
+				return f, true, usageErr("bench: --frames: %v", err)
+			}
+		}
 	}
 	var err error
 	if f.height, f.width, err = parseSize(*size); err != nil {

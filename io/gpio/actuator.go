@@ -40,7 +40,17 @@ type Options struct {
 	// PartIDPrefix starts the part IDs of part-present edges ("gpio-"
 	// when empty); a counter from 1 follows.
 	PartIDPrefix string
+	// Realtime runs the scheduler on its own OS thread at SCHED_FIFO
+	// priority and sleeps the last FineWindow before each actuation in the
+	// kernel, for sub-millisecond timing while the engine keeps the cores
+	// busy (inspectd run sets it). Off, the scheduler uses Go timers only,
+	// which testing/synctest's fake clock can drive.
+	Realtime bool
 }
+
+// FineWindow is how long before an actuation a Realtime scheduler stops
+// waiting on Go timers and sleeps in the kernel instead.
+const FineWindow = 4 * time.Millisecond
 
 // Stats are the Actuator's counters.
 type Stats struct {
@@ -531,16 +541,35 @@ func (a *Actuator) emit(sev inspection.Severity, kind, msg string, fields map[st
 // run is the scheduler goroutine.
 func (a *Actuator) run() {
 	defer close(a.finished)
+	if a.opt.Realtime {
+		if err := enterRealtime(); err != nil {
+			a.log.Warn("reject scheduler at normal priority; actuations may land milliseconds late while the engine is busy", "err", err)
+		} else {
+			a.log.Info("reject scheduler at realtime priority", "policy", "SCHED_FIFO", "fine_window", FineWindow)
+		}
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		a.mu.Lock()
 		next := a.step(time.Now())
 		a.mu.Unlock()
+		if a.opt.Realtime && !next.IsZero() && time.Until(next) <= FineWindow {
+			// Close to the deadline: sleep in the kernel on this thread,
+			// then step again. Nothing can become due earlier within a
+			// few milliseconds: parts are scheduled a delay after their
+			// trigger.
+			sleepUntil(next)
+			continue
+		}
 		if next.IsZero() {
 			timer.Stop()
 		} else {
-			timer.Reset(time.Until(next))
+			d := time.Until(next)
+			if a.opt.Realtime {
+				d -= FineWindow
+			}
+			timer.Reset(d)
 		}
 		select {
 		case <-a.wake:

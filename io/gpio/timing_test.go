@@ -54,20 +54,24 @@ func (o *timingOutput) SetTagged(v bool, t Tag) error {
 // load=goroutines spins GOMAXPROCS goroutines in this process (the Go
 // scheduler's worst case); load=processes spins one shell loop per CPU
 // (like ONNX Runtime's native threads competing at the OS level).
+// mode=realtime is how inspectd run schedules (Options.Realtime: a
+// SCHED_FIFO thread sleeping in the kernel for the last FineWindow).
 func BenchmarkActuationError(b *testing.B) {
-	for _, load := range []string{"none", "goroutines", "processes"} {
-		b.Run("load="+load, func(b *testing.B) {
-			for b.Loop() {
-				p50, p99, mx := measureActuation(b, 1000, 10*time.Millisecond, load)
-				b.ReportMetric(float64(p50)/1e3, "p50_us")
-				b.ReportMetric(float64(p99)/1e3, "p99_us")
-				b.ReportMetric(float64(mx)/1e3, "max_us")
-			}
-		})
+	for _, mode := range []string{"timers", "realtime"} {
+		for _, load := range []string{"none", "goroutines", "processes"} {
+			b.Run("mode="+mode+"/load="+load, func(b *testing.B) {
+				for b.Loop() {
+					p50, p99, mx := measureActuation(b, 1000, 10*time.Millisecond, load, mode == "realtime")
+					b.ReportMetric(float64(p50)/1e3, "p50_us")
+					b.ReportMetric(float64(p99)/1e3, "p99_us")
+					b.ReportMetric(float64(mx)/1e3, "max_us")
+				}
+			})
+		}
 	}
 }
 
-func measureActuation(tb testing.TB, parts int, spacing time.Duration, load string) (p50, p99, mx time.Duration) {
+func measureActuation(tb testing.TB, parts int, spacing time.Duration, load string, realtime bool) (p50, p99, mx time.Duration) {
 	stop := make(chan struct{})
 	var spinners sync.WaitGroup
 	switch load {
@@ -108,7 +112,7 @@ func measureActuation(tb testing.TB, parts int, spacing time.Duration, load stri
 	cfg.RejectDelay = config.Dur(100 * time.Millisecond)
 	cfg.RejectPulse = config.Dur(5 * time.Millisecond)
 	chip := &timingChip{Sim: NewSim()}
-	a, err := New(cfg, chip, Options{})
+	a, err := New(cfg, chip, Options{Realtime: realtime})
 	if err != nil {
 		tb.Fatal(err)
 	}
