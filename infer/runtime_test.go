@@ -14,7 +14,7 @@ func openRuntime(t testing.TB) *Runtime {
 	t.Helper()
 	path, err := DefaultLibraryPath()
 	if err != nil {
-		t.Fatalf("%v (run `bash scripts/deps.sh`)", err)
+		t.Fatalf("ONNX Runtime not found: %v (run `make deps`; infertest.Runtime has the same policy but cannot be imported here)", err)
 	}
 	rt, err := OpenRuntime(path)
 	if err != nil {

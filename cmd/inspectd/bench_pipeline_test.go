@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/netdef"
 )
 
@@ -14,7 +14,7 @@ import (
 // whole daemon with the real engine (random weights, 256×256, 2 threads) on
 // 640×480 and 1920×1080 frames; b.N parts per size.
 func BenchmarkPipeline(b *testing.B) {
-	rt := openTestRuntime(b)
+	rt := infertest.Runtime(b)
 	dir, cleanup, err := tempBundleDir()
 	if err != nil {
 		b.Fatal(err)
@@ -40,15 +40,4 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Logf("%s: %.1f parts/s, trigger→verdict p50 %.2f p99 %.2f ms, align+localise p99 %.2f ms, overhead p50 %.2f p99 %.2f ms (decide p99 %.2f), RSS %.1f → %.1f MB, actuation error p50 %.2f p99 %.2f max %.2f ms over %d",
 			r.Frame, r.PartsPerSecond, r.TotalP50Ms, r.TotalP99Ms, r.EngineP99Ms, r.OverheadP50Ms, r.OverheadP99Ms, r.DecideP99Ms, r.RSSStartMB, r.RSSEndMB, r.ActuationErrP50Ms, r.ActuationErrP99Ms, r.ActuationErrMaxMs, r.Actuations)
 	}
-}
-
-// openTestRuntime opens ONNX Runtime from the standard locations; it fails
-// (CI installs the library) with the command that installs it.
-func openTestRuntime(tb testing.TB) *infer.Runtime {
-	tb.Helper()
-	rt, err := openRuntime("")
-	if err != nil {
-		tb.Fatalf("ONNX Runtime: %v (run make deps)", err)
-	}
-	return rt
 }

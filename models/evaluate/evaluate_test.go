@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/netdef"
@@ -571,19 +572,7 @@ func TestErrors(t *testing.T) {
 // TestRealEngine runs the ONNX Runtime engine on a random-weight bundle and
 // tiny synthetic data end to end.
 func TestRealEngine(t *testing.T) {
-	lib, err := infer.DefaultLibraryPath()
-	if err != nil {
-		t.Fatalf("%v (run `bash scripts/deps.sh`)", err)
-	}
-	rt, err := infer.OpenRuntime(lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rt.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	rt := infertest.Runtime(t)
 	tmp := t.TempDir()
 	bdir := filepath.Join(tmp, "bundle")
 	if _, err := netdef.WriteRandomBundle(bdir, netdef.RandomBundleOptions{Height: 64, Width: 64, D: 8, AlignSize: 32, Seed: 5}); err != nil {

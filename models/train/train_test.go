@@ -15,6 +15,7 @@ import (
 
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/infer/backend"
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
@@ -44,20 +45,11 @@ func synthGood(t *testing.T) (goodDir, category string) {
 	return filepath.Join(root, "plate", "train", "good"), filepath.Join(root, "plate")
 }
 
-// testBackend opens ONNX Runtime (or skips the test) and hands it in as
-// cmd/inspectd does: the package itself links no cgo.
+// testBackend opens ONNX Runtime (infertest's policy: fail without it) and
+// hands it in as cmd/inspectd does: the package itself links no cgo.
 func testBackend(t testing.TB) backend.Backend {
 	t.Helper()
-	lib, err := infer.DefaultLibraryPath()
-	if err != nil {
-		t.Skipf("no ONNX Runtime: %v", err)
-	}
-	rt, err := infer.OpenRuntime(lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
-	return infer.NewBackend(rt)
+	return infer.NewBackend(infertest.Runtime(t))
 }
 
 func backbonePath(t *testing.T) string {
@@ -92,7 +84,7 @@ func TestRunWritesVerifiedBundle(t *testing.T) {
 	if m.Calibration.ImageThreshold < m.Calibration.GoodScores.Max {
 		t.Errorf("image threshold %v below the held-out maximum %v", m.Calibration.ImageThreshold, m.Calibration.GoodScores.Max)
 	}
-	t.Logf("verify max diff %g, F1-optimal %+v, thresholds %+v", res.MaxVerify, res.F1Optimal, m.Calibration)
+	t.Logf("verify max diff %g, defects AUROC %.3f, F1-optimal %+v, thresholds %+v", res.MaxVerify, res.DefectsAUC, res.F1Optimal, m.Calibration)
 	if res.MaxVerify > VerifyTolerance {
 		t.Errorf("verification difference %g", res.MaxVerify)
 	}
@@ -323,5 +315,34 @@ func TestAlignImagesChecks(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRunDetectsDefects: a short training on fixtured synthetic plates
+// (align "none", so the floor measures the localisation module alone)
+// must separate the painted defects from good parts: the --defects AUROC
+// the run reports has a floor between the trained and the untrained model
+// (measured with this seed and recipe: 0.855 trained, 0.782 with the
+// mapping left untrained by a 1e-6 learning rate, near 0.5 when broken).
+func TestRunDetectsDefects(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "synth")
+	if err := synth.Generate(context.Background(), root, synth.Options{Seed: 3, Objects: []string{"plate"}, Width: 96, Height: 96,
+		TrainGood: 24, TestGood: 6, TestPerDefect: 2}); err != nil {
+		t.Fatal(err)
+	}
+	r := DefaultRecipe()
+	r.Product, r.HoldoutFraction = "plate", 0.2
+	r.Input.Height, r.Input.Width = 64, 64
+	r.Align.Method = bundle.AlignNone
+	r.ALM.D, r.ALM.Epochs, r.ALM.LocationsPerStep = 32, 3, 2048
+	r.DGM.PoolSize, r.DGM.RefreshEpochs = 8, 1
+	res, err := Run(context.Background(), Options{GoodDir: filepath.Join(root, "plate", "train", "good"), Backbone: backbonePath(t),
+		Out: filepath.Join(t.TempDir(), "bundle"), Recipe: &r, Defects: filepath.Join(root, "plate"), Backend: testBackend(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("defects AUROC %.3f, F1-optimal %+v", res.DefectsAUC, res.F1Optimal)
+	if res.DefectsAUC < 0.82 {
+		t.Errorf("defects AUROC %.3f, want at least 0.82 (an untrained mapping reaches 0.78): training no longer improves the separation of defects from good parts", res.DefectsAUC)
 	}
 }

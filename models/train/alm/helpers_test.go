@@ -7,6 +7,7 @@ import (
 
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/infer/backend"
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/synth"
@@ -27,20 +28,11 @@ func testBackbone(t testing.TB) *backbone.Weights {
 	return backbone.Random(1)
 }
 
-// testBackend opens ONNX Runtime or skips the test: the native backend is
-// passed in as cmd/inspectd does; the package itself links no cgo.
+// testBackend opens ONNX Runtime (infertest's policy: fail without it) and
+// passes it in as cmd/inspectd does; the package itself links no cgo.
 func testBackend(t testing.TB) backend.Backend {
 	t.Helper()
-	lib, err := infer.DefaultLibraryPath()
-	if err != nil {
-		t.Skipf("no ONNX Runtime: %v", err)
-	}
-	rt, err := infer.OpenRuntime(lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
-	return infer.NewBackend(rt)
+	return infer.NewBackend(infertest.Runtime(t))
 }
 
 // testFeatures returns BackboneFeatures for h×w images.

@@ -19,6 +19,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/synth"
@@ -362,19 +363,7 @@ func checkONNX(t *testing.T, m *Model, images [][]float32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lib, err := infer.DefaultLibraryPath()
-	if err != nil {
-		t.Fatalf("%v (run `bash scripts/deps.sh`)", err)
-	}
-	rt, err := infer.OpenRuntime(lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := rt.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	rt := infertest.Runtime(t)
 	sess, err := rt.NewSession(model, infer.SessionOptions{IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
