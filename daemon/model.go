@@ -39,6 +39,10 @@ func LoadModel(cfg *config.Config, newEngine EngineFactory) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model.bundle %s: %w", b.Dir, err)
 	}
+	// The engine holds the compiled graphs; the serialised copies (about
+	// 12 MB for a 256² bundle) would only make the Go heap, and with it
+	// the garbage collector's goal, bigger for the daemon's whole life.
+	b.AlignGraph, b.LocalizeGraph = nil, nil
 	m := &Model{Engine: eng, Bundle: b, LoadedAt: time.Now()}
 	start := time.Now()
 	if err := warmUp(eng, cfg.Camera, b.Manifest.Input); err != nil {

@@ -105,6 +105,10 @@ func quoteList(items []string) string {
 // Duration checks that d parsed and lies within [lo, hi].
 func (v *Checker) Duration(name string, d Duration, lo, hi time.Duration) {
 	if d.err != nil {
+		if looksLikeDuration(d.raw) {
+			v.Errorf(name, "%q is too long a duration for this field; allowed %s to %s", d.raw, lo, hi)
+			return
+		}
 		v.Errorf(name, "%q is not a duration; write a number with a unit, e.g. \"250ms\", \"2s\", \"1m\"", d.raw)
 		return
 	}
@@ -175,4 +179,35 @@ func (v *Checker) Err() error {
 		return ps
 	}
 	return nil
+}
+
+// looksLikeDuration reports whether s has the shape of a Go duration
+// (numbers each followed by a unit) although it did not parse: then it
+// overflowed (more than about 292 years).
+func looksLikeDuration(s string) bool {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	if s == "" {
+		return false
+	}
+	for s != "" {
+		i := 0
+		for i < len(s) && (s[i] == '.' || (s[i] >= '0' && s[i] <= '9')) {
+			i++
+		}
+		if i == 0 {
+			return false
+		}
+		s = s[i:]
+		unit := ""
+		for _, u := range []string{"ns", "us", "µs", "μs", "ms", "s", "m", "h"} {
+			if strings.HasPrefix(s, u) && len(u) > len(unit) {
+				unit = u
+			}
+		}
+		if unit == "" {
+			return false
+		}
+		s = s[len(unit):]
+	}
+	return true
 }

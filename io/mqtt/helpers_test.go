@@ -268,32 +268,47 @@ func (f *fakeControl) Status() inspection.Status {
 	}
 }
 
-// publisherBin builds testdata/publisher once per test binary.
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
-
-func publisherBin(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mqtt-publisher-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "publisher")
-		out, err := exec.Command("go", "build", "-o", buildPath, "./testdata/publisher").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./testdata/publisher: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
+// helperBins are the helper programs under testdata (killed with SIGKILL
+// by the tests), each built once per test binary into one temporary
+// directory that TestMain removes.
+var helperBins struct {
+	sync.Mutex
+	dir   string
+	paths map[string]string
 }
+
+// helperBin builds ./testdata/<name> once and returns the executable.
+func helperBin(t testing.TB, name string) string {
+	t.Helper()
+	helperBins.Lock()
+	defer helperBins.Unlock()
+	if p, ok := helperBins.paths[name]; ok {
+		return p
+	}
+	if helperBins.dir == "" {
+		dir, err := os.MkdirTemp("", "mqtt-helpers-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		helperBins.dir, helperBins.paths = dir, map[string]string{}
+	}
+	p := filepath.Join(helperBins.dir, name)
+	if out, err := exec.Command("go", "build", "-o", p, "./testdata/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("go build ./testdata/%s: %v\n%s", name, err, out)
+	}
+	helperBins.paths[name] = p
+	return p
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if helperBins.dir != "" {
+		os.RemoveAll(helperBins.dir)
+	}
+	os.Exit(code)
+}
+
+func publisherBin(t testing.TB) string { return helperBin(t, "publisher") }
 
 // proc is a running publisher helper.
 type proc struct {

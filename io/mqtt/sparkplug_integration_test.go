@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -605,32 +603,7 @@ func TestSparkplugStoreAndForwardHistorical(t *testing.T) {
 	}
 }
 
-// spbnodeBin builds testdata/spbnode once per test binary.
-var (
-	spbOnce sync.Once
-	spbPath string
-	spbErr  error
-)
-
-func spbnodeBin(t testing.TB) string {
-	t.Helper()
-	spbOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mqtt-spbnode-")
-		if err != nil {
-			spbErr = err
-			return
-		}
-		spbPath = filepath.Join(dir, "spbnode")
-		out, err := exec.Command("go", "build", "-o", spbPath, "./testdata/spbnode").CombinedOutput()
-		if err != nil {
-			spbErr = fmt.Errorf("go build ./testdata/spbnode: %v\n%s", err, out)
-		}
-	})
-	if spbErr != nil {
-		t.Fatal(spbErr)
-	}
-	return spbPath
-}
+func spbnodeBin(t testing.TB) string { return helperBin(t, "spbnode") }
 
 // startSpbnode runs the helper and waits for "started".
 func startSpbnode(t testing.TB, args ...string) *exec.Cmd {

@@ -162,6 +162,7 @@ func TestLoadRejectsBrokenBundles(t *testing.T) {
 		{"missing manifest", func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, ManifestName))) }, "manifest.toml: no such file"},
 		{"manifest syntax error", func(t *testing.T, dir string) { editManifest(t, dir, "product = ", "product = = ") }, "manifest.toml:4:"},
 		{"unknown format version", func(t *testing.T, dir string) { editManifest(t, dir, "format_version = 1", "format_version = 9") }, "manifest.toml:@format_version = @: format_version: format_version 9 is not supported"},
+		{"missing format version", func(t *testing.T, dir string) { editManifest(t, dir, "format_version = 1\n", "") }, "manifest.toml: format_version: missing; every manifest starts with format_version = 1"},
 		{"unknown key", func(t *testing.T, dir string) { editManifest(t, dir, "product = ", "colour = 1\nproduct = ") }, "manifest.toml:@colour = @: colour: unknown key"},
 		{"listed file missing", func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, AlignGraphName))) }, "align.onnx: listed in the manifest but cannot be read"},
 		{"tampered file", func(t *testing.T, dir string) {

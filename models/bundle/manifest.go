@@ -201,6 +201,10 @@ func parseManifest(path string, raw []byte) (*Manifest, error) {
 		// An unknown key means a newer format: its values are not checked.
 		return nil, &manifestError{c.Err()}
 	}
+	if !md.IsDefined("format_version") {
+		c.Errorf("format_version", "missing; every manifest starts with format_version = %d (is this a manifest written by `inspectd train`?)", FormatVersion)
+		return nil, &manifestError{c.Err()}
+	}
 	if m.FormatVersion != FormatVersion {
 		c.Errorf("format_version", "format_version %d is not supported; this inspectd reads format_version %d", m.FormatVersion, FormatVersion)
 		return nil, &manifestError{c.Err()}
