@@ -1,6 +1,7 @@
 package config
 
-// HTTP configures the status server: /healthz and Prometheus /metrics.
+// HTTP configures the status server: the status page, the JSON API,
+// /healthz and Prometheus /metrics (io/web).
 type HTTP struct {
 	// Enabled turns the server on.
 	Enabled bool `toml:"enabled"`
