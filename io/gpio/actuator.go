@@ -472,8 +472,12 @@ func (a *Actuator) safeState() {
 
 // Close halts the outputs in their safe state, stops the scheduler and
 // the inputs within ctx and releases the lines (the kernel then reverts
-// them to their defaults, as on process exit).
+// them to their defaults, as on process exit). When ctx has a deadline,
+// the parts already scheduled to actuate before it are let through first
+// (a drained shutdown still rejects or passes its last parts at their
+// stations); later ones are rejected by the safe state.
 func (a *Actuator) Close(ctx context.Context) error {
+	a.finishScheduled(ctx)
 	a.Halt("shutdown")
 	var err error
 	a.closeMu.Do(func() {
@@ -486,6 +490,30 @@ func (a *Actuator) Close(ctx context.Context) error {
 		a.release()
 	})
 	return err
+}
+
+// finishScheduled waits, until shortly before ctx's deadline, while a part
+// or a pulse is due before that deadline.
+func (a *Actuator) finishScheduled(ctx context.Context) {
+	deadline, ok := ctx.Deadline()
+	if !ok || a.set.encoder {
+		return
+	}
+	deadline = deadline.Add(-100 * time.Millisecond) // leave time to halt and release
+	for {
+		a.mu.Lock()
+		pending := !a.halted && ((a.queue.Len() > 0 && a.queue.items[0].p.due.Before(deadline)) ||
+			(!a.pulseUntil.IsZero() && a.pulseUntil.Before(deadline)))
+		a.mu.Unlock()
+		if !pending || !time.Now().Before(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // Stats returns a snapshot of the counters.
