@@ -355,23 +355,34 @@ func startPublisher(t testing.TB, args ...string) *proc {
 
 func (p *proc) waitLine(t testing.TB, prefix string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	seen := func() bool {
 		p.mu.Lock()
+		defer p.mu.Unlock()
 		for _, l := range p.lines {
 			if strings.HasPrefix(l, prefix) {
-				p.mu.Unlock()
-				return
+				return true
 			}
 		}
-		p.mu.Unlock()
+		return false
+	}
+	deadline := time.After(timeout)
+	for !seen() {
 		select {
 		case <-p.done:
-			t.Fatalf("publisher exited before printing %q", prefix)
+			// The reader has appended every line before done closes:
+			// look once more, then the line is really missing.
+			if seen() {
+				return
+			}
+			p.mu.Lock()
+			lines := append([]string(nil), p.lines...)
+			p.mu.Unlock()
+			t.Fatalf("publisher exited before printing %q; it printed %q", prefix, lines)
+		case <-deadline:
+			t.Fatalf("publisher did not print %q within %s", prefix, timeout)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	t.Fatalf("publisher did not print %q within %s", prefix, timeout)
 }
 
 func (p *proc) Persisted() int {
