@@ -88,7 +88,6 @@ type Daemon struct {
 	triggers  chan trigger
 	busySince atomic.Int64 // unix nanos the inspect loop started its current part, 0 when idle
 	grabbing  atomic.Bool  // the triggered capture stage is waiting for a part's frame
-	heartbeat atomic.Int64 // unix nanos of the inspect loop's last iteration
 	stop      chan struct{}
 	stopOnce  sync.Once
 }
@@ -285,30 +284,17 @@ func (d *Daemon) shutdown(stopCapture context.CancelFunc, workers *sync.WaitGrou
 
 	// Triggers already accepted still get their frame and verdict: let the
 	// capture goroutine work through them, then stop it.
-	finish := time.NewTimer(d.deps.ShutdownTimeout / 2)
-	defer finish.Stop()
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		for len(d.triggers) > 0 || d.grabbing.Load() {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
-	select {
-	case <-drained:
-	case <-finish.C:
+	finish := time.Now().Add(d.deps.ShutdownTimeout / 2)
+	for (len(d.triggers) > 0 || d.grabbing.Load()) && time.Now().Before(finish) {
+		time.Sleep(5 * time.Millisecond)
 	}
 	stopCapture()
 	workers.Wait()
-	// Triggers that never reached the capture stage get ERROR verdicts.
-	for {
-		select {
-		case t := <-d.triggers:
-			d.emit(d.errorResult(t, nil, inspection.ReasonShutdown, "the daemon stopped before the part was captured"))
-			continue
-		default:
-		}
-		break
+	// Triggers that never reached the capture stage get ERROR verdicts
+	// (nothing else receives from the queue any more).
+	for len(d.triggers) > 0 {
+		t := <-d.triggers
+		d.emit(d.errorResult(t, nil, inspection.ReasonShutdown, "the daemon stopped before the part was captured"))
 	}
 	<-inspectDone
 
@@ -652,7 +638,6 @@ func (d *Daemon) inspectLoop(jobs <-chan job, ready chan<- struct{}) {
 	var dec Decider
 	heat := &heatmapCache{}
 	for {
-		d.heartbeat.Store(time.Now().UnixNano())
 		select {
 		case ready <- struct{}{}:
 		default:

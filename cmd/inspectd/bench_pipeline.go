@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -221,14 +220,4 @@ func parseFrameSize(s string) (int, int, error) {
 		return 0, 0, fmt.Errorf("frame size %q: want WIDTHxHEIGHT, e.g. 1920x1080, each 16..16384", s)
 	}
 	return w, h, nil
-}
-
-// tempBundleDir is a path for a random-weight bundle inside a new temporary
-// directory, removed by the returned function.
-func tempBundleDir() (string, func(), error) {
-	tmp, err := os.MkdirTemp("", "inspectd-bench-")
-	if err != nil {
-		return "", nil, err
-	}
-	return filepath.Join(tmp, "bundle"), func() { os.RemoveAll(tmp) }, nil
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/inspectd/inspectd/infer/infertest"
-	"github.com/inspectd/inspectd/models/netdef"
 )
 
 // BenchmarkPipeline runs `inspectd bench --pipeline`'s measurement: the
@@ -15,14 +14,12 @@ import (
 // 640×480 and 1920×1080 frames; b.N parts per size.
 func BenchmarkPipeline(b *testing.B) {
 	rt := infertest.Runtime(b)
-	dir, cleanup, err := tempBundleDir()
+	bb, cleanup, err := benchBundle(benchFlags{height: 256, width: 256})
+	defer cleanup()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cleanup()
-	if _, err := netdef.WriteRandomBundle(dir, netdef.RandomBundleOptions{Seed: 1}); err != nil {
-		b.Fatal(err)
-	}
+	dir := bb.Dir
 	var out bytes.Buffer
 	o := pipelineBenchOptions{bundleDir: dir, threads: 2, frames: []string{"640x480", "1920x1080"}, parts: max(b.N, 20), json: true}
 	b.ResetTimer()

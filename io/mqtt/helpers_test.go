@@ -51,7 +51,14 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 func startClient(t testing.TB, cfg config.MQTT, ctl inspection.Control) *mqtt.Client {
 	t.Helper()
-	c, err := mqtt.New(mqtt.Options{Config: cfg, Station: station, Logger: testLogger(t), Control: ctl, Version: "1.2.3"})
+	return startClientWith(t, mqtt.Options{Config: cfg, Station: station, Logger: testLogger(t), Control: ctl, Version: "1.2.3"})
+}
+
+// startClientWith starts a client with o and closes it at the end of the
+// test.
+func startClientWith(t testing.TB, o mqtt.Options) *mqtt.Client {
+	t.Helper()
+	c, err := mqtt.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

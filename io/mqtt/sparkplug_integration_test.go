@@ -62,19 +62,7 @@ func startSparkplug(t testing.TB, cfg config.MQTT, ctl inspection.Control, state
 	if ctl != nil {
 		o.Control = ctl
 	}
-	c, err := mqtt.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.Close(ctx)
-	})
-	return c
+	return startClientWith(t, o)
 }
 
 // spMsg is one decoded Sparkplug message as the host application sees it.

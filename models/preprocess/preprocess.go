@@ -188,28 +188,20 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 	for y := range ch {
 		row := (y / f) * rw
 		switch bpp {
-		case 4:
-			line := pix[origin+y*stride : origin+y*stride+4*cw]
-			for rx := range rw {
-				var r, g, b float32
-				for x := rx * f; x < min(rx*f+f, cw); x++ {
-					r += float32(line[4*x])
-					g += float32(line[4*x+1])
-					b += float32(line[4*x+2])
-				}
-				rr[row+rx] += r
-				gg[row+rx] += g
-				bb[row+rx] += b
+		case 3, 4:
+			// RGBA: red first; camera frames (BGR): blue first.
+			ri, bi := 0, 2
+			if bpp == 3 {
+				ri, bi = 2, 0
 			}
-		case 3:
-			// Camera frames: blue, green, red byte triplets.
-			line := pix[origin+y*stride : origin+y*stride+3*cw]
+			line := pix[origin+y*stride : origin+y*stride+bpp*cw]
 			for rx := range rw {
 				var r, g, b float32
 				for x := rx * f; x < min(rx*f+f, cw); x++ {
-					b += float32(line[3*x])
-					g += float32(line[3*x+1])
-					r += float32(line[3*x+2])
+					px := line[bpp*x : bpp*x+3]
+					r += float32(px[ri])
+					g += float32(px[1])
+					b += float32(px[bi])
 				}
 				rr[row+rx] += r
 				gg[row+rx] += g
