@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/train"
 )
 
@@ -48,8 +49,15 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 		return failure(err)
 	}
 	m := res.Manifest
-	fmt.Fprintf(s.stdout, "wrote %s: %s, %dx%d, align %s, D %d\n", *out, m.Product, m.Input.Width, m.Input.Height, m.Align.Method, m.Localize.D)
-	fmt.Fprintf(s.stdout, "held-out good scores: n=%d min %.4f mean %.4f max %.4f\n", m.Calibration.GoodScores.Count,
+	loc := fmt.Sprintf("centres D %d", m.Localize.D)
+	if m.Localize.Method == bundle.LocalizeMemory {
+		loc = fmt.Sprintf("memory of %d × %d values per location", m.Localize.Entries, m.Localize.D)
+	}
+	fmt.Fprintf(s.stdout, "wrote %s: %s, %dx%d, align %s, localise %s\n", *out, m.Product, m.Input.Width, m.Input.Height, m.Align.Method, loc)
+	if res.IMMSteps > 0 {
+		fmt.Fprintf(s.stdout, "alignment: %d steps, pose error %.2f px on the validation poses (%.2f px untrained)\n", res.IMMSteps, res.IMMPoseError, res.IMMPoseErrorUntrained)
+	}
+	fmt.Fprintf(s.stdout, "good scores used for calibration: n=%d min %.4f mean %.4f max %.4f\n", m.Calibration.GoodScores.Count,
 		m.Calibration.GoodScores.Min, m.Calibration.GoodScores.Mean, m.Calibration.GoodScores.Max)
 	fmt.Fprintf(s.stdout, "thresholds: image %.4f, pixel %.4f (%s)\n", m.Calibration.ImageThreshold, m.Calibration.PixelThreshold, m.Calibration.Rule)
 	if res.F1Optimal != nil {

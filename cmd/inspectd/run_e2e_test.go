@@ -60,7 +60,7 @@ func setupE2E(t *testing.T) e2e {
 			return
 		}
 		recipe := filepath.Join(dir, "recipe.toml")
-		if err := os.WriteFile(recipe, []byte("recipe_version = 1\nproduct = \"e2e-plate\"\nholdout_fraction = 0.2\n[input]\nheight = 64\nwidth = 64\n[align]\nmethod = \"none\"\n[alm]\nd = 32\nepochs = 3\nlocations_per_step = 2048\n[dgm]\npool_size = 8\nrefresh_epochs = 1\n"), 0o644); err != nil {
+		if err := os.WriteFile(recipe, []byte("recipe_version = 1\nproduct = \"e2e-plate\"\nholdout_fraction = 0.2\n[input]\nheight = 64\nwidth = 64\n[align]\nmethod = \"none\"\n[memory]\nd = 32\nentries = 8\nradius = 0\n"), 0o644); err != nil {
 			e2eErr = err
 			return
 		}

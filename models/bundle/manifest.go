@@ -31,7 +31,10 @@ const ManifestName = "manifest.toml"
 const (
 	AlignGraphName    = "align.onnx"
 	LocalizeGraphName = "localize.onnx"
-	TemplateName      = "template.png"
+	// LocalizeCentres and LocalizeMemory are the values of localize.method.
+	LocalizeCentres = "centres"
+	LocalizeMemory  = "memory"
+	TemplateName    = "template.png"
 )
 
 // Graph input and output names, shared with models/netdef.
@@ -100,7 +103,8 @@ type Align struct {
 	Width    int `toml:"width"`
 	Channels int `toml:"channels"`
 	// TemplateSeed is the seed that chose the template among the good
-	// images, or -1 when it was chosen explicitly.
+	// images, or -1 when it was chosen explicitly or as their medoid (the
+	// most typical image; inspectd since the local memory).
 	TemplateSeed int64 `toml:"template_seed"`
 	// TemplateSource is the training image the template came from.
 	TemplateSource string `toml:"template_source"`
@@ -109,7 +113,16 @@ type Align struct {
 // Localize describes the anomaly localisation graph.
 type Localize struct {
 	Graph string `toml:"graph"`
-	// D is the channel count of the mapped features and centres.
+	// Method is LocalizeCentres (the paper's mapping net and one centre per
+	// location; also what an empty value means, as bundles before the
+	// local memory were written) or LocalizeMemory.
+	Method string `toml:"method,omitempty"`
+	// Entries (memory entries per location) and Radius (cells around a
+	// location its entries were chosen from) describe a LocalizeMemory graph.
+	Entries int `toml:"entries,omitempty"`
+	Radius  int `toml:"radius,omitempty"`
+	// D is the channel count of the mapped features and centres (or of the
+	// projected features and memory entries).
 	D int `toml:"d"`
 	// Reduction is how the centres were reduced to D channels, e.g.
 	// "random_orthogonal" or "pca".
@@ -261,7 +274,15 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 		loc.Errorf("graph", "required")
 	}
 	loc.IntRange("d", m.Localize.D, 1, 4096, "channels")
-	loc.OneOf("centre", m.Localize.Centre, "local", "global")
+	switch m.Localize.Method {
+	case "", LocalizeCentres:
+		loc.OneOf("centre", m.Localize.Centre, "local", "global")
+	case LocalizeMemory:
+		loc.IntRange("entries", m.Localize.Entries, 1, 4096, "per location")
+		loc.IntRange("radius", m.Localize.Radius, 0, 64, "cells")
+	default:
+		loc.Errorf("method", "%q, want %q or %q", m.Localize.Method, LocalizeCentres, LocalizeMemory)
+	}
 	if m.Backbone.Fingerprint == "" {
 		c.In("backbone").Errorf("fingerprint", "required (identifies the frozen feature extractor)")
 	}

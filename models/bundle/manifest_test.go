@@ -97,3 +97,42 @@ func TestManifestSyntaxErrorShowsTheLine(t *testing.T) {
 		t.Errorf("syntax error %v", err)
 	}
 }
+
+// TestManifestLocalizeMethod: a memory bundle needs its entries and
+// radius; an unknown method is named with the two known ones; a bundle
+// without a method (written before the local memory) is a centres bundle.
+func TestManifestLocalizeMethod(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Manifest)
+		want string // "" = valid
+	}{
+		{"no method", func(m *Manifest) { m.Localize.Method = "" }, ""},
+		{"centres", func(m *Manifest) { m.Localize.Method = LocalizeCentres }, ""},
+		{"memory", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 64, Entries: 32, Radius: 2, BlurSigma: 4}
+		}, ""},
+		{"memory without entries", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 64, Radius: 2}
+		}, "localize.entries: 0 is out of range"},
+		{"unknown method", func(m *Manifest) { m.Localize.Method = "knn" }, `localize.method: "knn", want "centres" or "memory"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := validManifest()
+			m.FormatVersion = FormatVersion
+			m.Files = map[string]string{AlignGraphName: strings.Repeat("0", 64), LocalizeGraphName: strings.Repeat("1", 64), TemplateName: strings.Repeat("2", 64)}
+			tc.edit(m)
+			var b bytes.Buffer
+			if err := toml.NewEncoder(&b).Encode(m); err != nil {
+				t.Fatal(err)
+			}
+			_, err := parseManifest("manifest.toml", b.Bytes())
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -43,6 +43,7 @@ import (
 	"image"
 	"io"
 	"math"
+	"path/filepath"
 	"time"
 
 	"github.com/inspectd/inspectd/models/bundle"
@@ -316,6 +317,14 @@ func (cr *CategoryReport) computeMetrics(acc *metrics.PixelAccumulator) error {
 		return err
 	}
 
+	for _, r := range cr.Images {
+		rel, err := filepath.Rel(cr.Dir, r.Sample.Path)
+		if err != nil {
+			rel = r.Sample.Path
+		}
+		cr.Scores = append(cr.Scores, ImageScore{Path: rel, Defect: r.Sample.Defect, Score: r.Score,
+			Align: [3]float64{r.Transform.Tx, r.Transform.Ty, r.Transform.Degrees()}})
+	}
 	cr.PerDefect = map[string]*DefectStats{}
 	var goodScores []float64
 	byDefect := map[string][]float64{}

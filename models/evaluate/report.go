@@ -106,6 +106,19 @@ type ImageResult struct {
 	Transform preprocess.Transform
 }
 
+// ImageScore is one test image's outcome in the JSON report.
+type ImageScore struct {
+	// Path is the image file relative to the category folder.
+	Path string `json:"path"`
+	// Defect is the defect type, "good" for a good part.
+	Defect string `json:"defect"`
+	// Score is the image score.
+	Score float64 `json:"score"`
+	// Align is the predicted alignment (tx, ty in normalised units, θ in
+	// degrees); all 0 without alignment.
+	Align [3]float64 `json:"align"`
+}
+
 // CategoryReport holds one category's figures. Pointer fields are nil when
 // the figure is undefined or does not apply (then Notes says why); in JSON
 // they are absent.
@@ -140,6 +153,10 @@ type CategoryReport struct {
 	MaxScore float64 `json:"-"`
 	// Images holds every image's result in evaluation order.
 	Images []ImageResult `json:"-"`
+	// Scores lists every test image's score and alignment, in evaluation
+	// order: enough to place any other threshold (false-reject and escape
+	// rates) or to compare alignments with a known truth.
+	Scores []ImageScore `json:"image_scores"`
 
 	// Overlay candidates and the heatmap size they were recorded at.
 	worstGood, worstDefect worstList

@@ -8,6 +8,9 @@
 //   - [LocalizeGraph]: backbone → mapping net N_M (1×1 convs, [MappingWeights]) →
 //     per-location cosine distance to the embedded centre F_C → bilinear upsample →
 //     Gaussian blur → "heatmap" and "score" (the heatmap maximum).
+//   - [MemoryGraph]: the local-memory alternative to N_M and F_C — backbone →
+//     projection to D → 3×3 average → distance to the nearest of K stored
+//     good features per location → the same upsample and blur.
 //   - [AlignGraph]: the IMM regressor (shared feature net N_P on image and
 //     template, regression net N_R) producing (tx, ty, θ) ([AlignWeights]); the
 //     affine convention is documented on [preprocess.AffineMatrix].
@@ -18,7 +21,7 @@
 //
 //	Conv, Relu, MaxPool, Add, Sub, Mul, Div, Sqrt, Max, ReduceMax, MatMul,
 //	Resize (mode linear, coordinate_transformation_mode half_pixel), Concat,
-//	GlobalAveragePool, Flatten, Gemm, Reshape
+//	GlobalAveragePool, Flatten, Gemm, Reshape, Transpose, ReduceMin
 //
 // [AllowedOps] lists them. Heights and widths are independent multiples of 16;
 // nothing assumes square inputs. Bilinear Resize with half_pixel coordinates is
@@ -37,7 +40,7 @@ import (
 func AllowedOps() []string {
 	return []string{
 		"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "Max", "ReduceMax", "MatMul",
-		"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape",
+		"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape", "Transpose", "ReduceMin",
 	}
 }
 

@@ -5,6 +5,7 @@ package train
 import (
 	"github.com/inspectd/inspectd/models/train/alm"
 	"github.com/inspectd/inspectd/models/train/imm"
+	"github.com/inspectd/inspectd/models/train/memory"
 )
 
 // immConfig maps the recipe onto the IMM trainer's settings.
@@ -46,4 +47,10 @@ func almConfig(r *Recipe) alm.Config {
 	c.DGM.Shapes, c.DGM.Modes = r.DGM.Shapes, r.DGM.Modes
 	c.DGM.SoftEdges, c.DGM.SourceDir, c.DGM.Delta = r.DGM.SoftEdges, r.DGM.SourceDir, r.DGM.Delta
 	return c
+}
+
+// memoryConfig maps the recipe onto the local-memory builder's settings.
+func memoryConfig(r *Recipe) memory.Config {
+	return memory.Config{Height: r.Input.Height, Width: r.Input.Width, D: r.Memory.D, Entries: r.Memory.Entries,
+		Radius: r.Memory.Radius, BlurSigma: r.ALM.BlurSigma, Threads: r.Threads, Seed: uint64(r.Seed), Folds: r.Calibration.Folds}
 }

@@ -35,6 +35,7 @@ type Recipe struct {
 	Input       RecipeInput       `toml:"input"`
 	Align       RecipeAlign       `toml:"align"`
 	ALM         RecipeALM         `toml:"alm"`
+	Memory      RecipeMemory      `toml:"memory"`
 	DGM         RecipeDGM         `toml:"dgm"`
 	Calibration RecipeCalibration `toml:"calibration"`
 
@@ -65,7 +66,7 @@ type RecipeAlign struct {
 	// Method is "imm" (learned alignment) or "none" (fixtured parts).
 	Method string `toml:"method"`
 	// Template is the file name (in the good-image folder) of the
-	// template; empty chooses one with Seed.
+	// template; empty takes the medoid of the training images.
 	Template string `toml:"template"`
 	// Size is the side of the regressor's square input.
 	Size int `toml:"size"`
@@ -83,6 +84,10 @@ type RecipeAlign struct {
 
 // RecipeALM configures the anomaly localisation module.
 type RecipeALM struct {
+	// Method is "memory" (a small memory of good features per location,
+	// configured by [memory]) or "centres" (the paper: the mapping net N_M
+	// trained with synthetic defects and one centre per location).
+	Method string `toml:"method"`
 	// D is the mapped feature width.
 	D int `toml:"d"`
 	// MappingLayers is the depth of N_M (1×1 convolutions).
@@ -97,6 +102,17 @@ type RecipeALM struct {
 	LocationsPerStep int     `toml:"locations_per_step"`
 	// BlurSigma of the heatmap's Gaussian, in pixels.
 	BlurSigma float64 `toml:"blur_sigma"`
+}
+
+// RecipeMemory configures the local memory (alm.method = "memory").
+type RecipeMemory struct {
+	// D is the width of the projected features (PCA of F_Mixed).
+	D int `toml:"d"`
+	// Entries is the number of memory entries per location.
+	Entries int `toml:"entries"`
+	// Radius (cells of 4 input pixels) around a location whose training
+	// features are candidates for its entries.
+	Radius int `toml:"radius"`
 }
 
 // RecipeDGM configures the defect generation module (outlier exposure).
@@ -132,6 +148,10 @@ type RecipeCalibration struct {
 	PixelQuantile float64 `toml:"pixel_quantile"`
 	// PixelMargin multiplies that quantile.
 	PixelMargin float64 `toml:"pixel_margin"`
+	// Folds (local memory only): every training image is also scored by a
+	// memory built without its fold, adding its score to the held-out ones;
+	// 0 or 1 turns this off.
+	Folds int `toml:"folds"`
 }
 
 // DefaultRecipe returns the defaults: the only place they are defined.
@@ -145,12 +165,13 @@ func DefaultRecipe() Recipe {
 		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb"},
 		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 1200, Batch: 16, LearningRate: 1e-3,
 			MaxRotationDeg: 30, MaxShiftFrac: 0.1},
-		ALM: RecipeALM{D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
+		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
+		Memory: RecipeMemory{D: 64, Entries: 32, Radius: 3},
 		DGM: RecipeDGM{Enabled: true, Fraction: 0.5, PoolSize: 64, RefreshEpochs: 5,
 			Shapes: []string{"rectangle", "ellipse", "blob"}, Modes: []string{"darken", "lighten", "texture"},
 			SoftEdges: true, Delta: 0.1},
-		Calibration: RecipeCalibration{ImageQuantile: 1, ImageMargin: 1.1, PixelQuantile: 0.999, PixelMargin: 1.1},
+		Calibration: RecipeCalibration{ImageQuantile: 0.9, ImageMargin: 1.02, PixelQuantile: 0.999, PixelMargin: 1.1, Folds: 5},
 	}
 }
 
@@ -261,6 +282,7 @@ func (r *Recipe) validate(c *config.Checker) {
 	al.FloatRange("max_shift_frac", r.Align.MaxShiftFrac, 0, 0.5, "of the image size")
 
 	alm := c.In("alm")
+	alm.OneOf("method", r.ALM.Method, "memory", "centres")
 	alm.IntRange("d", r.ALM.D, 8, 448, "channels")
 	alm.IntRange("mapping_layers", r.ALM.MappingLayers, 1, 8, "")
 	alm.OneOf("reduction", r.ALM.Reduction, "random_orthogonal", "pca")
@@ -273,6 +295,16 @@ func (r *Recipe) validate(c *config.Checker) {
 		(rad >= r.Input.Height || rad >= r.Input.Width) {
 		alm.Errorf("blur_sigma", "%s: the blur radius ⌈3σ⌉ = %d px must be smaller than the input (%d×%d); lower blur_sigma or enlarge input.height/width",
 			fmtG(r.ALM.BlurSigma), rad, r.Input.Width, r.Input.Height)
+	}
+
+	mem := c.In("memory")
+	mem.IntRange("d", r.Memory.D, 8, 448, "channels")
+	mem.IntRange("entries", r.Memory.Entries, 1, 1024, "per location")
+	mem.IntRange("radius", r.Memory.Radius, 0, 16, "cells of 4 input pixels")
+	// One ONNX file holds the whole memory; protobuf caps a file at 2 GiB.
+	if bytes := int64(r.Input.Height/4) * int64(r.Input.Width/4) * int64(r.Memory.Entries) * int64(r.Memory.D) * 4; r.ALM.Method == "memory" && bytes > 1<<30 {
+		mem.Errorf("entries", "%d entries of %d values at %d×%d locations need %d MiB; the limit is 1024 MiB: lower memory.entries, memory.d or the input size",
+			r.Memory.Entries, r.Memory.D, r.Input.Width/4, r.Input.Height/4, bytes>>20)
 	}
 
 	dgm := c.In("dgm")
@@ -302,4 +334,5 @@ func (r *Recipe) validate(c *config.Checker) {
 	cal.FloatRange("image_margin", r.Calibration.ImageMargin, 1, 10, "")
 	cal.FloatRange("pixel_quantile", r.Calibration.PixelQuantile, 0.5, 1, "")
 	cal.FloatRange("pixel_margin", r.Calibration.PixelMargin, 1, 10, "")
+	cal.IntRange("folds", r.Calibration.Folds, 0, 20, "(0 or 1: held-out images only)")
 }

@@ -126,3 +126,12 @@ func TestRecipeBoundsMatchTrainers(t *testing.T) {
 		}
 	}
 }
+
+// TestMedoid: the medoid is the vector nearest all others, not the mean
+// nor the first.
+func TestMedoid(t *testing.T) {
+	xs := [][]float32{{0, 0}, {1, 0}, {0, 1}, {1, 1}, {0.6, 0.5}}
+	if got := medoid(xs); got != 4 {
+		t.Errorf("medoid = %d (%v), want 4 (0.6, 0.5)", got, xs[got])
+	}
+}

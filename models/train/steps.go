@@ -14,7 +14,6 @@ import (
 	"image/png"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -143,9 +142,13 @@ func checkPTH(path string) error {
 		"want the shared folder (e.g. ../shared/backbones/resnet18) or a file such as resnet18-f37072fd.pth", path)
 }
 
-// chooseTemplate returns the explicit template or one chosen with the
-// recipe's seed among the training images.
-func chooseTemplate(r *Recipe, trainSet []goodImage, rng *rand.Rand) (image.Image, string, error) {
+// chooseTemplate returns the explicit template or, without one, the
+// medoid of the training images: the one whose summed squared difference
+// to all the others (inputs, at the regressor's resolution) is smallest —
+// the most typical part, so that as few parts as possible differ from the
+// template in appearance (an unusual template, a rusted plate say, sends
+// parts that look different to odd poses).
+func chooseTemplate(r *Recipe, trainSet []goodImage, inputs [][]float32) (image.Image, string, error) {
 	if r.Align.Template != "" {
 		for _, g := range trainSet {
 			if g.name == r.Align.Template {
@@ -154,8 +157,33 @@ func chooseTemplate(r *Recipe, trainSet []goodImage, rng *rand.Rand) (image.Imag
 		}
 		return nil, "", fmt.Errorf("train: align.template %q is not among the training images (it may be in the holdout; pick another or change the seed)", r.Align.Template)
 	}
-	g := trainSet[rng.IntN(len(trainSet))]
+	g := trainSet[medoid(inputs)]
 	return g.img, g.name, nil
+}
+
+// medoid returns the index of the vector with the smallest summed squared
+// distance to all others: Σ_j ‖x_i − x_j‖² = N‖x_i‖² − 2·x_i·S + const,
+// with S = Σ_j x_j. Ties go to the first.
+func medoid(xs [][]float32) int {
+	sum := make([]float64, len(xs[0]))
+	for _, x := range xs {
+		for k, v := range x {
+			sum[k] += float64(v)
+		}
+	}
+	best, bestCost := 0, math.Inf(1)
+	n := float64(len(xs))
+	for i, x := range xs {
+		var sq, dot float64
+		for k, v := range x {
+			sq += float64(v) * float64(v)
+			dot += float64(v) * sum[k]
+		}
+		if c := n*sq - 2*dot; c < bestCost {
+			best, bestCost = i, c
+		}
+	}
+	return best
 }
 
 // tensorPNG encodes a C×H×W [0,1] tensor as an 8-bit PNG.
@@ -182,18 +210,25 @@ func tensorPNG(t []float32, c, h, w int) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// calibrate sets the thresholds from held-out good images:
-// threshold = min(1, margin × quantile).
-func calibrate(c RecipeCalibration, scores, pixels []float64) bundle.Calibration {
-	st := stats(scores)
-	img := math.Min(1, c.ImageMargin*quantile(scores, c.ImageQuantile))
-	px := math.Min(1, c.PixelMargin*quantile(pixels, c.PixelQuantile))
+// calibrate sets the thresholds from good images' scores and heatmap
+// values: threshold = min(1, squash(margin × quantile)). The values are in
+// the localisation method's distance domain; squash maps them to the
+// heatmap's (the identity for the centres; b/(b+s) for the local memory,
+// so that the margin means the same multiple of a distance for both).
+// source says which images the scores came from.
+func calibrate(c RecipeCalibration, scores, pixels []float64, squash func(float64) float64, source string) bundle.Calibration {
+	mapped := make([]float64, len(scores))
+	for i, v := range scores {
+		mapped[i] = squash(v)
+	}
+	img := math.Min(1, squash(c.ImageMargin*quantile(scores, c.ImageQuantile)))
+	px := math.Min(1, squash(c.PixelMargin*quantile(pixels, c.PixelQuantile)))
 	return bundle.Calibration{
 		ImageThreshold: math.Max(img, 1e-6),
 		PixelThreshold: math.Max(px, 1e-6),
-		Rule: fmt.Sprintf("image: %g × the %g-quantile of %d held-out good image scores; pixel: %g × the %g-quantile of their heatmap values",
-			c.ImageMargin, c.ImageQuantile, len(scores), c.PixelMargin, c.PixelQuantile),
-		GoodScores: st,
+		Rule: fmt.Sprintf("image: %g × the %g-quantile of the scores of %s; pixel: %g × the %g-quantile of their heatmap values",
+			c.ImageMargin, c.ImageQuantile, source, c.PixelMargin, c.PixelQuantile),
+		GoodScores: stats(mapped),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/train/alm"
 	"github.com/inspectd/inspectd/models/train/imm"
+	"github.com/inspectd/inspectd/models/train/memory"
 )
 
 // VerifyTolerance is the largest difference allowed between the scores
@@ -56,14 +58,20 @@ type Options struct {
 
 // Result summarises a finished training.
 type Result struct {
-	Manifest   bundle.Manifest
-	Holdout    []string
-	MaxVerify  float64 // largest |training score − bundle score| on the holdout
-	Durations  map[string]time.Duration
-	IMMLosses  []float64
-	ALMLosses  []float64
-	F1Optimal  *metrics.PRF
-	DefectsAUC float64
+	Manifest  bundle.Manifest
+	Holdout   []string
+	MaxVerify float64 // largest |training score − bundle score| on the holdout
+	Durations map[string]time.Duration
+	IMMLosses []float64
+	// IMMSteps is the number of IMM training steps run (fewer than the
+	// recipe's when the pose error converged); IMMPoseError and
+	// IMMPoseErrorUntrained its validation pose error (median corner
+	// displacement, regressor pixels) at the end and before training.
+	IMMSteps                            int
+	IMMPoseError, IMMPoseErrorUntrained float64
+	ALMLosses                           []float64
+	F1Optimal                           *metrics.PRF
+	DefectsAUC                          float64
 }
 
 // goodImage is one training image, decoded and cropped.
@@ -90,6 +98,7 @@ type trainer struct {
 
 	fe         *alm.BackboneFeatures
 	lm         *alm.Model
+	mem        *memory.Model
 	holdScores []float64
 	staging    string
 }
@@ -147,7 +156,7 @@ func newTrainer(opts Options) (*trainer, error) {
 	}
 	// The recipe check is meant to cover the trainers' own; a gap would
 	// otherwise surface only after the data is loaded.
-	if err := errors.Join(immConfig(r).Validate(), almConfig(r).Validate()); err != nil {
+	if err := errors.Join(immConfig(r).Validate(), almConfig(r).Validate(), memoryConfig(r).Validate()); err != nil {
 		return nil, fmt.Errorf("train: recipe accepted but refused by the trainer (a bug in the recipe check): %w", err)
 	}
 	if opts.Backend == nil {
@@ -174,6 +183,9 @@ func newTrainer(opts Options) (*trainer, error) {
 func (t *trainer) close() {
 	if t.fe != nil {
 		t.fe.Close()
+	}
+	if t.mem != nil {
+		t.mem.Close()
 	}
 	if t.staging != "" {
 		os.RemoveAll(t.staging)
@@ -206,7 +218,7 @@ func (t *trainer) load(context.Context) error {
 		CreatedBy: fmt.Sprintf("inspectd %s (%s) train", buildinfo.Get().Version, buildinfo.Get().Commit),
 		Input:     bundle.Input{Height: r.Input.Height, Width: r.Input.Width, ColourOrder: r.Input.Colour, Mean: bundle.ImageNetMean(), Std: bundle.ImageNetStd()},
 		Align:     bundle.Align{Method: bundle.AlignNone, TemplateSeed: -1},
-		Localize: bundle.Localize{Graph: bundle.LocalizeGraphName, D: r.ALM.D, Reduction: r.ALM.Reduction,
+		Localize: bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeCentres, D: r.ALM.D, Reduction: r.ALM.Reduction,
 			Centre: r.ALM.Centre, BlurSigma: r.ALM.BlurSigma},
 		Backbone: bundle.Backbone{Name: "resnet18-imagenet-layer3", Fingerprint: t.bb.Fingerprint(), Source: t.opts.Backbone},
 		Training: bundle.Training{GoodImages: len(goods), HoldoutImages: len(t.holdout), Seed: r.Seed},
@@ -243,14 +255,6 @@ func (t *trainer) alignSpec() preprocess.Spec {
 // daemon will.
 func (t *trainer) align(ctx context.Context) error {
 	r := t.r
-	tpl, tplSource, err := chooseTemplate(r, t.trainSet, t.rng)
-	if err != nil {
-		return err
-	}
-	tplPNG, tplTensor, err := t.storedTemplate(tpl, tplSource)
-	if err != nil {
-		return err
-	}
 	spec := t.alignSpec()
 	inputs := make([][]float32, len(t.trainSet))
 	for i, g := range t.trainSet {
@@ -259,12 +263,25 @@ func (t *trainer) align(ctx context.Context) error {
 			return fmt.Errorf("train: %s: %w", g.name, err)
 		}
 	}
+	tpl, tplSource, err := chooseTemplate(r, t.trainSet, inputs)
+	if err != nil {
+		return err
+	}
+	tplPNG, tplTensor, err := t.storedTemplate(tpl, tplSource)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(t.progress, "align        template %s\n", tplSource)
 	fmt.Fprintf(t.progress, "align        training the image matching module (%d steps)\n", r.Align.Steps)
 	model, err := imm.Train(ctx, immConfig(r), tplTensor, inputs, t.progress)
 	if err != nil {
 		return fmt.Errorf("train: align: %w", err)
 	}
 	t.res.IMMLosses = model.Losses
+	t.res.IMMSteps, t.res.IMMPoseError = model.Steps, model.PoseError
+	if len(model.PoseErrors) > 0 {
+		t.res.IMMPoseErrorUntrained = model.PoseErrors[0]
+	}
 	graph, err := netdef.AlignGraph(netdef.AlignSpec{Channels: r.Align.Channels, Height: r.Align.Size, Width: r.Align.Size}, model.Weights)
 	if err != nil {
 		return fmt.Errorf("train: export align graph: %w", err)
@@ -272,10 +289,7 @@ func (t *trainer) align(ctx context.Context) error {
 	t.files[bundle.AlignGraphName] = graph
 	t.files[bundle.TemplateName] = tplPNG
 	t.man.Align = bundle.Align{Method: bundle.AlignIMM, Graph: bundle.AlignGraphName, Template: bundle.TemplateName,
-		Height: r.Align.Size, Width: r.Align.Size, Channels: r.Align.Channels, TemplateSeed: r.Seed, TemplateSource: tplSource}
-	if r.Align.Template != "" {
-		t.man.Align.TemplateSeed = -1
-	}
+		Height: r.Align.Size, Width: r.Align.Size, Channels: r.Align.Channels, TemplateSeed: -1, TemplateSource: tplSource}
 	return alignImages(t.opts.Backend, graph, tplTensor, spec, t.goods, t.transforms)
 }
 
@@ -340,6 +354,15 @@ func (t *trainer) localise(ctx context.Context) error {
 		return fmt.Errorf("train: %w", err)
 	}
 	t.fe = fe
+	if r.ALM.Method == bundle.LocalizeMemory {
+		fmt.Fprintf(t.progress, "localise     building the local memory (%d entries of %d values per location, radius %d)\n", r.Memory.Entries, r.Memory.D, r.Memory.Radius)
+		if t.mem, err = memory.Train(ctx, memoryConfig(r), tensors, fe, t.opts.Backend, t.bb, t.progress); err != nil {
+			return fmt.Errorf("train: localise: %w", err)
+		}
+		t.man.Localize = bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: r.Memory.D,
+			Entries: r.Memory.Entries, Radius: r.Memory.Radius, Reduction: "pca", BlurSigma: r.ALM.BlurSigma}
+		return nil
+	}
 	fmt.Fprintf(t.progress, "localise     training the anomaly localisation module (%d epochs, DGM %v)\n", r.ALM.Epochs, r.DGM.Enabled)
 	if t.lm, err = alm.Train(ctx, almConfig(r), tensors, r.Input.Height, r.Input.Width, fe, t.progress); err != nil {
 		return fmt.Errorf("train: localise: %w", err)
@@ -349,10 +372,16 @@ func (t *trainer) localise(ctx context.Context) error {
 }
 
 // calibrate scores the held-out images on the training side and sets the
-// thresholds from them.
+// thresholds from them and, with the local memory, from the out-of-fold
+// scores of every training image as well.
 func (t *trainer) calibrate(ctx context.Context) error {
 	t.holdScores = make([]float64, len(t.holdout))
-	var pixels []float64
+	var scores, pixels []float64
+	addPixels := func(heat []float64) {
+		for j := 0; j < len(heat); j += 7 { // a deterministic subsample bounds memory
+			pixels = append(pixels, heat[j])
+		}
+	}
 	for i, g := range t.holdout {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("train: %w", err)
@@ -361,21 +390,57 @@ func (t *trainer) calibrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		mixed, err := t.fe.Mixed(x)
-		if err != nil {
-			return fmt.Errorf("train: %s: %w", g.name, err)
+		if t.mem != nil {
+			b, err := t.mem.Blurred(x)
+			if err != nil {
+				return fmt.Errorf("train: score %s: %w", g.name, err)
+			}
+			raw := slices.Max(b)
+			t.holdScores[i] = float64(float32(t.mem.Squash(raw)))
+			scores = append(scores, raw)
+			addPixels(b)
+			continue
 		}
-		heat, score, err := t.lm.Score(mixed, t.r.ALM.BlurSigma)
+		heat, score, err := t.score(x)
 		if err != nil {
 			return fmt.Errorf("train: score %s: %w", g.name, err)
 		}
 		t.holdScores[i] = float64(score)
-		for j := 0; j < len(heat); j += 7 { // a deterministic subsample bounds memory
-			pixels = append(pixels, float64(heat[j]))
+		scores = append(scores, float64(score))
+		h := make([]float64, len(heat))
+		for j, v := range heat {
+			h[j] = float64(v)
+		}
+		addPixels(h)
+	}
+	squash, source := func(v float64) float64 { return v }, fmt.Sprintf("%d held-out good images", len(t.holdout))
+	if t.mem != nil {
+		squash = t.mem.Squash
+		for _, b := range t.mem.OutOfFold {
+			scores = append(scores, slices.Max(b))
+			addPixels(b)
+		}
+		if n := len(t.mem.OutOfFold); n > 0 {
+			source = fmt.Sprintf("%d held-out and %d out-of-fold (%d folds) good images", len(t.holdout), n, t.r.Calibration.Folds)
 		}
 	}
-	t.man.Calibration = calibrate(t.r.Calibration, t.holdScores, pixels)
+	t.man.Calibration = calibrate(t.r.Calibration, scores, pixels, squash, source)
+	fmt.Fprintf(t.progress, "calibrate    %d good scores: median %.4f, 0.9 %.4f, 0.95 %.4f, 0.98 %.4f, max %.4f\n", len(scores),
+		squash(quantile(scores, 0.5)), squash(quantile(scores, 0.9)), squash(quantile(scores, 0.95)), squash(quantile(scores, 0.98)), squash(quantile(scores, 1)))
 	return nil
+}
+
+// score computes, on the training side, the heatmap and score of one
+// prepared (aligned, resized) image.
+func (t *trainer) score(x []float32) ([]float32, float32, error) {
+	if t.mem != nil {
+		return t.mem.Score(x)
+	}
+	mixed, err := t.fe.Mixed(x)
+	if err != nil {
+		return nil, 0, err
+	}
+	return t.lm.Score(mixed, t.r.ALM.BlurSigma)
 }
 
 // export writes the bundle to a staging directory, verifies it through
@@ -383,7 +448,13 @@ func (t *trainer) calibrate(ctx context.Context) error {
 // --out.
 func (t *trainer) export(ctx context.Context) error {
 	r := t.r
-	loc, err := netdef.LocalizeGraph(netdef.LocalizeSpec{Height: r.Input.Height, Width: r.Input.Width, D: r.ALM.D, BlurSigma: r.ALM.BlurSigma}, t.bb, t.lm.Mapping, t.lm.Centre)
+	var loc []byte
+	var err error
+	if t.mem != nil {
+		loc, err = t.mem.Graph(t.bb)
+	} else {
+		loc, err = netdef.LocalizeGraph(netdef.LocalizeSpec{Height: r.Input.Height, Width: r.Input.Width, D: r.ALM.D, BlurSigma: r.ALM.BlurSigma}, t.bb, t.lm.Mapping, t.lm.Centre)
+	}
 	if err != nil {
 		return fmt.Errorf("train: export localise graph: %w", err)
 	}

@@ -8,9 +8,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/inspectd/inspectd/models/train/gocompute"
 )
 
 func TestRandomOrthogonal(t *testing.T) {
@@ -103,7 +103,7 @@ func TestHingeLoss(t *testing.T) {
 	}
 	c := []float32{1, 0, 1, 0, 1, 0}
 	mask := []float32{0, 1, 1}
-	backend, err := gobackend.New("")
+	backend, err := gocompute.New()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,3 +180,23 @@ func (r *reduction) apply(dst []float64, x []float32) {
 		dst[o] = s
 	}
 }
+
+// PCA returns the mean (n values) of the sample vectors, each of length n,
+// and the top-d principal directions about it (d×n row-major, orthonormal
+// rows, by descending variance). The local-memory trainer shares it.
+func PCA(samples [][]float32, d int) (mean, directions []float64) {
+	if len(samples) == 0 {
+		return nil, nil
+	}
+	n := len(samples[0])
+	mean = make([]float64, n)
+	for _, s := range samples {
+		for k, v := range s {
+			mean[k] += float64(v)
+		}
+	}
+	for k := range mean {
+		mean[k] /= float64(len(samples))
+	}
+	return mean, pcaDirections(samples, mean, d)
+}

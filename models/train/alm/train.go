@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/gomlx/compute"
-	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/inspectd/inspectd/models/train/gocompute"
 
 	"github.com/inspectd/inspectd/models/netdef"
 )
@@ -444,7 +444,7 @@ type trainer struct {
 }
 
 func newTrainer(cfg Config, net *mapping) (*trainer, error) {
-	backend, err := gobackend.New("")
+	backend, err := gocompute.New()
 	if err != nil {
 		return nil, fmt.Errorf("alm train: GoMLX backend: %w", err)
 	}

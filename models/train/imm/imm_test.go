@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/inspectd/inspectd/models/train/gocompute"
 
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/infer/infertest"
@@ -136,7 +136,7 @@ func TestWarpMatchesPreprocess(t *testing.T) {
 	}
 	img := tensorOf(t, sm.Image, 3)
 	poses := [][3]float64{{0, 0, 0}, {0.1, -0.05, 0.3}, {-0.2, 0.15, -0.5}, {0.05, 0.02, 1.2}}
-	backend, err := gobackend.New("")
+	backend, err := gocompute.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,6 +326,13 @@ func TestTrainAlignsAndExports(t *testing.T) {
 		t.Errorf("loss did not go down: %.5f → %.5f", first, last)
 	}
 
+	t.Logf("validation pose error per check: %.2f px", m.PoseErrors)
+	if len(m.PoseErrors) != 1+cfg.Steps/checkEvery || m.Steps != cfg.Steps {
+		t.Errorf("%d pose checks over %d steps, want %d over %d", len(m.PoseErrors), m.Steps, 1+cfg.Steps/checkEvery, cfg.Steps)
+	} else if !(m.PoseError < 0.7*m.PoseErrors[0]) {
+		t.Errorf("validation pose error %.2f px untrained → %.2f px: the regressor did not learn to align", m.PoseErrors[0], m.PoseError)
+	}
+
 	untrained := &Model{Weights: netdef.NewAlignWeights(3, 1), Channels: 1, Height: size, Width: size, Template: train.template}
 	d0, s0 := medianErrors(t, untrained, test)
 	d1, s1 := medianErrors(t, m, test)
@@ -455,7 +462,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 func TestWarpGradient(t *testing.T) {
 	const size = 32
 	s := renderSet(t, synth.Bracket, size, size, 1, 1, 20, 0.05, 5)
-	backend, err := gobackend.New("")
+	backend, err := gocompute.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,5 +497,44 @@ func TestWarpGradient(t *testing.T) {
 		if math.Abs(fd-grad[i]) > 0.05*math.Abs(fd)+1e-4 {
 			t.Errorf("∂L/∂p%d: autodiff %g, finite difference %g", i, grad[i], fd)
 		}
+	}
+}
+
+// TestConvergenceSettles: a pose error that stops improving by a tenth
+// for `patience` checks ends training early, with the learning rate
+// decaying from there to a tenth at the new last step; one that keeps
+// improving never does.
+func TestConvergenceSettles(t *testing.T) {
+	var p plateau
+	for i, e := range []float64{10, 5, 3, 2.9, 2.95, 2.8} {
+		if p.add(e) {
+			t.Fatalf("plateau after check %d (%v)", i, e)
+		}
+	}
+	if !p.add(2.8) {
+		t.Fatal("no plateau after 4 checks without a 10 % gain")
+	}
+	var q plateau
+	for e := 10.0; e > 0.01; e *= 0.85 {
+		if q.add(e) {
+			t.Fatalf("plateau while still improving (at %g)", e)
+		}
+	}
+
+	sc := newSchedule(Config{Steps: 1200, Batch: 16}, 50)
+	sc.settle(400)
+	if sc.steps != 500 || sc.decayStart != 400 || sc.auxSteps != 400 {
+		t.Errorf("settle(400) of 1200 steps: steps %d, decay from %d, aux until %d; want 500, 400, 400", sc.steps, sc.decayStart, sc.auxSteps)
+	}
+	if lr := learningRate(1, 399, sc.decayStart, sc.steps); lr != 1 {
+		t.Errorf("rate before the decay %g, want 1", lr)
+	}
+	if lr := learningRate(1, 499, sc.decayStart, sc.steps); math.Abs(lr-0.1) > 1e-12 {
+		t.Errorf("rate at the last step %g, want 0.1", lr)
+	}
+	short := newSchedule(Config{Steps: 1200, Batch: 16}, 50)
+	short.settle(1150)
+	if short.steps != 1200 {
+		t.Errorf("settling at 1150 extended training to %d steps, want the configured 1200", short.steps)
 	}
 }

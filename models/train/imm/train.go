@@ -3,6 +3,7 @@
 package imm
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -12,9 +13,9 @@ import (
 	"time"
 
 	"github.com/gomlx/compute"
-	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/inspectd/inspectd/models/train/gocompute"
 
 	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/preprocess"
@@ -31,6 +32,13 @@ type Model struct {
 	Template []float32
 	// Losses is the mean L_reg (paper eq. 2) of each epoch.
 	Losses []float64
+	// Steps is the number of steps trained (fewer than configured when the
+	// pose error converged early), PoseErrors the validation pose error
+	// (median corner displacement, regressor pixels) before training and at
+	// each check, and PoseError the final one.
+	Steps      int
+	PoseErrors []float64
+	PoseError  float64
 
 	mu      sync.Mutex
 	backend compute.Backend
@@ -77,7 +85,7 @@ func (m *Model) PredictBatch(images [][]float32) ([][3]float64, error) {
 			return nil, fmt.Errorf("imm predict: %w", err)
 		}
 		if m.backend == nil {
-			b, err := gobackend.New("")
+			b, err := gocompute.New()
 			if err != nil {
 				return nil, fmt.Errorf("imm predict: go backend: %w", err)
 			}
@@ -144,7 +152,7 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 		return nil, err
 	}
 	sc := newSchedule(cfg, len(pool))
-	backend, err := gobackend.New("")
+	backend, err := gocompute.New()
 	if err != nil {
 		return nil, fmt.Errorf("imm train: go backend: %w", err)
 	}
@@ -164,8 +172,20 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 		b:   newBatch(cfg.Batch, C*H*W),
 	}
 	model := &Model{Channels: C, Height: H, Width: W, Template: append([]float32(nil), template...), backend: backend}
-	rep := &reporter{progress: progress, sc: sc, batch: cfg.Batch, start: time.Now()}
-	for s := range sc.steps {
+	val, err := newValidation(backend, cfg, template, cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	val.model = &Model{Channels: C, Height: H, Width: W, Template: model.Template, Weights: w0, backend: backend}
+	e0, err := val.poseError(st.params)
+	if err != nil {
+		return nil, fmt.Errorf("imm train: %w", err)
+	}
+	model.PoseErrors = append(model.PoseErrors, e0)
+	var flat plateau
+	rep := &reporter{progress: progress, sc: &st.sc, batch: cfg.Batch, start: time.Now()}
+	s := 0
+	for ; s < st.sc.steps; s++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("imm train: step %d of %d: %w", s, sc.steps, err)
 		}
@@ -181,6 +201,22 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 		if loss, done := rep.add(s, lreg, laux, wAux); done {
 			model.Losses = append(model.Losses, loss)
 		}
+		if (s+1)%checkEvery == 0 || s == st.sc.steps-1 {
+			e, err := val.poseError(st.params)
+			if err != nil {
+				return nil, fmt.Errorf("imm train: step %d: %w", s+1, err)
+			}
+			model.PoseErrors = append(model.PoseErrors, e)
+			if flat.add(e) && s+1 >= minStepsToSettle && s+1 < st.sc.decayStart {
+				st.sc.settle(s + 1)
+				fmt.Fprintf(cmp.Or[io.Writer](progress, io.Discard), "imm converged at step %d (pose error %.2f px on the validation poses): settling for %d more steps instead of %d\n",
+					s+1, e, st.sc.steps-s-1, cfg.Steps-s-1)
+			}
+		}
+	}
+	model.Steps = s
+	if n := len(model.PoseErrors); n > 0 {
+		model.PoseError = model.PoseErrors[n-1]
 	}
 	w, err := weightsFromTensors(st.params, C)
 	if err != nil {
@@ -209,10 +245,20 @@ func imagePool(cfg Config, template []float32, images [][]float32) ([][]float32,
 	return pool, nil
 }
 
-// schedule is the length of training and the auxiliary term's decay.
+// schedule is the length of training, the start of the learning rate's
+// decay and the auxiliary term's decay.
 type schedule struct {
-	steps, stepsPerEpoch, epochs, auxSteps int
-	auxW                                   float64
+	steps, stepsPerEpoch, epochs, auxSteps, decayStart int
+	auxW                                               float64
+}
+
+// settle ends training early from step s: the learning rate decays over
+// max(100, s/4) more steps (never past the configured end).
+func (sc *schedule) settle(s int) {
+	sc.decayStart = s
+	sc.steps = min(sc.steps, s+max(100, s/4))
+	sc.epochs = (sc.steps + sc.stepsPerEpoch - 1) / sc.stepsPerEpoch
+	sc.auxSteps = min(sc.auxSteps, s)
 }
 
 func newSchedule(cfg Config, poolSize int) schedule {
@@ -224,6 +270,7 @@ func newSchedule(cfg Config, poolSize int) schedule {
 	if sc.auxSteps == 0 {
 		sc.auxSteps = sc.steps / 2
 	}
+	sc.decayStart = sc.steps / 2
 	return sc
 }
 
@@ -294,7 +341,7 @@ func (st *trainState) step(s int, wAux float64) (lreg, laux float64, err error) 
 	cfg, b := st.cfg, st.b
 	B, C, H, W := cfg.Batch, cfg.Channels, cfg.Height, cfg.Width
 	t := float64(s + 1)
-	lrT := learningRate(cfg.LearningRate, s, st.sc.steps) * math.Sqrt(1-math.Pow(adamBeta2, t)) / (1 - math.Pow(adamBeta1, t))
+	lrT := learningRate(cfg.LearningRate, s, st.sc.decayStart, st.sc.steps) * math.Sqrt(1-math.Pow(adamBeta2, t)) / (1 - math.Pow(adamBeta1, t))
 	args := make([]any, 0, 3*numParams+7)
 	for _, group := range [][]*tensors.Tensor{st.params, st.m1, st.m2} {
 		for _, x := range group {
@@ -326,7 +373,7 @@ func (st *trainState) step(s int, wAux float64) (lreg, laux float64, err error) 
 // line a second (and the last).
 type reporter struct {
 	progress         io.Writer
-	sc               schedule
+	sc               *schedule
 	batch            int
 	start, lastPrint time.Time
 	epoch            int
@@ -358,15 +405,15 @@ func (r *reporter) add(s int, lreg, laux, wAux float64) (float64, bool) {
 	return mean, true
 }
 
-// learningRate is the schedule: constant for the first half of training,
-// then a linear decay to a tenth of the rate at the last step, which settles
-// the final sub-pixel alignment.
-func learningRate(lr float64, step, steps int) float64 {
-	half := steps / 2
-	if step < half || steps-half <= 1 {
+// learningRate is the schedule: constant until decayStart (half of
+// training, or where the pose error converged), then a linear decay to a
+// tenth of the rate at the last step, which settles the final sub-pixel
+// alignment.
+func learningRate(lr float64, step, decayStart, steps int) float64 {
+	if step < decayStart || steps-decayStart <= 1 {
 		return lr
 	}
-	f := float64(step-half) / float64(steps-half-1)
+	f := float64(step-decayStart) / float64(steps-decayStart-1)
 	return lr * (1 - 0.9*f)
 }
 

@@ -1,0 +1,221 @@
+package netdef
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/onnx"
+)
+
+// MemorySpec fixes the shape of the local-memory localisation network: a
+// small memory of good features at every location instead of the paper's
+// single centre.
+type MemorySpec struct {
+	// Height, Width of the model input; independent multiples of 16.
+	Height, Width int
+	// D is the width of the projected features and of the memory entries.
+	D int
+	// Entries is the number K of memory entries per location.
+	Entries int
+	// BlurSigma is the σ (pixels) of the heatmap's Gaussian blur; 0 means
+	// DefaultBlurSigma.
+	BlurSigma float64
+	// Scale s maps the blurred distance b to the heatmap value b/(b+s), in
+	// [0, 1), so that thresholds keep the range of the centre method. The
+	// map is monotone: it changes no ranking.
+	Scale float64
+}
+
+// MemoryFeatureAverage is the side of the box filter (zero padding, divisor
+// 9) applied to the projected features before they are compared: each
+// location then describes its 3×3 neighbourhood, as PatchCore's patches do.
+const MemoryFeatureAverage = 3
+
+// MemoryFeaturesGraph emits the first half of [MemoryGraph] alone: input
+// "image" [1,3,H,W] → backbone → projection (a 1×1 convolution 448→D) →
+// 3×3 box average, output "features" [1,D,H/4,W/4]. Training runs it to
+// build the memory from exactly the values the deployed graph compares.
+func MemoryFeaturesGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights) ([]byte, error) {
+	g, x, err := memoryFeatures("memory_features", spec, bb, projection)
+	if err != nil {
+		return nil, err
+	}
+	g.Output(g.Rename(x, "features"), onnx.Float, 1, int64(spec.D), int64(spec.Height/4), int64(spec.Width/4))
+	return g.Marshal()
+}
+
+func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projection ConvWeights) (*onnx.Graph, string, error) {
+	if err := checkSize(name, spec.Height, spec.Width); err != nil {
+		return nil, "", err
+	}
+	if spec.D <= 0 || spec.Entries <= 0 {
+		return nil, "", fmt.Errorf("%s: D = %d and %d entries, want both > 0", name, spec.D, spec.Entries)
+	}
+	if err := projection.check(name+": projection", spec.D, MixedChannels, 1); err != nil {
+		return nil, "", err
+	}
+	H, W, D := int64(spec.Height), int64(spec.Width), int64(spec.D)
+	g := onnx.NewGraph(name)
+	e := emitter{g}
+	img := g.Input("image", onnx.Float, 1, 3, H, W)
+	l1, l2, l3, err := emitBackbone(e, bb, img, [3]string{})
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", name, err)
+	}
+	x := emitFirstMapping(e, projection, l1, l2, l3, H/4, W/4)
+	// The box average is a depthwise convolution (one 3×3 kernel of 1/9 per
+	// channel, zero padding): the same on every runtime, unlike AveragePool's
+	// count_include_pad, and the projected features average just like the
+	// raw ones (both maps are linear).
+	k := MemoryFeatureAverage
+	box := make([]float32, spec.D*k*k)
+	for i := range box {
+		box[i] = 1 / float32(k*k)
+	}
+	wBox := g.Initializer("feature_average", []int64{D, 1, int64(k), int64(k)}, box)
+	p := int64(k / 2)
+	x = g.Op("Conv", []string{x, wBox},
+		onnx.AttrInts("kernel_shape", int64(k), int64(k)),
+		onnx.AttrInts("pads", p, p, p, p),
+		onnx.AttrInt("group", D))
+	return g, x, nil
+}
+
+// MemoryGraph emits the local-memory localisation network. Input "image"
+// float32 [1,3,H,W] RGB in [0,1]; x = the 3×3-averaged projection of F_Mixed
+// ([MemoryFeaturesGraph]); at each location p the distance to the nearest
+// of its K memory entries m_pk (bank, location-major [H/4·W/4][K][D]):
+//
+//	d_p = √max(0, ‖x_p‖² − 2·x_p·m_pk + ‖m_pk‖²)  minimised over k
+//
+// computed as one batched MatMul and a ReduceMin (a fixed graph of constant
+// size, as TensorRT needs), then bilinearly resized and blurred as in
+// [LocalizeGraph], and mapped to b/(b+Scale). Outputs "heatmap" [1,1,H,W]
+// and "score" [1], the heatmap maximum.
+func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, bank []float32) ([]byte, error) {
+	sigma := spec.BlurSigma
+	if sigma == 0 {
+		sigma = DefaultBlurSigma
+	}
+	if sigma < 0 || math.IsNaN(sigma) {
+		return nil, fmt.Errorf("memory graph: BlurSigma = %g, want ≥ 0", spec.BlurSigma)
+	}
+	if !(spec.Scale > 0) || math.IsInf(spec.Scale, 0) {
+		return nil, fmt.Errorf("memory graph: Scale = %g, want a positive finite number", spec.Scale)
+	}
+	kernel := GaussianKernel(sigma)
+	rad := int64(len(kernel) / 2)
+	g, x, err := memoryFeatures("memory", spec, bb, projection)
+	if err != nil {
+		return nil, err
+	}
+	H, W, D, K := int64(spec.Height), int64(spec.Width), int64(spec.D), int64(spec.Entries)
+	if rad >= H || rad >= W {
+		return nil, fmt.Errorf("memory graph: blur radius %d (σ=%g) needs an input larger than %d×%d", rad, sigma, H, W)
+	}
+	h4, w4 := H/4, W/4
+	n := h4 * w4
+	if int64(len(bank)) != n*K*D {
+		return nil, fmt.Errorf("memory graph: bank has %d values, want H/4·W/4·K·D = %d·%d·%d = %d", len(bank), n, K, D, n*K*D)
+	}
+	e := emitter{g}
+	// Per location: bankT [D][K] for the MatMul and ‖m_pk‖² (float64 sums).
+	bankT := make([]float32, len(bank))
+	sq := make([]float32, n*K)
+	for p := range n {
+		for k := range K {
+			row := bank[(p*K+k)*D : (p*K+k+1)*D]
+			var s float64
+			for c, v := range row {
+				bankT[(p*D+int64(c))*K+k] = v
+				s += float64(v) * float64(v)
+			}
+			sq[p*K+k] = float32(s)
+		}
+	}
+	bankName := g.Initializer("memory_bank", []int64{n, D, K}, bankT)
+	sqName := g.Initializer("memory_bank_sq", []int64{n, 1, K}, sq)
+
+	ones := make([]float32, D)
+	for i := range ones {
+		ones[i] = 1
+	}
+	onesW := g.Initializer("channel_sum", []int64{1, D, 1, 1}, ones)
+	xSq := g.Op("Conv", []string{g.Op("Mul", []string{x, x}), onesW}, onnx.AttrInts("kernel_shape", 1, 1))
+	xSq = g.Op("Reshape", []string{xSq, g.InitializerInt64("location_scalar_shape", []int64{3}, []int64{n, 1, 1})})
+
+	rows := g.Op("Reshape", []string{x, g.InitializerInt64("feature_rows_shape", []int64{2}, []int64{D, n})})
+	rows = g.Op("Transpose", []string{rows}, onnx.AttrInts("perm", 1, 0))
+	rows = g.Op("Reshape", []string{rows, g.InitializerInt64("location_rows_shape", []int64{3}, []int64{n, 1, D})})
+	dot := g.Op("MatMul", []string{rows, bankName}) // [n,1,K]
+	d2 := g.Op("Add", []string{g.Op("Mul", []string{dot, e.scalar("minus_two", -2)}), sqName})
+	nearest := g.Op("ReduceMin", []string{d2}, onnx.AttrInts("axes", 2), onnx.AttrInt("keepdims", 1)) // [n,1,1]
+	nearest = g.Op("Add", []string{nearest, xSq})
+	dist := g.Op("Sqrt", []string{g.Op("Max", []string{nearest, e.scalar("zero", 0)})})
+	dist = g.Op("Reshape", []string{dist, g.InitializerInt64("distance_map_shape", []int64{4}, []int64{1, 1, h4, w4})})
+
+	ay := UpsampleBlurMatrix(int(h4), int(H), kernel)
+	axT := transpose(UpsampleBlurMatrix(int(w4), int(W), kernel), int(W), int(w4))
+	ayName := g.Initializer("upsample_blur_rows", []int64{H, h4}, ay)
+	axName := g.Initializer("upsample_blur_cols_t", []int64{w4, W}, axT)
+	blurred := g.Op("MatMul", []string{g.Op("MatMul", []string{ayName, dist}), axName})
+	scale := e.scalar("heatmap_scale", float32(spec.Scale))
+	heat := g.Node("Div", []string{blurred, g.Op("Add", []string{blurred, scale})}, []string{"heatmap"})[0]
+	mx := g.Op("ReduceMax", []string{heat}, onnx.AttrInt("keepdims", 1))
+	score := g.Node("Reshape", []string{mx, g.InitializerInt64("score_shape", []int64{1}, []int64{1})}, []string{"score"})[0]
+	g.Output(heat, onnx.Float, 1, 1, H, W)
+	g.Output(score, onnx.Float, 1)
+	return g.Marshal()
+}
+
+// MemoryHeatmap is the Go reference of MemoryGraph's tail: the per-location
+// nearest distances dist (H/4·W/4, row-major) upsampled, blurred and mapped
+// to b/(b+Scale) as the graph does. It returns the heatmap (H·W) and its
+// maximum.
+func MemoryHeatmap(spec MemorySpec, dist []float32) ([]float32, float32) {
+	b := MemoryBlurred(spec, dist)
+	heat := make([]float32, len(b))
+	var best float32
+	for i, v := range b {
+		heat[i] = float32(v / (v + spec.Scale))
+		best = max(best, heat[i])
+	}
+	return heat, best
+}
+
+// MemoryBlurred upsamples and blurs the per-location distances (H/4·W/4)
+// to H·W in float64, before MemoryGraph's final b/(b+Scale).
+func MemoryBlurred(spec MemorySpec, dist []float32) []float64 {
+	sigma := spec.BlurSigma
+	if sigma == 0 {
+		sigma = DefaultBlurSigma
+	}
+	kernel := GaussianKernel(sigma)
+	h4, w4 := spec.Height/4, spec.Width/4
+	ay := UpsampleBlurMatrix(h4, spec.Height, kernel)
+	ax := UpsampleBlurMatrix(w4, spec.Width, kernel)
+	tmp := make([]float64, spec.Height*w4)
+	for i := range spec.Height {
+		for j := range h4 {
+			a := float64(ay[i*h4+j])
+			if a == 0 {
+				continue
+			}
+			for c := range w4 {
+				tmp[i*w4+c] += a * float64(dist[j*w4+c])
+			}
+		}
+	}
+	out := make([]float64, spec.Height*spec.Width)
+	for i := range spec.Height {
+		for c := range spec.Width {
+			var s float64
+			for j := range w4 {
+				s += tmp[i*w4+j] * float64(ax[c*w4+j])
+			}
+			out[i*spec.Width+c] = s
+		}
+	}
+	return out
+}

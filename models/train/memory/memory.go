@@ -1,0 +1,516 @@
+//go:build workstation
+
+// Package memory builds the local-memory localisation module: at every
+// feature-map location, a small memory of good features, chosen from the
+// training images' features at that location and its neighbours by greedy
+// k-center (coverage-preserving) selection, and the anomaly score is the
+// distance to the nearest entry. It generalises the paper's one centre per
+// location (ALM) to K, keeps the graph fixed (netdef.MemoryGraph) and needs
+// no gradient training.
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/inspectd/inspectd/infer/backend"
+	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/netdef"
+	"github.com/inspectd/inspectd/models/train/alm"
+)
+
+// Config sets the memory's size and how it is chosen.
+type Config struct {
+	// Height, Width of the model input (multiples of 16).
+	Height, Width int
+	// D is the width of the projected features (PCA of F_Mixed).
+	D int
+	// Entries is the number K of memory entries per location.
+	Entries int
+	// Radius r: the candidates of location p are every training image's
+	// features at the locations within r cells (Chebyshev) of p. It absorbs
+	// the residual misalignment left by the image matching module.
+	Radius int
+	// MaxCandidates bounds the candidates per location (a seeded random
+	// subset when there are more); 0 means DefaultMaxCandidates.
+	MaxCandidates int
+	// BlurSigma of the heatmap (pixels; 0 = netdef.DefaultBlurSigma).
+	BlurSigma float64
+	// Threads for feature extraction and selection.
+	Threads int
+	// Seed of the PCA sample, candidate subsets and folds.
+	Seed uint64
+	// Folds > 1 builds that many extra memories, each without one fold of
+	// the training images, to score every training image out of fold
+	// (Model.OutOfFold). 0 or 1: none.
+	Folds int
+}
+
+// DefaultMaxCandidates bounds the greedy selection's work per location.
+const DefaultMaxCandidates = 8192
+
+// pcaImages and pcaSamples bound the work of the projection's PCA.
+const (
+	pcaImages  = 64
+	pcaSamples = 16384
+)
+
+// Validate checks the values Train needs.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Height < 32 || c.Width < 32 || c.Height%16 != 0 || c.Width%16 != 0 {
+		errs = append(errs, fmt.Errorf("memory: input %d×%d, want multiples of 16 from 32", c.Width, c.Height))
+	}
+	if c.D < 1 || c.D > netdef.MixedChannels {
+		errs = append(errs, fmt.Errorf("memory: d = %d, want 1..%d", c.D, netdef.MixedChannels))
+	}
+	if c.Entries < 1 || c.Entries > 4096 {
+		errs = append(errs, fmt.Errorf("memory: entries = %d, want 1..4096", c.Entries))
+	}
+	if c.Radius < 0 || c.Radius > 16 {
+		errs = append(errs, fmt.Errorf("memory: radius = %d, want 0..16 cells", c.Radius))
+	}
+	if c.Folds < 0 || c.Folds > 20 {
+		errs = append(errs, fmt.Errorf("memory: folds = %d, want 0..20", c.Folds))
+	}
+	if c.MaxCandidates < 0 {
+		errs = append(errs, fmt.Errorf("memory: max candidates = %d, want ≥ 0", c.MaxCandidates))
+	}
+	return errors.Join(errs...)
+}
+
+// Model is a built local memory, ready for netdef.MemoryGraph.
+type Model struct {
+	// Spec is the graph's shape, Scale included.
+	Spec netdef.MemorySpec
+	// Projection is the 1×1 convolution 448→D (PCA directions, bias −P·μ).
+	Projection netdef.ConvWeights
+	// Bank holds the entries, location-major: [H/4·W/4][K][D].
+	Bank []float32
+	// OutOfFold holds, for every training image in order, the blurred
+	// distance map (H·W, before the b/(b+Scale) map) it gets from a memory
+	// built without its fold: scores of good images the memory has not
+	// seen, for calibration on small sets (nil with Config.Folds < 2).
+	OutOfFold [][]float64
+
+	extract *Extractor
+}
+
+// Extractor runs netdef.MemoryFeaturesGraph: the exact features the
+// deployed graph compares with the memory. One goroutine at a time.
+type Extractor struct {
+	sess    backend.Session
+	in, out []float32
+}
+
+// NewExtractor compiles the feature graph of spec and projection.
+func NewExtractor(be backend.Backend, bb *backbone.Weights, spec netdef.MemorySpec, projection netdef.ConvWeights, threads int) (*Extractor, error) {
+	g, err := netdef.MemoryFeaturesGraph(spec, bb, projection)
+	if err != nil {
+		return nil, fmt.Errorf("memory features: %w", err)
+	}
+	sess, err := be.NewSession(g, threads)
+	if err != nil {
+		return nil, fmt.Errorf("memory features: %w", err)
+	}
+	in, err1 := sess.Input("image")
+	out, err2 := sess.Output("features")
+	if err := errors.Join(err1, err2); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("memory features: %w", err)
+	}
+	return &Extractor{sess: sess, in: in, out: out}, nil
+}
+
+// Features returns the D×(H/4)×(W/4) features of image (CHW 3×H×W in
+// [0,1]) transposed to location-major [H/4·W/4][D], into dst (reused when
+// large enough).
+func (e *Extractor) Features(image, dst []float32, d int) ([]float32, error) {
+	if len(image) != len(e.in) {
+		return nil, fmt.Errorf("memory features: image has %d values, want %d", len(image), len(e.in))
+	}
+	copy(e.in, image)
+	if err := e.sess.Run(); err != nil {
+		return nil, fmt.Errorf("memory features: %w", err)
+	}
+	n := len(e.out) / d
+	if cap(dst) < len(e.out) {
+		dst = make([]float32, len(e.out))
+	}
+	dst = dst[:len(e.out)]
+	for c := range d {
+		for p, v := range e.out[c*n : (c+1)*n] {
+			dst[p*d+c] = v
+		}
+	}
+	return dst, nil
+}
+
+// Close releases the session.
+func (e *Extractor) Close() error { return e.sess.Close() }
+
+// Close releases the model's feature session.
+func (m *Model) Close() error {
+	if m.extract == nil {
+		return nil
+	}
+	err := m.extract.Close()
+	m.extract = nil
+	return err
+}
+
+// Train builds the memory from the (aligned) training images, CHW 3×H×W
+// tensors in [0,1]: the PCA projection from mixed (the backbone's F_Mixed),
+// every image's projected features through the exported feature graph,
+// then K entries per location by greedy k-center selection. Scale is set
+// to the mean of the training images' largest blurred distance.
+func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Features, be backend.Backend, bb *backbone.Weights, progress io.Writer) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(images) == 0 {
+		return nil, errors.New("memory: no training images")
+	}
+	if progress == nil {
+		progress = io.Discard
+	}
+	threads := max(cfg.Threads, 1)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d656d6f))
+	h4, w4 := cfg.Height/4, cfg.Width/4
+	n := h4 * w4
+
+	proj, err := projection(ctx, cfg, images, mixed, rng, n)
+	if err != nil {
+		return nil, err
+	}
+	spec := netdef.MemorySpec{Height: cfg.Height, Width: cfg.Width, D: cfg.D, Entries: cfg.Entries, BlurSigma: cfg.BlurSigma, Scale: 1}
+	ex, err := NewExtractor(be, bb, spec, proj, threads)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Spec: spec, Projection: proj, extract: ex}
+	feats := make([][]float32, len(images))
+	for i, img := range images {
+		if err := ctx.Err(); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("memory: %w", err)
+		}
+		if feats[i], err = ex.Features(img, nil, cfg.D); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "memory       features of %d images, choosing %d entries per location (radius %d)\n", len(images), cfg.Entries, cfg.Radius)
+	if m.Bank, err = Select(ctx, cfg, feats, h4, w4, threads); err != nil {
+		m.Close()
+		return nil, err
+	}
+	var oof [][]float32
+	if cfg.Folds > 1 && len(feats) >= cfg.Folds {
+		if oof, err = outOfFold(ctx, cfg, m, feats, rng, progress); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
+	var sum float64
+	for _, f := range feats {
+		sum += slices.Max(netdef.MemoryBlurred(m.Spec, m.distances(f)))
+	}
+	m.Spec.Scale = math.Max(sum/float64(len(feats)), 1e-6)
+	for _, d := range oof {
+		m.OutOfFold = append(m.OutOfFold, netdef.MemoryBlurred(m.Spec, d))
+	}
+	return m, nil
+}
+
+// outOfFold returns every training image's per-location distances to a
+// memory built from the other folds (assigned at random, seeded).
+func outOfFold(ctx context.Context, cfg Config, m *Model, feats [][]float32, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
+	h4, w4 := cfg.Height/4, cfg.Width/4
+	fold := make([]int, len(feats))
+	for i, p := range rng.Perm(len(feats)) {
+		fold[p] = i % cfg.Folds
+	}
+	out := make([][]float32, len(feats))
+	for f := range cfg.Folds {
+		fmt.Fprintf(progress, "memory       out-of-fold scores: fold %d of %d\n", f+1, cfg.Folds)
+		var rest [][]float32
+		for i, x := range feats {
+			if fold[i] != f {
+				rest = append(rest, x)
+			}
+		}
+		bank, err := Select(ctx, cfg, rest, h4, w4, max(cfg.Threads, 1))
+		if err != nil {
+			return nil, err
+		}
+		other := &Model{Spec: m.Spec, Bank: bank}
+		for i, x := range feats {
+			if fold[i] == f {
+				out[i] = other.distances(x)
+			}
+		}
+	}
+	return out, nil
+}
+
+// projection computes the PCA of the 3×3-averaged F_Mixed of up to
+// pcaImages images and returns it as a 1×1 convolution.
+func projection(ctx context.Context, cfg Config, images [][]float32, mixed alm.Features, rng *rand.Rand, n int) (netdef.ConvWeights, error) {
+	h4, w4 := cfg.Height/4, cfg.Width/4
+	step := max(1, len(images)/pcaImages)
+	var picked []int
+	for i := 0; i < len(images) && len(picked) < pcaImages; i += step {
+		picked = append(picked, i)
+	}
+	perImage := max(1, pcaSamples/len(picked))
+	const c = netdef.MixedChannels
+	var samples [][]float32
+	for _, i := range picked {
+		if err := ctx.Err(); err != nil {
+			return netdef.ConvWeights{}, fmt.Errorf("memory: %w", err)
+		}
+		f, err := mixed.Mixed(images[i])
+		if err != nil {
+			return netdef.ConvWeights{}, fmt.Errorf("memory: %w", err)
+		}
+		for range min(perImage, n) {
+			p := rng.IntN(n)
+			y, x := p/w4, p%w4
+			s := make([]float32, c)
+			for dy := -1; dy <= 1; dy++ {
+				for dx := -1; dx <= 1; dx++ {
+					yy, xx := y+dy, x+dx
+					if yy < 0 || yy >= h4 || xx < 0 || xx >= w4 {
+						continue
+					}
+					q := yy*w4 + xx
+					for ch := range c {
+						s[ch] += f[ch*n+q] / 9
+					}
+				}
+			}
+			samples = append(samples, s)
+		}
+	}
+	mean, dirs := alm.PCA(samples, cfg.D)
+	w := netdef.ConvWeights{Out: cfg.D, In: c, Kernel: 1, Weight: make([]float32, cfg.D*c), Bias: make([]float32, cfg.D)}
+	for o := range cfg.D {
+		var b float64
+		for k := range c {
+			w.Weight[o*c+k] = float32(dirs[o*c+k])
+			b -= dirs[o*c+k] * mean[k]
+		}
+		w.Bias[o] = float32(b)
+	}
+	return w, nil
+}
+
+// Select chooses Entries memory entries per location from feats (one
+// location-major [h4·w4][D] slice per image) by greedy k-center over the
+// candidates within Radius cells, returning the bank [h4·w4][K][D].
+func Select(ctx context.Context, cfg Config, feats [][]float32, h4, w4, threads int) ([]float32, error) {
+	n, d, k := h4*w4, cfg.D, cfg.Entries
+	limit := cfg.MaxCandidates
+	if limit == 0 {
+		limit = DefaultMaxCandidates
+	}
+	bank := make([]float32, n*k*d)
+	var next sync.Mutex
+	p0 := 0
+	var wg sync.WaitGroup
+	for range max(1, min(threads, runtime.NumCPU())) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var cand, minD []float32
+			for {
+				if ctx.Err() != nil {
+					return
+				}
+				next.Lock()
+				p := p0
+				p0++
+				next.Unlock()
+				if p >= n {
+					return
+				}
+				cand = gather(cand[:0], feats, p, h4, w4, d, cfg.Radius)
+				count := len(cand) / d
+				if count > limit {
+					cand = subsample(cand, count, limit, d, rand.New(rand.NewPCG(cfg.Seed, uint64(p))))
+					count = limit
+				}
+				minD = kCenter(bank[p*k*d:(p+1)*k*d], cand, count, d, k, minD)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	return bank, nil
+}
+
+// gather appends every image's feature vectors within radius of p.
+func gather(dst []float32, feats [][]float32, p, h4, w4, d, radius int) []float32 {
+	y, x := p/w4, p%w4
+	for _, f := range feats {
+		for yy := max(0, y-radius); yy <= min(h4-1, y+radius); yy++ {
+			for xx := max(0, x-radius); xx <= min(w4-1, x+radius); xx++ {
+				q := yy*w4 + xx
+				dst = append(dst, f[q*d:(q+1)*d]...)
+			}
+		}
+	}
+	return dst
+}
+
+// subsample keeps limit of the count vectors, chosen at random, in place.
+func subsample(cand []float32, count, limit, d int, r *rand.Rand) []float32 {
+	for i := range limit {
+		j := i + r.IntN(count-i)
+		if i != j {
+			a, b := cand[i*d:(i+1)*d], cand[j*d:(j+1)*d]
+			for c := range d {
+				a[c], b[c] = b[c], a[c]
+			}
+		}
+	}
+	return cand[:limit*d]
+}
+
+// kCenter writes k entries of the count candidates into out ([k][d]):
+// first the candidate nearest their mean, then repeatedly the candidate
+// farthest from every entry chosen so far. With fewer candidates than k the
+// last one chosen fills the rest (a duplicate changes no minimum).
+func kCenter(out, cand []float32, count, d, k int, minD []float32) []float32 {
+	mean := make([]float64, d)
+	for i := range count {
+		for c, v := range cand[i*d : (i+1)*d] {
+			mean[c] += float64(v)
+		}
+	}
+	first, best := 0, math.Inf(1)
+	for i := range count {
+		var s float64
+		for c, v := range cand[i*d : (i+1)*d] {
+			t := float64(v) - mean[c]/float64(count)
+			s += t * t
+		}
+		if s < best {
+			first, best = i, s
+		}
+	}
+	if cap(minD) < count {
+		minD = make([]float32, count)
+	}
+	minD = minD[:count]
+	for i := range minD {
+		minD[i] = float32(math.Inf(1))
+	}
+	pick := first
+	for e := range k {
+		if e < count {
+			copy(out[e*d:(e+1)*d], cand[pick*d:(pick+1)*d])
+			sel := cand[pick*d : (pick+1)*d]
+			far, farD := 0, float32(-1)
+			for i := range count {
+				v := sqDist(cand[i*d:(i+1)*d], sel)
+				if v < minD[i] {
+					minD[i] = v
+				}
+				if minD[i] > farD {
+					far, farD = i, minD[i]
+				}
+			}
+			pick = far
+		} else {
+			copy(out[e*d:(e+1)*d], out[(e-1)*d:e*d])
+		}
+	}
+	return minD
+}
+
+func sqDist(a, b []float32) float32 {
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		d0, d1, d2, d3 := a[i]-b[i], a[i+1]-b[i+1], a[i+2]-b[i+2], a[i+3]-b[i+3]
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(a); i++ {
+		t := a[i] - b[i]
+		s0 += t * t
+	}
+	return s0 + s1 + s2 + s3
+}
+
+// distances returns, per location, the distance of f (location-major
+// [n][D]) to its nearest memory entry, in float64 as the reference.
+func (m *Model) distances(f []float32) []float32 {
+	d, k := m.Spec.D, m.Spec.Entries
+	n := len(f) / d
+	out := make([]float32, n)
+	for p := range n {
+		x := f[p*d : (p+1)*d]
+		best := math.Inf(1)
+		for e := range k {
+			row := m.Bank[(p*k+e)*d : (p*k+e+1)*d]
+			var s float64
+			for c, v := range row {
+				t := float64(x[c]) - float64(v)
+				s += t * t
+			}
+			best = math.Min(best, s)
+		}
+		out[p] = float32(math.Sqrt(best))
+	}
+	return out
+}
+
+// Squash is the graph's final map b/(b+Scale) of a blurred distance.
+func (m *Model) Squash(b float64) float64 { return b / (b + m.Spec.Scale) }
+
+// Blurred computes, from the image (CHW 3×H×W in [0,1], aligned as the
+// daemon aligns it), the blurred distance map (H·W) before the final
+// b/(b+Scale) map.
+func (m *Model) Blurred(image []float32) ([]float64, error) {
+	if m.extract == nil {
+		return nil, errors.New("memory: model closed")
+	}
+	f, err := m.extract.Features(image, nil, m.Spec.D)
+	if err != nil {
+		return nil, err
+	}
+	return netdef.MemoryBlurred(m.Spec, m.distances(f)), nil
+}
+
+// Score computes, from the image (CHW 3×H×W in [0,1], aligned as the
+// daemon aligns it), the heatmap and score the exported graph gives.
+func (m *Model) Score(image []float32) ([]float32, float32, error) {
+	if m.extract == nil {
+		return nil, 0, errors.New("memory: model closed")
+	}
+	f, err := m.extract.Features(image, nil, m.Spec.D)
+	if err != nil {
+		return nil, 0, err
+	}
+	heat, score := netdef.MemoryHeatmap(m.Spec, m.distances(f))
+	return heat, score, nil
+}
+
+// Graph emits the model's localisation graph.
+func (m *Model) Graph(bb *backbone.Weights) ([]byte, error) {
+	return netdef.MemoryGraph(m.Spec, bb, m.Projection, m.Bank)
+}

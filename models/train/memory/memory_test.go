@@ -1,0 +1,239 @@
+//go:build workstation
+
+package memory
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/infer/backend"
+	"github.com/inspectd/inspectd/infer/infertest"
+	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/metrics"
+	"github.com/inspectd/inspectd/models/preprocess"
+	"github.com/inspectd/inspectd/models/synth"
+	"github.com/inspectd/inspectd/models/train/alm"
+)
+
+const testSize = 64
+
+// testBackbone returns the real ImageNet backbone when backbone.Locate
+// finds it, else random weights.
+func testBackbone(t testing.TB) *backbone.Weights {
+	t.Helper()
+	if dir, err := backbone.Locate(); err == nil {
+		w, err := backbone.LoadNPYDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	t.Log("real backbone not found, using random weights")
+	return backbone.Random(1)
+}
+
+// render returns count synthetic parts (CHW tensors) of the given object
+// and defect, seeds from seed0.
+func render(t testing.TB, object string, count int, defect synth.Defect, seed0 uint64) [][]float32 {
+	t.Helper()
+	var out [][]float32
+	for i := range count {
+		smp, err := synth.Render(object, testSize, testSize, false, synth.Pose{}, defect, seed0+uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, 3*testSize*testSize)
+		if err := preprocess.Fill(x, smp.Image, preprocess.Spec{Width: testSize, Height: testSize, Channels: 3}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+type fixture struct {
+	be   backend.Backend
+	bb   *backbone.Weights
+	fe   *alm.BackboneFeatures
+	good [][]float32
+	bad  [][]float32
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{be: infer.NewBackend(infertest.Runtime(t)), bb: testBackbone(t)}
+	fe, err := alm.NewBackboneFeatures(f.be, f.bb, testSize, testSize, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fe.Close() })
+	f.fe = fe
+	f.good = render(t, synth.Plate, 12, synth.None, 5000)
+	for i, d := range synth.Defects() {
+		f.bad = append(f.bad, render(t, synth.Plate, 3, d, 7000+uint64(i)*100)...)
+	}
+	return f
+}
+
+func testConfig() Config {
+	return Config{Height: testSize, Width: testSize, D: 32, Entries: 8, Radius: 0, Threads: 2, Seed: 1, Folds: 3}
+}
+
+func (f *fixture) train(t *testing.T, cfg Config, images [][]float32) *Model {
+	t.Helper()
+	m, err := Train(context.Background(), cfg, images, f.fe, f.be, f.bb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func (f *fixture) auroc(t *testing.T, m *Model) float64 {
+	t.Helper()
+	var scores []float64
+	var labels []bool
+	for k, set := range [][][]float32{f.good, f.bad} {
+		for _, img := range set {
+			_, s, err := m.Score(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scores = append(scores, float64(s))
+			labels = append(labels, k == 1)
+		}
+	}
+	a, err := metrics.AUROC(scores, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestMemoryLearnsThePart: a memory built from good plates separates
+// painted defects from good plates; one built from another product (gears)
+// — the memory of the wrong data, i.e. one that learned nothing about
+// plates — does clearly worse. Out-of-fold scores exist for every training
+// image and lie above the scores the full memory gives the same images.
+func TestMemoryLearnsThePart(t *testing.T) {
+	f := newFixture(t)
+	plates := render(t, synth.Plate, 24, synth.None, 1000)
+	m := f.train(t, testConfig(), plates)
+	wrong := f.train(t, testConfig(), render(t, synth.Gear, 24, synth.None, 1000))
+	a, aw := f.auroc(t, m), f.auroc(t, wrong)
+	t.Logf("image AUROC: memory of plates %.3f, memory of gears %.3f", a, aw)
+	if a < 0.9 {
+		t.Errorf("image AUROC %.3f with a memory of good plates, want ≥ 0.9", a)
+	}
+	if !(a > aw+0.1) {
+		t.Errorf("the memory of plates (AUROC %.3f) is not clearly better than one of gears (%.3f)", a, aw)
+	}
+	if len(m.OutOfFold) != len(plates) {
+		t.Fatalf("%d out-of-fold maps, want one per training image (%d)", len(m.OutOfFold), len(plates))
+	}
+	var oof, in float64
+	for i, img := range plates {
+		b, err := m.Blurred(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in += slices.Max(b)
+		oof += slices.Max(m.OutOfFold[i])
+	}
+	if !(oof > in) {
+		t.Errorf("mean out-of-fold score %.4f not above the in-memory score %.4f", oof/24, in/24)
+	}
+}
+
+// TestGraphMatchesReference runs the exported graph in ONNX Runtime and
+// compares heatmap and score with Model.Score (the Go reference).
+func TestGraphMatchesReference(t *testing.T) {
+	f := newFixture(t)
+	m := f.train(t, testConfig(), render(t, synth.Plate, 12, synth.None, 1000))
+	g, err := m.Graph(f.bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := f.be.NewSession(g, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	in, _ := sess.Input("image")
+	heat, _ := sess.Output("heatmap")
+	score, err := sess.Output("score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range append(f.good[:2], f.bad[:3]...) {
+		copy(in, img)
+		if err := sess.Run(); err != nil {
+			t.Fatal(err)
+		}
+		want, ws, err := m.Score(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := 0.0
+		for i := range want {
+			worst = math.Max(worst, math.Abs(float64(want[i]-heat[i])))
+		}
+		if worst > 1e-4 || math.Abs(float64(ws-score[0])) > 1e-4 {
+			t.Errorf("graph and reference differ: heatmap by %.2g, score %.6f vs %.6f", worst, score[0], ws)
+		}
+	}
+}
+
+// TestKCenter: with four tight clusters and four entries, greedy k-center
+// takes one entry from each; with fewer candidates than entries, every
+// candidate is kept and the rest repeat one.
+func TestKCenter(t *testing.T) {
+	const d = 2
+	centres := [][2]float32{{0, 0}, {10, 0}, {0, 10}, {10, 10}}
+	var cand []float32
+	for i := range 40 {
+		c := centres[i%4]
+		cand = append(cand, c[0]+float32(i%3)*0.1, c[1]+float32(i%5)*0.1)
+	}
+	out := make([]float32, 4*d)
+	kCenter(out, cand, 40, d, 4, nil)
+	seen := map[[2]int]bool{}
+	for e := range 4 {
+		seen[[2]int{int(math.Round(float64(out[e*d]) / 10)), int(math.Round(float64(out[e*d+1]) / 10))}] = true
+	}
+	if len(seen) != 4 {
+		t.Errorf("entries %v cover %d of the 4 clusters", out, len(seen))
+	}
+	few := []float32{1, 2, 3, 4}
+	out = make([]float32, 3*d)
+	kCenter(out, few, 2, d, 3, nil)
+	if !slices.Equal(out, []float32{1, 2, 3, 4, 3, 4}) && !slices.Equal(out, []float32{3, 4, 1, 2, 1, 2}) {
+		t.Errorf("two candidates into three entries gave %v", out)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		change func(*Config)
+		want   string
+	}{
+		{func(c *Config) { c.D = 0 }, "d = 0"},
+		{func(c *Config) { c.Entries = 0 }, "entries = 0"},
+		{func(c *Config) { c.Radius = -1 }, "radius = -1"},
+		{func(c *Config) { c.Height = 40 }, "multiples of 16"},
+		{func(c *Config) { c.Folds = 21 }, "folds = 21"},
+	} {
+		c := testConfig()
+		tc.change(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want an error containing %q", err, tc.want)
+		}
+	}
+	if err := testConfig().Validate(); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}
