@@ -163,7 +163,7 @@ func DefaultRecipe() Recipe {
 		Threads:         2,
 		HoldoutFraction: 0.1,
 		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb"},
-		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 1200, Batch: 16, LearningRate: 1e-3,
+		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 800, Batch: 16, LearningRate: 1e-3,
 			MaxRotationDeg: 30, MaxShiftFrac: 0.1},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
