@@ -49,7 +49,7 @@ for v in "${variants[@]}"; do
 		mkdir -p "$dir"
 		printf 'recipe_version = 1\nproduct = "%s"\n%b\n' "$cat" "$body" >"$dir/recipe.toml"
 		start=$(date +%s)
-		"$ws" train --good "$root/$cat/train/good" --recipe "$dir/recipe.toml" --out "$dir/bundle" >"$dir/train.log" 2>&1 ||
+		"$ws" train --good "$root/$cat/train/good" --backbone "$shared/backbones/resnet18" --recipe "$dir/recipe.toml" --out "$dir/bundle" >"$dir/train.log" 2>&1 ||
 			{ tail -5 "$dir/train.log" >&2; exit 1; }
 		echo $(($(date +%s) - start)) >"$dir/train_s"
 		"$ws" eval --bundle "$dir/bundle" --data "$root" --categories "$cat" --quiet --json "$dir/eval.json.tmp" >"$dir/eval.log" 2>&1 ||

@@ -64,7 +64,7 @@ for set in $sets; do
 		echo "quality: inspectd on $set (training, then evaluation)" >&2
 		rm -rf "$dir/bundle"
 		start=$(date +%s)
-		"$ws" train --good "$root/$cat/train/good" --out "$dir/bundle" ${recipe:+--recipe "$recipe"} >"$dir/train.log" 2>&1 ||
+		"$ws" train --good "$root/$cat/train/good" --backbone "$shared/backbones/resnet18" --out "$dir/bundle" ${recipe:+--recipe "$recipe"} >"$dir/train.log" 2>&1 ||
 			{ tail -5 "$dir/train.log" >&2; exit 1; }
 		end=$(date +%s)
 		"$ws" eval --bundle "$dir/bundle" --data "$root" --categories "$cat" --quiet --json "$dir/eval.json" --report "$dir/report" >"$dir/eval.log" 2>&1 ||
