@@ -77,6 +77,12 @@ d, secs, mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 json.dump({"train_s": secs, "bundle_mb": mb}, open(d + "/inspectd.json", "w"))
 EOF
 	fi
+	# The bundle of the original set on its RTO copy: the same parts moved
+	# (±30°, ±10 %); the table compares its alignments with the truth.
+	if [ "${name%-rto}" != "$name" ] && [ -d "$out/results/${name%-rto}/$cat/bundle" ] && [ ! -f "$dir/eval-original-bundle.json" ]; then
+		"$ws" eval --bundle "$out/results/${name%-rto}/$cat/bundle" --data "$root" --categories "$cat" --quiet \
+			--json "$dir/eval-original-bundle.json" >"$dir/eval-original-bundle.log" 2>&1 || { tail -5 "$dir/eval-original-bundle.log" >&2; exit 1; }
+	fi
 	for p in $peers; do
 		if [ ! -f "$dir/$p.json" ]; then
 			echo "quality: peer $p on $set" >&2

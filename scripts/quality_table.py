@@ -8,7 +8,9 @@ inspectd's row comes from eval.json (inspectd eval --json), bench.json
 each peer's from <peer>.json (../shared/peers/peers.py).
 """
 import json
+import math
 import os
+import statistics
 import sys
 
 
@@ -63,6 +65,51 @@ def peer_row(d, peer):
     }
 
 
+def pixel_affine(tx, ty, deg, w, h):
+    """preprocess.PixelAffine: template-frame pixel -> image pixel."""
+    t = math.radians(deg)
+    c, s = math.cos(t), math.sin(t)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    dx, dy = tx * w / 2, ty * h / 2
+    return [[c, -s, cx - c * cx + s * cy + dx], [s, c, cy - s * cx - c * cy + dy]]
+
+
+def apply(m, x, y):
+    return m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]
+
+
+def alignment_consistency(results, data, s, cat):
+    """Placement invariance of the alignment, where the truth is known.
+
+    An RTO image J is the original I moved by the recorded matrix M (source
+    pixel -> destination pixel). If a bundle aligns I with P_o (template
+    pixel -> image pixel), the right alignment of J is M∘P_o. Returns, for
+    the bundle trained on the original set, the per-image mean displacement
+    of the four template corners between its alignment of J and M∘P_o, in
+    image pixels.
+    """
+    root = s.split("/")[0]
+    orig = load(os.path.join(results, root[:-4], cat, "eval.json"))
+    rto = load(os.path.join(results, root, cat, "eval-original-bundle.json"))
+    if not orig or not rto:
+        return None
+    by_path = {x["path"]: x["align"] for x in orig["categories"][cat]["image_scores"]}
+    errs = []
+    for x in rto["categories"][cat]["image_scores"]:
+        rec = load(os.path.join(data, root, cat, os.path.splitext(x["path"])[0] + ".rto.json"))
+        if rec is None or x["path"] not in by_path:
+            continue
+        w, h, m = rec["width"], rec["height"], rec["matrix"]
+        po, pr = pixel_affine(*by_path[x["path"]], w, h), pixel_affine(*x["align"], w, h)
+        e = 0
+        for cx, cy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+            want = apply(m, *apply(po, cx, cy))
+            got = apply(pr, cx, cy)
+            e += math.hypot(got[0] - want[0], got[1] - want[1]) / 4
+        errs.append(e)
+    return errs
+
+
 def main():
     results, sets = sys.argv[1], sys.argv[2:]
     print("| set | method | image AUROC | pixel AUROC | pixel AP | AUPRO | F1 @thr | FRR @thr | escape @thr "
@@ -78,6 +125,29 @@ def main():
             print(f"| {s} | {r['method']} | {fmt(r['img'])} | {fmt(r['px'])} | {fmt(r['ap'])} | {fmt(r['pro'])} "
                   f"| {fmt(r['f1'], 2)} | {fmt(r['frr'], 2)} | {fmt(r['escape'], 2)} | {fmt(r['ms'], 1)} "
                   f"| {fmt(r['ratio'], 2)} | {fmt(r['train_s'], 0)} | {fmt(r['mb'], 0)} |")
+    data = os.path.join(os.path.dirname(os.path.normpath(results)), "data")
+    rows = []
+    for s in sets:
+        root, cat = s.split("/", 1)
+        if not root.endswith("-rto"):
+            continue
+        errs = alignment_consistency(results, data, s, cat)
+        if errs:
+            errs.sort()
+            p90 = errs[min(len(errs) - 1, int(0.9 * len(errs)))]
+            big = sum(e > 25 for e in errs) / len(errs)
+            ev = load(os.path.join(results, root, cat, "eval-original-bundle.json"))["categories"][cat]
+            rows.append(f"| {s} | {len(errs)} | {statistics.median(errs):.1f} | {p90:.1f} | {100 * big:.0f} % "
+                         f"| {fmt(ev.get('image_auroc'))} / {fmt(ev.get('pixel_auroc'))} / {fmt(ev.get('pixel_ap'))} / {fmt(ev.get('aupro'))} |")
+    if rows:
+        print()
+        print("Alignment of the bundle trained on the original set, on the RTO copy's test images, against the")
+        print("truth (its alignment of the original image moved by the recorded rotation and shift); mean")
+        print("displacement of the template's corners, image pixels:")
+        print()
+        print("| set | test images | median px | 90th percentile px | > 25 px | that bundle on the copy: image AUROC / pixel AUROC / AP / AUPRO |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":

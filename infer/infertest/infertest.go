@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/inspectd/inspectd/infer"
+	"github.com/inspectd/inspectd/models/backbone"
 )
 
 // Runtime opens the ONNX Runtime library found by infer.DefaultLibraryPath
@@ -81,4 +82,20 @@ func NeedPython(tb testing.TB, modules ...string) string {
 			Python, strings.Join(modules, ", "), err, strings.TrimSpace(string(out)))
 	}
 	return Python
+}
+
+// Backbone returns the real ImageNet ResNet-18 weights when
+// backbone.Locate finds them, else deterministic random weights (logged):
+// for tests whose assertions hold either way.
+func Backbone(tb testing.TB) *backbone.Weights {
+	tb.Helper()
+	if dir, err := backbone.Locate(); err == nil {
+		w, err := backbone.LoadNPYDir(dir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return w
+	}
+	tb.Log("real backbone not found, using random weights")
+	return backbone.Random(1)
 }

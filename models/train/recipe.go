@@ -171,7 +171,7 @@ func DefaultRecipe() Recipe {
 		DGM: RecipeDGM{Enabled: true, Fraction: 0.5, PoolSize: 64, RefreshEpochs: 5,
 			Shapes: []string{"rectangle", "ellipse", "blob"}, Modes: []string{"darken", "lighten", "texture"},
 			SoftEdges: true, Delta: 0.1},
-		Calibration: RecipeCalibration{ImageQuantile: 0.9, ImageMargin: 1.02, PixelQuantile: 0.999, PixelMargin: 1.1, Folds: 5},
+		Calibration: RecipeCalibration{ImageQuantile: 0.5, ImageMargin: 1.12, PixelQuantile: 0.999, PixelMargin: 1.1, Folds: 5},
 	}
 }
 

@@ -13,21 +13,6 @@ import (
 	"github.com/inspectd/inspectd/models/synth"
 )
 
-// testBackbone returns the real ImageNet backbone when backbone.Locate finds
-// it, else random weights.
-func testBackbone(t testing.TB) *backbone.Weights {
-	t.Helper()
-	if dir, err := backbone.Locate(); err == nil {
-		w, err := backbone.LoadNPYDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	t.Log("real backbone not found, using random weights")
-	return backbone.Random(1)
-}
-
 // testBackend opens ONNX Runtime (infertest's policy: fail without it) and
 // passes it in as cmd/inspectd does; the package itself links no cgo.
 func testBackend(t testing.TB) backend.Backend {

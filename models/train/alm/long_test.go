@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/metrics"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
@@ -88,7 +89,7 @@ func TestMVTecLong(t *testing.T) {
 
 	t0 := time.Now()
 	train := loadDir(t, filepath.Join(root, "train", "good"), size)
-	fe := testFeatures(t, testBackbone(t), size, size)
+	fe := testFeatures(t, infertest.Backbone(t), size, size)
 	m, err := Train(context.Background(), cfg, train, size, size, fe, testWriter{t})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/synth"
 )
@@ -70,7 +71,7 @@ func mean(v []float64) float64 {
 // a higher contrast with DGM than without (4.7 vs 4.9). Both are printed so
 // that a change shows; `make quality-long` measures them on MVTec AD.
 func TestTrainingGain(t *testing.T) {
-	bb := testBackbone(t)
+	bb := infertest.Backbone(t)
 	f := &fixture{bb: bb, fe: testFeatures(t, bb, testSize, testSize)}
 	f.train = renderSet(t, testSize, 24, synth.None, 1000)
 	f.good = renderSet(t, testSize, 12, synth.None, 5000)
@@ -158,7 +159,7 @@ func TestCosineNormFloor(t *testing.T) {
 
 	// The exported graph: its heatmap lies between the two floored
 	// distances (0.47 and 0.54); without the floor it would reach 0.9.
-	bb := testBackbone(t)
+	bb := infertest.Backbone(t)
 	model, err := netdef.LocalizeGraph(m.LocalizeSpec(0), bb, m.Mapping, m.Centre)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/metrics"
 	"github.com/inspectd/inspectd/models/netdef"
@@ -32,7 +33,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	bb := testBackbone(t)
+	bb := infertest.Backbone(t)
 	f := &fixture{bb: bb, fe: testFeatures(t, bb, testSize, testSize)}
 	f.train = renderSet(t, testSize, 24, synth.None, 1000)
 	f.good = renderSet(t, testSize, 12, synth.None, 5000)
@@ -229,7 +230,7 @@ func TestTrain(t *testing.T) {
 // TestTrainDeterministic trains twice with one seed (DGM on, so every
 // random stream is used) and once with another seed.
 func TestTrainDeterministic(t *testing.T) {
-	bb := testBackbone(t)
+	bb := infertest.Backbone(t)
 	fe := testFeatures(t, bb, testSize, testSize)
 	images := renderSet(t, testSize, 12, synth.None, 1000)
 	cfg := testConfig()
@@ -268,7 +269,7 @@ func TestTrainDeterministic(t *testing.T) {
 // TestTrainGlobalCentre checks the ablation, one centre vector at every
 // location, with the PCA reduction.
 func TestTrainGlobalCentre(t *testing.T) {
-	bb := testBackbone(t)
+	bb := infertest.Backbone(t)
 	fe := testFeatures(t, bb, testSize, testSize)
 	images := renderSet(t, testSize, 8, synth.None, 1000)
 	cfg := testConfig()

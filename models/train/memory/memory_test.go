@@ -21,21 +21,6 @@ import (
 
 const testSize = 64
 
-// testBackbone returns the real ImageNet backbone when backbone.Locate
-// finds it, else random weights.
-func testBackbone(t testing.TB) *backbone.Weights {
-	t.Helper()
-	if dir, err := backbone.Locate(); err == nil {
-		w, err := backbone.LoadNPYDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	t.Log("real backbone not found, using random weights")
-	return backbone.Random(1)
-}
-
 // render returns count synthetic parts (CHW tensors) of the given object
 // and defect, seeds from seed0.
 func render(t testing.TB, object string, count int, defect synth.Defect, seed0 uint64) [][]float32 {
@@ -64,7 +49,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{be: infer.NewBackend(infertest.Runtime(t)), bb: testBackbone(t)}
+	f := &fixture{be: infer.NewBackend(infertest.Runtime(t)), bb: infertest.Backbone(t)}
 	fe, err := alm.NewBackboneFeatures(f.be, f.bb, testSize, testSize, 2)
 	if err != nil {
 		t.Fatal(err)
