@@ -137,13 +137,10 @@ width = 64
 size = 32
 steps = 20
 batch = 4
-[alm]
+[memory]
 d = 16
-epochs = 1
-locations_per_step = 512
-[dgm]
-pool_size = 4
-refresh_epochs = 1
+entries = 8
+radius = 1
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +150,7 @@ refresh_epochs = 1
 	if code != 0 {
 		t.Fatalf("train: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
-	for _, want := range []string{"wrote " + out, "thresholds: image", "F1-optimal threshold", "verified"} {
+	for _, want := range []string{"wrote " + out, "localise memory of 8 × 16 values per location", "alignment: 20 steps", "thresholds: image", "F1-optimal threshold", "verified"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("train output lacks %q:\n%s", want, stdout)
 		}

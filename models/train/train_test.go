@@ -32,6 +32,7 @@ func tinyRecipe() *Recipe {
 	r.Align.Size, r.Align.Steps, r.Align.Batch = 32, 30, 4
 	r.ALM.D, r.ALM.Epochs, r.ALM.LocationsPerStep = 16, 1, 512
 	r.DGM.PoolSize, r.DGM.RefreshEpochs = 4, 1
+	r.Memory.D, r.Memory.Entries, r.Memory.Radius = 16, 8, 1
 	return &r
 }
 
@@ -75,14 +76,16 @@ func TestRunWritesVerifiedBundle(t *testing.T) {
 		t.Fatalf("the written bundle does not load: %v", err)
 	}
 	m := b.Manifest
-	if m.Align.Method != bundle.AlignIMM || m.Product != "plate" || m.Input.Width != 64 || m.Localize.D != 16 {
+	if m.Align.Method != bundle.AlignIMM || m.Product != "plate" || m.Input.Width != 64 ||
+		m.Localize.Method != bundle.LocalizeMemory || m.Localize.D != 16 || m.Localize.Entries != 8 || m.Localize.Radius != 1 {
 		t.Errorf("manifest = %+v", m)
 	}
-	if m.Calibration.GoodScores.Count != len(res.Holdout) || len(res.Holdout) != 3 {
-		t.Errorf("holdout %v, calibration count %d", res.Holdout, m.Calibration.GoodScores.Count)
+	// 3 held out, and the 7 training images scored out of fold.
+	if m.Calibration.GoodScores.Count != 10 || len(res.Holdout) != 3 {
+		t.Errorf("holdout %v, calibration count %d, want 3 and 10", res.Holdout, m.Calibration.GoodScores.Count)
 	}
-	if m.Calibration.ImageThreshold < m.Calibration.GoodScores.Max {
-		t.Errorf("image threshold %v below the held-out maximum %v", m.Calibration.ImageThreshold, m.Calibration.GoodScores.Max)
+	if !(m.Calibration.ImageThreshold > m.Calibration.GoodScores.Min) || !strings.Contains(m.Calibration.Rule, "out-of-fold") {
+		t.Errorf("image threshold %v not above the lowest good score %v, or rule %q", m.Calibration.ImageThreshold, m.Calibration.GoodScores.Min, m.Calibration.Rule)
 	}
 	t.Logf("verify max diff %g, defects AUROC %.3f, F1-optimal %+v, thresholds %+v", res.MaxVerify, res.DefectsAUC, res.F1Optimal, m.Calibration)
 	if res.MaxVerify > VerifyTolerance {
@@ -91,8 +94,8 @@ func TestRunWritesVerifiedBundle(t *testing.T) {
 	if res.F1Optimal == nil || m.Calibration.F1OptimalThreshold <= 0 {
 		t.Errorf("--defects gave no F1-optimal threshold: %+v", res.F1Optimal)
 	}
-	if len(res.IMMLosses) == 0 || len(res.ALMLosses) == 0 {
-		t.Errorf("no losses recorded")
+	if len(res.IMMLosses) == 0 || res.IMMSteps != 30 || !(res.IMMPoseErrorUntrained > 0) {
+		t.Errorf("IMM: %d losses, %d steps, untrained pose error %g", len(res.IMMLosses), res.IMMSteps, res.IMMPoseErrorUntrained)
 	}
 	for _, phase := range []string{"data", "align", "localise", "calibrate", "export"} {
 		if !strings.Contains(progress.String(), phase) {
