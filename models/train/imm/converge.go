@@ -17,11 +17,12 @@ import (
 
 // Convergence check: every checkEvery steps the regressor aligns a fixed
 // validation set whose answers are known — copies of the template under
-// seeded poses within the configured range — and the median corner
-// displacement is the pose error. When the best error has not improved by
-// a tenth for patience checks (after minSteps), training settles: the
-// learning rate decays over a last quarter of the steps done so far
-// instead of running the full schedule.
+// seeded poses within the configured range. L_reg on that set (aligned
+// image against template) decides convergence; the median corner
+// displacement against the known poses is reported. When the best L_reg
+// has not improved by a tenth for patience checks (after minSteps),
+// training settles: the learning rate decays over a last quarter of the
+// steps done so far instead of running the full schedule.
 const (
 	checkEvery       = 50
 	patience         = 4
@@ -29,11 +30,15 @@ const (
 	validationSize   = predictChunk
 )
 
-// validation is the fixed posed set and its known transforms.
+// validation is the fixed posed set, its known transforms, and the warp
+// that aligns it with a prediction.
 type validation struct {
-	images  [][]float32
-	targets [][3]float64
-	model   *Model
+	images   [][]float32
+	targets  [][3]float64
+	model    *Model
+	template []float32
+	warp     *graph.Exec
+	shape    [3]int
 }
 
 func newValidation(be compute.Backend, cfg Config, template []float32, seed uint64) (*validation, error) {
@@ -53,7 +58,7 @@ func newValidation(be compute.Backend, cfg Config, template []float32, seed uint
 	if err != nil {
 		return nil, fmt.Errorf("imm validation set: %w", err)
 	}
-	defer exec.Finalize()
+	v.warp, v.template, v.shape = exec, template, [3]int{C, H, W}
 	warped, err := exec.Exec(
 		tensors.FromFlatDataAndDimensions(src, validationSize, C, H, W),
 		tensors.FromFlatDataAndDimensions(poses, validationSize, 3))
@@ -70,23 +75,58 @@ func newValidation(be compute.Backend, cfg Config, template []float32, seed uint
 	return v, nil
 }
 
-// poseError returns the mean displacement, in regressor pixels, of the
-// four image corners between the predicted and the known transforms.
-func (v *validation) poseError(params []*tensors.Tensor) (float64, error) {
+// close releases the warp.
+func (v *validation) close() { v.warp.Finalize() }
+
+// check aligns the validation set with params and returns the pose error
+// (median corner displacement against the known transforms, regressor
+// pixels) and L_reg on the set: the mean squared difference between the
+// aligned images and the template. Convergence is judged on L_reg — the
+// objective itself, blind to symmetries: a round part has no rotation to
+// find, and a pose error that cannot fall would stop training before the
+// shifts are learnt — and the pose error is what the log shows.
+func (v *validation) check(params []*tensors.Tensor) (poseErr, lreg float64, err error) {
+	pred, err := v.predict(params)
+	if err != nil {
+		return 0, 0, err
+	}
+	C, H, W := v.shape[0], v.shape[1], v.shape[2]
+	n := C * H * W
+	src := make([]float32, 0, len(v.images)*n)
+	poses := make([]float32, 0, len(v.images)*3)
+	for i, img := range v.images {
+		src = append(src, img...)
+		poses = append(poses, float32(pred[i][0]), float32(pred[i][1]), float32(pred[i][2]))
+	}
+	out, err := v.warp.Exec(tensors.FromFlatDataAndDimensions(src, len(v.images), C, H, W),
+		tensors.FromFlatDataAndDimensions(poses, len(v.images), 3))
+	if err != nil {
+		return 0, 0, fmt.Errorf("imm validation: %w", err)
+	}
+	flat, err := tensors.CopyFlatData[float32](out[0])
+	if err != nil {
+		return 0, 0, fmt.Errorf("imm validation: %w", err)
+	}
+	var sum float64
+	for i, x := range flat {
+		d := float64(x - v.template[i%n])
+		sum += d * d
+	}
+	return medianCornerError(pred, v.targets, v.model.Width, v.model.Height), sum / float64(len(flat)), nil
+}
+
+// predict returns the regressor's transforms of the validation images.
+func (v *validation) predict(params []*tensors.Tensor) ([][3]float64, error) {
 	m := v.model
 	if m.predict == nil { // compile once (with the initial weights)
 		if _, err := m.PredictBatch(v.images); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	m.mu.Lock()
 	m.params = params
 	m.mu.Unlock()
-	pred, err := m.PredictBatch(v.images)
-	if err != nil {
-		return 0, err
-	}
-	return medianCornerError(pred, v.targets, m.Width, m.Height), nil
+	return m.PredictBatch(v.images)
 }
 
 // medianCornerError is the median over pairs of the mean displacement of

@@ -39,6 +39,9 @@ type Model struct {
 	Steps      int
 	PoseErrors []float64
 	PoseError  float64
+	// ValidationLosses is L_reg on the validation poses at each check (the
+	// convergence criterion).
+	ValidationLosses []float64
 
 	mu      sync.Mutex
 	backend compute.Backend
@@ -177,11 +180,12 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 		return nil, err
 	}
 	val.model = &Model{Channels: C, Height: H, Width: W, Template: model.Template, Weights: w0, backend: backend}
-	e0, err := val.poseError(st.params)
+	defer val.close()
+	e0, l0, err := val.check(st.params)
 	if err != nil {
 		return nil, fmt.Errorf("imm train: %w", err)
 	}
-	model.PoseErrors = append(model.PoseErrors, e0)
+	model.PoseErrors, model.ValidationLosses = append(model.PoseErrors, e0), append(model.ValidationLosses, l0)
 	var flat plateau
 	rep := &reporter{progress: progress, sc: &st.sc, batch: cfg.Batch, start: time.Now()}
 	s := 0
@@ -202,15 +206,15 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 			model.Losses = append(model.Losses, loss)
 		}
 		if (s+1)%checkEvery == 0 || s == st.sc.steps-1 {
-			e, err := val.poseError(st.params)
+			e, l, err := val.check(st.params)
 			if err != nil {
 				return nil, fmt.Errorf("imm train: step %d: %w", s+1, err)
 			}
-			model.PoseErrors = append(model.PoseErrors, e)
-			if flat.add(e) && s+1 >= minStepsToSettle && s+1 < st.sc.decayStart {
+			model.PoseErrors, model.ValidationLosses = append(model.PoseErrors, e), append(model.ValidationLosses, l)
+			if flat.add(l) && s+1 >= minStepsToSettle && s+1 < st.sc.decayStart {
 				st.sc.settle(s + 1)
-				fmt.Fprintf(cmp.Or[io.Writer](progress, io.Discard), "imm converged at step %d (pose error %.2f px on the validation poses): settling for %d more steps instead of %d\n",
-					s+1, e, st.sc.steps-s-1, cfg.Steps-s-1)
+				fmt.Fprintf(cmp.Or[io.Writer](progress, io.Discard), "imm converged at step %d (validation L_reg %.5f, pose error %.2f px): settling for %d more steps instead of %d\n",
+					s+1, l, e, st.sc.steps-s-1, cfg.Steps-s-1)
 			}
 		}
 	}
