@@ -135,3 +135,25 @@ func TestMedoid(t *testing.T) {
 		t.Errorf("medoid = %d (%v), want 4 (0.6, 0.5)", got, xs[got])
 	}
 }
+
+// TestCalibrate: the image threshold is squash(margin × quantile) of the
+// scores (distances for the memory), the pixel threshold likewise of the
+// pixel values but never above the image threshold.
+func TestCalibrate(t *testing.T) {
+	c := RecipeCalibration{ImageQuantile: 0.5, ImageMargin: 1.12, PixelQuantile: 1, PixelMargin: 1.1}
+	squash := func(b float64) float64 { return b / (b + 2) }
+	got := calibrate(c, []float64{1, 2, 3, 4, 5}, []float64{0.5, 1, 9}, squash, "5 test scores")
+	if want := squash(1.12 * 3); math.Abs(got.ImageThreshold-want) > 1e-12 {
+		t.Errorf("image threshold %v, want squash(1.12 × median 3) = %v", got.ImageThreshold, want)
+	}
+	if got.PixelThreshold != got.ImageThreshold {
+		t.Errorf("pixel threshold %v, want it capped at the image threshold %v (1.1 × 9 lies above)", got.PixelThreshold, got.ImageThreshold)
+	}
+	if got.GoodScores.Count != 5 || math.Abs(got.GoodScores.Max-squash(5)) > 1e-12 || !strings.Contains(got.Rule, "5 test scores") {
+		t.Errorf("stats %+v, rule %q", got.GoodScores, got.Rule)
+	}
+	low := calibrate(c, []float64{1, 2, 3, 4, 5}, []float64{0.1, 0.2}, squash, "x")
+	if want := squash(1.1 * 0.2); math.Abs(low.PixelThreshold-want) > 1e-12 {
+		t.Errorf("pixel threshold %v, want squash(1.1 × 0.2) = %v", low.PixelThreshold, want)
+	}
+}

@@ -222,11 +222,16 @@ func calibrate(c RecipeCalibration, scores, pixels []float64, squash func(float6
 		mapped[i] = squash(v)
 	}
 	img := math.Min(1, squash(c.ImageMargin*quantile(scores, c.ImageQuantile)))
-	px := math.Min(1, squash(c.PixelMargin*quantile(pixels, c.PixelQuantile)))
+	// The pixel threshold never exceeds the image threshold: the image
+	// score is the heatmap's maximum, so every rejected part then shows at
+	// least one defect region (measured without: metal_plate's pixel
+	// threshold 0.588 above its image threshold 0.536, parts rejected with
+	// nothing drawn).
+	px := math.Min(img, squash(c.PixelMargin*quantile(pixels, c.PixelQuantile)))
 	return bundle.Calibration{
 		ImageThreshold: math.Max(img, 1e-6),
 		PixelThreshold: math.Max(px, 1e-6),
-		Rule: fmt.Sprintf("image: %g × the %g-quantile of the scores of %s; pixel: %g × the %g-quantile of their heatmap values",
+		Rule: fmt.Sprintf("image: %g × the %g-quantile of the scores of %s; pixel: %g × the %g-quantile of their heatmap values, at most the image threshold",
 			c.ImageMargin, c.ImageQuantile, source, c.PixelMargin, c.PixelQuantile),
 		GoodScores: stats(mapped),
 	}
