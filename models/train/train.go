@@ -401,7 +401,11 @@ func (t *trainer) calibrate(ctx context.Context) error {
 			addPixels(b)
 			continue
 		}
-		heat, score, err := t.score(x)
+		mixed, err := t.fe.Mixed(x)
+		if err != nil {
+			return fmt.Errorf("train: %s: %w", g.name, err)
+		}
+		heat, score, err := t.lm.Score(mixed, t.r.ALM.BlurSigma)
 		if err != nil {
 			return fmt.Errorf("train: score %s: %w", g.name, err)
 		}
@@ -428,19 +432,6 @@ func (t *trainer) calibrate(ctx context.Context) error {
 	fmt.Fprintf(t.progress, "calibrate    %d good scores: median %.4f, 0.9 %.4f, 0.95 %.4f, 0.98 %.4f, max %.4f\n", len(scores),
 		squash(quantile(scores, 0.5)), squash(quantile(scores, 0.9)), squash(quantile(scores, 0.95)), squash(quantile(scores, 0.98)), squash(quantile(scores, 1)))
 	return nil
-}
-
-// score computes, on the training side, the heatmap and score of one
-// prepared (aligned, resized) image.
-func (t *trainer) score(x []float32) ([]float32, float32, error) {
-	if t.mem != nil {
-		return t.mem.Score(x)
-	}
-	mixed, err := t.fe.Mixed(x)
-	if err != nil {
-		return nil, 0, err
-	}
-	return t.lm.Score(mixed, t.r.ALM.BlurSigma)
 }
 
 // export writes the bundle to a staging directory, verifies it through

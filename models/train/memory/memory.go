@@ -183,10 +183,7 @@ func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Featur
 	}
 	threads := max(cfg.Threads, 1)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d656d6f))
-	h4, w4 := cfg.Height/4, cfg.Width/4
-	n := h4 * w4
-
-	proj, err := projection(ctx, cfg, images, mixed, rng, n)
+	proj, err := projection(ctx, cfg, images, mixed, rng)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +205,7 @@ func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Featur
 		}
 	}
 	fmt.Fprintf(progress, "memory       features of %d images, choosing %d entries per location (radius %d)\n", len(images), cfg.Entries, cfg.Radius)
-	if m.Bank, err = Select(ctx, cfg, feats, h4, w4, threads); err != nil {
+	if m.Bank, err = selectBank(ctx, cfg, feats); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -233,7 +230,6 @@ func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Featur
 // outOfFold returns every training image's per-location distances to a
 // memory built from the other folds (assigned at random, seeded).
 func outOfFold(ctx context.Context, cfg Config, m *Model, feats [][]float32, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
-	h4, w4 := cfg.Height/4, cfg.Width/4
 	fold := make([]int, len(feats))
 	for i, p := range rng.Perm(len(feats)) {
 		fold[p] = i % cfg.Folds
@@ -247,7 +243,7 @@ func outOfFold(ctx context.Context, cfg Config, m *Model, feats [][]float32, rng
 				rest = append(rest, x)
 			}
 		}
-		bank, err := Select(ctx, cfg, rest, h4, w4, max(cfg.Threads, 1))
+		bank, err := selectBank(ctx, cfg, rest)
 		if err != nil {
 			return nil, err
 		}
@@ -263,8 +259,9 @@ func outOfFold(ctx context.Context, cfg Config, m *Model, feats [][]float32, rng
 
 // projection computes the PCA of the 3×3-averaged F_Mixed of up to
 // pcaImages images and returns it as a 1×1 convolution.
-func projection(ctx context.Context, cfg Config, images [][]float32, mixed alm.Features, rng *rand.Rand, n int) (netdef.ConvWeights, error) {
+func projection(ctx context.Context, cfg Config, images [][]float32, mixed alm.Features, rng *rand.Rand) (netdef.ConvWeights, error) {
 	h4, w4 := cfg.Height/4, cfg.Width/4
+	n := h4 * w4
 	step := max(1, len(images)/pcaImages)
 	var picked []int
 	for i := 0; i < len(images) && len(picked) < pcaImages; i += step {
@@ -313,11 +310,14 @@ func projection(ctx context.Context, cfg Config, images [][]float32, mixed alm.F
 	return w, nil
 }
 
-// Select chooses Entries memory entries per location from feats (one
-// location-major [h4·w4][D] slice per image) by greedy k-center over the
-// candidates within Radius cells, returning the bank [h4·w4][K][D].
-func Select(ctx context.Context, cfg Config, feats [][]float32, h4, w4, threads int) ([]float32, error) {
+// selectBank chooses Entries memory entries per location from feats (one
+// location-major [H/4·W/4][D] slice per image) by greedy k-center over the
+// candidates within Radius cells, on cfg.Threads goroutines, returning the
+// bank [H/4·W/4][K][D].
+func selectBank(ctx context.Context, cfg Config, feats [][]float32) ([]float32, error) {
+	h4, w4 := cfg.Height/4, cfg.Width/4
 	n, d, k := h4*w4, cfg.D, cfg.Entries
+	threads := max(cfg.Threads, 1)
 	limit := cfg.MaxCandidates
 	if limit == 0 {
 		limit = DefaultMaxCandidates
