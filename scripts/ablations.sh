@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make ablations: the paper's ablations (its Tables 1–2) and the local
 # memory, each a recipe switch, trained and evaluated on one set:
-# global vs local centre, DGM on/off, IMM on/off, centres vs memory. Results
+# global vs local centre, DGM on/off, IMM on/off, centres vs memory, and
+# the memory's features (PCA or not, grid stride, layers). Results
 # are kept under $QUALITY_OUT/ablations (default .quality); a second run
 # reuses what exists. About 30 minutes on 2 cores for metal_plate.
 #
@@ -35,6 +36,9 @@ variants=(
 	"centres local + DGM, IMM off|[align]\nmethod = \"none\"\n[alm]\nmethod = \"centres\""
 	"centres global + DGM, IMM off|[align]\nmethod = \"none\"\n[alm]\nmethod = \"centres\"\ncentre = \"global\""
 	"centres local, no DGM, IMM off|[align]\nmethod = \"none\"\n[alm]\nmethod = \"centres\"\n[dgm]\nenabled = false"
+	"memory, PCA to 64 (stride 8), IMM off|[align]\nmethod = \"none\"\n[memory]\nd = 64"
+	"memory, stride 4 + PCA to 64 + radius 3 (previous default), IMM off|[align]\nmethod = \"none\"\n[memory]\nstride = 4\nd = 64\nradius = 3"
+	"memory, layers 2–3 only, IMM off|[align]\nmethod = \"none\"\n[memory]\nlayers = [2, 3]"
 )
 only=${ABLATION_ONLY:-$(seq -s ' ' 1 ${#variants[@]})}
 i=0

@@ -10,6 +10,9 @@
 #   QUALITY_SETS    space-separated root/category (default: below)
 #   QUALITY_PEERS   peers to run (default "patchcore padim paper"; "" for none)
 #   QUALITY_RECIPE  recipe file (default: the built-in defaults)
+#   QUALITY_STRETCH categories whose good images vary in size, trained with
+#                   input.mixed_sizes = "stretch" added to the recipe
+#                   (default "magnetic_tile": pre-cropped tiles)
 #   INSPECTD_SHARED the shared assets folder (default ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,7 @@ shared=${INSPECTD_SHARED:-../shared}
 sets=${QUALITY_SETS:-"mvtec/bottle mpdd/metal_plate mvtec-rto/bottle mpdd-rto/metal_plate"}
 peers=${QUALITY_PEERS-"patchcore padim paper"}
 recipe=${QUALITY_RECIPE:-}
+stretch=${QUALITY_STRETCH-magnetic_tile}
 [ -d "$shared/datasets" ] || { echo "quality: $shared/datasets not found; set INSPECTD_SHARED" >&2; exit 1; }
 [ -z "$recipe" ] || [ -f "$recipe" ] || { echo "quality: QUALITY_RECIPE=$recipe is not a file" >&2; exit 1; }
 if [ -e "$out" ] && [ ! -f "$out/.inspectd-quality" ]; then
@@ -63,8 +67,15 @@ for set in $sets; do
 	if [ ! -f "$dir/inspectd.json" ]; then
 		echo "quality: inspectd on $set (training, then evaluation)" >&2
 		rm -rf "$dir/bundle"
+		setrecipe=$recipe
+		if [[ " $stretch " == *" $cat "* ]]; then
+			# The same recipe with input.mixed_sizes = "stretch".
+			setrecipe=$dir/recipe.toml
+			{ if [ -n "$recipe" ]; then cat "$recipe"; else echo "recipe_version = 1"; fi; } |
+				/usr/bin/python3 -c 'import sys,re; s=sys.stdin.read(); print(re.sub(r"(?m)^\[input\]\s*$", "[input]\nmixed_sizes = \"stretch\"", s) if re.search(r"(?m)^\[input\]\s*$", s) else s.rstrip()+"\n\n[input]\nmixed_sizes = \"stretch\"")' >"$setrecipe"
+		fi
 		start=$(date +%s)
-		"$ws" train --good "$root/$cat/train/good" --backbone "$shared/backbones/resnet18" --out "$dir/bundle" ${recipe:+--recipe "$recipe"} >"$dir/train.log" 2>&1 ||
+		"$ws" train --good "$root/$cat/train/good" --backbone "$shared/backbones/resnet18" --out "$dir/bundle" ${setrecipe:+--recipe "$setrecipe"} >"$dir/train.log" 2>&1 ||
 			{ tail -5 "$dir/train.log" >&2; exit 1; }
 		end=$(date +%s)
 		"$ws" eval --bundle "$dir/bundle" --data "$root" --categories "$cat" --quiet --json "$dir/eval.json" --report "$dir/report" >"$dir/eval.log" 2>&1 ||

@@ -121,6 +121,14 @@ type Localize struct {
 	// location its entries were chosen from) describe a LocalizeMemory graph.
 	Entries int `toml:"entries,omitempty"`
 	Radius  int `toml:"radius,omitempty"`
+	// Layers are the ResNet-18 stages a LocalizeMemory graph compares:
+	// [1 2 3] (also what an empty value means), [2 3] or [3]; the grid is
+	// that of the first (1/4, 1/8 or 1/16 of the input).
+	Layers []int `toml:"layers,omitempty"`
+	// Stride is the input pixels per cell of a LocalizeMemory graph's
+	// grid: 4, 8 or 16; 0 (as bundles before it were written) means the
+	// first layer's own.
+	Stride int `toml:"stride,omitempty"`
 	// D is the channel count of the mapped features and centres (or of the
 	// projected features and memory entries).
 	D int `toml:"d"`
@@ -280,6 +288,12 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 	case LocalizeMemory:
 		loc.IntRange("entries", m.Localize.Entries, 1, 4096, "per location")
 		loc.IntRange("radius", m.Localize.Radius, 0, 64, "cells")
+		if l := fmt.Sprint(m.Localize.Layers); len(m.Localize.Layers) > 0 && l != "[1 2 3]" && l != "[2 3]" && l != "[3]" {
+			loc.Errorf("layers", "%v, want [1, 2, 3], [2, 3] or [3]", m.Localize.Layers)
+		}
+		if st := m.Localize.Stride; st != 0 && st != 4 && st != 8 && st != 16 {
+			loc.Errorf("stride", "%d, want 4, 8 or 16 input pixels per cell", st)
+		}
 	default:
 		loc.Errorf("method", "%q, want %q or %q", m.Localize.Method, LocalizeCentres, LocalizeMemory)
 	}

@@ -112,6 +112,12 @@ func TestManifestLocalizeMethod(t *testing.T) {
 		{"memory", func(m *Manifest) {
 			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 64, Entries: 32, Radius: 2, BlurSigma: 4}
 		}, ""},
+		{"memory of layers 2 and 3", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 384, Entries: 32, Radius: 1, Layers: []int{2, 3}, Reduction: "none", BlurSigma: 4}
+		}, ""},
+		{"memory of layers 1 and 2", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 192, Entries: 32, Radius: 1, Layers: []int{1, 2}}
+		}, "localize.layers: [1 2], want [1, 2, 3], [2, 3] or [3]"},
 		{"memory without entries", func(m *Manifest) {
 			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 64, Radius: 2}
 		}, "localize.entries: 0 is out of range"},

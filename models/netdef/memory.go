@@ -3,6 +3,7 @@ package netdef
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/onnx"
@@ -14,7 +15,17 @@ import (
 type MemorySpec struct {
 	// Height, Width of the model input; independent multiples of 16.
 	Height, Width int
-	// D is the width of the projected features and of the memory entries.
+	// Layers are the ResNet-18 stages whose features are concatenated:
+	// [1 2 3], [2 3] or [3]; nil means [1 2 3]. The features live on the
+	// grid of the first (see Stride).
+	Layers []int
+	// Stride is the input pixels per cell of the grid the features are
+	// compared on: 4, 8 or 16; 0 means the first layer's own (4 for
+	// layer1). Layers of another resolution are bilinearly resized to the
+	// grid (a factor-2 reduction averages 2×2 cells).
+	Stride int
+	// D is the width of the compared features and of the memory entries:
+	// the projection's output, or every channel of Layers without one.
 	D int
 	// Entries is the number K of memory entries per location.
 	Entries int
@@ -27,21 +38,79 @@ type MemorySpec struct {
 	Scale float64
 }
 
+// MemoryLayerChoices are the values MemorySpec.Layers accepts.
+var MemoryLayerChoices = [][]int{{1, 2, 3}, {2, 3}, {3}}
+
+// MemoryLayers returns spec's layers, [1 2 3] when unset.
+func (spec MemorySpec) MemoryLayers() []int {
+	if len(spec.Layers) == 0 {
+		return []int{1, 2, 3}
+	}
+	return spec.Layers
+}
+
+// GridStride returns the input pixels per cell of the compared grid:
+// Stride, or when unset the first layer's (4 for layer1, 8 for layer2, 16
+// for layer3).
+func (spec MemorySpec) GridStride() int {
+	if spec.Stride != 0 {
+		return spec.Stride
+	}
+	return layerStride(spec.MemoryLayers()[0])
+}
+
+// layerStride is the input pixels per cell of a ResNet-18 stage's output.
+func layerStride(layer int) int { return 4 << (layer - 1) }
+
+// MemoryStrides are the values MemorySpec.Stride accepts besides 0.
+var MemoryStrides = []int{4, 8, 16}
+
+// Grid returns the feature map's height and width (the input's divided by
+// GridStride).
+func (spec MemorySpec) Grid() (h, w int) {
+	st := spec.GridStride()
+	return spec.Height / st, spec.Width / st
+}
+
+// MemoryChannels returns the channel count of the given layers' features
+// concatenated (448 for [1 2 3], 384 for [2 3]), or an error naming the
+// allowed choices.
+func MemoryChannels(layers []int) (int, error) {
+	if len(layers) == 0 {
+		layers = []int{1, 2, 3}
+	}
+	for _, c := range MemoryLayerChoices {
+		if slices.Equal(c, layers) {
+			n := 0
+			for _, l := range layers {
+				n += layerChannels[l-1]
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("layers %v, want [1 2 3], [2 3] or [3] (the stages from the first to layer3)", layers)
+}
+
+var layerChannels = [3]int{Layer1Channels, Layer2Channels, Layer3Channels}
+
 // MemoryFeatureAverage is the side of the box filter (zero padding, divisor
-// 9) applied to the projected features before they are compared: each
-// location then describes its 3×3 neighbourhood, as PatchCore's patches do.
+// 9) applied to the compared features: each location then describes its
+// 3×3 neighbourhood, as PatchCore's patches do.
 const MemoryFeatureAverage = 3
 
 // MemoryFeaturesGraph emits the first half of [MemoryGraph] alone: input
-// "image" [1,3,H,W] → backbone → projection (a 1×1 convolution 448→D) →
-// 3×3 box average, output "features" [1,D,H/4,W/4]. Training runs it to
-// build the memory from exactly the values the deployed graph compares.
+// "image" [1,3,H,W] → backbone → the layers' features on the grid of
+// [MemorySpec.GridStride] (other resolutions bilinearly resized), projected by a 1×1 convolution
+// to D channels unless projection is the zero value → 3×3 box average,
+// output "features" [1,D,gridH,gridW]. Training runs it to build the
+// memory from exactly the values the deployed graph compares.
 func MemoryFeaturesGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights) ([]byte, error) {
 	g, x, err := memoryFeatures("memory_features", spec, bb, projection)
 	if err != nil {
 		return nil, err
 	}
-	g.Output(g.Rename(x, "features"), onnx.Float, 1, int64(spec.D), int64(spec.Height/4), int64(spec.Width/4))
+	gh, gw := spec.Grid()
+	g.Output(g.Rename(x, "features"), onnx.Float, 1, int64(spec.D), int64(gh), int64(gw))
 	return g.Marshal()
 }
 
@@ -49,13 +118,26 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 	if err := checkSize(name, spec.Height, spec.Width); err != nil {
 		return nil, "", err
 	}
+	channels, err := MemoryChannels(spec.Layers)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", name, err)
+	}
 	if spec.D <= 0 || spec.Entries <= 0 {
 		return nil, "", fmt.Errorf("%s: D = %d and %d entries, want both > 0", name, spec.D, spec.Entries)
 	}
-	if err := projection.check(name+": projection", spec.D, MixedChannels, 1); err != nil {
-		return nil, "", err
+	if spec.Stride != 0 && !slices.Contains(MemoryStrides, spec.Stride) {
+		return nil, "", fmt.Errorf("%s: stride %d, want 4, 8 or 16", name, spec.Stride)
+	}
+	project := projection.Out != 0 || len(projection.Weight) != 0
+	if project {
+		if err := projection.check(name+": projection", spec.D, channels, 1); err != nil {
+			return nil, "", err
+		}
+	} else if spec.D != channels {
+		return nil, "", fmt.Errorf("%s: D = %d without a projection, want the layers' %d channels", name, spec.D, channels)
 	}
 	H, W, D := int64(spec.Height), int64(spec.Width), int64(spec.D)
+	gh, gw := spec.Grid()
 	g := onnx.NewGraph(name)
 	e := emitter{g}
 	img := g.Input("image", onnx.Float, 1, 3, H, W)
@@ -63,7 +145,48 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", name, err)
 	}
-	x := emitFirstMapping(e, projection, l1, l2, l3, H/4, W/4)
+	layers := spec.MemoryLayers()
+	outs := [3]string{l1, l2, l3}
+	var x string
+	if project && slices.Equal(layers, []int{1, 2, 3}) && spec.GridStride() == 4 {
+		x = emitFirstMapping(e, projection, l1, l2, l3, int64(gh), int64(gw))
+	} else {
+		// Each layer projected at its own resolution (1×1 convolutions and
+		// bilinear resizing commute, as in emitFirstMapping), or taken as
+		// is, then resized to the grid and summed or concatenated.
+		var parts []string
+		from := 0
+		for _, l := range layers {
+			f, n := outs[l-1], layerChannels[l-1]
+			if project {
+				w := make([]float32, projection.Out*n)
+				for o := range projection.Out {
+					copy(w[o*n:(o+1)*n], projection.Weight[o*projection.In+from:o*projection.In+from+n])
+				}
+				wi := g.Initializer(fmt.Sprintf("projection.layer%d.weight", l), []int64{D, int64(n), 1, 1}, w)
+				f = g.Op("Conv", []string{f, wi}, onnx.AttrInts("kernel_shape", 1, 1))
+				n = projection.Out
+			}
+			if layerStride(l) != spec.GridStride() {
+				f = e.resize(f, [4]int64{1, int64(n), int64(gh), int64(gw)})
+			}
+			parts = append(parts, f)
+			from += layerChannels[l-1]
+		}
+		switch {
+		case project:
+			x = parts[0]
+			for _, p := range parts[1:] {
+				x = g.Op("Add", []string{x, p})
+			}
+			bias := g.Initializer("projection.bias", []int64{1, D, 1, 1}, projection.Bias)
+			x = g.Op("Add", []string{x, bias})
+		case len(parts) == 1:
+			x = parts[0]
+		default:
+			x = g.Op("Concat", parts, onnx.AttrInt("axis", 1))
+		}
+	}
 	// The box average is a depthwise convolution (one 3×3 kernel of 1/9 per
 	// channel, zero padding): the same on every runtime, unlike AveragePool's
 	// count_include_pad, and the projected features average just like the
@@ -83,9 +206,10 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 }
 
 // MemoryGraph emits the local-memory localisation network. Input "image"
-// float32 [1,3,H,W] RGB in [0,1]; x = the 3×3-averaged projection of F_Mixed
-// ([MemoryFeaturesGraph]); at each location p the distance to the nearest
-// of its K memory entries m_pk (bank, location-major [H/4·W/4][K][D]):
+// float32 [1,3,H,W] RGB in [0,1]; x = the 3×3-averaged features of
+// [MemoryFeaturesGraph]; at each grid location p the distance to the
+// nearest of its K memory entries m_pk (bank, location-major
+// [gridH·gridW][K][D]):
 //
 //	d_p = √max(0, ‖x_p‖² − 2·x_p·m_pk + ‖m_pk‖²)  minimised over k
 //
@@ -114,10 +238,11 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	if rad >= H || rad >= W {
 		return nil, fmt.Errorf("memory graph: blur radius %d (σ=%g) needs an input larger than %d×%d", rad, sigma, H, W)
 	}
-	h4, w4 := H/4, W/4
+	gh, gw := spec.Grid()
+	h4, w4 := int64(gh), int64(gw)
 	n := h4 * w4
 	if int64(len(bank)) != n*K*D {
-		return nil, fmt.Errorf("memory graph: bank has %d values, want H/4·W/4·K·D = %d·%d·%d = %d", len(bank), n, K, D, n*K*D)
+		return nil, fmt.Errorf("memory graph: bank has %d values, want gridH·gridW·K·D = %d·%d·%d = %d", len(bank), n, K, D, n*K*D)
 	}
 	e := emitter{g}
 	// Per location: bankT [D][K] for the MatMul and ‖m_pk‖² (float64 sums).
@@ -170,7 +295,7 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 }
 
 // MemoryHeatmap is the Go reference of MemoryGraph's tail: the per-location
-// nearest distances dist (H/4·W/4, row-major) upsampled, blurred and mapped
+// nearest distances dist (gridH·gridW, row-major) upsampled, blurred and mapped
 // to b/(b+Scale) as the graph does. It returns the heatmap (H·W) and its
 // maximum.
 func MemoryHeatmap(spec MemorySpec, dist []float32) ([]float32, float32) {
@@ -184,15 +309,15 @@ func MemoryHeatmap(spec MemorySpec, dist []float32) ([]float32, float32) {
 	return heat, best
 }
 
-// MemoryBlurred upsamples and blurs the per-location distances (H/4·W/4)
-// to H·W in float64, before MemoryGraph's final b/(b+Scale).
+// MemoryBlurred upsamples and blurs the per-location distances
+// (gridH·gridW) to H·W in float64, before MemoryGraph's final b/(b+Scale).
 func MemoryBlurred(spec MemorySpec, dist []float32) []float64 {
 	sigma := spec.BlurSigma
 	if sigma == 0 {
 		sigma = DefaultBlurSigma
 	}
 	kernel := GaussianKernel(sigma)
-	h4, w4 := spec.Height/4, spec.Width/4
+	h4, w4 := spec.Grid()
 	ay := UpsampleBlurMatrix(h4, spec.Height, kernel)
 	ax := UpsampleBlurMatrix(w4, spec.Width, kernel)
 	tmp := make([]float64, spec.Height*w4)

@@ -3,6 +3,8 @@
 package train
 
 import (
+	"fmt"
+
 	"github.com/inspectd/inspectd/models/train/alm"
 	"github.com/inspectd/inspectd/models/train/imm"
 	"github.com/inspectd/inspectd/models/train/memory"
@@ -51,6 +53,14 @@ func almConfig(r *Recipe) alm.Config {
 
 // memoryConfig maps the recipe onto the local-memory builder's settings.
 func memoryConfig(r *Recipe) memory.Config {
-	return memory.Config{Height: r.Input.Height, Width: r.Input.Width, D: r.Memory.D, Entries: r.Memory.Entries,
+	return memory.Config{Height: r.Input.Height, Width: r.Input.Width, Layers: r.Memory.Layers, Stride: r.Memory.Stride, D: r.Memory.D, Entries: r.Memory.Entries,
 		Radius: r.Memory.Radius, BlurSigma: r.ALM.BlurSigma, Threads: r.Threads, Seed: uint64(r.Seed), Folds: r.Calibration.Folds}
+}
+
+// memoryWidth describes memory.d for the progress log.
+func memoryWidth(d int) string {
+	if d == 0 {
+		return "every channel"
+	}
+	return fmt.Sprintf("%d PCA directions", d)
 }

@@ -7,9 +7,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/tomlcheck"
 )
 
@@ -51,6 +53,10 @@ type RecipeInput struct {
 	Colour string `toml:"colour"`
 	// ROI crops every image before anything else; zero size = whole image.
 	ROI RecipeROI `toml:"roi"`
+	// MixedSizes is what training does with good images whose size
+	// differs from the majority's: "refuse" them, or "stretch" every image
+	// to the model input (sets of pre-cropped parts of varying size).
+	MixedSizes string `toml:"mixed_sizes"`
 }
 
 // RecipeROI is a rectangle in image pixels.
@@ -106,12 +112,19 @@ type RecipeALM struct {
 
 // RecipeMemory configures the local memory (alm.method = "memory").
 type RecipeMemory struct {
-	// D is the width of the projected features (PCA of F_Mixed).
+	// Layers are the ResNet-18 stages whose features the memory holds:
+	// [1, 2, 3], [2, 3] or [3].
+	Layers []int `toml:"layers"`
+	// Stride is the input pixels per cell of the grid the features are
+	// compared on: 4, 8 or 16.
+	Stride int `toml:"stride"`
+	// D is the number of PCA directions the features are projected on, or
+	// 0 to keep every channel of the layers.
 	D int `toml:"d"`
 	// Entries is the number of memory entries per location.
 	Entries int `toml:"entries"`
-	// Radius (cells of 4 input pixels) around a location whose training
-	// features are candidates for its entries.
+	// Radius (grid cells) around a location whose training features are
+	// candidates for its entries.
 	Radius int `toml:"radius"`
 }
 
@@ -162,12 +175,12 @@ func DefaultRecipe() Recipe {
 		Seed:            1,
 		Threads:         2,
 		HoldoutFraction: 0.1,
-		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb"},
+		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb", MixedSizes: "refuse"},
 		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 800, Batch: 16, LearningRate: 1e-3,
 			MaxRotationDeg: 30, MaxShiftFrac: 0.1},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
-		Memory: RecipeMemory{D: 64, Entries: 32, Radius: 3},
+		Memory: RecipeMemory{Layers: []int{1, 2, 3}, Stride: 8, D: 0, Entries: 32, Radius: 2},
 		DGM: RecipeDGM{Enabled: true, Fraction: 0.5, PoolSize: 64, RefreshEpochs: 5,
 			Shapes: []string{"rectangle", "ellipse", "blob"}, Modes: []string{"darken", "lighten", "texture"},
 			SoftEdges: true, Delta: 0.1},
@@ -255,6 +268,7 @@ func (r *Recipe) validate(c *config.Checker) {
 		}
 	}
 	in.OneOf("colour", r.Input.Colour, "rgb", "grey")
+	in.OneOf("mixed_sizes", r.Input.MixedSizes, "refuse", "stretch")
 	roi := in.In("roi")
 	roi.IntRange("x", r.Input.ROI.X, 0, 1<<15, "pixels")
 	roi.IntRange("y", r.Input.ROI.Y, 0, 1<<15, "pixels")
@@ -298,13 +312,30 @@ func (r *Recipe) validate(c *config.Checker) {
 	}
 
 	mem := c.In("memory")
-	mem.IntRange("d", r.Memory.D, 8, 448, "channels")
+	channels, err := netdef.MemoryChannels(r.Memory.Layers)
+	if err != nil || len(r.Memory.Layers) == 0 {
+		mem.Errorf("layers", "%v: want [1, 2, 3], [2, 3] or [3] (the ResNet-18 stages from the first to layer3)", r.Memory.Layers)
+		channels = netdef.MixedChannels
+	}
+	if r.Memory.D != 0 {
+		mem.IntRange("d", r.Memory.D, 8, channels, fmt.Sprintf("PCA directions (or 0: all %d channels of layers %v)", channels, r.Memory.Layers))
+	}
+	if !slices.Contains(netdef.MemoryStrides, r.Memory.Stride) {
+		mem.Errorf("stride", "%d: want 4, 8 or 16 input pixels per cell", r.Memory.Stride)
+	}
 	mem.IntRange("entries", r.Memory.Entries, 1, 1024, "per location")
-	mem.IntRange("radius", r.Memory.Radius, 0, 16, "cells of 4 input pixels")
+	mem.IntRange("radius", r.Memory.Radius, 0, 16, "grid cells")
 	// One ONNX file holds the whole memory; protobuf caps a file at 2 GiB.
-	if bytes := int64(r.Input.Height/4) * int64(r.Input.Width/4) * int64(r.Memory.Entries) * int64(r.Memory.D) * 4; r.ALM.Method == "memory" && bytes > 1<<30 {
-		mem.Errorf("entries", "%d entries of %d values at %d×%d locations need %d MiB; the limit is 1024 MiB: lower memory.entries, memory.d or the input size",
-			r.Memory.Entries, r.Memory.D, r.Input.Width/4, r.Input.Height/4, bytes>>20)
+	d := r.Memory.D
+	if d == 0 {
+		d = channels
+	}
+	gh, gw := netdef.MemorySpec{Height: r.Input.Height, Width: r.Input.Width, Layers: r.Memory.Layers, Stride: r.Memory.Stride}.Grid()
+	if err == nil && len(r.Memory.Layers) > 0 && slices.Contains(netdef.MemoryStrides, r.Memory.Stride) && r.ALM.Method == "memory" {
+		if bytes := int64(gh) * int64(gw) * int64(r.Memory.Entries) * int64(d) * 4; bytes > 1<<30 {
+			mem.Errorf("entries", "%d entries of %d values at %d×%d locations need %d MiB; the limit is 1024 MiB: lower memory.entries, memory.d or the input size",
+				r.Memory.Entries, d, gw, gh, bytes>>20)
+		}
 	}
 
 	dgm := c.In("dgm")

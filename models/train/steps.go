@@ -29,8 +29,9 @@ import (
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
-// loadGoodImages decodes every image in dir, sorted by name.
-func loadGoodImages(dir string) ([]goodImage, error) {
+// loadGoodImages decodes every image in dir, sorted by name. Unless
+// stretch, images whose size differs from the majority's are refused.
+func loadGoodImages(dir string, stretch bool) ([]goodImage, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("train: good images: %w", err)
@@ -50,6 +51,9 @@ func loadGoodImages(dir string) ([]goodImage, error) {
 		return nil, fmt.Errorf("train: %s holds no PNG, JPEG or BMP images", dir)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	if stretch {
+		return out, nil
+	}
 	if err := checkSameSize(dir, out); err != nil {
 		return nil, err
 	}
@@ -89,7 +93,7 @@ func checkSameSize(dir string, images []goodImage) error {
 		more = fmt.Sprintf(" and %d more", len(odd)-show)
 		odd = odd[:show]
 	}
-	return fmt.Errorf("train: %s: %d of %d good images differ in size from the others (%dx%d): %s%s; remove or crop them (a good image of another size would be squashed into the model input)",
+	return fmt.Errorf("train: %s: %d of %d good images differ in size from the others (%dx%d): %s%s; remove or crop them (a good image of another size would be squashed into the model input), or set input.mixed_sizes = \"stretch\" in the recipe if the parts come pre-cropped at varying sizes",
 		dir, len(images)-count[want], len(images), want.X, want.Y, strings.Join(odd, ", "), more)
 }
 

@@ -196,7 +196,7 @@ func (t *trainer) close() {
 // loads the backbone and starts the manifest.
 func (t *trainer) load(context.Context) error {
 	r := t.r
-	goods, err := loadGoodImages(t.opts.GoodDir)
+	goods, err := loadGoodImages(t.opts.GoodDir, r.Input.MixedSizes == "stretch")
 	if err != nil {
 		return err
 	}
@@ -205,8 +205,12 @@ func (t *trainer) load(context.Context) error {
 		return err
 	}
 	t.roi = image.Rect(r.Input.ROI.X, r.Input.ROI.Y, r.Input.ROI.X+r.Input.ROI.Width, r.Input.ROI.Y+r.Input.ROI.Height)
-	if !t.roi.Empty() && !t.roi.In(goods[0].img.Bounds()) { // every image has the size of the first
-		return fmt.Errorf("train: input.roi %v lies outside the images (%s is %v)", t.roi, goods[0].name, goods[0].img.Bounds())
+	if !t.roi.Empty() {
+		for _, g := range goods { // sizes differ only with input.mixed_sizes = "stretch"
+			if !t.roi.In(g.img.Bounds()) {
+				return fmt.Errorf("train: input.roi %v lies outside the images (%s is %v)", t.roi, g.name, g.img.Bounds())
+			}
+		}
 	}
 	fmt.Fprintf(t.progress, "data         %d good images: %d for training, %d held out (seed %d)\n", len(goods), len(t.trainSet), len(t.holdout), r.Seed)
 	if t.bb, err = loadBackbone(t.opts.Backbone); err != nil {
@@ -349,20 +353,27 @@ func (t *trainer) localise(ctx context.Context) error {
 			return err
 		}
 	}
+	if r.ALM.Method == bundle.LocalizeMemory {
+		cfg := memoryConfig(r)
+		fmt.Fprintf(t.progress, "localise     building the local memory (%d entries per %d-pixel cell of %s of layers %v, radius %d cells)\n",
+			r.Memory.Entries, r.Memory.Stride, memoryWidth(r.Memory.D), r.Memory.Layers, r.Memory.Radius)
+		var err error
+		if t.mem, err = memory.Train(ctx, cfg, tensors, t.opts.Backend, t.bb, t.progress); err != nil {
+			return fmt.Errorf("train: localise: %w", err)
+		}
+		reduction := "pca"
+		if r.Memory.D == 0 {
+			reduction = "none"
+		}
+		t.man.Localize = bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: t.mem.Spec.D,
+			Entries: r.Memory.Entries, Radius: r.Memory.Radius, Layers: slices.Clone(r.Memory.Layers), Stride: r.Memory.Stride, Reduction: reduction, BlurSigma: r.ALM.BlurSigma}
+		return nil
+	}
 	fe, err := alm.NewBackboneFeatures(t.opts.Backend, t.bb, r.Input.Height, r.Input.Width, r.Threads)
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	t.fe = fe
-	if r.ALM.Method == bundle.LocalizeMemory {
-		fmt.Fprintf(t.progress, "localise     building the local memory (%d entries of %d values per location, radius %d)\n", r.Memory.Entries, r.Memory.D, r.Memory.Radius)
-		if t.mem, err = memory.Train(ctx, memoryConfig(r), tensors, fe, t.opts.Backend, t.bb, t.progress); err != nil {
-			return fmt.Errorf("train: localise: %w", err)
-		}
-		t.man.Localize = bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: r.Memory.D,
-			Entries: r.Memory.Entries, Radius: r.Memory.Radius, Reduction: "pca", BlurSigma: r.ALM.BlurSigma}
-		return nil
-	}
 	fmt.Fprintf(t.progress, "localise     training the anomaly localisation module (%d epochs, DGM %v)\n", r.ALM.Epochs, r.DGM.Enabled)
 	if t.lm, err = alm.Train(ctx, almConfig(r), tensors, r.Input.Height, r.Input.Width, fe, t.progress); err != nil {
 		return fmt.Errorf("train: localise: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/synth"
 )
@@ -278,6 +279,56 @@ func (s *fakeSession) Run() error {
 }
 func (s *fakeSession) Close() error { s.closed = true; return nil }
 
+// TestRunStretchesMixedSizes: with input.mixed_sizes = "stretch" good
+// images of several sizes (pre-cropped parts) train, each squashed to the
+// model input, and the bundle verifies; "refuse" names the odd one.
+func TestRunStretchesMixedSizes(t *testing.T) {
+	good, _ := synthGood(t)
+	mixed := t.TempDir()
+	entries, err := os.ReadDir(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !dataset.IsImageFile(e.Name()) {
+			continue
+		}
+		img, err := dataset.LoadImage(filepath.Join(good, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if n%3 == 2 { // every third part cropped tighter: another size
+			b := img.Bounds()
+			img = img.(interface {
+				SubImage(image.Rectangle) image.Image
+			}).SubImage(image.Rect(b.Min.X+4, b.Min.Y+2, b.Max.X-4, b.Max.Y-2))
+		}
+		writePNG(t, filepath.Join(mixed, e.Name()), img)
+	}
+	r := tinyRecipe()
+	r.Align.Method = "none"
+	if _, err := Run(context.Background(), Options{GoodDir: mixed, Backbone: backbonePath(t), Out: filepath.Join(t.TempDir(), "b"),
+		Recipe: r, Backend: testBackend(t)}); err == nil || !strings.Contains(err.Error(), `differ in size from the others (64x64): 001.png is 56x60`) ||
+		!strings.Contains(err.Error(), `input.mixed_sizes = "stretch"`) {
+		t.Fatalf("refuse: err = %v", err)
+	}
+	r.Input.MixedSizes = "stretch"
+	out := filepath.Join(t.TempDir(), "b")
+	res, err := Run(context.Background(), Options{GoodDir: mixed, Backbone: backbonePath(t), Out: out, Recipe: r, Backend: testBackend(t)})
+	if err != nil {
+		t.Fatalf("stretch: %v", err)
+	}
+	b, err := bundle.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Manifest.Calibration.GoodScores.Count != n || res.MaxVerify > VerifyTolerance {
+		t.Errorf("calibrated on %d of %d images, verify difference %g", b.Manifest.Calibration.GoodScores.Count, n, res.MaxVerify)
+	}
+}
+
 // TestAlignImagesChecks: training's align loop refuses what the daemon's
 // engine refuses (a NaN transform) and reports a graph without the
 // expected tensors instead of ignoring the lookup error.
@@ -327,9 +378,10 @@ func TestAlignImagesChecks(t *testing.T) {
 // the run reports has a floor between the trained and the untrained model.
 // Centres (measured with this seed and recipe): 0.855 trained, 0.782 with
 // the mapping left untrained by a 1e-6 learning rate, near 0.5 when
-// broken. Memory (measured 0.882; 0.864 with D 64, 0.636 with radius 1
-// on these 64×64 parts): the floor is the trained centres' (the memory of a
-// different product reaches about 0.5, TestMemoryLearnsThePart).
+// broken. Memory with the default features (layer1..3 whole on a grid of
+// 8 px; measured 0.891, and 0.882 with the former stride 4 and PCA to 32):
+// the floor is the trained centres' (the memory of a different product
+// reaches about 0.5, TestMemoryLearnsThePart).
 func TestRunDetectsDefects(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "synth")
 	if err := synth.Generate(context.Background(), root, synth.Options{Seed: 3, Objects: []string{"plate"}, Width: 96, Height: 96,
@@ -352,7 +404,7 @@ func TestRunDetectsDefects(t *testing.T) {
 			r.ALM.Method = tc.method
 			r.ALM.D, r.ALM.Epochs, r.ALM.LocationsPerStep = 32, 3, 2048
 			r.DGM.PoolSize, r.DGM.RefreshEpochs = 8, 1
-			r.Memory.D, r.Memory.Entries, r.Memory.Radius = 32, 16, 0
+			r.Memory.Entries, r.Memory.Radius = 16, 0
 			res, err := Run(context.Background(), Options{GoodDir: filepath.Join(root, "plate", "train", "good"), Backbone: backbonePath(t),
 				Out: filepath.Join(t.TempDir(), "bundle"), Recipe: &r, Defects: filepath.Join(root, "plate"), Backend: testBackend(t)})
 			if err != nil {

@@ -30,12 +30,19 @@ import (
 type Config struct {
 	// Height, Width of the model input (multiples of 16).
 	Height, Width int
-	// D is the width of the projected features (PCA of F_Mixed).
+	// Layers are the ResNet-18 stages whose features the memory holds
+	// (netdef.MemoryLayerChoices; nil = [1 2 3]).
+	Layers []int
+	// Stride is the grid's input pixels per cell (4, 8, 16; 0 = the first
+	// layer's).
+	Stride int
+	// D is the width of the compared features: a PCA projection to D
+	// directions, or 0 for every channel of the layers (no projection).
 	D int
 	// Entries is the number K of memory entries per location.
 	Entries int
 	// Radius r: the candidates of location p are every training image's
-	// features at the locations within r cells (Chebyshev) of p. It absorbs
+	// features at the grid locations within r cells (Chebyshev) of p. It absorbs
 	// the residual misalignment left by the image matching module.
 	Radius int
 	// MaxCandidates bounds the candidates per location (a seeded random
@@ -68,8 +75,12 @@ func (c Config) Validate() error {
 	if c.Height < 32 || c.Width < 32 || c.Height%16 != 0 || c.Width%16 != 0 {
 		errs = append(errs, fmt.Errorf("memory: input %d×%d, want multiples of 16 from 32", c.Width, c.Height))
 	}
-	if c.D < 1 || c.D > netdef.MixedChannels {
-		errs = append(errs, fmt.Errorf("memory: d = %d, want 1..%d", c.D, netdef.MixedChannels))
+	if channels, err := netdef.MemoryChannels(c.Layers); err != nil {
+		errs = append(errs, fmt.Errorf("memory: %w", err))
+	} else if c.Stride != 0 && !slices.Contains(netdef.MemoryStrides, c.Stride) {
+		errs = append(errs, fmt.Errorf("memory: stride = %d, want 4, 8 or 16", c.Stride))
+	} else if c.D < 0 || c.D > channels {
+		errs = append(errs, fmt.Errorf("memory: d = %d, want 0 (every channel) or 1..%d (the layers' channels)", c.D, channels))
 	}
 	if c.Entries < 1 || c.Entries > 4096 {
 		errs = append(errs, fmt.Errorf("memory: entries = %d, want 1..4096", c.Entries))
@@ -90,9 +101,10 @@ func (c Config) Validate() error {
 type Model struct {
 	// Spec is the graph's shape, Scale included.
 	Spec netdef.MemorySpec
-	// Projection is the 1×1 convolution 448→D (PCA directions, bias −P·μ).
+	// Projection is the 1×1 convolution channels→D (PCA directions, bias
+	// −P·μ); the zero value when Config.D is 0.
 	Projection netdef.ConvWeights
-	// Bank holds the entries, location-major: [H/4·W/4][K][D].
+	// Bank holds the entries, location-major: [gridH·gridW][K][D].
 	Bank []float32
 	// OutOfFold holds, for every training image in order, the blurred
 	// distance map (H·W, before the b/(b+Scale) map) it gets from a memory
@@ -129,8 +141,8 @@ func NewExtractor(be backend.Backend, bb *backbone.Weights, spec netdef.MemorySp
 	return &Extractor{sess: sess, in: in, out: out}, nil
 }
 
-// Features returns the D×(H/4)×(W/4) features of image (CHW 3×H×W in
-// [0,1]) transposed to location-major [H/4·W/4][D], into dst (reused when
+// Features returns the D×gridH×gridW features of image (CHW 3×H×W in
+// [0,1]) transposed to location-major [gridH·gridW][D], into dst (reused when
 // large enough).
 func (e *Extractor) Features(image, dst []float32, d int) ([]float32, error) {
 	if len(image) != len(e.in) {
@@ -167,11 +179,11 @@ func (m *Model) Close() error {
 }
 
 // Train builds the memory from the (aligned) training images, CHW 3×H×W
-// tensors in [0,1]: the PCA projection from mixed (the backbone's F_Mixed),
-// every image's projected features through the exported feature graph,
+// tensors in [0,1]: with Config.D > 0 the PCA projection of the layers'
+// features, every image's features through the exported feature graph,
 // then K entries per location by greedy k-center selection. Scale is set
 // to the mean of the training images' largest blurred distance.
-func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Features, be backend.Backend, bb *backbone.Weights, progress io.Writer) (*Model, error) {
+func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backend, bb *backbone.Weights, progress io.Writer) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -183,15 +195,25 @@ func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Featur
 	}
 	threads := max(cfg.Threads, 1)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d656d6f))
-	proj, err := projection(ctx, cfg, images, mixed, rng)
+	channels, _ := netdef.MemoryChannels(cfg.Layers) // checked by Validate
+	spec := netdef.MemorySpec{Height: cfg.Height, Width: cfg.Width, Layers: cfg.Layers, Stride: cfg.Stride, D: channels, Entries: cfg.Entries, BlurSigma: cfg.BlurSigma, Scale: 1}
+	ex, err := NewExtractor(be, bb, spec, netdef.ConvWeights{}, threads)
 	if err != nil {
 		return nil, err
 	}
-	spec := netdef.MemorySpec{Height: cfg.Height, Width: cfg.Width, D: cfg.D, Entries: cfg.Entries, BlurSigma: cfg.BlurSigma, Scale: 1}
-	ex, err := NewExtractor(be, bb, spec, proj, threads)
-	if err != nil {
-		return nil, err
+	var proj netdef.ConvWeights
+	if cfg.D > 0 {
+		proj, err = projection(ctx, cfg, ex, channels, images, rng)
+		ex.Close()
+		if err != nil {
+			return nil, err
+		}
+		spec.D = cfg.D
+		if ex, err = NewExtractor(be, bb, spec, proj, threads); err != nil {
+			return nil, err
+		}
 	}
+	d := spec.D
 	m := &Model{Spec: spec, Projection: proj, extract: ex}
 	feats := make([][]float32, len(images))
 	for i, img := range images {
@@ -199,19 +221,21 @@ func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Featur
 			m.Close()
 			return nil, fmt.Errorf("memory: %w", err)
 		}
-		if feats[i], err = ex.Features(img, nil, cfg.D); err != nil {
+		if feats[i], err = ex.Features(img, nil, d); err != nil {
 			m.Close()
 			return nil, err
 		}
 	}
-	fmt.Fprintf(progress, "memory       features of %d images, choosing %d entries per location (radius %d)\n", len(images), cfg.Entries, cfg.Radius)
-	if m.Bank, err = selectBank(ctx, cfg, feats); err != nil {
+	gh, gw := spec.Grid()
+	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d)\n",
+		len(images), d, gw, gh, cfg.Entries, cfg.Radius)
+	if m.Bank, err = selectBank(ctx, cfg, spec, feats); err != nil {
 		m.Close()
 		return nil, err
 	}
 	var oof [][]float32
 	if cfg.Folds > 1 && len(feats) >= cfg.Folds {
-		if oof, err = outOfFold(ctx, cfg, m, feats, rng, progress); err != nil {
+		if oof, err = outOfFold(ctx, cfg, m.Spec, feats, rng, progress); err != nil {
 			m.Close()
 			return nil, err
 		}
@@ -229,7 +253,7 @@ func Train(ctx context.Context, cfg Config, images [][]float32, mixed alm.Featur
 
 // outOfFold returns every training image's per-location distances to a
 // memory built from the other folds (assigned at random, seeded).
-func outOfFold(ctx context.Context, cfg Config, m *Model, feats [][]float32, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
+func outOfFold(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
 	fold := make([]int, len(feats))
 	for i, p := range rng.Perm(len(feats)) {
 		fold[p] = i % cfg.Folds
@@ -243,11 +267,11 @@ func outOfFold(ctx context.Context, cfg Config, m *Model, feats [][]float32, rng
 				rest = append(rest, x)
 			}
 		}
-		bank, err := selectBank(ctx, cfg, rest)
+		bank, err := selectBank(ctx, cfg, spec, rest)
 		if err != nil {
 			return nil, err
 		}
-		other := &Model{Spec: m.Spec, Bank: bank}
+		other := &Model{Spec: spec, Bank: bank}
 		for i, x := range feats {
 			if fold[i] == f {
 				out[i] = other.distances(x)
@@ -257,47 +281,34 @@ func outOfFold(ctx context.Context, cfg Config, m *Model, feats [][]float32, rng
 	return out, nil
 }
 
-// projection computes the PCA of the 3×3-averaged F_Mixed of up to
-// pcaImages images and returns it as a 1×1 convolution.
-func projection(ctx context.Context, cfg Config, images [][]float32, mixed alm.Features, rng *rand.Rand) (netdef.ConvWeights, error) {
-	h4, w4 := cfg.Height/4, cfg.Width/4
-	n := h4 * w4
+// projection computes the PCA of the layers' 3×3-averaged features (raw
+// runs the feature graph without projection) at up to pcaSamples locations
+// of up to pcaImages images and returns it as a 1×1 convolution.
+func projection(ctx context.Context, cfg Config, raw *Extractor, channels int, images [][]float32, rng *rand.Rand) (netdef.ConvWeights, error) {
 	step := max(1, len(images)/pcaImages)
 	var picked []int
 	for i := 0; i < len(images) && len(picked) < pcaImages; i += step {
 		picked = append(picked, i)
 	}
 	perImage := max(1, pcaSamples/len(picked))
-	const c = netdef.MixedChannels
 	var samples [][]float32
+	var f []float32
 	for _, i := range picked {
 		if err := ctx.Err(); err != nil {
 			return netdef.ConvWeights{}, fmt.Errorf("memory: %w", err)
 		}
-		f, err := mixed.Mixed(images[i])
-		if err != nil {
-			return netdef.ConvWeights{}, fmt.Errorf("memory: %w", err)
+		var err error
+		if f, err = raw.Features(images[i], f, channels); err != nil {
+			return netdef.ConvWeights{}, err
 		}
+		n := len(f) / channels
 		for range min(perImage, n) {
 			p := rng.IntN(n)
-			y, x := p/w4, p%w4
-			s := make([]float32, c)
-			for dy := -1; dy <= 1; dy++ {
-				for dx := -1; dx <= 1; dx++ {
-					yy, xx := y+dy, x+dx
-					if yy < 0 || yy >= h4 || xx < 0 || xx >= w4 {
-						continue
-					}
-					q := yy*w4 + xx
-					for ch := range c {
-						s[ch] += f[ch*n+q] / 9
-					}
-				}
-			}
-			samples = append(samples, s)
+			samples = append(samples, slices.Clone(f[p*channels:(p+1)*channels]))
 		}
 	}
 	mean, dirs := alm.PCA(samples, cfg.D)
+	c := channels
 	w := netdef.ConvWeights{Out: cfg.D, In: c, Kernel: 1, Weight: make([]float32, cfg.D*c), Bias: make([]float32, cfg.D)}
 	for o := range cfg.D {
 		var b float64
@@ -311,12 +322,12 @@ func projection(ctx context.Context, cfg Config, images [][]float32, mixed alm.F
 }
 
 // selectBank chooses Entries memory entries per location from feats (one
-// location-major [H/4·W/4][D] slice per image) by greedy k-center over the
-// candidates within Radius cells, on cfg.Threads goroutines, returning the
-// bank [H/4·W/4][K][D].
-func selectBank(ctx context.Context, cfg Config, feats [][]float32) ([]float32, error) {
-	h4, w4 := cfg.Height/4, cfg.Width/4
-	n, d, k := h4*w4, cfg.D, cfg.Entries
+// location-major [gridH·gridW][D] slice per image) by greedy k-center over
+// the candidates within Radius cells, on cfg.Threads goroutines, returning
+// the bank [gridH·gridW][K][D].
+func selectBank(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32) ([]float32, error) {
+	h4, w4 := spec.Grid()
+	n, d, k := h4*w4, spec.D, cfg.Entries
 	threads := max(cfg.Threads, 1)
 	limit := cfg.MaxCandidates
 	if limit == 0 {

@@ -4,6 +4,7 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"github.com/inspectd/inspectd/models/metrics"
 	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/synth"
-	"github.com/inspectd/inspectd/models/train/alm"
 )
 
 const testSize = 64
@@ -43,19 +43,12 @@ func render(t testing.TB, object string, count int, defect synth.Defect, seed0 u
 type fixture struct {
 	be   backend.Backend
 	bb   *backbone.Weights
-	fe   *alm.BackboneFeatures
 	good [][]float32
 	bad  [][]float32
 }
 
 func newFixture(t *testing.T) *fixture {
 	f := &fixture{be: infer.NewBackend(infertest.Runtime(t)), bb: infertest.Backbone(t)}
-	fe, err := alm.NewBackboneFeatures(f.be, f.bb, testSize, testSize, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fe.Close() })
-	f.fe = fe
 	f.good = render(t, synth.Plate, 12, synth.None, 5000)
 	for i, d := range synth.Defects() {
 		f.bad = append(f.bad, render(t, synth.Plate, 3, d, 7000+uint64(i)*100)...)
@@ -69,7 +62,7 @@ func testConfig() Config {
 
 func (f *fixture) train(t *testing.T, cfg Config, images [][]float32) *Model {
 	t.Helper()
-	m, err := Train(context.Background(), cfg, images, f.fe, f.be, f.bb, nil)
+	m, err := Train(context.Background(), cfg, images, f.be, f.bb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +127,36 @@ func TestMemoryLearnsThePart(t *testing.T) {
 }
 
 // TestGraphMatchesReference runs the exported graph in ONNX Runtime and
-// compares heatmap and score with Model.Score (the Go reference).
+// compares heatmap and score with Model.Score (the Go reference), for each
+// choice of layers, with and without the PCA projection.
 func TestGraphMatchesReference(t *testing.T) {
 	f := newFixture(t)
-	m := f.train(t, testConfig(), render(t, synth.Plate, 12, synth.None, 1000))
+	for _, tc := range []struct {
+		layers           []int
+		stride, d, wantD int
+	}{
+		{nil, 0, 32, 32},
+		{[]int{1, 2, 3}, 8, 0, 448},
+		{[]int{1, 2, 3}, 8, 24, 24},
+		{[]int{2, 3}, 0, 0, 384},
+		{[]int{2, 3}, 4, 24, 24},
+		{[]int{3}, 0, 16, 16},
+	} {
+		t.Run(fmt.Sprintf("layers %v stride %d d %d", tc.layers, tc.stride, tc.d), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Layers, cfg.Stride, cfg.D = tc.layers, tc.stride, tc.d
+			m := f.train(t, cfg, render(t, synth.Plate, 12, synth.None, 1000))
+			gh, gw := m.Spec.Grid()
+			if m.Spec.D != tc.wantD || len(m.Bank) != gh*gw*cfg.Entries*tc.wantD || (tc.d == 0) != (len(m.Projection.Weight) == 0) {
+				t.Fatalf("D %d, bank %d values at %d×%d, projection %d weights; want D %d", m.Spec.D, len(m.Bank), gw, gh, len(m.Projection.Weight), tc.wantD)
+			}
+			f.checkGraph(t, m)
+		})
+	}
+}
+
+func (f *fixture) checkGraph(t *testing.T, m *Model) {
+	t.Helper()
 	g, err := m.Graph(f.bb)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +224,11 @@ func TestConfigValidate(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		{func(c *Config) { c.D = 0 }, "d = 0"},
+		{func(c *Config) { c.D = -1 }, "d = -1"},
+		{func(c *Config) { c.D = 449 }, "d = 449, want 0 (every channel) or 1..448"},
+		{func(c *Config) { c.Layers, c.D = []int{2, 3}, 400 }, "d = 400, want 0 (every channel) or 1..384"},
+		{func(c *Config) { c.Layers = []int{1, 2} }, "layers [1 2], want [1 2 3], [2 3] or [3]"},
+		{func(c *Config) { c.Stride = 6 }, "stride = 6, want 4, 8 or 16"},
 		{func(c *Config) { c.Entries = 0 }, "entries = 0"},
 		{func(c *Config) { c.Radius = -1 }, "radius = -1"},
 		{func(c *Config) { c.Height = 40 }, "multiples of 16"},
