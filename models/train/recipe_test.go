@@ -121,7 +121,9 @@ func TestRecipeBoundsMatchTrainers(t *testing.T) {
 		{func(r *Recipe) { r.Memory.Layers = nil }, "memory.layers: []: want [1, 2, 3], [2, 3] or [3]"},
 		{func(r *Recipe) { r.Memory.Stride = 6 }, "memory.stride: 6: want 4, 8 or 16 input pixels per cell"},
 		{func(r *Recipe) { r.Memory.Layers, r.Memory.D = []int{2, 3}, 400 }, "memory.d: 400 is out of range; allowed 8 to 384 PCA directions (or 0: all 384 channels of layers [2 3])"},
-		{func(r *Recipe) { r.Input.Height, r.Input.Width, r.Memory.Stride, r.Memory.Entries = 2048, 2048, 4, 1024 },
+		{func(r *Recipe) {
+			r.Input.Height, r.Input.Width, r.Memory.Stride, r.Memory.Entries = 2048, 2048, 4, 1024
+		},
 			"memory.entries: 1024 entries of 448 values at 512×512 locations need 458752 MiB; the limit is 1024 MiB"},
 		{func(r *Recipe) { r.Input.MixedSizes = "crop" }, `input.mixed_sizes: "crop"`},
 	} {
