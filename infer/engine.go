@@ -29,7 +29,9 @@ type Engine struct {
 	alignIn, templateIn, transformOut []float32
 	imageIn, heatmapOut, scoreOut     []float32
 
-	prep preprocess.Preparer
+	prep    preprocess.Preparer
+	outside []bool  // OutsideMask scratch
+	rows    []int32 // SuppressOutside scratch
 }
 
 // NewEngine compiles the bundle's graphs. An alignment method the engine
@@ -153,7 +155,10 @@ func (e *Engine) Align(frame image.Image, roi image.Rectangle) (preprocess.Trans
 
 // Localize warps roi of frame by t at full resolution, resizes it to the
 // model input, and writes the heatmap into dst (from NewHeatmap). It returns
-// the image score, the maximum of the heatmap.
+// the image score, the maximum of the heatmap. Where the warp pulled pixels
+// from outside the ROI (replicated border, not the part), the heatmap is 0
+// on them and within the manifest's OutsideMargin, and the score is the
+// maximum of the rest — as training calibrated it.
 func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t preprocess.Transform, dst *preprocess.Heatmap) (float32, error) {
 	if roi.Empty() {
 		roi = frame.Bounds()
@@ -174,7 +179,12 @@ func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t preprocess.T
 		return 0, fmt.Errorf("localize: %w", err)
 	}
 	copy(dst.Values, e.heatmapOut)
-	return e.scoreOut[0], nil
+	score := e.scoreOut[0]
+	var found bool
+	if e.outside, found = spec.OutsideMask(roi.Dx(), roi.Dy(), e.outside); found {
+		score, e.rows = preprocess.SuppressOutside(dst.Values, spec.Width, spec.Height, e.outside, e.m.Localize.OutsideMargin(), e.rows)
+	}
+	return score, nil
 }
 
 // Close releases the sessions. It is safe to call more than once.

@@ -120,6 +120,48 @@ func TestEngineLocalize(t *testing.T) {
 	if diff == 0 {
 		t.Error("a rotated warp gave the identical heatmap")
 	}
+
+	// The rotation pulls the ROI's corners from beyond it (replicated
+	// border): the heatmap is 0 there and within the margin, the score
+	// the maximum of the rest, which is not 0.
+	roi := image.Rect(20, 10, 180, 140)
+	warp := preprocess.Transform{Theta: 0.3}.Pixel(roi.Dx(), roi.Dy())
+	mask, found := preprocess.Spec{Width: 96, Height: 64, Channels: 3, Crop: roi, Warp: &warp}.OutsideMask(roi.Dx(), roi.Dy(), nil)
+	if !found {
+		t.Fatal("a 0.3 rad rotation pulled nothing from outside the ROI")
+	}
+	margin := e.m.Localize.OutsideMargin()
+	score, err = e.Localize(frame, roi, preprocess.Transform{Theta: 0.3}, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest float32
+	zeroed := 0
+	for y := range 64 {
+		for x := range 96 {
+			near := false
+			for yy := max(0, y-margin); yy <= min(63, y+margin) && !near; yy++ {
+				for xx := max(0, x-margin); xx <= min(95, x+margin); xx++ {
+					if mask[yy*96+xx] {
+						near = true
+						break
+					}
+				}
+			}
+			v := other.Values[y*96+x]
+			if near {
+				zeroed++
+				if v != 0 {
+					t.Fatalf("heatmap (%d,%d) = %v within %d px of replicated border, want 0", x, y, v, margin)
+				}
+			} else {
+				rest = max(rest, v)
+			}
+		}
+	}
+	if score != rest || rest == 0 || zeroed == 0 || zeroed == 96*64 {
+		t.Errorf("score %v, maximum of the unsuppressed heatmap %v (%d of %d pixels suppressed)", score, rest, zeroed, 96*64)
+	}
 }
 
 func TestEngineLocalizeAllocatesNothing(t *testing.T) {

@@ -330,3 +330,28 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 		}
 	}
 }
+
+// GridStride is the input pixels per cell of the localisation graph's
+// feature grid: Stride, or the first layer's when unset (4 for layer1,
+// and for the centre method, which compares F_Mixed at 1/4).
+func (l Localize) GridStride() int {
+	if l.Stride > 0 {
+		return l.Stride
+	}
+	if l.Method == LocalizeMemory && len(l.Layers) > 0 {
+		return 4 << (l.Layers[0] - 1)
+	}
+	return 4
+}
+
+// OutsideMargin is how far, in model input pixels, the heatmap is
+// suppressed around pixels the alignment pulled from outside the frame's
+// ROI (preprocess.SuppressOutside): the replicated border reaches a cell's
+// 3×3 feature average (1.5 cells) and then the blur (2σ).
+func (l Localize) OutsideMargin() int {
+	sigma := l.BlurSigma
+	if !(sigma > 0) {
+		sigma = 4
+	}
+	return int(math.Ceil(1.5*float64(l.GridStride()) + 2*sigma))
+}

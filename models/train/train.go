@@ -326,20 +326,40 @@ func (t *trainer) storedTemplate(tpl image.Image, source string) ([]byte, []floa
 // prepare warps (by the image's transform, if any) and resizes one good
 // image to the model input.
 func (t *trainer) prepare(g goodImage) ([]float32, error) {
-	spec := preprocess.Spec{Width: t.r.Input.Width, Height: t.r.Input.Height, Channels: 3, Crop: t.roi}
-	if tr, ok := t.transforms[g.name]; ok {
-		crop := t.roi
-		if crop.Empty() {
-			crop = g.img.Bounds()
-		}
-		warp := tr.Pixel(crop.Dx(), crop.Dy())
-		spec.Warp = &warp
-	}
+	spec, _ := t.inputSpec(g)
 	dst := make([]float32, spec.Len())
 	if err := preprocess.Fill(dst, g.img, spec); err != nil {
 		return nil, fmt.Errorf("train: %s: %w", g.name, err)
 	}
 	return dst, nil
+}
+
+// inputSpec is how g becomes a model input: its ROI, warped by its
+// alignment when there is one, and the size of that ROI.
+func (t *trainer) inputSpec(g goodImage) (preprocess.Spec, image.Point) {
+	spec := preprocess.Spec{Width: t.r.Input.Width, Height: t.r.Input.Height, Channels: 3, Crop: t.roi}
+	crop := t.roi
+	if crop.Empty() {
+		crop = g.img.Bounds()
+	}
+	if tr, ok := t.transforms[g.name]; ok {
+		warp := tr.Pixel(crop.Dx(), crop.Dy())
+		spec.Warp = &warp
+	}
+	return spec, crop.Size()
+}
+
+// suppressOutside zeroes heat (model input size) on and near the pixels
+// g's alignment pulled from outside its ROI, as the daemon's engine does,
+// and returns the maximum of what remains.
+func (t *trainer) suppressOutside(g goodImage, heat []float64) float64 {
+	spec, crop := t.inputSpec(g)
+	mask, found := spec.OutsideMask(crop.X, crop.Y, nil)
+	if !found {
+		return slices.Max(heat)
+	}
+	best, _ := preprocess.SuppressOutside(heat, spec.Width, spec.Height, mask, t.man.Localize.OutsideMargin(), nil)
+	return best
 }
 
 // localise trains the anomaly localisation module on the aligned training
@@ -406,7 +426,7 @@ func (t *trainer) calibrate(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("train: score %s: %w", g.name, err)
 			}
-			raw := slices.Max(b)
+			raw := t.suppressOutside(g, b)
 			t.holdScores[i] = float64(float32(t.mem.Squash(raw)))
 			scores = append(scores, raw)
 			addPixels(b)
@@ -420,19 +440,22 @@ func (t *trainer) calibrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("train: score %s: %w", g.name, err)
 		}
-		t.holdScores[i] = float64(score)
-		scores = append(scores, float64(score))
 		h := make([]float64, len(heat))
 		for j, v := range heat {
 			h[j] = float64(v)
 		}
+		if s := t.suppressOutside(g, h); s != slices.Max(h) {
+			score = float32(s)
+		}
+		t.holdScores[i] = float64(score)
+		scores = append(scores, float64(score))
 		addPixels(h)
 	}
 	squash, source := func(v float64) float64 { return v }, fmt.Sprintf("%d held-out good images", len(t.holdout))
 	if t.mem != nil {
 		squash = t.mem.Squash
-		for _, b := range t.mem.OutOfFold {
-			scores = append(scores, slices.Max(b))
+		for i, b := range t.mem.OutOfFold { // in training-set order
+			scores = append(scores, t.suppressOutside(t.trainSet[i], b))
 			addPixels(b)
 		}
 		if n := len(t.mem.OutOfFold); n > 0 {

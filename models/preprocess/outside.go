@@ -1,0 +1,97 @@
+package preprocess
+
+// Outside-the-frame handling. An alignment warp that moves a part can pull
+// points from beyond the crop into the model input; Fill replicates the
+// crop's border there, and the localisation module sees streaks no good
+// part has (a plate touching the frame edge becomes a bar across the
+// input). Those pixels say nothing about the part, so the heatmap is
+// suppressed on and near them, in the daemon and in training alike.
+
+// OutsideMask marks, for each output pixel of spec (Width×Height,
+// row-major), whether Fill samples it from beyond a cw×ch crop by more than
+// half a pixel, i.e. from replicated border. dst is reused when large
+// enough. The second result reports whether any pixel is outside; without
+// a warp none is.
+func (spec Spec) OutsideMask(cw, ch int, dst []bool) ([]bool, bool) {
+	n := spec.Width * spec.Height
+	if cap(dst) < n {
+		dst = make([]bool, n)
+	}
+	dst = dst[:n]
+	clear(dst)
+	if spec.Warp == nil || cw <= 0 || ch <= 0 {
+		return dst, false
+	}
+	w := *spec.Warp
+	sx, sy := float64(cw)/float64(spec.Width), float64(ch)/float64(spec.Height)
+	loX, loY, hiX, hiY := -0.5, -0.5, float64(cw)-0.5, float64(ch)-0.5
+	found := false
+	for y := range spec.Height {
+		v := (float64(y)+0.5)*sy - 0.5
+		for x := range spec.Width {
+			u := (float64(x)+0.5)*sx - 0.5
+			xs, ys := w.Apply(u, v)
+			if xs < loX || xs > hiX || ys < loY || ys > hiY {
+				dst[y*spec.Width+x] = true
+				found = true
+			}
+		}
+	}
+	return dst, found
+}
+
+// SuppressOutside sets heat (w×h, row-major) to 0 on every pixel within
+// margin pixels (Chebyshev distance) of an outside pixel (OutsideMask) and
+// returns the maximum of what remains (0 when nothing does), and scratch,
+// grown if needed (pass it back in to allocate nothing).
+func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, margin int, scratch []int32) (T, []int32) {
+	margin = max(margin, 0)
+	// Dilate the mask by margin along rows, then along columns: the
+	// Chebyshev ball is the product of the two intervals.
+	if cap(scratch) < w*h {
+		scratch = make([]int32, w*h)
+	}
+	rows := scratch[:w*h] // distance, along the row, to the nearest outside pixel (capped)
+	big := int32(margin + 1)
+	for y := range h {
+		row := outside[y*w : (y+1)*w]
+		d := big
+		for x := range w {
+			if row[x] {
+				d = 0
+			} else if d < big {
+				d++
+			}
+			rows[y*w+x] = d
+		}
+		d = big
+		for x := w - 1; x >= 0; x-- {
+			if row[x] {
+				d = 0
+			} else if d < big {
+				d++
+			}
+			rows[y*w+x] = min(rows[y*w+x], d)
+		}
+	}
+	near := func(x, y int) bool {
+		for yy := max(0, y-margin); yy <= min(h-1, y+margin); yy++ {
+			if rows[yy*w+x] <= int32(margin) {
+				return true
+			}
+		}
+		return false
+	}
+	var best T
+	for y := range h {
+		for x := range w {
+			i := y*w + x
+			if near(x, y) {
+				heat[i] = 0
+			} else if heat[i] > best {
+				best = heat[i]
+			}
+		}
+	}
+	return best, scratch
+}

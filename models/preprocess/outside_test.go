@@ -1,0 +1,66 @@
+package preprocess
+
+import (
+	"math"
+	"testing"
+)
+
+// TestOutsideMask: no warp, nothing outside; a shift of a quarter of the
+// crop pulls the last quarter of the columns from beyond it; a rotation
+// about the centre, the corners but not the centre.
+func TestOutsideMask(t *testing.T) {
+	spec := Spec{Width: 40, Height: 20, Channels: 3}
+	if m, found := spec.OutsideMask(80, 40, nil); found || len(m) != 800 {
+		t.Fatalf("no warp: found %v, %d values", found, len(m))
+	}
+	shift := Affine{{1, 0, 20}, {0, 1, 0}} // output x ↦ source x + 20 in an 80-px crop
+	spec.Warp = &shift
+	m, found := spec.OutsideMask(80, 40, nil)
+	if !found {
+		t.Fatal("shift: nothing outside")
+	}
+	for y := range 20 {
+		for x := range 40 {
+			// Output column x samples crop x' = 2x + 0.5 + 20; outside beyond 79.5.
+			want := 2*float64(x)+0.5+20 > 79.5
+			if m[y*40+x] != want {
+				t.Fatalf("shift: (%d,%d) outside = %v, want %v", x, y, m[y*40+x], want)
+			}
+		}
+	}
+	rot := Transform{Theta: math.Pi / 6}.Pixel(80, 40)
+	spec.Warp = &rot
+	m, _ = spec.OutsideMask(80, 40, m)
+	if !m[0] || !m[39] || !m[19*40] || !m[19*40+39] || m[10*40+20] {
+		t.Errorf("rotation: corners %v %v %v %v (want outside), centre %v (want inside)", m[0], m[39], m[19*40], m[19*40+39], m[10*40+20])
+	}
+}
+
+// TestSuppressOutside: everything within the margin (Chebyshev) of an
+// outside pixel becomes 0, the rest is untouched and its maximum returned.
+func TestSuppressOutside(t *testing.T) {
+	const w, h = 10, 8
+	heat := make([]float64, w*h)
+	for i := range heat {
+		heat[i] = float64(i) / 100
+	}
+	outside := make([]bool, w*h)
+	outside[2*w+9] = true // (9, 2)
+	best, scratch := SuppressOutside(heat, w, h, outside, 2, nil)
+	for y := range h {
+		for x := range w {
+			inBall := x >= 7 && y <= 4
+			v := heat[y*w+x]
+			if inBall && v != 0 || !inBall && v != float64(y*w+x)/100 {
+				t.Errorf("(%d,%d) = %v, suppressed want %v", x, y, v, inBall)
+			}
+		}
+	}
+	if best != float64(w*h-1)/100 || len(scratch) != w*h {
+		t.Errorf("best %v, want %v; scratch %d", best, float64(w*h-1)/100, len(scratch))
+	}
+	all := []float32{0.5, 0.7}
+	if b, _ := SuppressOutside(all, 2, 1, []bool{true, false}, 1, scratch); b != 0 || all[1] != 0 {
+		t.Errorf("all suppressed: best %v, heat %v", b, all)
+	}
+}
