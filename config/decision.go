@@ -14,10 +14,18 @@ type Decision struct {
 	MinDefectArea int `toml:"min_defect_area"`
 	// MaxRegions caps the defect regions reported per part.
 	MaxRegions int `toml:"max_regions"`
+	// MaxOutsideFraction is the largest fraction of the model input the
+	// alignment may pull from outside the ROI (where nothing is inspected)
+	// before the part is an ERROR (out_of_frame) instead of a verdict.
+	MaxOutsideFraction float64 `toml:"max_outside_fraction"`
 }
 
+// DefaultMaxOutsideFraction is decision.max_outside_fraction's default,
+// also what `inspectd eval` applies.
+const DefaultMaxOutsideFraction = 0.5
+
 func (d *Decision) defaults() {
-	*d = Decision{MaxRegions: 16}
+	*d = Decision{MaxRegions: 16, MaxOutsideFraction: DefaultMaxOutsideFraction}
 }
 
 func (d *Decision) validate(v *Checker) {
@@ -25,4 +33,5 @@ func (d *Decision) validate(v *Checker) {
 	v.FloatRange("pixel_threshold", d.PixelThreshold, 0, 1, "(0 = calibrated value from the bundle)")
 	v.IntRange("min_defect_area", d.MinDefectArea, 0, 1<<24, "pixels")
 	v.IntRange("max_regions", d.MaxRegions, 1, 1000, "")
+	v.FloatRange("max_outside_fraction", d.MaxOutsideFraction, 0, 1, "of the model input")
 }

@@ -727,6 +727,11 @@ func (d *Daemon) inspect(dec *Decider, heat *heatmapCache, j job) *inspection.Re
 		d.engineError(err)
 		return d.errorResult(j.trig, f, inspection.ReasonEngine, err.Error())
 	}
+	if heatmap.Outside > cfg.Decision.MaxOutsideFraction {
+		return d.errorResult(j.trig, f, inspection.ReasonOutOfFrame, fmt.Sprintf(
+			"the alignment (%.1f°, shift %.2f, %.2f) placed %.0f %% of the model input outside camera.roi, more than decision.max_outside_fraction %g: widen the ROI or check that the part sits in view",
+			tf.Degrees(), tf.Tx, tf.Ty, 100*heatmap.Outside, cfg.Decision.MaxOutsideFraction))
+	}
 	verdict, reason, regions := dec.Decide(DecisionInput{
 		Score: float64(score), Heatmap: heatmap, ROI: roi, Transform: tf,
 		Threshold: thr.image, PixelThreshold: thr.pixel,

@@ -355,7 +355,8 @@ func TestFreeRunAndMaxParts(t *testing.T) {
 	}
 }
 
-// TestErrorVerdicts: engine failures and NaN scores are ERROR, never OK.
+// TestErrorVerdicts: engine failures, NaN scores and parts aligned mostly
+// outside the ROI are ERROR, never OK.
 func TestErrorVerdicts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -364,6 +365,8 @@ func TestErrorVerdicts(t *testing.T) {
 	}{
 		{"engine failure", fakeEngine{fail: errEngine}, inspection.ReasonEngine},
 		{"nan score", fakeEngine{nan: true}, inspection.ReasonNaN},
+		{"out of frame", fakeEngine{outside: 0.6}, inspection.ReasonOutOfFrame},
+		{"partly out of frame", fakeEngine{outside: 0.4}, inspection.ReasonPass},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := startHarness(t, config.TriggerSoftware, func(d *Deps) {
@@ -380,8 +383,11 @@ func TestErrorVerdicts(t *testing.T) {
 			})
 			h.trigger("p")
 			r := h.sink.waitResults(t, 1, 2*time.Second)[0]
-			if r.Verdict != inspection.Error || r.Reason != tc.reason {
+			if (r.Verdict != inspection.Error) != (tc.reason == inspection.ReasonPass) || r.Reason != tc.reason {
 				t.Errorf("%s: %s %s", tc.name, r.Verdict, r.Reason)
+			}
+			if tc.reason == inspection.ReasonOutOfFrame && !strings.Contains(r.Detail, "placed 60 % of the model input outside camera.roi, more than decision.max_outside_fraction 0.5") {
+				t.Errorf("detail %q", r.Detail)
 			}
 		})
 	}

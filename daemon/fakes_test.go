@@ -148,6 +148,7 @@ type fakeEngine struct {
 	delay     time.Duration
 	fail      error
 	nan       bool
+	outside   float64 // reported as the heatmap's Outside fraction
 	closed    *atomic.Int32
 }
 
@@ -177,6 +178,7 @@ func (e *fakeEngine) Localize(frame image.Image, roi image.Rectangle, t preproce
 			best = max(best, val)
 		}
 	}
+	dst.Outside = e.outside
 	if e.nan {
 		return float32(nanValue()), nil
 	}

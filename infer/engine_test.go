@@ -159,6 +159,9 @@ func TestEngineLocalize(t *testing.T) {
 			}
 		}
 	}
+	if other.Outside != float64(zeroed)/(96*64) {
+		t.Errorf("heatmap Outside = %v, want %d/%d", other.Outside, zeroed, 96*64)
+	}
 	if score != rest || rest == 0 || zeroed == 0 || zeroed == 96*64 {
 		t.Errorf("score %v, maximum of the unsuppressed heatmap %v (%d of %d pixels suppressed)", score, rest, zeroed, 96*64)
 	}

@@ -33,6 +33,7 @@ const (
 	ReasonShutdown      = "shutdown"       // ERROR: the daemon stopped before the part was inspected
 	ReasonCamera        = "camera_error"   // ERROR: the camera failed or ended
 	ReasonOverload      = "overload"       // ERROR: too many parts waiting; the trigger queue was full
+	ReasonOutOfFrame    = "out_of_frame"   // ERROR: the aligned part lay too far outside the ROI to inspect
 )
 
 // Region is one connected defect region, in pixels of the original frame

@@ -46,6 +46,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/metrics"
@@ -94,6 +95,11 @@ type Options struct {
 	// Bins is the number of score bins of the pixel accumulator; 0 means
 	// metrics.DefaultBins.
 	Bins int
+	// MaxOutsideFraction: a part whose alignment pulls more than this
+	// fraction of the model input from outside the image scores 1, as the
+	// daemon rejects it (decision.max_outside_fraction); 0 means
+	// config.DefaultMaxOutsideFraction.
+	MaxOutsideFraction float64
 
 	// now is the clock for latency and progress (nil: time.Now); tests set it.
 	now func() time.Time
@@ -191,7 +197,12 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 	prog := newProgress(opts.Progress, c.Name, len(c.Test), opts.now)
 	alignMs := make([]float64, 0, len(c.Test))
 	locMs := make([]float64, 0, len(c.Test))
-	vanished := 0      // defect images whose mask has no pixel left at heatmap resolution
+	vanished := 0   // defect images whose mask has no pixel left at heatmap resolution
+	outOfFrame := 0 // images aligned mostly outside the frame, scored 1
+	maxOutside := opts.MaxOutsideFraction
+	if maxOutside <= 0 {
+		maxOutside = config.DefaultMaxOutsideFraction
+	}
 	var empty []string // defect images whose mask marks no pixel at all
 	for i := range c.Test {
 		if err := ctx.Err(); err != nil {
@@ -250,6 +261,10 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 			}
 		}
 		res := ImageResult{Sample: it.s, Score: float64(score), Transform: tr}
+		if hm.Outside > maxOutside {
+			res.Score, res.OutOfFrame = 1, true
+			outOfFrame++
+		}
 		cr.Images = append(cr.Images, res)
 		if res.Sample.Anomalous() {
 			cr.worstDefect.offer(res, hm)
@@ -261,6 +276,9 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 	prog.finish()
 	if len(empty) > 0 {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("%d defect images have an empty mask, which marks no pixel (first: %s); masks mark defects with grey >= 128, or any non-zero value when the brightest pixel is below 128 (0/1 label masks)", len(empty), empty[0]))
+	}
+	if outOfFrame > 0 {
+		cr.Notes = append(cr.Notes, fmt.Sprintf("%d images were aligned with more than %g of the model input outside the image: scored 1, as the daemon rejects them (ERROR out_of_frame)", outOfFrame, maxOutside))
 	}
 	if vanished > 0 {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("%d defect images have no defect pixel left after resampling their mask to the %dx%d heatmap (coverage > 0.5)", vanished, hm.Width, hm.Height))
@@ -323,7 +341,7 @@ func (cr *CategoryReport) computeMetrics(acc *metrics.PixelAccumulator) error {
 			rel = r.Sample.Path
 		}
 		cr.Scores = append(cr.Scores, ImageScore{Path: rel, Defect: r.Sample.Defect, Score: r.Score,
-			Align: [3]float64{r.Transform.Tx, r.Transform.Ty, r.Transform.Degrees()}})
+			Align: [3]float64{r.Transform.Tx, r.Transform.Ty, r.Transform.Degrees()}, OutOfFrame: r.OutOfFrame})
 	}
 	cr.PerDefect = map[string]*DefectStats{}
 	var goodScores []float64

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -40,7 +41,8 @@ type fakeEngine struct {
 	clock      *fakeClock
 	aligns     int
 	localizes  int
-	onLocalize func(n int) // called after the n-th Localize (from 1)
+	onLocalize func(n int)     // called after the n-th Localize (from 1)
+	outside    map[int]float64 // the n-th Localize's heatmap Outside fraction
 }
 
 func (f *fakeEngine) Manifest() bundle.Manifest {
@@ -87,6 +89,7 @@ func (f *fakeEngine) Localize(frame image.Image, roi image.Rectangle, t preproce
 	if f.onLocalize != nil {
 		f.onLocalize(f.localizes)
 	}
+	dst.Outside = f.outside[f.localizes]
 	return m, nil
 }
 
@@ -237,6 +240,47 @@ func TestHandComputedMetrics(t *testing.T) {
 	}
 	if a := rep2.Categories[0].AtThreshold; a == nil || a.TP != 1 || a.FP != 0 || rep2.Bundle.ThresholdSource != "override" || rep2.Bundle.Threshold != 0.75 {
 		t.Errorf("override: %+v, bundle %+v", a, rep2.Bundle)
+	}
+}
+
+// TestOutOfFrame: an image aligned with more than the allowed fraction of
+// the input outside the frame scores 1 (the daemon rejects it), is marked
+// in the JSON and counted in a note; below the limit nothing changes.
+func TestOutOfFrame(t *testing.T) {
+	cat := handCategory(t, t.TempDir(), "hand", true)
+	base, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{cat}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		limit float64
+		flags []bool
+	}{
+		{0, []bool{true, false}},  // the default, 0.5
+		{0.2, []bool{true, true}}, // both above
+		{0.95, []bool{false, false}},
+	} {
+		rep, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45, outside: map[int]float64{1: 0.9, 2: 0.3}},
+			[]*dataset.Category{cat}, Options{MaxOutsideFraction: tc.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := rep.Categories[0]
+		n := 0
+		for i, flagged := range tc.flags {
+			im := c.Images[i]
+			want := base.Categories[0].Images[i].Score
+			if flagged {
+				want, n = 1, n+1
+			}
+			if im.OutOfFrame != flagged || im.Score != want || c.Scores[i].OutOfFrame != flagged {
+				t.Errorf("limit %g, image %d: out of frame %v, score %v; want %v, %v", tc.limit, i, im.OutOfFrame, im.Score, flagged, want)
+			}
+		}
+		note := strings.Join(c.Notes, "\n")
+		if (n > 0) != strings.Contains(note, fmt.Sprintf("%d images were aligned with more than", n)) {
+			t.Errorf("limit %g: notes %q", tc.limit, c.Notes)
+		}
 	}
 }
 

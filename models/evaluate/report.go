@@ -104,6 +104,10 @@ type ImageResult struct {
 	Score float64
 	// Transform is the alignment the engine predicted.
 	Transform preprocess.Transform
+	// OutOfFrame is true when the alignment pulled more than
+	// Options.MaxOutsideFraction of the input from outside the image: the
+	// daemon rejects such a part (ERROR out_of_frame), so Score is 1.
+	OutOfFrame bool
 }
 
 // ImageScore is one test image's outcome in the JSON report.
@@ -117,6 +121,9 @@ type ImageScore struct {
 	// Align is the predicted alignment (tx, ty in normalised units, θ in
 	// degrees); all 0 without alignment.
 	Align [3]float64 `json:"align"`
+	// OutOfFrame marks a part the daemon would reject as out_of_frame
+	// (its Score is then 1).
+	OutOfFrame bool `json:"out_of_frame,omitempty"`
 }
 
 // CategoryReport holds one category's figures. Pointer fields are nil when

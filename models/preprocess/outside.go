@@ -42,9 +42,10 @@ func (spec Spec) OutsideMask(cw, ch int, dst []bool) ([]bool, bool) {
 
 // SuppressOutside sets heat (w×h, row-major) to 0 on every pixel within
 // margin pixels (Chebyshev distance) of an outside pixel (OutsideMask) and
-// returns the maximum of what remains (0 when nothing does), and scratch,
-// grown if needed (pass it back in to allocate nothing).
-func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, margin int, scratch []int32) (T, []int32) {
+// returns the maximum of what remains (0 when nothing does), the number of
+// pixels suppressed, and scratch, grown if needed (pass it back in to
+// allocate nothing).
+func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, margin int, scratch []int32) (best T, suppressed int, _ []int32) {
 	margin = max(margin, 0)
 	// Dilate the mask by margin along rows, then along columns: the
 	// Chebyshev ball is the product of the two intervals.
@@ -82,16 +83,16 @@ func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, ma
 		}
 		return false
 	}
-	var best T
 	for y := range h {
 		for x := range w {
 			i := y*w + x
 			if near(x, y) {
 				heat[i] = 0
+				suppressed++
 			} else if heat[i] > best {
 				best = heat[i]
 			}
 		}
 	}
-	return best, scratch
+	return best, suppressed, scratch
 }

@@ -46,7 +46,10 @@ func TestSuppressOutside(t *testing.T) {
 	}
 	outside := make([]bool, w*h)
 	outside[2*w+9] = true // (9, 2)
-	best, scratch := SuppressOutside(heat, w, h, outside, 2, nil)
+	best, n, scratch := SuppressOutside(heat, w, h, outside, 2, nil)
+	if n != 3*5 { // x 7..9, y 0..4
+		t.Errorf("%d pixels suppressed, want 15", n)
+	}
 	for y := range h {
 		for x := range w {
 			inBall := x >= 7 && y <= 4
@@ -60,7 +63,7 @@ func TestSuppressOutside(t *testing.T) {
 		t.Errorf("best %v, want %v; scratch %d", best, float64(w*h-1)/100, len(scratch))
 	}
 	all := []float32{0.5, 0.7}
-	if b, _ := SuppressOutside(all, 2, 1, []bool{true, false}, 1, scratch); b != 0 || all[1] != 0 {
+	if b, n, _ := SuppressOutside(all, 2, 1, []bool{true, false}, 1, scratch); b != 0 || n != 2 || all[1] != 0 {
 		t.Errorf("all suppressed: best %v, heat %v", b, all)
 	}
 }

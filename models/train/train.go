@@ -358,7 +358,7 @@ func (t *trainer) suppressOutside(g goodImage, heat []float64) float64 {
 	if !found {
 		return slices.Max(heat)
 	}
-	best, _ := preprocess.SuppressOutside(heat, spec.Width, spec.Height, mask, t.man.Localize.OutsideMargin(), nil)
+	best, _, _ := preprocess.SuppressOutside(heat, spec.Width, spec.Height, mask, t.man.Localize.OutsideMargin(), nil)
 	return best
 }
 
