@@ -75,23 +75,36 @@ func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, ma
 			rows[y*w+x] = min(rows[y*w+x], d)
 		}
 	}
-	near := func(x, y int) bool {
-		for yy := max(0, y-margin); yy <= min(h-1, y+margin); yy++ {
-			if rows[yy*w+x] <= int32(margin) {
-				return true
+	// Then along each column, the distance to the nearest row whose row
+	// distance is within the margin, in place; a pixel is near when that
+	// is within the margin too.
+	for x := range w {
+		d := big
+		for y := range h {
+			if rows[y*w+x] <= int32(margin) {
+				d = 0
+			} else if d < big {
+				d++
 			}
+			rows[y*w+x] = d
 		}
-		return false
-	}
-	for y := range h {
-		for x := range w {
+		d = big
+		for y := h - 1; y >= 0; y-- {
 			i := y*w + x
-			if near(x, y) {
-				heat[i] = 0
-				suppressed++
-			} else if heat[i] > best {
-				best = heat[i]
+			if rows[i] == 0 {
+				d = 0
+			} else if d < big {
+				d++
 			}
+			rows[i] = min(rows[i], d)
+		}
+	}
+	for i, d := range rows {
+		if d <= int32(margin) {
+			heat[i] = 0
+			suppressed++
+		} else if heat[i] > best {
+			best = heat[i]
 		}
 	}
 	return best, suppressed, scratch
