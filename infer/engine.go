@@ -159,7 +159,7 @@ func (e *Engine) Align(frame image.Image, roi image.Rectangle) (preprocess.Trans
 // from outside the ROI (replicated border, not the part), the heatmap is 0
 // on them and within the manifest's OutsideMargin, and the score is the
 // maximum of the rest — as training calibrated it; dst.Outside is the
-// fraction suppressed.
+// fraction of the input pulled from outside (before the margin).
 func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t preprocess.Transform, dst *preprocess.Heatmap) (float32, error) {
 	if roi.Empty() {
 		roi = frame.Bounds()
@@ -181,13 +181,11 @@ func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t preprocess.T
 	}
 	copy(dst.Values, e.heatmapOut)
 	score := e.scoreOut[0]
-	dst.Outside = 0
-	var found bool
-	if e.outside, found = spec.OutsideMask(roi.Dx(), roi.Dy(), e.outside); found {
-		var n int
-		score, n, e.rows = preprocess.SuppressOutside(dst.Values, spec.Width, spec.Height, e.outside, e.m.Localize.OutsideMargin(), e.rows)
-		dst.Outside = float64(n) / float64(len(dst.Values))
+	var found int
+	if e.outside, found = spec.OutsideMask(roi.Dx(), roi.Dy(), e.outside); found > 0 {
+		score, _, e.rows = preprocess.SuppressOutside(dst.Values, spec.Width, spec.Height, e.outside, e.m.Localize.OutsideMargin(), e.rows)
 	}
+	dst.Outside = float64(found) / float64(len(dst.Values))
 	return score, nil
 }
 

@@ -127,7 +127,7 @@ func TestEngineLocalize(t *testing.T) {
 	roi := image.Rect(20, 10, 180, 140)
 	warp := preprocess.Transform{Theta: 0.3}.Pixel(roi.Dx(), roi.Dy())
 	mask, found := preprocess.Spec{Width: 96, Height: 64, Channels: 3, Crop: roi, Warp: &warp}.OutsideMask(roi.Dx(), roi.Dy(), nil)
-	if !found {
+	if found == 0 {
 		t.Fatal("a 0.3 rad rotation pulled nothing from outside the ROI")
 	}
 	margin := e.m.Localize.OutsideMargin()
@@ -159,8 +159,8 @@ func TestEngineLocalize(t *testing.T) {
 			}
 		}
 	}
-	if other.Outside != float64(zeroed)/(96*64) {
-		t.Errorf("heatmap Outside = %v, want %d/%d", other.Outside, zeroed, 96*64)
+	if other.Outside != float64(found)/(96*64) {
+		t.Errorf("heatmap Outside = %v, want %d/%d (the pixels outside, before the margin)", other.Outside, found, 96*64)
 	}
 	if score != rest || rest == 0 || zeroed == 0 || zeroed == 96*64 {
 		t.Errorf("score %v, maximum of the unsuppressed heatmap %v (%d of %d pixels suppressed)", score, rest, zeroed, 96*64)

@@ -60,6 +60,9 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 	if res.IMMSteps > 0 {
 		fmt.Fprintf(s.stdout, "alignment: %d steps, pose error %.2f px on the validation poses (%.2f px untrained)\n", res.IMMSteps, res.IMMPoseError, res.IMMPoseErrorUntrained)
 	}
+	if res.AlignFallback != "" {
+		fmt.Fprintf(s.stdout, "alignment dropped: %s\n", res.AlignFallback)
+	}
 	fmt.Fprintf(s.stdout, "good scores used for calibration: n=%d min %.4f mean %.4f max %.4f\n", m.Calibration.GoodScores.Count,
 		m.Calibration.GoodScores.Min, m.Calibration.GoodScores.Mean, m.Calibration.GoodScores.Max)
 	fmt.Fprintf(s.stdout, "thresholds: image %.4f, pixel %.4f (%s)\n", m.Calibration.ImageThreshold, m.Calibration.PixelThreshold, m.Calibration.Rule)

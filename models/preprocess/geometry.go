@@ -102,9 +102,10 @@ func (a Affine) Apply(x, y float64) (float64, float64) {
 type Heatmap struct {
 	Width, Height int
 	Values        []float32
-	// Outside is the fraction of Values the engine set to 0 because the
-	// alignment pulled those pixels from outside the ROI (SuppressOutside):
-	// the part of the input nothing was inspected on.
+	// Outside is the fraction of the input the alignment pulled from
+	// outside the ROI (Spec.OutsideMask): content that is not the part.
+	// The engine sets the heatmap to 0 there and within a margin around it
+	// (SuppressOutside).
 	Outside float64
 }
 

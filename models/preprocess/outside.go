@@ -10,9 +10,9 @@ package preprocess
 // OutsideMask marks, for each output pixel of spec (Width×Height,
 // row-major), whether Fill samples it from beyond a cw×ch crop by more than
 // half a pixel, i.e. from replicated border. dst is reused when large
-// enough. The second result reports whether any pixel is outside; without
-// a warp none is.
-func (spec Spec) OutsideMask(cw, ch int, dst []bool) ([]bool, bool) {
+// enough. The second result is the number of pixels outside; without a
+// warp none is.
+func (spec Spec) OutsideMask(cw, ch int, dst []bool) ([]bool, int) {
 	n := spec.Width * spec.Height
 	if cap(dst) < n {
 		dst = make([]bool, n)
@@ -20,12 +20,12 @@ func (spec Spec) OutsideMask(cw, ch int, dst []bool) ([]bool, bool) {
 	dst = dst[:n]
 	clear(dst)
 	if spec.Warp == nil || cw <= 0 || ch <= 0 {
-		return dst, false
+		return dst, 0
 	}
 	w := *spec.Warp
 	sx, sy := float64(cw)/float64(spec.Width), float64(ch)/float64(spec.Height)
 	loX, loY, hiX, hiY := -0.5, -0.5, float64(cw)-0.5, float64(ch)-0.5
-	found := false
+	found := 0
 	for y := range spec.Height {
 		v := (float64(y)+0.5)*sy - 0.5
 		for x := range spec.Width {
@@ -33,7 +33,7 @@ func (spec Spec) OutsideMask(cw, ch int, dst []bool) ([]bool, bool) {
 			xs, ys := w.Apply(u, v)
 			if xs < loX || xs > hiX || ys < loY || ys > hiY {
 				dst[y*spec.Width+x] = true
-				found = true
+				found++
 			}
 		}
 	}

@@ -16,9 +16,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/inspectd/inspectd/buildinfo"
+	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/infer/backend"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
@@ -72,6 +74,9 @@ type Result struct {
 	ALMLosses                           []float64
 	F1Optimal                           *metrics.PRF
 	DefectsAUC                          float64
+	// AlignFallback, when not empty, says why the trained IMM was dropped
+	// and the bundle aligns nothing (see trainer.checkAlignment).
+	AlignFallback string
 }
 
 // goodImage is one training image, decoded and cropped.
@@ -294,7 +299,50 @@ func (t *trainer) align(ctx context.Context) error {
 	t.files[bundle.TemplateName] = tplPNG
 	t.man.Align = bundle.Align{Method: bundle.AlignIMM, Graph: bundle.AlignGraphName, Template: bundle.TemplateName,
 		Height: r.Align.Size, Width: r.Align.Size, Channels: r.Align.Channels, TemplateSeed: -1, TemplateSource: tplSource}
-	return alignImages(t.opts.Backend, graph, tplTensor, spec, t.goods, t.transforms)
+	if err := alignImages(t.opts.Backend, graph, tplTensor, spec, t.goods, t.transforms); err != nil {
+		return err
+	}
+	t.checkAlignment()
+	return nil
+}
+
+// maxOutOfFrameShare is the share of good images the trained IMM may place
+// out of frame (as the daemon judges it) before training drops it: the
+// false-reject rate a line tolerates.
+const maxOutOfFrameShare = 0.05
+
+// checkAlignment judges the trained IMM as the daemon would judge its
+// alignments: a part whose alignment pulls more than
+// config.DefaultMaxOutsideFraction of the model input from outside the
+// frame is rejected as out_of_frame. When
+// more than maxOutOfFrameShare of the good images would be, the IMM does
+// not align this product — a texture or pre-cropped parts without a pose
+// to find (magnetic tiles: half of them sent out of view) — and the bundle
+// is trained without alignment instead, which the progress, the result
+// and the manifest's training notes say.
+func (t *trainer) checkAlignment() {
+	w, h := t.r.Input.Width, t.r.Input.Height
+	out := 0
+	var mask []bool
+	for _, g := range t.goods {
+		spec, crop := inputSpec(g, t.roi, w, h, t.transforms)
+		var n int
+		if mask, n = spec.OutsideMask(crop.X, crop.Y, mask); float64(n)/float64(w*h) > config.DefaultMaxOutsideFraction {
+			out++
+		}
+	}
+	if float64(out) <= maxOutOfFrameShare*float64(len(t.goods)) {
+		return
+	}
+	why := fmt.Sprintf("the trained alignment places %d of %d good images more than %g outside the frame (the daemon would reject them as out_of_frame): this product is trained without alignment (align.method = \"none\" skips the IMM)",
+		out, len(t.goods), config.DefaultMaxOutsideFraction)
+	fmt.Fprintf(t.progress, "align        %s\n", why)
+	t.res.AlignFallback = why
+	t.man.Training.Notes = strings.TrimSpace(t.man.Training.Notes + " " + why)
+	t.man.Align = bundle.Align{Method: bundle.AlignNone, TemplateSeed: -1}
+	delete(t.files, bundle.AlignGraphName)
+	delete(t.files, bundle.TemplateName)
+	clear(t.transforms)
 }
 
 // storedTemplate returns the template as the bundle stores it (an 8-bit
@@ -337,16 +385,36 @@ func (t *trainer) prepare(g goodImage) ([]float32, error) {
 // inputSpec is how g becomes a model input: its ROI, warped by its
 // alignment when there is one, and the size of that ROI.
 func (t *trainer) inputSpec(g goodImage) (preprocess.Spec, image.Point) {
-	spec := preprocess.Spec{Width: t.r.Input.Width, Height: t.r.Input.Height, Channels: 3, Crop: t.roi}
-	crop := t.roi
+	return inputSpec(g, t.roi, t.r.Input.Width, t.r.Input.Height, t.transforms)
+}
+
+func inputSpec(g goodImage, roi image.Rectangle, w, h int, transforms map[string]preprocess.Transform) (preprocess.Spec, image.Point) {
+	spec := preprocess.Spec{Width: w, Height: h, Channels: 3, Crop: roi}
+	crop := roi
 	if crop.Empty() {
 		crop = g.img.Bounds()
 	}
-	if tr, ok := t.transforms[g.name]; ok {
+	if tr, ok := transforms[g.name]; ok {
 		warp := tr.Pixel(crop.Dx(), crop.Dy())
 		spec.Warp = &warp
 	}
 	return spec, crop.Size()
+}
+
+// localizeManifest is the manifest's localize section as the recipe
+// defines it (the memory's is completed once it is built).
+func (t *trainer) localizeManifest() bundle.Localize {
+	r := t.r
+	if r.ALM.Method != bundle.LocalizeMemory {
+		return t.man.Localize
+	}
+	reduction := "pca"
+	if r.Memory.D == 0 {
+		reduction = "none"
+	}
+	return bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: r.Memory.D,
+		Entries: r.Memory.Entries, Radius: r.Memory.Radius, Layers: slices.Clone(r.Memory.Layers), Stride: r.Memory.Stride,
+		Reduction: reduction, BlurSigma: r.ALM.BlurSigma}
 }
 
 // suppressOutside zeroes heat (model input size) on and near the pixels
@@ -355,7 +423,7 @@ func (t *trainer) inputSpec(g goodImage) (preprocess.Spec, image.Point) {
 func (t *trainer) suppressOutside(g goodImage, heat []float64) float64 {
 	spec, crop := t.inputSpec(g)
 	mask, found := spec.OutsideMask(crop.X, crop.Y, nil)
-	if !found {
+	if found == 0 {
 		return slices.Max(heat)
 	}
 	best, _, _ := preprocess.SuppressOutside(heat, spec.Width, spec.Height, mask, t.man.Localize.OutsideMargin(), nil)
@@ -381,12 +449,8 @@ func (t *trainer) localise(ctx context.Context) error {
 		if t.mem, err = memory.Train(ctx, cfg, tensors, t.opts.Backend, t.bb, t.progress); err != nil {
 			return fmt.Errorf("train: localise: %w", err)
 		}
-		reduction := "pca"
-		if r.Memory.D == 0 {
-			reduction = "none"
-		}
-		t.man.Localize = bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: t.mem.Spec.D,
-			Entries: r.Memory.Entries, Radius: r.Memory.Radius, Layers: slices.Clone(r.Memory.Layers), Stride: r.Memory.Stride, Reduction: reduction, BlurSigma: r.ALM.BlurSigma}
+		t.man.Localize = t.localizeManifest()
+		t.man.Localize.D = t.mem.Spec.D
 		return nil
 	}
 	fe, err := alm.NewBackboneFeatures(t.opts.Backend, t.bb, r.Input.Height, r.Input.Width, r.Threads)

@@ -5,6 +5,7 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -326,6 +327,59 @@ func TestRunStretchesMixedSizes(t *testing.T) {
 	}
 	if b.Manifest.Calibration.GoodScores.Count != n || res.MaxVerify > VerifyTolerance {
 		t.Errorf("calibrated on %d of %d images, verify difference %g", b.Manifest.Calibration.GoodScores.Count, n, res.MaxVerify)
+	}
+}
+
+// TestCheckAlignment: a trained IMM that would send more than 5 % of the
+// good parts out of frame (as the daemon judges it) is dropped: the bundle
+// aligns nothing, and the progress, result and manifest say why. At 5 %
+// or below it stays.
+func TestCheckAlignment(t *testing.T) {
+	for _, tc := range []struct {
+		images, far int
+		dropped     bool
+	}{
+		{10, 0, false},
+		{20, 1, false},
+		{10, 1, true},
+		{10, 10, true},
+	} {
+		t.Run(fmt.Sprintf("%d of %d far", tc.far, tc.images), func(t *testing.T) {
+			var progress strings.Builder
+			r := DefaultRecipe() // 256×256: the suppression margin is 20 px
+			tr := &trainer{r: &r, progress: &progress, res: &Result{},
+				man:        bundle.Manifest{Align: bundle.Align{Method: bundle.AlignIMM, Graph: bundle.AlignGraphName, Template: bundle.TemplateName}},
+				files:      map[string][]byte{bundle.AlignGraphName: {1}, bundle.TemplateName: {2}},
+				transforms: map[string]preprocess.Transform{}}
+			for i := range tc.images {
+				name := fmt.Sprintf("%03d.png", i)
+				tr.goods = append(tr.goods, goodImage{name: name, img: image.NewGray(image.Rect(0, 0, 320, 240))})
+				tr.transforms[name] = preprocess.Transform{Tx: 0.05, Theta: 0.02} // a few pixels: kept
+				if i < tc.far {
+					tr.transforms[name] = preprocess.Transform{Tx: 1.6} // 80 % of the part out of view
+				}
+			}
+			tr.checkAlignment()
+			m := tr.man
+			if dropped := m.Align.Method == bundle.AlignNone; dropped != tc.dropped {
+				t.Fatalf("align method %q, want dropped %v (progress %q)", m.Align.Method, tc.dropped, progress.String())
+			}
+			if !tc.dropped {
+				if tr.res.AlignFallback != "" || len(tr.transforms) != tc.images || len(tr.files) != 2 {
+					t.Errorf("kept IMM but fallback %q, %d transforms, %d files", tr.res.AlignFallback, len(tr.transforms), len(tr.files))
+				}
+				return
+			}
+			want := fmt.Sprintf("places %d of %d good images more than 0.5 outside the frame", tc.far, tc.images)
+			for what, s := range map[string]string{"progress": progress.String(), "result": tr.res.AlignFallback, "notes": m.Training.Notes} {
+				if !strings.Contains(s, want) {
+					t.Errorf("%s %q lacks %q", what, s, want)
+				}
+			}
+			if len(tr.transforms) != 0 || len(tr.files) != 0 || m.Align.Graph != "" {
+				t.Errorf("after the fallback: %d transforms, files %v, align %+v", len(tr.transforms), tr.files, m.Align)
+			}
+		})
 	}
 }
 
