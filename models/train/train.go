@@ -508,9 +508,9 @@ func (t *trainer) calibrate(ctx context.Context) error {
 		for j, v := range heat {
 			h[j] = float64(v)
 		}
-		if s := t.suppressOutside(g, h); s != slices.Max(h) {
-			score = float32(s)
-		}
+		// The graph's score is the heatmap maximum; the engine's, that of
+		// what the outside suppression leaves.
+		score = float32(t.suppressOutside(g, h))
 		t.holdScores[i] = float64(score)
 		scores = append(scores, float64(score))
 		addPixels(h)
