@@ -52,54 +52,21 @@ func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, ma
 	if cap(scratch) < w*h {
 		scratch = make([]int32, w*h)
 	}
-	rows := scratch[:w*h] // distance, along the row, to the nearest outside pixel (capped)
+	dist := scratch[:w*h]
 	big := int32(margin + 1)
+	for i, o := range outside[:w*h] {
+		dist[i] = big
+		if o {
+			dist[i] = 0
+		}
+	}
 	for y := range h {
-		row := outside[y*w : (y+1)*w]
-		d := big
-		for x := range w {
-			if row[x] {
-				d = 0
-			} else if d < big {
-				d++
-			}
-			rows[y*w+x] = d
-		}
-		d = big
-		for x := w - 1; x >= 0; x-- {
-			if row[x] {
-				d = 0
-			} else if d < big {
-				d++
-			}
-			rows[y*w+x] = min(rows[y*w+x], d)
-		}
+		nearestAlong(dist, y*w, w, 1, 0, big) // distance along the row to an outside pixel
 	}
-	// Then along each column, the distance to the nearest row whose row
-	// distance is within the margin, in place; a pixel is near when that
-	// is within the margin too.
 	for x := range w {
-		d := big
-		for y := range h {
-			if rows[y*w+x] <= int32(margin) {
-				d = 0
-			} else if d < big {
-				d++
-			}
-			rows[y*w+x] = d
-		}
-		d = big
-		for y := h - 1; y >= 0; y-- {
-			i := y*w + x
-			if rows[i] == 0 {
-				d = 0
-			} else if d < big {
-				d++
-			}
-			rows[i] = min(rows[i], d)
-		}
+		nearestAlong(dist, x, h, w, int32(margin), big) // along the column to a row within the margin
 	}
-	for i, d := range rows {
+	for i, d := range dist {
 		if d <= int32(margin) {
 			heat[i] = 0
 			suppressed++
@@ -108,4 +75,28 @@ func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, ma
 		}
 	}
 	return best, suppressed, scratch
+}
+
+// nearestAlong replaces the n values v[start], v[start+step], … of one line
+// by the distance along the line (capped at big) to the nearest seed, a
+// value at most thr.
+func nearestAlong(v []int32, start, n, step int, thr, big int32) {
+	d := big
+	for k, i := 0, start; k < n; k, i = k+1, i+step {
+		if v[i] <= thr {
+			d = 0
+		} else if d < big {
+			d++
+		}
+		v[i] = d // 0 exactly at the seeds, which the backward pass needs
+	}
+	d = big
+	for k, i := n-1, start+(n-1)*step; k >= 0; k, i = k-1, i-step {
+		if v[i] == 0 {
+			d = 0
+		} else if d < big {
+			d++
+		}
+		v[i] = min(v[i], d)
+	}
 }
