@@ -41,10 +41,11 @@ type Options struct {
 }
 
 // Stages times, on this machine, the backbone-only graph (ResNet-18
-// to layer3 + feature concatenation), then the align stage (resize to the
+// to layer3 + feature concatenation), the align stage (resize to the
 // IMM input + regressor; skipped for bundles without an align graph) and
-// the full localise stage (warp + resize + localisation graph) of b,
-// alternating per frame as the daemon runs them. The frame is synthetic, at
+// the full localise stage (warp + resize + localisation graph) of b, one
+// after the other in every round (align and localise alternate as the
+// daemon runs them). The frame is synthetic, at
 // the model input size.
 func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options) (*Result, error) {
 	if o.Iterations < 1 {
@@ -73,10 +74,6 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 	for i := range in {
 		in[i] = float32(i%251) / 251
 	}
-	if res.Stages["backbone"], err = timeStage(ctx, o.Iterations, bs.Run); err != nil {
-		return nil, fmt.Errorf("bench: backbone: %w", err)
-	}
-
 	e, err := infer.NewEngine(rt, b, o.Session)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -88,15 +85,22 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 		frame.Pix[i] = uint8(i * 37)
 	}
 	// Align and localise alternate as in the daemon, each timed on its own,
-	// so that any interference between the two sessions shows in the figures.
+	// so that any interference between the two sessions shows in the
+	// figures. The backbone runs in the same rounds, so that the ratio of
+	// localise to backbone compares runs made under the same load.
 	hm := e.NewHeatmap()
 	tr := preprocess.Transform{Tx: 0.01, Ty: -0.01, Theta: 0.02}
 	imm := b.Manifest.Align.Method == bundle.AlignIMM
+	backboneMs := make([]float64, 0, o.Iterations)
 	alignMs := make([]float64, 0, o.Iterations)
 	locMs := make([]float64, 0, o.Iterations)
 	for i := -3; i < o.Iterations; i++ { // 3 warm-up rounds
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		bbStart := time.Now()
+		if err := bs.Run(); err != nil {
+			return nil, fmt.Errorf("bench: backbone: %w", err)
 		}
 		start := time.Now()
 		if imm {
@@ -110,34 +114,15 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 		}
 		end := time.Now()
 		if i >= 0 {
+			backboneMs = append(backboneMs, float64(start.Sub(bbStart).Microseconds())/1000)
 			alignMs = append(alignMs, float64(mid.Sub(start).Microseconds())/1000)
 			locMs = append(locMs, float64(end.Sub(mid).Microseconds())/1000)
 		}
 	}
+	res.Stages["backbone"] = latency.Summarise(backboneMs)
 	if imm {
 		res.Stages["align"] = latency.Summarise(alignMs)
 	}
 	res.Stages["localize"] = latency.Summarise(locMs)
 	return res, nil
-}
-
-// timeStage runs fn 3 times to warm up, then n timed times.
-func timeStage(ctx context.Context, n int, fn func() error) (StageTiming, error) {
-	for range 3 {
-		if err := fn(); err != nil {
-			return StageTiming{}, err
-		}
-	}
-	d := make([]float64, n)
-	for i := range n {
-		if err := ctx.Err(); err != nil {
-			return StageTiming{}, err
-		}
-		start := time.Now()
-		if err := fn(); err != nil {
-			return StageTiming{}, err
-		}
-		d[i] = float64(time.Since(start).Microseconds()) / 1000
-	}
-	return latency.Summarise(d), nil
 }

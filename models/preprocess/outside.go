@@ -49,10 +49,10 @@ func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, ma
 	margin = max(margin, 0)
 	// Dilate the mask by margin along rows, then along columns: the
 	// Chebyshev ball is the product of the two intervals.
-	if cap(scratch) < w*h {
-		scratch = make([]int32, w*h)
+	if cap(scratch) < w*h+w {
+		scratch = make([]int32, w*h+w)
 	}
-	dist := scratch[:w*h]
+	dist, run := scratch[:w*h], scratch[w*h:w*h+w]
 	big := int32(margin + 1)
 	for i, o := range outside[:w*h] {
 		dist[i] = big
@@ -61,10 +61,39 @@ func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, ma
 		}
 	}
 	for y := range h {
-		nearestAlong(dist, y*w, w, 1, 0, big) // distance along the row to an outside pixel
+		nearestAlongRow(dist[y*w:(y+1)*w], 0, big) // distance along the row to an outside pixel
 	}
-	for x := range w {
-		nearestAlong(dist, x, h, w, int32(margin), big) // along the column to a row within the margin
+	// Along the columns, to a row within the margin: all columns at once,
+	// row by row (a running distance per column), which reads memory in
+	// order instead of striding down each column.
+	m := int32(margin)
+	for x := range run {
+		run[x] = big
+	}
+	for y := range h {
+		row := dist[y*w : (y+1)*w]
+		for x, v := range row {
+			if v <= m {
+				run[x] = 0
+			} else if run[x] < big {
+				run[x]++
+			}
+			row[x] = run[x] // 0 exactly at the seeds, which the backward pass needs
+		}
+	}
+	for x := range run {
+		run[x] = big
+	}
+	for y := h - 1; y >= 0; y-- {
+		row := dist[y*w : (y+1)*w]
+		for x, v := range row {
+			if v == 0 {
+				run[x] = 0
+			} else if run[x] < big {
+				run[x]++
+			}
+			row[x] = min(v, run[x])
+		}
 	}
 	for i, d := range dist {
 		if d <= int32(margin) {
@@ -77,26 +106,25 @@ func SuppressOutside[T float32 | float64](heat []T, w, h int, outside []bool, ma
 	return best, suppressed, scratch
 }
 
-// nearestAlong replaces the n values v[start], v[start+step], … of one line
-// by the distance along the line (capped at big) to the nearest seed, a
-// value at most thr.
-func nearestAlong(v []int32, start, n, step int, thr, big int32) {
+// nearestAlongRow replaces each value of row by the distance along it
+// (capped at big) to the nearest seed, a value at most thr.
+func nearestAlongRow(row []int32, thr, big int32) {
 	d := big
-	for k, i := 0, start; k < n; k, i = k+1, i+step {
-		if v[i] <= thr {
+	for i, v := range row {
+		if v <= thr {
 			d = 0
 		} else if d < big {
 			d++
 		}
-		v[i] = d // 0 exactly at the seeds, which the backward pass needs
+		row[i] = d // 0 exactly at the seeds, which the backward pass needs
 	}
 	d = big
-	for k, i := n-1, start+(n-1)*step; k >= 0; k, i = k-1, i-step {
-		if v[i] == 0 {
+	for i := len(row) - 1; i >= 0; i-- {
+		if row[i] == 0 {
 			d = 0
 		} else if d < big {
 			d++
 		}
-		v[i] = min(v[i], d)
+		row[i] = min(row[i], d)
 	}
 }

@@ -2,6 +2,8 @@ package preprocess
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -59,12 +61,60 @@ func TestSuppressOutside(t *testing.T) {
 			}
 		}
 	}
-	if best != float64(w*h-1)/100 || len(scratch) != w*h {
+	if best != float64(w*h-1)/100 || len(scratch) != w*h+w {
 		t.Errorf("best %v, want %v; scratch %d", best, float64(w*h-1)/100, len(scratch))
 	}
 	all := []float32{0.5, 0.7}
 	if b, n, _ := SuppressOutside(all, 2, 1, []bool{true, false}, 1, scratch); b != 0 || n != 2 || all[1] != 0 {
 		t.Errorf("all suppressed: best %v, heat %v", b, all)
+	}
+}
+
+// TestSuppressOutsideMatchesBruteForce compares the separable distance
+// passes with the definition (some outside pixel within margin in both
+// axes) on random masks of random shapes and margins.
+func TestSuppressOutsideMatchesBruteForce(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var scratch []int32
+	for trial := range 300 {
+		w, h, margin := 1+r.IntN(23), 1+r.IntN(17), r.IntN(5)
+		outside := make([]bool, w*h)
+		density := r.Float64() * 0.2
+		for i := range outside {
+			outside[i] = r.Float64() < density
+		}
+		heat := make([]float32, w*h)
+		for i := range heat {
+			heat[i] = 1 + r.Float32()
+		}
+		want := append([]float32(nil), heat...)
+		var wantBest float32
+		wantN := 0
+		for y := range h {
+			for x := range w {
+				near := false
+				for yy := max(0, y-margin); yy <= min(h-1, y+margin) && !near; yy++ {
+					for xx := max(0, x-margin); xx <= min(w-1, x+margin); xx++ {
+						if outside[yy*w+xx] {
+							near = true
+							break
+						}
+					}
+				}
+				if near {
+					want[y*w+x] = 0
+					wantN++
+				} else {
+					wantBest = max(wantBest, want[y*w+x])
+				}
+			}
+		}
+		var best float32
+		var n int
+		best, n, scratch = SuppressOutside(heat, w, h, outside, margin, scratch)
+		if best != wantBest || n != wantN || !slices.Equal(heat, want) {
+			t.Fatalf("trial %d (%d×%d, margin %d): best %v n %d, want %v %d", trial, w, h, margin, best, n, wantBest, wantN)
+		}
 	}
 }
 
