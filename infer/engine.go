@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/ecc"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
@@ -32,6 +33,9 @@ type Engine struct {
 	prep    preprocess.Preparer
 	outside []bool  // OutsideMask scratch
 	rows    []int32 // SuppressOutside scratch
+
+	refine  bool // align.refine = "ecc"
+	refiner ecc.Refiner
 }
 
 // NewEngine compiles the bundle's graphs. An alignment method the engine
@@ -75,6 +79,14 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 		// The template never changes: fill its tensor once.
 		if err := preprocess.Fill(e.templateIn, b.Template, e.alignSpec()); err != nil {
 			return nil, fmt.Errorf("engine: template of bundle %s: %w", b.Dir, err)
+		}
+		switch b.Manifest.Align.Refine {
+		case "", bundle.RefineNone:
+		case bundle.RefineECC:
+			e.refine = true
+		default:
+			return nil, fmt.Errorf("engine: bundle %s refines its alignment with %q, which this engine cannot run (supported: %q)",
+				b.Dir, b.Manifest.Align.Refine, bundle.RefineECC)
 		}
 	default:
 		return nil, fmt.Errorf("engine: bundle %s uses align method %q, which this engine cannot run (supported: %q, %q)",
@@ -132,8 +144,10 @@ func (e *Engine) NewHeatmap() *preprocess.Heatmap {
 }
 
 // Align predicts the transform that brings the part in roi of frame into
-// the template's pose. For bundles with align method "none" it returns the
-// identity. An empty roi means the whole frame.
+// the template's pose, refined against the template when the bundle says
+// align.refine = "ecc" (models/ecc: kept only when it correlates better).
+// For bundles with align method "none" it returns the identity. An empty
+// roi means the whole frame.
 func (e *Engine) Align(frame image.Image, roi image.Rectangle) (preprocess.Transform, error) {
 	if e.align == nil {
 		return preprocess.Transform{}, nil
@@ -149,6 +163,12 @@ func (e *Engine) Align(frame image.Image, roi image.Rectangle) (preprocess.Trans
 	t := preprocess.Transform{Tx: float64(e.transformOut[0]), Ty: float64(e.transformOut[1]), Theta: float64(e.transformOut[2])}
 	if math.IsNaN(t.Tx) || math.IsNaN(t.Ty) || math.IsNaN(t.Theta) {
 		return preprocess.Transform{}, errors.New("align: the regressor returned NaN")
+	}
+	if e.refine {
+		if roi.Empty() {
+			roi = frame.Bounds()
+		}
+		t, _ = e.refiner.Refine(e.alignIn, e.templateIn, spec.Channels, spec.Width, spec.Height, roi.Dx(), roi.Dy(), t)
 	}
 	return t, nil
 }

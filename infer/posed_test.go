@@ -1,8 +1,11 @@
 package infer_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"image"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,14 +48,7 @@ func TestEnginePosedPartLandsOnTemplate(t *testing.T) {
 	undo := preprocess.Transform{Tx: 2 * pose.ShiftXFrac, Ty: 2 * pose.ShiftYFrac, Theta: -pose.RotationDeg * math.Pi / 180}
 	replaceAlignGraph(t, dir, undo)
 
-	b, err := bundle.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := infer.NewEngine(infertest.Runtime(t), b, infer.EngineOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, e := loadEngine(t, dir)
 	defer e.Close()
 
 	ref, err := synth.Render(synth.Plate, size, size, false, synth.Pose{}, synth.None, 11)
@@ -105,6 +101,20 @@ func TestEnginePosedPartLandsOnTemplate(t *testing.T) {
 	}
 }
 
+// loadEngine loads the bundle in dir and opens a one-thread engine on it.
+func loadEngine(t *testing.T, dir string) (*bundle.Bundle, *infer.Engine) {
+	t.Helper()
+	b, err := bundle.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := infer.NewEngine(infertest.Runtime(t), b, infer.EngineOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, e
+}
+
 // replaceAlignGraph swaps the bundle's align graph for one that outputs tr
 // for any input, and updates its checksum in the manifest.
 func replaceAlignGraph(t *testing.T, dir string, tr preprocess.Transform) {
@@ -134,6 +144,113 @@ func replaceAlignGraph(t *testing.T, dir string, tr preprocess.Transform) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, bundle.ManifestName), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEngineRefinesAlignment: with align.refine = "ecc" the engine pulls a
+// regressor answer that is 6 % and 4° off back onto the pose, against the
+// bundle's template (the part rendered at the template pose); without it
+// the engine returns the regressor's answer as it is.
+func TestEngineRefinesAlignment(t *testing.T) {
+	const size, frame = 64, 160
+	dir := filepath.Join(t.TempDir(), "bundle")
+	if _, err := netdef.WriteRandomBundle(dir, netdef.RandomBundleOptions{Height: size, Width: size, D: 8, AlignSize: 64, Seed: 4}); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := synth.Render(synth.Bracket, frame, frame, false, synth.Pose{}, synth.None, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceTemplate(t, dir, ref.Image, 64)
+	pose := synth.Pose{RotationDeg: 10, ShiftXFrac: 6.0 / frame, ShiftYFrac: -4.0 / frame}
+	undo := preprocess.Transform{Tx: 2 * pose.ShiftXFrac, Ty: 2 * pose.ShiftYFrac, Theta: -pose.RotationDeg * math.Pi / 180}
+	off := preprocess.Transform{Tx: undo.Tx + 0.06, Ty: undo.Ty - 0.04, Theta: undo.Theta + 4*math.Pi/180}
+	replaceAlignGraph(t, dir, off)
+	posed, err := rto.Warp(ref.Image, rto.Matrix(pose.RotationDeg, pose.ShiftXFrac*frame, pose.ShiftYFrac*frame, frame, frame), rto.BorderReplicate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Error of a transform in frame pixels: the mean displacement of the
+	// frame's corners against the undoing transform.
+	errPx := func(tr preprocess.Transform) float64 {
+		a, b := tr.Pixel(frame, frame), undo.Pixel(frame, frame)
+		var s float64
+		for _, c := range [][2]float64{{0, 0}, {frame - 1, 0}, {0, frame - 1}, {frame - 1, frame - 1}} {
+			ax, ay := a.Apply(c[0], c[1])
+			bx, by := b.Apply(c[0], c[1])
+			s += math.Hypot(ax-bx, ay-by) / 4
+		}
+		return s
+	}
+	for _, refine := range []bool{false, true} {
+		if refine {
+			setManifestLine(t, dir, "[align]", `  refine = "ecc"`)
+		}
+		_, e := loadEngine(t, dir)
+		got, err := e.Align(posed, image.Rectangle{})
+		e.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("refine %v: %.2f px off the pose (the regressor: %.2f px)", refine, errPx(got), errPx(off))
+		switch {
+		case !refine && math.Abs(got.Tx-off.Tx)+math.Abs(got.Ty-off.Ty)+math.Abs(got.Theta-off.Theta) > 1e-5:
+			t.Errorf("without refine: Align = %+v, want the regressor's %+v", got, off)
+		case refine && !(errPx(got) < 0.25*errPx(off)):
+			t.Errorf("with refine: %.2f px off the pose, the regressor %.2f px; want under a quarter", errPx(got), errPx(off))
+		}
+	}
+}
+
+// replaceTemplate writes img resized to side×side as the bundle's template
+// and updates its checksum.
+func replaceTemplate(t *testing.T, dir string, img image.Image, side int) {
+	t.Helper()
+	rgba := image.NewRGBA(image.Rect(0, 0, side, side))
+	planes := make([]float32, 3*side*side)
+	if err := preprocess.Fill(planes, img, preprocess.Spec{Width: side, Height: side, Channels: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range side * side {
+		for c := range 3 {
+			rgba.Pix[4*i+c] = uint8(math.Round(float64(planes[c*side*side+i]) * 255))
+		}
+		rgba.Pix[4*i+3] = 255
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, rgba); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, bundle.TemplateName)
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oh, nh := sha256.Sum256(old), sha256.Sum256(buf.Bytes())
+	setManifestText(t, dir, hex.EncodeToString(oh[:]), hex.EncodeToString(nh[:]))
+}
+
+// setManifestLine inserts line after the manifest's line after.
+func setManifestLine(t *testing.T, dir, after, line string) {
+	t.Helper()
+	setManifestText(t, dir, after+"\n", after+"\n"+line+"\n")
+}
+
+func setManifestText(t *testing.T, dir, old, new string) {
+	t.Helper()
+	path := filepath.Join(dir, bundle.ManifestName)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), old) {
+		t.Fatalf("manifest has no %q", old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(raw), old, new, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

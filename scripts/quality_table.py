@@ -57,8 +57,12 @@ def peer_row(d, peer):
     if not r:
         return None
     m, t = r["metrics"], r["timing"]
+    method = {"paper": "paper ALM, no IMM"}.get(peer, peer)
+    ratio = (r.get("config") or {}).get("coreset_ratio")
+    if peer == "patchcore" and ratio not in (None, 0.1):
+        method += f" ({ratio:.0%} coreset)"  # the peer's default is 10 %
     return {
-        "method": {"paper": "paper ALM, no IMM"}.get(peer, peer),
+        "method": method,
         "img": m.get("image_auroc"), "px": m.get("pixel_auroc"), "ap": m.get("pixel_ap"), "pro": m.get("aupro_0.3"),
         "f1": None, "frr": None, "escape": None,
         "train_s": t.get("train_s"), "mb": None, "ms": t.get("latency_ms_median"), "ratio": None,

@@ -53,6 +53,12 @@ const (
 	AlignECC  = "ecc"  // classical ECC registration against the template
 )
 
+// Refinements of an IMM alignment (Align.Refine).
+const (
+	RefineNone = "none" // the regressor's transform as it is (also what "" means)
+	RefineECC  = "ecc"  // a few ECC steps from it against the template (models/ecc)
+)
+
 // Manifest describes a bundle. Its TOML form is manifest.toml.
 type Manifest struct {
 	// FormatVersion must equal FormatVersion.
@@ -108,6 +114,11 @@ type Align struct {
 	TemplateSeed int64 `toml:"template_seed"`
 	// TemplateSource is the training image the template came from.
 	TemplateSource string `toml:"template_source"`
+	// Refine is RefineECC when the regressor's transform is refined
+	// against the template, else RefineNone or empty
+	// (bundles before it). Training aligned the good images the same way,
+	// so the memory matches what the daemon computes.
+	Refine string `toml:"refine,omitempty"`
 }
 
 // Localize describes the anomaly localisation graph.
@@ -259,6 +270,9 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 		if m.Align.Graph != "" {
 			al.Errorf("graph", "set, but align.method is %q", AlignNone)
 		}
+		if m.Align.Refine != "" && m.Align.Refine != RefineNone {
+			al.Errorf("refine", "%q, but align.method is %q (nothing to refine)", m.Align.Refine, AlignNone)
+		}
 	case AlignECC:
 		al.Errorf("method", "%q is not implemented by this inspectd yet; use a bundle trained with align %q or %q", AlignECC, AlignIMM, AlignNone)
 	case AlignIMM:
@@ -273,6 +287,12 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 		}
 		if m.Align.Channels != 1 && m.Align.Channels != 3 {
 			al.Errorf("channels", "%d, want 1 (grey) or 3 (RGB)", m.Align.Channels)
+		}
+		switch m.Align.Refine {
+		case "", RefineNone:
+		case RefineECC:
+		default:
+			al.Errorf("refine", "%q, want %q or %q", m.Align.Refine, RefineNone, RefineECC)
 		}
 	default:
 		al.Errorf("method", "%q, want %q, %q or %q", m.Align.Method, AlignNone, AlignIMM, AlignECC)

@@ -122,6 +122,15 @@ func TestManifestLocalizeMethod(t *testing.T) {
 			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 64, Radius: 2}
 		}, "localize.entries: 0 is out of range"},
 		{"unknown method", func(m *Manifest) { m.Localize.Method = "knn" }, `localize.method: "knn", want "centres" or "memory"`},
+		{"ECC refinement", func(m *Manifest) { m.Align.Refine = RefineECC }, ""},
+		{"no refinement", func(m *Manifest) { m.Align.Refine = RefineNone }, ""},
+		{"ECC refinement of RGB inputs", func(m *Manifest) { m.Align.Refine, m.Align.Channels = RefineECC, 3 }, ""},
+		{"unknown refinement", func(m *Manifest) { m.Align.Refine = "lk" }, `align.refine: "lk", want "none" or "ecc"`},
+		{"refinement without alignment", func(m *Manifest) {
+			m.Align = Align{Method: AlignNone, Refine: RefineECC}
+			delete(m.Files, AlignGraphName)
+			delete(m.Files, TemplateName)
+		}, `align.refine: "ecc", but align.method is "none" (nothing to refine)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := validManifest()

@@ -86,6 +86,9 @@ type RecipeAlign struct {
 	// augment the good images: the poses the line produces.
 	MaxRotationDeg float64 `toml:"max_rotation_deg"`
 	MaxShiftFrac   float64 `toml:"max_shift_frac"`
+	// Refine is "ecc" (refine the regressor's transform against the
+	// template, models/ecc) or "none".
+	Refine string `toml:"refine"`
 }
 
 // RecipeALM configures the anomaly localisation module.
@@ -177,7 +180,7 @@ func DefaultRecipe() Recipe {
 		HoldoutFraction: 0.1,
 		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb", MixedSizes: "refuse"},
 		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 800, Batch: 16, LearningRate: 1e-3,
-			MaxRotationDeg: 30, MaxShiftFrac: 0.1},
+			MaxRotationDeg: 30, MaxShiftFrac: 0.1, Refine: "ecc"},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
 		Memory: RecipeMemory{Layers: []int{1, 2, 3}, Stride: 8, D: 0, Entries: 32, Radius: 2},
@@ -294,6 +297,7 @@ func (r *Recipe) validate(c *config.Checker) {
 	}
 	al.FloatRange("max_rotation_deg", r.Align.MaxRotationDeg, 0, 180, "degrees")
 	al.FloatRange("max_shift_frac", r.Align.MaxShiftFrac, 0, 0.5, "of the image size")
+	al.OneOf("refine", r.Align.Refine, "ecc", "none")
 
 	alm := c.In("alm")
 	alm.OneOf("method", r.ALM.Method, "memory", "centres")

@@ -126,6 +126,7 @@ func TestRecipeBoundsMatchTrainers(t *testing.T) {
 		},
 			"memory.entries: 1024 entries of 448 values at 512×512 locations need 458752 MiB; the limit is 1024 MiB"},
 		{func(r *Recipe) { r.Input.MixedSizes = "crop" }, `input.mixed_sizes: "crop"`},
+		{func(r *Recipe) { r.Align.Refine = "lk" }, `align.refine: "lk"`},
 	} {
 		r := DefaultRecipe()
 		tc.set(&r)

@@ -25,6 +25,7 @@ import (
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
+	"github.com/inspectd/inspectd/models/ecc"
 	"github.com/inspectd/inspectd/models/metrics"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
@@ -272,9 +273,11 @@ func quantile(v []float64, q float64) float64 {
 }
 
 // alignImages runs the exported align graph on every image, as the
-// daemon's engine does, into transforms. Like the engine it refuses a
-// regressor output that is not a number.
-func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec preprocess.Spec, images []goodImage, transforms map[string]preprocess.Transform) (err error) {
+// daemon's engine does, into transforms, refining each transform against
+// the template when refine is set (as the engine does for align.refine =
+// "ecc"). Like the engine it refuses a regressor output that is not a
+// number.
+func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec preprocess.Spec, refine bool, images []goodImage, transforms map[string]preprocess.Transform) (err error) {
 	sess, err := be.NewSession(graph, 1)
 	if err != nil {
 		return fmt.Errorf("train: align graph: %w", err)
@@ -295,6 +298,7 @@ func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec pre
 			len(in), len(tin), len(out), spec.Len(), len(tplTensor))
 	}
 	copy(tin, tplTensor)
+	var refiner ecc.Refiner
 	for _, g := range images {
 		if err := preprocess.Fill(in, g.img, spec); err != nil {
 			return fmt.Errorf("train: %s: %w", g.name, err)
@@ -305,6 +309,13 @@ func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec pre
 		tr := preprocess.Transform{Tx: float64(out[0]), Ty: float64(out[1]), Theta: float64(out[2])}
 		if !finite(tr.Tx) || !finite(tr.Ty) || !finite(tr.Theta) {
 			return fmt.Errorf("train: align %s: the regressor returned %v (the image matching module diverged; lower align.learning_rate)", g.name, out[:3])
+		}
+		if refine {
+			crop := spec.Crop
+			if crop.Empty() {
+				crop = g.img.Bounds()
+			}
+			tr, _ = refiner.Refine(in, tplTensor, spec.Channels, spec.Width, spec.Height, crop.Dx(), crop.Dy(), tr)
 		}
 		transforms[g.name] = tr
 	}

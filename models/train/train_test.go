@@ -409,7 +409,7 @@ func TestAlignImagesChecks(t *testing.T) {
 			sess := newFakeAlignSession(size, tc.out)
 			sess.missing = tc.missing
 			got := map[string]preprocess.Transform{}
-			err := alignImages(fakeBackend{session: sess}, nil, tpl, spec, images, got)
+			err := alignImages(fakeBackend{session: sess}, nil, tpl, spec, false, images, got)
 			if !sess.closed {
 				t.Error("session not closed")
 			}

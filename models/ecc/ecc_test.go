@@ -1,0 +1,143 @@
+package ecc
+
+import (
+	"image"
+	"image/color"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/inspectd/inspectd/models/preprocess"
+)
+
+// part draws a w×h frame: a bright plate with a hole and a notch on a dark
+// background, lit by a gradient, scaled in brightness by gain.
+func part(w, h int, gain float64) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	cx, cy := float64(w)/2, float64(h)/2
+	for y := range h {
+		for x := range w {
+			dx, dy := float64(x)-cx, float64(y)-cy
+			v := 30.0
+			if math.Abs(dx) < 0.3*float64(w) && math.Abs(dy) < 0.25*float64(h) {
+				v = 180 + 40*dx/float64(w)
+				if math.Hypot(dx-0.12*float64(w), dy) < 0.08*float64(h) {
+					v = 40 // hole
+				}
+				if dx < -0.2*float64(w) && dy > 0.1*float64(h) {
+					v = 60 // notch
+				}
+			}
+			g := uint8(math.Min(255, v*gain))
+			img.SetRGBA(x, y, color.RGBA{g, g, g, 255})
+		}
+	}
+	return img
+}
+
+// grey prepares img as the align input: w×h grey, optionally warped.
+func grey(t *testing.T, img image.Image, w, h int, warp *preprocess.Affine) []float32 {
+	return planes(t, img, 1, w, h, warp)
+}
+
+// planes prepares img as a w×h align input of channels planes.
+func planes(t *testing.T, img image.Image, channels, w, h int, warp *preprocess.Affine) []float32 {
+	t.Helper()
+	out := make([]float32, channels*w*h)
+	if err := preprocess.Fill(out, img, preprocess.Spec{Width: w, Height: h, Channels: channels, Warp: warp}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRefineRecoversKnownPose: the template is the frame warped by a known
+// transform; starting up to 20 px and 6° off, the refinement returns to it,
+// on a non-square crop, with the template 30 % brighter, from grey and from
+// RGB inputs.
+func TestRefineRecoversKnownPose(t *testing.T) {
+	const fw, fh, w, h = 320, 240, 128, 128
+	truth := preprocess.Transform{Tx: 0.06, Ty: -0.04, Theta: 8 * math.Pi / 180}
+	warp := truth.Pixel(fw, fh)
+	var r Refiner
+	for _, channels := range []int{1, 3} {
+		tpl := planes(t, part(fw, fh, 1.3), channels, w, h, &warp)
+		src := planes(t, part(fw, fh, 1), channels, w, h, nil)
+		for i, off := range []preprocess.Transform{
+			{Tx: 0.05, Ty: 0.04, Theta: 4 * math.Pi / 180},
+			{Tx: -0.08, Ty: 0, Theta: -6 * math.Pi / 180},
+			{Tx: 0.02, Ty: -0.07, Theta: 0},
+		} {
+			start := preprocess.Transform{Tx: truth.Tx + off.Tx, Ty: truth.Ty + off.Ty, Theta: truth.Theta + off.Theta}
+			got, res := r.Refine(src, tpl, channels, w, h, fw, fh, start)
+			if !res.Kept || !(res.After > res.Before) {
+				t.Fatalf("%d channels, start %d: not kept (%+v)", channels, i, res)
+			}
+			// Errors in crop pixels and degrees.
+			ex, ey := (got.Tx-truth.Tx)*fw/2, (got.Ty-truth.Ty)*fh/2
+			ed := (got.Theta - truth.Theta) * 180 / math.Pi
+			if math.Hypot(ex, ey) > 1.5 || math.Abs(ed) > 0.5 {
+				t.Errorf("%d channels, start %d (%.1f px, %.1f° off): refined to %.2f px, %.2f° off the truth (correlation %.4f → %.4f)",
+					channels, i, math.Hypot(off.Tx*fw/2, off.Ty*fh/2), off.Theta*180/math.Pi, math.Hypot(ex, ey), ed, res.Before, res.After)
+			}
+		}
+	}
+}
+
+// TestRefineKeepsTransformWithoutMatch: against an unrelated template (noise)
+// or a flat one, or with sizes that do not fit, the module's transform
+// comes back unchanged.
+func TestRefineKeepsTransformWithoutMatch(t *testing.T) {
+	const fw, fh, w, h = 200, 200, 64, 64
+	src := grey(t, part(fw, fh, 1), w, h, nil)
+	noise := make([]float32, w*h)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range noise {
+		noise[i] = rng.Float32()
+	}
+	flat := make([]float32, w*h)
+	start := preprocess.Transform{Tx: 0.03, Ty: 0.01, Theta: 0.02}
+	var r Refiner
+	for name, tpl := range map[string][]float32{"noise": noise, "flat": flat} {
+		if got, res := r.Refine(src, tpl, 1, w, h, fw, fh, start); got != start || res.Kept {
+			t.Errorf("%s: moved to %+v (%+v)", name, got, res)
+		}
+	}
+	if got, res := r.Refine(src, noise[:10], 1, w, h, fw, fh, start); got != start || res.Kept {
+		t.Errorf("short template: %+v %+v", got, res)
+	}
+}
+
+// TestRefineAllocatesNothing: after the first call a Refiner reuses its
+// buffers.
+func TestRefineAllocatesNothing(t *testing.T) {
+	const fw, fh, w, h = 320, 240, 128, 128
+	warp := preprocess.Transform{Tx: 0.03, Theta: 0.05}.Pixel(fw, fh)
+	tpl := grey(t, part(fw, fh, 1), w, h, &warp)
+	src := grey(t, part(fw, fh, 1), w, h, nil)
+	var r Refiner
+	r.Refine(src, tpl, 1, w, h, fw, fh, preprocess.Transform{})
+	if n := testing.AllocsPerRun(5, func() { r.Refine(src, tpl, 1, w, h, fw, fh, preprocess.Transform{}) }); n != 0 {
+		t.Errorf("%v allocations per refinement, want 0", n)
+	}
+}
+
+// BenchmarkRefine: one refinement at the align input size (128×128) from
+// a start 5 % and 4° off.
+func BenchmarkRefine(b *testing.B) {
+	const fw, fh, w, h = 640, 480, 128, 128
+	truth := preprocess.Transform{Tx: 0.04, Ty: -0.03, Theta: 0.1}
+	warp := truth.Pixel(fw, fh)
+	tpl := make([]float32, w*h)
+	src := make([]float32, w*h)
+	if err := preprocess.Fill(tpl, part(fw, fh, 1), preprocess.Spec{Width: w, Height: h, Channels: 1, Warp: &warp}); err != nil {
+		b.Fatal(err)
+	}
+	if err := preprocess.Fill(src, part(fw, fh, 1), preprocess.Spec{Width: w, Height: h, Channels: 1}); err != nil {
+		b.Fatal(err)
+	}
+	start := preprocess.Transform{Tx: truth.Tx + 0.05, Ty: truth.Ty, Theta: truth.Theta + 0.07}
+	var r Refiner
+	for b.Loop() {
+		r.Refine(src, tpl, 1, w, h, fw, fh, start)
+	}
+}
