@@ -7,21 +7,20 @@ EVAL_JSON is `inspectd eval --json` of BUNDLE on a set drawn by
 `inspectd dataset synth`; CATEGORY_DIR that category's folder (with
 train/good and test/...), where every image has <name>.pose.json (the matrix
 that placed the canonical part: canonical pixel -> image pixel). The bundle's
-template is the training image its manifest names (align.template_source). For every test image the right
-alignment (template pixel -> image pixel) is M_image . M_template^-1; the
+template is the training image its manifest names (align.template_source).
+For every test image the right alignment (template pixel -> image pixel) is M_image . M_template^-1; the
 error is the mean displacement of the four template corners between it and
 the bundle's alignment, in image pixels. Prints the count, median, 90th
 percentile and mean.
 """
 import json
-import math
 import os
 import statistics
 import sys
 import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quality_table import pixel_affine  # noqa: E402
+from quality_table import apply, corner_error, pixel_affine  # noqa: E402
 
 
 def invert(m):
@@ -29,10 +28,6 @@ def invert(m):
     d, e, f = m[1]
     det = a * e - b * d
     return [[e / det, -b / det, (b * f - c * e) / det], [-d / det, a / det, (c * d - a * f) / det]]
-
-
-def apply(m, x, y):
-    return m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]
 
 
 def main():
@@ -60,13 +55,8 @@ def main():
         with open(path) as f:
             p = json.load(f)
         w, h = p["width"], p["height"]
-        got_m = pixel_affine(*x["align"], w, h)
-        e = 0
-        for cx, cy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
-            want = apply(p["matrix"], *apply(tpl, cx, cy))
-            got = apply(got_m, cx, cy)
-            e += math.hypot(got[0] - want[0], got[1] - want[1]) / 4
-        errs.append(e)
+        got = pixel_affine(*x["align"], w, h)
+        errs.append(corner_error(lambda cx, cy: apply(got, cx, cy), lambda cx, cy: apply(p["matrix"], *apply(tpl, cx, cy)), w, h))
     if not errs:
         sys.exit(f"pose_error: no test image of {catdir} has a .pose.json")
     errs.sort()

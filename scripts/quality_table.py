@@ -82,6 +82,17 @@ def apply(m, x, y):
     return m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]
 
 
+def corner_error(got, want, w, h):
+    """Mean displacement, in pixels, of a w×h template's four corners
+    between two template-pixel -> image-pixel maps (callables of x, y)."""
+    e = 0
+    for cx, cy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+        gx, gy = got(cx, cy)
+        wx, wy = want(cx, cy)
+        e += math.hypot(gx - wx, gy - wy) / 4
+    return e
+
+
 def alignment_consistency(results, data, s, cat):
     """Placement invariance of the alignment, where the truth is known.
 
@@ -105,12 +116,7 @@ def alignment_consistency(results, data, s, cat):
             continue
         w, h, m = rec["width"], rec["height"], rec["matrix"]
         po, pr = pixel_affine(*by_path[x["path"]], w, h), pixel_affine(*x["align"], w, h)
-        e = 0
-        for cx, cy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
-            want = apply(m, *apply(po, cx, cy))
-            got = apply(pr, cx, cy)
-            e += math.hypot(got[0] - want[0], got[1] - want[1]) / 4
-        errs.append(e)
+        errs.append(corner_error(lambda cx, cy: apply(pr, cx, cy), lambda cx, cy: apply(m, *apply(po, cx, cy)), w, h))
     return errs
 
 
