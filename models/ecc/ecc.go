@@ -122,11 +122,8 @@ func (r *Refiner) gaussNewton(p [3]float64, rho float64, origin preprocess.Trans
 		}
 		n := sw * sh
 		valid := grow(&r.valid, n)
-		for i := range valid {
-			valid[i] = true
-		}
 		r.sample(p, sw, sh, cw, ch, 0)
-		and(valid, r.bufValid[0])
+		copy(valid, r.bufValid[0])
 		for k := range 3 {
 			q := p
 			q[k] += steps[k]
@@ -216,7 +213,7 @@ func (r *Refiner) gaussNewton(p [3]float64, rho float64, origin preprocess.Trans
 // correlation is the zero-mean normalised correlation of the template with
 // the source warped by p, over the pixels the warp keeps inside the source
 // (NaN when fewer than MinOverlap of them, or when either side is flat).
-// It uses sample buffer slot.
+// It uses sample buffer slot and the first two normalisation buffers.
 func (r *Refiner) correlation(p [3]float64, sw, sh, cw, ch, slot int) float64 {
 	r.sample(p, sw, sh, cw, ch, slot)
 	n := sw * sh
@@ -224,29 +221,18 @@ func (r *Refiner) correlation(p [3]float64, sw, sh, cw, ch, slot int) float64 {
 	if count(valid) < int(MinOverlap*float64(n)) {
 		return math.NaN()
 	}
-	var sa, sb float64
-	m := 0
-	for i := range n {
-		if valid[i] {
-			sa += r.samples[slot][i]
-			sb += r.tpl[i]
-			m++
-		}
-	}
-	ma, mb := sa/float64(m), sb/float64(m)
-	var ab, aa, bb float64
-	for i := range n {
-		if valid[i] {
-			a, b := r.samples[slot][i]-ma, r.tpl[i]-mb
-			ab += a * b
-			aa += a * a
-			bb += b * b
-		}
-	}
-	if aa <= 0 || bb <= 0 {
+	a, okA := normalise(grow(&r.norm[0], n), r.samples[slot], valid)
+	b, okB := normalise(grow(&r.norm[1], n), r.tpl[:n], valid)
+	if !okA || !okB {
 		return math.NaN()
 	}
-	return ab / math.Sqrt(aa*bb)
+	var ab float64
+	for i, ok := range valid {
+		if ok {
+			ab += a[i] * b[i]
+		}
+	}
+	return ab
 }
 
 // level block-averages src and tpl (w×h, channels planes; RGB as grey) by
@@ -354,7 +340,7 @@ func normalise(dst, v []float64, valid []bool) ([]float64, bool) {
 
 // solve3 solves m·x = b by Cramer's rule; false when m is singular.
 func solve3(m [3][3]float64, b [3]float64) ([3]float64, bool) {
-	det := m[0][0]*(m[1][1]*m[2][2]-m[1][2]*m[2][1]) - m[0][1]*(m[1][0]*m[2][2]-m[1][2]*m[2][0]) + m[0][2]*(m[1][0]*m[2][1]-m[1][1]*m[2][0])
+	det := det3(m)
 	if math.Abs(det) < 1e-300 || math.IsNaN(det) {
 		return [3]float64{}, false
 	}
@@ -364,9 +350,13 @@ func solve3(m [3][3]float64, b [3]float64) ([3]float64, bool) {
 		for i := range 3 {
 			mk[i][k] = b[i]
 		}
-		x[k] = (mk[0][0]*(mk[1][1]*mk[2][2]-mk[1][2]*mk[2][1]) - mk[0][1]*(mk[1][0]*mk[2][2]-mk[1][2]*mk[2][0]) + mk[0][2]*(mk[1][0]*mk[2][1]-mk[1][1]*mk[2][0])) / det
+		x[k] = det3(mk) / det
 	}
 	return x, true
+}
+
+func det3(m [3][3]float64) float64 {
+	return m[0][0]*(m[1][1]*m[2][2]-m[1][2]*m[2][1]) - m[0][1]*(m[1][0]*m[2][2]-m[1][2]*m[2][0]) + m[0][2]*(m[1][0]*m[2][1]-m[1][1]*m[2][0])
 }
 
 func and(dst, src []bool) {
