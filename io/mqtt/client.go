@@ -13,6 +13,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
@@ -242,11 +243,11 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-// pahoOptions builds the paho client options. CleanSession(true) with
-// paho's memory store: the outbox, not the broker session or paho's store,
-// holds what is not yet acknowledged, so nothing is resent twice by two
-// layers after a restart, and commands sent while the station was offline
-// are not executed late.
+// pahoOptions builds the paho client options. CleanSession(true) and a
+// store that keeps nothing (noStore): the outbox, not the broker session or
+// paho, holds what is not yet acknowledged and sends it again after a
+// reconnect, so nothing is resent twice by two layers, and commands sent
+// while the station was offline are not executed late.
 func (c *Client) pahoOptions() *paho.ClientOptions {
 	offline, _ := json.Marshal(StatusMessage{State: StateOffline, Station: c.station, ClientID: c.clientID,
 		Version: c.version, Reason: ReasonConnectionLost})
@@ -254,6 +255,7 @@ func (c *Client) pahoOptions() *paho.ClientOptions {
 		AddBroker(c.cfg.Broker).
 		SetClientID(c.clientID).
 		SetCleanSession(true).
+		SetStore(noStore{}).
 		SetOrderMatters(true).
 		SetKeepAlive(c.cfg.KeepAlive.D).
 		SetPingTimeout(min(c.cfg.KeepAlive.D, 10*time.Second)).
@@ -562,8 +564,8 @@ func (c *Client) onConnectionLost(_ paho.Client, err error) {
 }
 
 // publishTimeout bounds the wait for one acknowledgement before the
-// message is sent again. paho resends in-flight messages itself after a
-// reconnect, so this only matters when an acknowledgement is truly lost.
+// message is sent again. A lost connection is noticed sooner (connState),
+// so this only matters when an acknowledgement is truly lost.
 func (c *Client) publishTimeout() time.Duration {
 	return 2*c.cfg.KeepAlive.D + c.cfg.ConnectTimeout.D
 }
@@ -638,14 +640,12 @@ func (c *Client) publishRecord(r record) bool {
 		if attempt > 0 {
 			c.retries.Add(1)
 		}
-		var (
-			tok  paho.Token
-			lost <-chan struct{} // nil (never ready) in JSON mode
-		)
+		// A message of a lost connection is sent again once the next one
+		// is up (in Sparkplug after its NBIRTH, with a new seq): paho keeps
+		// nothing to resend (noStore).
+		lost := c.conn.lost()
+		var tok paho.Token
 		if c.spb != nil {
-			// Sparkplug: a message of a lost connection is sent again
-			// after the next NBIRTH, with a new seq.
-			lost = c.conn.lost()
 			var err error
 			if tok, err = c.spb.publish(r); err != nil {
 				if errors.Is(err, errBadRecord) {
@@ -680,7 +680,7 @@ func (c *Client) publishRecord(r record) bool {
 			c.log.Warn("no acknowledgement from the broker; sending again", "topic", topic, "timeout", c.publishTimeout())
 		case <-lost:
 			timer.Stop()
-			c.log.Debug("connection lost before the acknowledgement; sending again after the next NBIRTH", "key", r.key)
+			c.log.Debug("connection lost before the acknowledgement; sending again after reconnecting", "key", r.key)
 		case <-c.bg.Done():
 			timer.Stop()
 			return false
@@ -885,3 +885,19 @@ func (s *connState) wait(ctx context.Context) bool {
 		return false
 	}
 }
+
+// noStore is a paho.Store that keeps nothing. paho resumes its store on
+// every reconnect even with CleanSession(true), and it resumes what the new
+// connection's own publishes put there too: it resends them and marks them
+// duplicate while they are being written (a data race inside paho, seen
+// under -race). The outbox already sends unacknowledged messages again, so
+// paho has nothing to resume.
+type noStore struct{}
+
+func (noStore) Open()                             {}
+func (noStore) Put(string, packets.ControlPacket) {}
+func (noStore) Get(string) packets.ControlPacket  { return nil }
+func (noStore) All() []string                     { return nil }
+func (noStore) Del(string)                        {}
+func (noStore) Close()                            {}
+func (noStore) Reset()                            {}

@@ -15,10 +15,10 @@
 // quarantined with a log line; a database bbolt cannot open is moved aside
 // and replaced, never a crash loop.
 //
-// paho runs with CleanSession(true) and its memory store: the outbox, not
-// the broker session, holds unacknowledged messages, so two layers never
-// resend the same message after a restart, and commands sent while the
-// station was offline are not executed late.
+// paho runs with CleanSession(true) and keeps no store: the outbox, not
+// the broker session or paho, holds unacknowledged messages and sends them
+// again after a reconnect, so two layers never resend the same message,
+// and commands sent while the station was offline are not executed late.
 //
 // Modes: mqtt.mode = "json" (the default) publishes the JSON topics above;
 // "sparkplug" makes the client an Eclipse Sparkplug B 3.0 edge node

@@ -40,7 +40,6 @@ type spbNode struct {
 	c           *Client
 	topics      sparkplug.Topics
 	bd          *sparkplug.BdSeq
-	store       *paho.MemoryStore
 	allowReboot bool
 	reboot      func()
 	log         *slog.Logger
@@ -84,7 +83,7 @@ func newSpbNode(o Options, dir string, log *slog.Logger) (*spbNode, error) {
 		return nil, err
 	}
 	s := &spbNode{
-		topics: topics, bd: bd, store: paho.NewMemoryStore(), allowReboot: sc.AllowReboot, reboot: o.Reboot,
+		topics: topics, bd: bd, allowReboot: sc.AllowReboot, reboot: o.Reboot,
 		log:     log.With("group_id", topics.Group, "edge_node_id", topics.Node),
 		devWake: make(chan struct{}, 1), cmdq: make(chan inbound, commandQueue), bdSeq: first,
 	}
@@ -102,7 +101,6 @@ func (s *spbNode) options(o *paho.ClientOptions) {
 	will := s.deathPayload(s.bdSeq)
 	s.mu.Unlock()
 	o.SetBinaryWill(s.topics.NodeTopic(sparkplug.NDEATH), will, 1, false).
-		SetStore(s.store).
 		SetOnConnectHandler(s.onConnect).
 		SetReconnectingHandler(s.onReconnecting)
 }
@@ -116,11 +114,10 @@ func (s *spbNode) deathPayload(bdSeq uint64) []byte {
 }
 
 // onReconnecting runs before every reconnection attempt: a new bdSeq in
-// the Will, and paho's store emptied so that messages of the lost session
-// (with its seq) are not resent before the new NBIRTH; the publisher sends
-// them again with new seq numbers.
+// the Will. Messages of the lost session (with its seq) are not resent by
+// paho (noStore); the publisher sends them again after the new NBIRTH,
+// with new seq numbers.
 func (s *spbNode) onReconnecting(_ paho.Client, o *paho.ClientOptions) {
-	s.store.Reset()
 	v, err := s.bd.Next()
 	if err != nil {
 		s.log.Error("cannot persist bdSeq; after a restart it may repeat", "error", err, "file", s.bd.Path())
