@@ -2,7 +2,8 @@
 # make ablations: the paper's ablations (its Tables 1–2) and the local
 # memory, each a recipe switch, trained and evaluated on one set:
 # global vs local centre, DGM on/off, IMM on/off, centres vs memory, and
-# the memory's features (PCA or not, grid stride, layers). Results
+# the memory's features (PCA or not, grid stride, layers) and size (entries
+# per location, global entries). Results
 # are kept under $QUALITY_OUT/ablations (default .quality); a second run
 # reuses what exists. About 30 minutes on 2 cores for metal_plate.
 #
@@ -39,6 +40,10 @@ variants=(
 	"memory, PCA to 64 (stride 8), IMM off|[align]\nmethod = \"none\"\n[memory]\nd = 64"
 	"memory, stride 4 + PCA to 64 + radius 3 (previous default), IMM off|[align]\nmethod = \"none\"\n[memory]\nstride = 4\nd = 64\nradius = 3"
 	"memory, layers 2–3 only, IMM off|[align]\nmethod = \"none\"\n[memory]\nlayers = [2, 3]"
+	"memory, 32 entries, no global entries (previous default), IMM off|[align]\nmethod = \"none\"\n[memory]\nentries = 32\nglobal_entries = 0"
+	"memory, 16 entries, no global entries, IMM off|[align]\nmethod = \"none\"\n[memory]\nglobal_entries = 0"
+	"memory, 32 entries + 256 global, IMM off|[align]\nmethod = \"none\"\n[memory]\nentries = 32"
+	"memory, 16 entries + 1024 global, IMM off|[align]\nmethod = \"none\"\n[memory]\nglobal_entries = 1024"
 )
 only=${ABLATION_ONLY:-$(seq -s ' ' 1 ${#variants[@]})}
 i=0

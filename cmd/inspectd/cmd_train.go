@@ -52,6 +52,9 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 	loc := fmt.Sprintf("centres D %d", m.Localize.D)
 	if m.Localize.Method == bundle.LocalizeMemory {
 		loc = fmt.Sprintf("memory of %d × %d values per location", m.Localize.Entries, m.Localize.D)
+		if m.Localize.GlobalEntries > 0 {
+			loc += fmt.Sprintf(" and %d shared", m.Localize.GlobalEntries)
+		}
 		if m.Localize.Stride > 0 {
 			loc += fmt.Sprintf(" (cells of %d px, layers %v)", m.Localize.Stride, m.Localize.Layers)
 		}

@@ -132,6 +132,9 @@ type Localize struct {
 	// location its entries were chosen from) describe a LocalizeMemory graph.
 	Entries int `toml:"entries,omitempty"`
 	Radius  int `toml:"radius,omitempty"`
+	// GlobalEntries of a LocalizeMemory graph are shared by every location
+	// (0, as bundles before them were written: none).
+	GlobalEntries int `toml:"global_entries,omitempty"`
 	// Layers are the ResNet-18 stages a LocalizeMemory graph compares:
 	// [1 2 3] (also what an empty value means), [2 3] or [3]; the grid is
 	// that of the first (1/4, 1/8 or 1/16 of the input).
@@ -308,6 +311,7 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 	case LocalizeMemory:
 		loc.IntRange("entries", m.Localize.Entries, 1, 4096, "per location")
 		loc.IntRange("radius", m.Localize.Radius, 0, 64, "cells")
+		loc.IntRange("global_entries", m.Localize.GlobalEntries, 0, 4096, "shared by every location")
 		if l := fmt.Sprint(m.Localize.Layers); len(m.Localize.Layers) > 0 && l != "[1 2 3]" && l != "[2 3]" && l != "[3]" {
 			loc.Errorf("layers", "%v, want [1, 2, 3], [2, 3] or [3]", m.Localize.Layers)
 		}

@@ -99,7 +99,7 @@ func TestManifestSyntaxErrorShowsTheLine(t *testing.T) {
 }
 
 // TestManifestLocalizeMethod: a memory bundle needs its entries and
-// radius; an unknown method is named with the two known ones; a bundle
+// radius, and at most 4096 global entries; an unknown method is named with the two known ones; a bundle
 // without a method (written before the local memory) is a centres bundle.
 func TestManifestLocalizeMethod(t *testing.T) {
 	for _, tc := range []struct {
@@ -118,6 +118,12 @@ func TestManifestLocalizeMethod(t *testing.T) {
 		{"memory of layers 1 and 2", func(m *Manifest) {
 			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 192, Entries: 32, Radius: 1, Layers: []int{1, 2}}
 		}, "localize.layers: [1 2], want [1, 2, 3], [2, 3] or [3]"},
+		{"memory with global entries", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 448, Entries: 16, GlobalEntries: 256, Radius: 2, Reduction: "none", BlurSigma: 4}
+		}, ""},
+		{"memory with too many global entries", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 448, Entries: 16, GlobalEntries: 5000, Radius: 2}
+		}, "localize.global_entries: 5000 is out of range; allowed 0 to 4096 shared by every location"},
 		{"memory without entries", func(m *Manifest) {
 			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 64, Radius: 2}
 		}, "localize.entries: 0 is out of range"},

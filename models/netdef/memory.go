@@ -29,6 +29,12 @@ type MemorySpec struct {
 	D int
 	// Entries is the number K of memory entries per location.
 	Entries int
+	// Global is the number G of entries shared by every location (0: none):
+	// a location's distance is to the nearest of its own K and these G.
+	// They describe what good parts show anywhere — a texture, a surface
+	// finish — where K entries chosen from one neighbourhood cannot cover
+	// all of it.
+	Global int
 	// BlurSigma is the σ (pixels) of the heatmap's Gaussian blur; 0 means
 	// DefaultBlurSigma.
 	BlurSigma float64
@@ -125,6 +131,9 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 	if spec.D <= 0 || spec.Entries <= 0 {
 		return nil, "", fmt.Errorf("%s: D = %d and %d entries, want both > 0", name, spec.D, spec.Entries)
 	}
+	if spec.Global < 0 {
+		return nil, "", fmt.Errorf("%s: %d global entries, want ≥ 0", name, spec.Global)
+	}
 	if spec.Stride != 0 && !slices.Contains(MemoryStrides, spec.Stride) {
 		return nil, "", fmt.Errorf("%s: stride %d, want 4, 8 or 16", name, spec.Stride)
 	}
@@ -209,15 +218,17 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 // float32 [1,3,H,W] RGB in [0,1]; x = the 3×3-averaged features of
 // [MemoryFeaturesGraph]; at each grid location p the distance to the
 // nearest of its K memory entries m_pk (bank, location-major
-// [gridH·gridW][K][D]):
+// [gridH·gridW][K][D]) and of the G global entries g_j (global, [G][D]; nil
+// when spec.Global is 0):
 //
-//	d_p = √max(0, ‖x_p‖² − 2·x_p·m_pk + ‖m_pk‖²)  minimised over k
+//	d_p = √max(0, ‖x_p‖² + min(min_k(‖m_pk‖² − 2·x_p·m_pk), min_j(‖g_j‖² − 2·x_p·g_j)))
 //
-// computed as one batched MatMul and a ReduceMin (a fixed graph of constant
-// size, as TensorRT needs), then bilinearly resized and blurred as in
+// computed as one batched MatMul and a ReduceMin, and one MatMul and a
+// ReduceMin for the global entries (a fixed graph of constant size, as
+// TensorRT needs), then bilinearly resized and blurred as in
 // [LocalizeGraph], and mapped to b/(b+Scale). Outputs "heatmap" [1,1,H,W]
 // and "score" [1], the heatmap maximum.
-func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, bank []float32) ([]byte, error) {
+func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, bank, global []float32) ([]byte, error) {
 	sigma := spec.BlurSigma
 	if sigma == 0 {
 		sigma = DefaultBlurSigma
@@ -243,6 +254,10 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	n := h4 * w4
 	if int64(len(bank)) != n*K*D {
 		return nil, fmt.Errorf("memory graph: bank has %d values, want gridH·gridW·K·D = %d·%d·%d = %d", len(bank), n, K, D, n*K*D)
+	}
+	G := int64(spec.Global)
+	if int64(len(global)) != G*D {
+		return nil, fmt.Errorf("memory graph: %d global values, want G·D = %d·%d = %d", len(global), G, D, G*D)
 	}
 	e := emitter{g}
 	// Per location: bankT [D][K] for the MatMul and ‖m_pk‖² (float64 sums).
@@ -274,8 +289,29 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	rows = g.Op("Transpose", []string{rows}, onnx.AttrInts("perm", 1, 0))
 	rows = g.Op("Reshape", []string{rows, g.InitializerInt64("location_rows_shape", []int64{3}, []int64{n, 1, D})})
 	dot := g.Op("MatMul", []string{rows, bankName}) // [n,1,K]
-	d2 := g.Op("Add", []string{g.Op("Mul", []string{dot, e.scalar("minus_two", -2)}), sqName})
+	minusTwo := e.scalar("minus_two", -2)
+	d2 := g.Op("Add", []string{g.Op("Mul", []string{dot, minusTwo}), sqName})
 	nearest := g.Op("ReduceMin", []string{d2}, onnx.AttrInts("axes", 2), onnx.AttrInt("keepdims", 1)) // [n,1,1]
+	if G > 0 {
+		// Every location against the same G entries: one [n,D]×[D,G] MatMul.
+		globalT := make([]float32, len(global))
+		gsq := make([]float32, G)
+		for j := range G {
+			var s float64
+			for c, v := range global[j*D : (j+1)*D] {
+				globalT[int64(c)*G+j] = v
+				s += float64(v) * float64(v)
+			}
+			gsq[j] = float32(s)
+		}
+		gName := g.Initializer("memory_global", []int64{D, G}, globalT)
+		gsqName := g.Initializer("memory_global_sq", []int64{1, G}, gsq)
+		flat := g.Op("Reshape", []string{rows, g.InitializerInt64("location_matrix_shape", []int64{2}, []int64{n, D})})
+		gd2 := g.Op("Add", []string{g.Op("Mul", []string{g.Op("MatMul", []string{flat, gName}), minusTwo}), gsqName}) // [n,G]
+		gNearest := g.Op("ReduceMin", []string{gd2}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 1))           // [n,1]
+		gNearest = g.Op("Reshape", []string{gNearest, g.InitializerInt64("global_nearest_shape", []int64{3}, []int64{n, 1, 1})})
+		nearest = g.Op("Min", []string{nearest, gNearest})
+	}
 	nearest = g.Op("Add", []string{nearest, xSq})
 	dist := g.Op("Sqrt", []string{g.Op("Max", []string{nearest, e.scalar("zero", 0)})})
 	dist = g.Op("Reshape", []string{dist, g.InitializerInt64("distance_map_shape", []int64{4}, []int64{1, 1, h4, w4})})

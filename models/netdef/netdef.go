@@ -21,7 +21,7 @@
 //
 //	Conv, Relu, MaxPool, Add, Sub, Mul, Div, Sqrt, Max, ReduceMax, MatMul,
 //	Resize (mode linear, coordinate_transformation_mode half_pixel), Concat,
-//	GlobalAveragePool, Flatten, Gemm, Reshape, Transpose, ReduceMin
+//	GlobalAveragePool, Flatten, Gemm, Reshape, Transpose, ReduceMin, Min
 //
 // [AllowedOps] lists them. Heights and widths are independent multiples of 16;
 // nothing assumes square inputs. Bilinear Resize with half_pixel coordinates is
@@ -40,7 +40,7 @@ import (
 func AllowedOps() []string {
 	return []string{
 		"Conv", "Relu", "MaxPool", "Add", "Sub", "Mul", "Div", "Sqrt", "Max", "ReduceMax", "MatMul",
-		"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape", "Transpose", "ReduceMin",
+		"Resize", "Concat", "GlobalAveragePool", "Flatten", "Gemm", "Reshape", "Transpose", "ReduceMin", "Min",
 	}
 }
 

@@ -68,6 +68,7 @@ func TestGraphErrors(t *testing.T) {
 	okCentre := make([]float32, 8*12*16)
 	badBB := backbone.Random(1)
 	badBB.Tensors = badBB.Tensors[:10]
+	memSpec := MemorySpec{Height: 32, Width: 32, Stride: 8, D: 448, Entries: 2, Global: 3, Scale: 1, BlurSigma: 1}
 	tests := []struct {
 		name string
 		err  func() error
@@ -96,6 +97,20 @@ func TestGraphErrors(t *testing.T) {
 			_, err := LocalizeGraph(LocalizeSpec{Height: 48, Width: 64, D: 8}, bb, MappingWeights{}, okCentre)
 			return err
 		}, "no layers"},
+		{"memory bank size", func() error {
+			_, err := MemoryGraph(memSpec, bb, ConvWeights{}, make([]float32, 4*4*2*448-1), nil)
+			return err
+		}, "bank has 14335 values, want gridH·gridW·K·D = 16·2·448 = 14336"},
+		{"memory global size", func() error {
+			_, err := MemoryGraph(memSpec, bb, ConvWeights{}, make([]float32, 4*4*2*448), make([]float32, 448))
+			return err
+		}, "448 global values, want G·D = 3·448 = 1344"},
+		{"memory negative global", func() error {
+			spec := memSpec
+			spec.Global = -1
+			_, err := MemoryGraph(spec, bb, ConvWeights{}, make([]float32, 4*4*2*448), nil)
+			return err
+		}, "-1 global entries, want ≥ 0"},
 		{"align channels", func() error {
 			_, err := AlignGraph(AlignSpec{Channels: 2, Height: 128, Width: 128}, NewAlignWeights(1, 2))
 			return err
@@ -116,6 +131,29 @@ func TestGraphErrors(t *testing.T) {
 				t.Fatalf("err = %v, want containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestMemoryGraphShapes: the memory graph's outputs, and one MatMul and
+// ReduceMin more with global entries than without.
+func TestMemoryGraphShapes(t *testing.T) {
+	bb := backbone.Random(2)
+	for _, global := range []int{0, 5} {
+		spec := MemorySpec{Height: 64, Width: 48, Stride: 8, D: 448, Entries: 3, Global: global, Scale: 1}
+		model, err := MemoryGraph(spec, bb, ConvWeights{}, make([]float32, 8*6*3*448), make([]float32, global*448))
+		m := info(t, model, err)
+		want := map[string][]int64{"heatmap": {1, 1, 64, 48}, "score": {1}}
+		if got := dims(m.Outputs); !reflect.DeepEqual(got, want) {
+			t.Errorf("global %d: outputs %v, want %v", global, got, want)
+		}
+		extra := 0
+		if global > 0 {
+			extra = 1
+		}
+		// The nearest-entry search, then upsampling and blur (two MatMuls).
+		if m.Ops["MatMul"] != 3+extra || m.Ops["ReduceMin"] != 1+extra || m.Ops["Min"] != extra {
+			t.Errorf("global %d: op counts %v", global, m.Ops)
+		}
 	}
 }
 

@@ -54,7 +54,7 @@ func almConfig(r *Recipe) alm.Config {
 // memoryConfig maps the recipe onto the local-memory builder's settings.
 func memoryConfig(r *Recipe) memory.Config {
 	return memory.Config{Height: r.Input.Height, Width: r.Input.Width, Layers: r.Memory.Layers, Stride: r.Memory.Stride, D: r.Memory.D, Entries: r.Memory.Entries,
-		Radius: r.Memory.Radius, BlurSigma: r.ALM.BlurSigma, Threads: r.Threads, Seed: uint64(r.Seed), Folds: r.Calibration.Folds}
+		Global: r.Memory.GlobalEntries, Radius: r.Memory.Radius, BlurSigma: r.ALM.BlurSigma, Threads: r.Threads, Seed: uint64(r.Seed), Folds: r.Calibration.Folds}
 }
 
 // memoryWidth describes memory.d for the progress log.

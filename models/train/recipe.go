@@ -126,6 +126,9 @@ type RecipeMemory struct {
 	D int `toml:"d"`
 	// Entries is the number of memory entries per location.
 	Entries int `toml:"entries"`
+	// GlobalEntries is the number of entries every location shares, chosen
+	// among the features of all locations (0: none).
+	GlobalEntries int `toml:"global_entries"`
 	// Radius (grid cells) around a location whose training features are
 	// candidates for its entries.
 	Radius int `toml:"radius"`
@@ -183,7 +186,7 @@ func DefaultRecipe() Recipe {
 			MaxRotationDeg: 30, MaxShiftFrac: 0.1, Refine: "ecc"},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
-		Memory: RecipeMemory{Layers: []int{1, 2, 3}, Stride: 8, D: 0, Entries: 32, Radius: 2},
+		Memory: RecipeMemory{Layers: []int{1, 2, 3}, Stride: 8, D: 0, Entries: 16, GlobalEntries: 256, Radius: 2},
 		DGM: RecipeDGM{Enabled: true, Fraction: 0.5, PoolSize: 64, RefreshEpochs: 5,
 			Shapes: []string{"rectangle", "ellipse", "blob"}, Modes: []string{"darken", "lighten", "texture"},
 			SoftEdges: true, Delta: 0.1},
@@ -328,6 +331,7 @@ func (r *Recipe) validate(c *config.Checker) {
 		mem.Errorf("stride", "%d: want 4, 8 or 16 input pixels per cell", r.Memory.Stride)
 	}
 	mem.IntRange("entries", r.Memory.Entries, 1, 1024, "per location")
+	mem.IntRange("global_entries", r.Memory.GlobalEntries, 0, 4096, "shared by every location")
 	mem.IntRange("radius", r.Memory.Radius, 0, 16, "grid cells")
 	// One ONNX file holds the whole memory; protobuf caps a file at 2 GiB.
 	d := r.Memory.D
@@ -336,9 +340,9 @@ func (r *Recipe) validate(c *config.Checker) {
 	}
 	gh, gw := netdef.MemorySpec{Height: r.Input.Height, Width: r.Input.Width, Layers: r.Memory.Layers, Stride: r.Memory.Stride}.Grid()
 	if err == nil && len(r.Memory.Layers) > 0 && slices.Contains(netdef.MemoryStrides, r.Memory.Stride) && r.ALM.Method == "memory" {
-		if bytes := int64(gh) * int64(gw) * int64(r.Memory.Entries) * int64(d) * 4; bytes > 1<<30 {
-			mem.Errorf("entries", "%d entries of %d values at %d×%d locations need %d MiB; the limit is 1024 MiB: lower memory.entries, memory.d or the input size",
-				r.Memory.Entries, d, gw, gh, bytes>>20)
+		if bytes := (int64(gh)*int64(gw)*int64(r.Memory.Entries) + int64(r.Memory.GlobalEntries)) * int64(d) * 4; bytes > 1<<30 {
+			mem.Errorf("entries", "%d entries of %d values at %d×%d locations (and %d global ones) need %d MiB; the limit is 1024 MiB: lower memory.entries, memory.d or the input size",
+				r.Memory.Entries, d, gw, gh, r.Memory.GlobalEntries, bytes>>20)
 		}
 	}
 

@@ -124,7 +124,8 @@ func TestRecipeBoundsMatchTrainers(t *testing.T) {
 		{func(r *Recipe) {
 			r.Input.Height, r.Input.Width, r.Memory.Stride, r.Memory.Entries = 2048, 2048, 4, 1024
 		},
-			"memory.entries: 1024 entries of 448 values at 512×512 locations need 458752 MiB; the limit is 1024 MiB"},
+			"memory.entries: 1024 entries of 448 values at 512×512 locations (and 256 global ones) need 458752 MiB; the limit is 1024 MiB"},
+		{func(r *Recipe) { r.Memory.GlobalEntries = -1 }, "memory.global_entries: -1 is out of range; allowed 0 to 4096 shared by every location"},
 		{func(r *Recipe) { r.Input.MixedSizes = "crop" }, `input.mixed_sizes: "crop"`},
 		{func(r *Recipe) { r.Align.Refine = "lk" }, `align.refine: "lk"`},
 	} {

@@ -414,7 +414,7 @@ func (t *trainer) localizeManifest() bundle.Localize {
 		reduction = "none"
 	}
 	return bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: r.Memory.D,
-		Entries: r.Memory.Entries, Radius: r.Memory.Radius, Layers: slices.Clone(r.Memory.Layers), Stride: r.Memory.Stride,
+		Entries: r.Memory.Entries, GlobalEntries: r.Memory.GlobalEntries, Radius: r.Memory.Radius, Layers: slices.Clone(r.Memory.Layers), Stride: r.Memory.Stride,
 		Reduction: reduction, BlurSigma: r.ALM.BlurSigma}
 }
 
@@ -444,8 +444,8 @@ func (t *trainer) localise(ctx context.Context) error {
 	}
 	if r.ALM.Method == bundle.LocalizeMemory {
 		cfg := memoryConfig(r)
-		fmt.Fprintf(t.progress, "localise     building the local memory (%d entries per %d-pixel cell of %s of layers %v, radius %d cells)\n",
-			r.Memory.Entries, r.Memory.Stride, memoryWidth(r.Memory.D), r.Memory.Layers, r.Memory.Radius)
+		fmt.Fprintf(t.progress, "localise     building the local memory (%d entries per %d-pixel cell of %s of layers %v, radius %d cells; %d global entries)\n",
+			r.Memory.Entries, r.Memory.Stride, memoryWidth(r.Memory.D), r.Memory.Layers, r.Memory.Radius, r.Memory.GlobalEntries)
 		var err error
 		if t.mem, err = memory.Train(ctx, cfg, tensors, t.opts.Backend, t.bb, t.progress); err != nil {
 			return fmt.Errorf("train: localise: %w", err)

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/inspectd/inspectd/infer/backend"
 	"github.com/inspectd/inspectd/models/backbone"
@@ -41,6 +42,9 @@ type Config struct {
 	D int
 	// Entries is the number K of memory entries per location.
 	Entries int
+	// Global is the number G of entries shared by every location, chosen
+	// by greedy k-center among the features of every location (0: none).
+	Global int
 	// Radius r: the candidates of location p are every training image's
 	// features at the grid locations within r cells (Chebyshev) of p. It absorbs
 	// the residual misalignment left by the image matching module.
@@ -62,6 +66,10 @@ type Config struct {
 
 // DefaultMaxCandidates bounds the greedy selection's work per location.
 const DefaultMaxCandidates = 8192
+
+// globalCandidates bounds the candidates of the global entries (a seeded
+// random subset of every location of every image when there are more).
+const globalCandidates = 1 << 17
 
 // pcaImages and pcaSamples bound the work of the projection's PCA.
 const (
@@ -85,6 +93,9 @@ func (c Config) Validate() error {
 	if c.Entries < 1 || c.Entries > 4096 {
 		errs = append(errs, fmt.Errorf("memory: entries = %d, want 1..4096", c.Entries))
 	}
+	if c.Global < 0 || c.Global > 4096 {
+		errs = append(errs, fmt.Errorf("memory: global entries = %d, want 0..4096", c.Global))
+	}
 	if c.Radius < 0 || c.Radius > 16 {
 		errs = append(errs, fmt.Errorf("memory: radius = %d, want 0..16 cells", c.Radius))
 	}
@@ -106,6 +117,8 @@ type Model struct {
 	Projection netdef.ConvWeights
 	// Bank holds the entries, location-major: [gridH·gridW][K][D].
 	Bank []float32
+	// Global holds the entries every location shares: [G][D].
+	Global []float32
 	// OutOfFold holds, for every training image in order, the blurred
 	// distance map (H·W, before the b/(b+Scale) map) it gets from a memory
 	// built without its fold: scores of good images the memory has not
@@ -196,7 +209,7 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 	threads := max(cfg.Threads, 1)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d656d6f))
 	channels, _ := netdef.MemoryChannels(cfg.Layers) // checked by Validate
-	spec := netdef.MemorySpec{Height: cfg.Height, Width: cfg.Width, Layers: cfg.Layers, Stride: cfg.Stride, D: channels, Entries: cfg.Entries, BlurSigma: cfg.BlurSigma, Scale: 1}
+	spec := netdef.MemorySpec{Height: cfg.Height, Width: cfg.Width, Layers: cfg.Layers, Stride: cfg.Stride, D: channels, Entries: cfg.Entries, Global: cfg.Global, BlurSigma: cfg.BlurSigma, Scale: 1}
 	ex, err := NewExtractor(be, bb, spec, netdef.ConvWeights{}, threads)
 	if err != nil {
 		return nil, err
@@ -227,9 +240,9 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 		}
 	}
 	gh, gw := spec.Grid()
-	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d)\n",
-		len(images), d, gw, gh, cfg.Entries, cfg.Radius)
-	if m.Bank, err = selectBank(ctx, cfg, spec, feats); err != nil {
+	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d) and %d global ones\n",
+		len(images), d, gw, gh, cfg.Entries, cfg.Radius, cfg.Global)
+	if m.Bank, m.Global, err = selectBanks(ctx, cfg, spec, feats); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -241,8 +254,8 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 		}
 	}
 	var sum float64
-	for _, f := range feats {
-		sum += slices.Max(netdef.MemoryBlurred(m.Spec, m.distances(f)))
+	for _, d := range m.distancesAll(feats, threads) {
+		sum += slices.Max(netdef.MemoryBlurred(m.Spec, d))
 	}
 	m.Spec.Scale = math.Max(sum/float64(len(feats)), 1e-6)
 	for _, d := range oof {
@@ -267,15 +280,20 @@ func outOfFold(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats []
 				rest = append(rest, x)
 			}
 		}
-		bank, err := selectBank(ctx, cfg, spec, rest)
+		bank, global, err := selectBanks(ctx, cfg, spec, rest)
 		if err != nil {
 			return nil, err
 		}
-		other := &Model{Spec: spec, Bank: bank}
+		other := &Model{Spec: spec, Bank: bank, Global: global}
+		var held [][]float32
+		var at []int
 		for i, x := range feats {
 			if fold[i] == f {
-				out[i] = other.distances(x)
+				held, at = append(held, x), append(at, i)
 			}
+		}
+		for j, d := range other.distancesAll(held, max(cfg.Threads, 1)) {
+			out[at[j]] = d
 		}
 	}
 	return out, nil
@@ -319,6 +337,55 @@ func projection(ctx context.Context, cfg Config, raw *Extractor, channels int, i
 		w.Bias[o] = float32(b)
 	}
 	return w, nil
+}
+
+// selectBanks chooses the entries of every location (selectBank) and the
+// global ones (selectGlobal).
+func selectBanks(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32) (bank, global []float32, err error) {
+	if bank, err = selectBank(ctx, cfg, spec, feats); err != nil {
+		return nil, nil, err
+	}
+	if global, err = selectGlobal(ctx, cfg, spec.D, feats); err != nil {
+		return nil, nil, err
+	}
+	return bank, global, nil
+}
+
+// selectGlobal chooses cfg.Global entries ([G][D]) by greedy k-center
+// among the features of every location of every image (a seeded random
+// subset of globalCandidates when there are more); nil when cfg.Global
+// is 0.
+func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]float32, error) {
+	if cfg.Global == 0 {
+		return nil, nil
+	}
+	total := 0
+	for _, f := range feats {
+		total += len(f) / d
+	}
+	count := min(total, globalCandidates)
+	r := rand.New(rand.NewPCG(cfg.Seed, 0x676c6f62))
+	// A partial Fisher–Yates shuffle of the indices picks count of them.
+	idx := make([]int32, total)
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	for i := range count {
+		j := i + r.IntN(total-i)
+		idx[i], idx[j] = idx[j], idx[i]
+	}
+	perImage := len(feats[0]) / d
+	cand := make([]float32, 0, count*d)
+	for _, i := range idx[:count] {
+		f := feats[int(i)/perImage]
+		p := int(i) % perImage
+		cand = append(cand, f[p*d:(p+1)*d]...)
+	}
+	out := make([]float32, cfg.Global*d)
+	if err := kCenterParallel(ctx, out, cand, count, d, cfg.Global, max(1, min(cfg.Threads, runtime.NumCPU()))); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // selectBank chooses Entries memory entries per location from feats (one
@@ -403,6 +470,19 @@ func subsample(cand []float32, count, limit, d int, r *rand.Rand) []float32 {
 // farthest from every entry chosen so far. With fewer candidates than k the
 // last one chosen fills the rest (a duplicate changes no minimum).
 func kCenter(out, cand []float32, count, d, k int, minD []float32) []float32 {
+	minD, _ = kCenterThreads(context.Background(), out, cand, count, d, k, minD, 1)
+	return minD
+}
+
+// kCenterParallel is kCenter with each step's distance updates split over
+// threads goroutines (the same entries: ties go to the lowest index either
+// way), stopping when ctx is done.
+func kCenterParallel(ctx context.Context, out, cand []float32, count, d, k, threads int) error {
+	_, err := kCenterThreads(ctx, out, cand, count, d, k, nil, threads)
+	return err
+}
+
+func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, minD []float32, threads int) ([]float32, error) {
 	mean := make([]float64, d)
 	for i := range count {
 		for c, v := range cand[i*d : (i+1)*d] {
@@ -427,27 +507,55 @@ func kCenter(out, cand []float32, count, d, k int, minD []float32) []float32 {
 	for i := range minD {
 		minD[i] = float32(math.Inf(1))
 	}
+	// update lowers minD[lo:hi] by the distances to sel and returns the
+	// farthest candidate of the range.
+	update := func(sel []float32, lo, hi int) (int, float32) {
+		far, farD := lo, float32(-1)
+		for i := lo; i < hi; i++ {
+			v := sqDist(cand[i*d:(i+1)*d], sel)
+			if v < minD[i] {
+				minD[i] = v
+			}
+			if minD[i] > farD {
+				far, farD = i, minD[i]
+			}
+		}
+		return far, farD
+	}
+	chunks := max(1, min(threads, count/1024))
+	fars, farDs := make([]int, chunks), make([]float32, chunks)
 	pick := first
 	for e := range k {
-		if e < count {
-			copy(out[e*d:(e+1)*d], cand[pick*d:(pick+1)*d])
-			sel := cand[pick*d : (pick+1)*d]
-			far, farD := 0, float32(-1)
-			for i := range count {
-				v := sqDist(cand[i*d:(i+1)*d], sel)
-				if v < minD[i] {
-					minD[i] = v
-				}
-				if minD[i] > farD {
-					far, farD = i, minD[i]
-				}
-			}
-			pick = far
-		} else {
+		if e >= count {
 			copy(out[e*d:(e+1)*d], out[(e-1)*d:e*d])
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return minD, fmt.Errorf("memory: %w", err)
+		}
+		copy(out[e*d:(e+1)*d], cand[pick*d:(pick+1)*d])
+		sel := cand[pick*d : (pick+1)*d]
+		if chunks == 1 {
+			pick, _ = update(sel, 0, count)
+			continue
+		}
+		var wg sync.WaitGroup
+		for c := range chunks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fars[c], farDs[c] = update(sel, c*count/chunks, (c+1)*count/chunks)
+			}()
+		}
+		wg.Wait()
+		pick = fars[0]
+		for c := 1; c < chunks; c++ {
+			if farDs[c] > farDs[0] {
+				pick, farDs[0] = fars[c], farDs[c]
+			}
 		}
 	}
-	return minD
+	return minD, nil
 }
 
 func sqDist(a, b []float32) float32 {
@@ -467,6 +575,25 @@ func sqDist(a, b []float32) float32 {
 	return s0 + s1 + s2 + s3
 }
 
+// distancesAll returns distances of every feature map in feats, computed
+// on threads goroutines.
+func (m *Model) distancesAll(feats [][]float32, threads int) [][]float32 {
+	out := make([][]float32, len(feats))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, min(threads, runtime.NumCPU(), len(feats))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(feats); i = int(next.Add(1) - 1) {
+				out[i] = m.distances(feats[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // distances returns, per location, the distance of f (location-major
 // [n][D]) to its nearest memory entry, in float64 as the reference.
 func (m *Model) distances(f []float32) []float32 {
@@ -478,6 +605,15 @@ func (m *Model) distances(f []float32) []float32 {
 		best := math.Inf(1)
 		for e := range k {
 			row := m.Bank[(p*k+e)*d : (p*k+e+1)*d]
+			var s float64
+			for c, v := range row {
+				t := float64(x[c]) - float64(v)
+				s += t * t
+			}
+			best = math.Min(best, s)
+		}
+		for e := range m.Spec.Global {
+			row := m.Global[e*d : (e+1)*d]
 			var s float64
 			for c, v := range row {
 				t := float64(x[c]) - float64(v)
@@ -523,5 +659,5 @@ func (m *Model) Score(image []float32) ([]float32, float32, error) {
 
 // Graph emits the model's localisation graph.
 func (m *Model) Graph(bb *backbone.Weights) ([]byte, error) {
-	return netdef.MemoryGraph(m.Spec, bb, m.Projection, m.Bank)
+	return netdef.MemoryGraph(m.Spec, bb, m.Projection, m.Bank, m.Global)
 }

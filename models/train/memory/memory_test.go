@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -25,9 +26,20 @@ const testSize = 64
 // and defect, seeds from seed0.
 func render(t testing.TB, object string, count int, defect synth.Defect, seed0 uint64) [][]float32 {
 	t.Helper()
+	return renderPosed(t, object, count, defect, seed0, nil)
+}
+
+// renderPosed is render with the pose of each part given by pose(i) (nil:
+// every part at the zero pose).
+func renderPosed(t testing.TB, object string, count int, defect synth.Defect, seed0 uint64, pose func(i int) synth.Pose) [][]float32 {
+	t.Helper()
 	var out [][]float32
 	for i := range count {
-		smp, err := synth.Render(object, testSize, testSize, false, synth.Pose{}, defect, seed0+uint64(i))
+		var p synth.Pose
+		if pose != nil {
+			p = pose(i)
+		}
+		smp, err := synth.Render(object, testSize, testSize, false, p, defect, seed0+uint64(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,27 +140,31 @@ func TestMemoryLearnsThePart(t *testing.T) {
 
 // TestGraphMatchesReference runs the exported graph in ONNX Runtime and
 // compares heatmap and score with Model.Score (the Go reference), for each
-// choice of layers, with and without the PCA projection.
+// choice of layers, with and without the PCA projection and global entries.
 func TestGraphMatchesReference(t *testing.T) {
 	f := newFixture(t)
 	for _, tc := range []struct {
-		layers           []int
-		stride, d, wantD int
+		layers                   []int
+		stride, d, wantD, global int
 	}{
-		{nil, 0, 32, 32},
-		{[]int{1, 2, 3}, 8, 0, 448},
-		{[]int{1, 2, 3}, 8, 24, 24},
-		{[]int{2, 3}, 0, 0, 384},
-		{[]int{2, 3}, 4, 24, 24},
-		{[]int{3}, 0, 16, 16},
+		{nil, 0, 32, 32, 0},
+		{[]int{1, 2, 3}, 8, 0, 448, 0},
+		{[]int{1, 2, 3}, 8, 24, 24, 0},
+		{[]int{2, 3}, 0, 0, 384, 0},
+		{[]int{2, 3}, 4, 24, 24, 0},
+		{[]int{3}, 0, 16, 16, 0},
+		{[]int{1, 2, 3}, 8, 0, 448, 6},
+		{nil, 0, 32, 32, 5},
 	} {
-		t.Run(fmt.Sprintf("layers %v stride %d d %d", tc.layers, tc.stride, tc.d), func(t *testing.T) {
+		t.Run(fmt.Sprintf("layers %v stride %d d %d global %d", tc.layers, tc.stride, tc.d, tc.global), func(t *testing.T) {
 			cfg := testConfig()
-			cfg.Layers, cfg.Stride, cfg.D = tc.layers, tc.stride, tc.d
+			cfg.Layers, cfg.Stride, cfg.D, cfg.Global = tc.layers, tc.stride, tc.d, tc.global
 			m := f.train(t, cfg, render(t, synth.Plate, 12, synth.None, 1000))
 			gh, gw := m.Spec.Grid()
-			if m.Spec.D != tc.wantD || len(m.Bank) != gh*gw*cfg.Entries*tc.wantD || (tc.d == 0) != (len(m.Projection.Weight) == 0) {
-				t.Fatalf("D %d, bank %d values at %d×%d, projection %d weights; want D %d", m.Spec.D, len(m.Bank), gw, gh, len(m.Projection.Weight), tc.wantD)
+			if m.Spec.D != tc.wantD || len(m.Bank) != gh*gw*cfg.Entries*tc.wantD || (tc.d == 0) != (len(m.Projection.Weight) == 0) ||
+				m.Spec.Global != tc.global || len(m.Global) != tc.global*tc.wantD {
+				t.Fatalf("D %d, bank %d values at %d×%d, projection %d weights, %d global values; want D %d, %d global entries",
+					m.Spec.D, len(m.Bank), gw, gh, len(m.Projection.Weight), len(m.Global), tc.wantD, tc.global)
 			}
 			f.checkGraph(t, m)
 		})
@@ -219,6 +235,64 @@ func TestKCenter(t *testing.T) {
 	}
 }
 
+// TestGlobalEntriesCoverPartsAnywhere: parts placed anywhere (no
+// alignment) with one entry per location and no neighbourhood leave every
+// location a single appearance, and good parts score like defective ones;
+// entries shared by every location cover what good parts show anywhere and
+// separate them again.
+func TestGlobalEntriesCoverPartsAnywhere(t *testing.T) {
+	f := newFixture(t)
+	anywhere := func(seed uint64) func(int) synth.Pose {
+		return func(i int) synth.Pose {
+			r := rand.New(rand.NewPCG(seed, uint64(i)))
+			return synth.Pose{RotationDeg: r.Float64()*360 - 180, ShiftXFrac: r.Float64()*0.2 - 0.1, ShiftYFrac: r.Float64()*0.2 - 0.1}
+		}
+	}
+	f.good = renderPosed(t, synth.Gear, 12, synth.None, 5000, anywhere(1))
+	f.bad = nil
+	for i, d := range synth.Defects() {
+		f.bad = append(f.bad, renderPosed(t, synth.Gear, 3, d, 7000+uint64(i)*100, anywhere(2+uint64(i)))...)
+	}
+	train := renderPosed(t, synth.Gear, 32, synth.None, 1000, anywhere(9))
+	cfg := testConfig()
+	cfg.Entries = 1
+	local := f.train(t, cfg, train)
+	cfg.Global = 64
+	shared := f.train(t, cfg, train)
+	a, ag := f.auroc(t, local), f.auroc(t, shared)
+	t.Logf("image AUROC: one entry per location %.3f, with 64 global entries %.3f", a, ag)
+	if !(ag > a+0.15) || ag < 0.65 {
+		t.Errorf("global entries: image AUROC %.3f, want ≥ 0.65 and clearly above %.3f without them", ag, a)
+	}
+}
+
+// TestKCenterParallelMatchesSerial: splitting each step over goroutines
+// chooses the same entries as the serial selection.
+func TestKCenterParallelMatchesSerial(t *testing.T) {
+	const count, d, k = 5000, 7, 40
+	r := rand.New(rand.NewPCG(3, 4))
+	cand := make([]float32, count*d)
+	for i := range cand {
+		cand[i] = float32(r.NormFloat64())
+	}
+	want := make([]float32, k*d)
+	kCenter(want, cand, count, d, k, nil)
+	for _, threads := range []int{2, 3, 8} {
+		got := make([]float32, k*d)
+		if err := kCenterParallel(context.Background(), got, cand, count, d, k, threads); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%d threads chose other entries than the serial selection", threads)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := kCenterParallel(ctx, make([]float32, k*d), cand, count, d, k, 2); err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Errorf("cancelled selection returned %v, want the context's error", err)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		change func(*Config)
@@ -231,6 +305,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Stride = 6 }, "stride = 6, want 4, 8 or 16"},
 		{func(c *Config) { c.Entries = 0 }, "entries = 0"},
 		{func(c *Config) { c.Radius = -1 }, "radius = -1"},
+		{func(c *Config) { c.Global = -1 }, "global entries = -1, want 0..4096"},
+		{func(c *Config) { c.Global = 5000 }, "global entries = 5000"},
 		{func(c *Config) { c.Height = 40 }, "multiples of 16"},
 		{func(c *Config) { c.Folds = 21 }, "folds = 21"},
 	} {
