@@ -382,7 +382,7 @@ func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]
 		cand = append(cand, f[p*d:(p+1)*d]...)
 	}
 	out := make([]float32, cfg.Global*d)
-	if err := kCenterParallel(ctx, out, cand, count, d, cfg.Global, max(1, min(cfg.Threads, runtime.NumCPU()))); err != nil {
+	if err := kCenterParallel(ctx, out, cand, count, d, cfg.Global, workers(cfg.Threads)); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -395,7 +395,6 @@ func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]
 func selectBank(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32) ([]float32, error) {
 	h4, w4 := spec.Grid()
 	n, d, k := h4*w4, spec.D, cfg.Entries
-	threads := max(cfg.Threads, 1)
 	limit := cfg.MaxCandidates
 	if limit == 0 {
 		limit = DefaultMaxCandidates
@@ -404,7 +403,7 @@ func selectBank(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [
 	var next sync.Mutex
 	p0 := 0
 	var wg sync.WaitGroup
-	for range max(1, min(threads, runtime.NumCPU())) {
+	for range workers(cfg.Threads) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -575,13 +574,17 @@ func sqDist(a, b []float32) float32 {
 	return s0 + s1 + s2 + s3
 }
 
+// workers is the number of goroutines for a job asked to use threads: at
+// least 1, at most the machine's CPUs.
+func workers(threads int) int { return max(1, min(threads, runtime.NumCPU())) }
+
 // distancesAll returns distances of every feature map in feats, computed
 // on threads goroutines.
 func (m *Model) distancesAll(feats [][]float32, threads int) [][]float32 {
 	out := make([][]float32, len(feats))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range max(1, min(threads, runtime.NumCPU(), len(feats))) {
+	for range min(workers(threads), max(len(feats), 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -602,28 +605,26 @@ func (m *Model) distances(f []float32) []float32 {
 	out := make([]float32, n)
 	for p := range n {
 		x := f[p*d : (p+1)*d]
-		best := math.Inf(1)
-		for e := range k {
-			row := m.Bank[(p*k+e)*d : (p*k+e+1)*d]
-			var s float64
-			for c, v := range row {
-				t := float64(x[c]) - float64(v)
-				s += t * t
-			}
-			best = math.Min(best, s)
-		}
-		for e := range m.Spec.Global {
-			row := m.Global[e*d : (e+1)*d]
-			var s float64
-			for c, v := range row {
-				t := float64(x[c]) - float64(v)
-				s += t * t
-			}
-			best = math.Min(best, s)
-		}
+		best := math.Min(nearestSquared(x, m.Bank[p*k*d:(p+1)*k*d]), nearestSquared(x, m.Global))
 		out[p] = float32(math.Sqrt(best))
 	}
 	return out
+}
+
+// nearestSquared returns the least squared L2 distance, in float64, of x to
+// the rows of block (len(x) values each); +Inf when block is empty.
+func nearestSquared(x, block []float32) float64 {
+	d := len(x)
+	best := math.Inf(1)
+	for r := 0; r+d <= len(block); r += d {
+		var s float64
+		for c, v := range block[r : r+d] {
+			t := float64(x[c]) - float64(v)
+			s += t * t
+		}
+		best = math.Min(best, s)
+	}
+	return best
 }
 
 // Squash is the graph's final map b/(b+Scale) of a blurred distance.
