@@ -113,7 +113,12 @@ type Client struct {
 	creds    credentials
 	box      *outbox
 
-	cli paho.Client
+	// cliMu guards cli, the paho client of the current connection: a
+	// fresh one for every connection attempt (supervise), so that message
+	// IDs of publishes a lost connection left in flight die with it.
+	cliMu sync.RWMutex
+	cli   paho.Client
+	lost  <-chan struct{} // closed when cli's connection is lost
 	// spb is the Sparkplug B edge node (mode "sparkplug"); nil in JSON mode.
 	spb *spbNode
 
@@ -238,16 +243,56 @@ func New(o Options) (*Client, error) {
 			Message: "outbox file was corrupt and was moved aside; its undelivered messages are not sent",
 			Fields:  map[string]string{"corrupt_file": aside}})
 	}
-	c.cli = paho.NewClient(c.pahoOptions())
+	c.cli, c.lost = c.newPaho()
 	go c.writer()
 	return c, nil
+}
+
+// client returns the paho client of the current connection (attempt).
+func (c *Client) client() paho.Client {
+	c.cliMu.RLock()
+	defer c.cliMu.RUnlock()
+	return c.cli
+}
+
+// current says whether cl is the client of the current connection attempt:
+// handlers of an abandoned client do nothing.
+func (c *Client) current(cl paho.Client) bool { return c.client() == cl }
+
+// currentOrClose disconnects cl when it is not the client of the current
+// connection attempt (an attempt that supervise gave up waiting for and
+// that connected late) and reports whether cl is the current one.
+func (c *Client) currentOrClose(cl paho.Client) bool {
+	if c.current(cl) {
+		return true
+	}
+	c.log.Debug("a connection attempt that was given up on connected late; closing it")
+	go cl.Disconnect(0)
+	return false
+}
+
+// newPaho builds the paho client for one connection attempt, and a
+// channel closed when its connection is lost.
+func (c *Client) newPaho() (paho.Client, <-chan struct{}) {
+	lost := make(chan struct{})
+	var once sync.Once
+	o := c.pahoOptions().SetConnectionLostHandler(func(cl paho.Client, err error) {
+		c.onConnectionLost(cl, err)
+		once.Do(func() { close(lost) })
+	})
+	return paho.NewClient(o), lost
 }
 
 // pahoOptions builds the paho client options. CleanSession(true) and a
 // store that keeps nothing (noStore): the outbox, not the broker session or
 // paho, holds what is not yet acknowledged and sends it again after a
 // reconnect, so nothing is resent twice by two layers, and commands sent
-// while the station was offline are not executed late.
+// while the station was offline are not executed late. paho does not
+// reconnect by itself: supervise connects a fresh client after a loss,
+// because paho's own reconnect keeps the message IDs of the lost
+// connection's unacknowledged publishes reserved for ever (it expects to
+// resume them) and would run out of IDs after tens of thousands of
+// reconnects; without it paho releases them when the connection drops.
 func (c *Client) pahoOptions() *paho.ClientOptions {
 	offline, _ := json.Marshal(StatusMessage{State: StateOffline, Station: c.station, ClientID: c.clientID,
 		Version: c.version, Reason: ReasonConnectionLost})
@@ -261,13 +306,10 @@ func (c *Client) pahoOptions() *paho.ClientOptions {
 		SetPingTimeout(min(c.cfg.KeepAlive.D, 10*time.Second)).
 		SetConnectTimeout(c.cfg.ConnectTimeout.D).
 		SetWriteTimeout(c.cfg.ConnectTimeout.D).
-		SetAutoReconnect(true).
+		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetMaxReconnectInterval(10*time.Second).
 		SetBinaryWill(c.topics.status, offline, c.qos, true).
-		SetOnConnectHandler(c.onConnect).
-		SetConnectionLostHandler(c.onConnectionLost).
-		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) { c.log.Debug("reconnecting to broker", "broker", c.cfg.Broker) })
+		SetOnConnectHandler(c.onConnect)
 	if c.cfg.Username != "" {
 		o.SetUsername(c.cfg.Username)
 	}
@@ -464,7 +506,7 @@ func (c *Client) Start(ctx context.Context) error {
 	started := false
 	c.startOnce.Do(func() {
 		started = true
-		tok := c.cli.Connect()
+		tok := c.client().Connect()
 		wait := c.cfg.ConnectTimeout.D + time.Second
 		var cerr error
 		select {
@@ -484,10 +526,9 @@ func (c *Client) Start(ctx context.Context) error {
 			}
 			c.log.Warn("broker unreachable at start-up; results are kept in the outbox and sent once it answers; retrying in the background",
 				"error", why, "outbox_depth", c.box.depth())
-			c.wg.Add(1)
-			go c.connectLoop()
 		}
-		c.wg.Add(2)
+		c.wg.Add(3)
+		go c.supervise(cerr == nil)
 		go c.publisher()
 		go c.statsLoop()
 		c.cmds.start(c)
@@ -501,18 +542,40 @@ func (c *Client) Start(ctx context.Context) error {
 	return err
 }
 
-// connectLoop retries the first connection until it succeeds; later losses
-// are handled by paho's automatic reconnect.
-func (c *Client) connectLoop() {
+// supervise keeps the client connected: once the connection it starts
+// with (up when connected) is lost, or when there is none, it connects a
+// fresh paho client, waiting 1 s before the first attempt and doubling the
+// wait up to maxBackoff while the broker does not answer. It returns when
+// the client stops.
+func (c *Client) supervise(connected bool) {
 	defer c.wg.Done()
 	backoff := time.Second
 	for {
+		if connected {
+			c.cliMu.RLock()
+			lost := c.lost
+			c.cliMu.RUnlock()
+			select {
+			case <-lost:
+			case <-c.bg.Done():
+				return
+			}
+			backoff = time.Second
+		}
 		select {
 		case <-c.bg.Done():
 			return
 		case <-time.After(backoff):
 		}
-		tok := c.cli.Connect()
+		if c.spb != nil {
+			c.spb.nextSession()
+		}
+		cli, lost := c.newPaho()
+		c.cliMu.Lock()
+		c.cli, c.lost = cli, lost
+		c.cliMu.Unlock()
+		c.log.Debug("connecting to broker", "broker", c.cfg.Broker)
+		tok := cli.Connect()
 		var err error
 		select {
 		case <-tok.Done():
@@ -522,8 +585,8 @@ func (c *Client) connectLoop() {
 		case <-c.bg.Done():
 			return
 		}
-		if err == nil {
-			return
+		if connected = err == nil; connected {
+			continue
 		}
 		_, why := connectError(c.cfg.Broker, c.cfg.Username, err)
 		c.log.Warn("still cannot connect to the broker", "error", why, "retry_in", backoff, "outbox_depth", c.box.depth())
@@ -536,6 +599,9 @@ func (c *Client) connectLoop() {
 // announce online once the broker has acknowledged the subscription, so that
 // a SCADA client that sees "online" can send commands right away.
 func (c *Client) onConnect(cl paho.Client) {
+	if !c.currentOrClose(cl) {
+		return
+	}
 	n := c.connected.Add(1)
 	if n > 1 {
 		c.log.Info("reconnected to broker", "broker", c.cfg.Broker, "reconnects", n-1, "outbox_depth", c.box.depth())
@@ -555,7 +621,10 @@ func (c *Client) onConnect(cl paho.Client) {
 	}
 }
 
-func (c *Client) onConnectionLost(_ paho.Client, err error) {
+func (c *Client) onConnectionLost(cl paho.Client, err error) {
+	if !c.current(cl) {
+		return
+	}
 	c.conn.set(false)
 	if c.spb != nil {
 		c.spb.lost()
@@ -658,7 +727,7 @@ func (c *Client) publishRecord(r record) bool {
 				continue
 			}
 		} else {
-			tok = c.cli.Publish(topic, c.qos, false, r.payload)
+			tok = c.client().Publish(topic, c.qos, false, r.payload)
 		}
 		timer := time.NewTimer(c.publishTimeout())
 		select {
@@ -721,7 +790,7 @@ func (c *Client) statsLoop() {
 		if err != nil {
 			continue
 		}
-		tok := c.cli.Publish(c.topics.stats, c.qos, false, payload)
+		tok := c.client().Publish(c.topics.stats, c.qos, false, payload)
 		if tok.WaitTimeout(c.cfg.ConnectTimeout.D) && tok.Error() == nil {
 			c.statsPublished.Add(1)
 		}
@@ -802,13 +871,13 @@ func (c *Client) Close(ctx context.Context) error {
 	c.wg.Wait()
 	c.cmds.wait()
 	if c.spb != nil {
-		if c.cli.IsConnectionOpen() {
+		if c.client().IsConnectionOpen() {
 			c.spb.goodbye(ctx)
 		}
-	} else if c.cli.IsConnectionOpen() {
+	} else if c.client().IsConnectionOpen() {
 		off, _ := json.Marshal(StatusMessage{State: StateOffline, Station: c.station, ClientID: c.clientID,
 			Version: c.version, Reason: ReasonShutdown, Time: time.Now().UTC()})
-		tok := c.cli.Publish(c.topics.status, c.qos, true, off)
+		tok := c.client().Publish(c.topics.status, c.qos, true, off)
 		wait := 2 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
 			wait = max(min(wait, time.Until(dl)), 100*time.Millisecond)
@@ -817,7 +886,7 @@ func (c *Client) Close(ctx context.Context) error {
 			c.log.Warn("could not publish the offline status; the broker sends the Last Will instead", "error", tok.Error())
 		}
 	}
-	c.cli.Disconnect(250)
+	c.client().Disconnect(250)
 	c.conn.set(false)
 	if d := c.box.depth(); d > 0 {
 		c.log.Info("messages left in the outbox for the next start", "depth", d)

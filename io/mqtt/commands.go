@@ -381,7 +381,7 @@ func (c *Client) sendReply(name string, r Reply, keep bool, key ...string) {
 }
 
 func (c *Client) publishReply(name string, b []byte) {
-	tok := c.cli.Publish(c.topics.reply+name, c.qos, false, b)
+	tok := c.client().Publish(c.topics.reply+name, c.qos, false, b)
 	go func() {
 		if !tok.WaitTimeout(c.cfg.ConnectTimeout.D) || tok.Error() != nil {
 			c.log.Warn("could not publish reply", "command", name, "error", tok.Error())

@@ -19,6 +19,9 @@
 // the broker session or paho, holds unacknowledged messages and sends them
 // again after a reconnect, so two layers never resend the same message,
 // and commands sent while the station was offline are not executed late.
+// The client reconnects by itself (supervise), with a fresh paho client per
+// attempt: paho's automatic reconnect would keep the message IDs of the
+// lost connection's unacknowledged publishes reserved for ever.
 //
 // Modes: mqtt.mode = "json" (the default) publishes the JSON topics above;
 // "sparkplug" makes the client an Eclipse Sparkplug B 3.0 edge node

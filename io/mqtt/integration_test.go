@@ -211,3 +211,54 @@ func TestOutboxFullDropsOldestAndStartWithBrokerDown(t *testing.T) {
 	}
 	loadSchemas(t).validateAll(t, msgs)
 }
+
+// TestReconnectReleasesMessageIDs: the packet identifiers of publishes a
+// lost connection left unacknowledged are not carried into the next one.
+// paho's own reconnect keeps them reserved for ever (it expects to resume
+// them), so a link that drops often would use up the 65,535 identifiers;
+// the client connects a fresh paho client each time instead, so every
+// connection starts from identifier 1 however many publishes were lost
+// before it. Acknowledgements are held back by the proxy, each connection
+// is cut with a result in flight, and the result still arrives once they
+// flow again.
+func TestReconnectReleasesMessageIDs(t *testing.T) {
+	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
+	proxy := mqtttest.StartProxy(t, b)
+	sub := mqtttest.Subscribe(t, b, mqtttest.SubscriberOptions{Topics: []string{"inspectd/+/result"}})
+	cfg := baseConfig(t, b)
+	cfg.Broker = proxy.URL
+	proxy.HoldAcks(true)
+	c := startClient(t, cfg, newFakeControl())
+	if err := c.Deliver(context.Background(), result(1)); err != nil {
+		t.Fatal(err)
+	}
+	// A connection carries a SUBSCRIBE (commands), the online status and
+	// the result: three identifiers.
+	const cuts = 3
+	for k := range cuts + 1 {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			ids := proxy.PacketIDs()
+			if len(ids) > k && len(ids[k]) >= 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("connection %d: packet identifiers %v; want a SUBSCRIBE and two publishes", k+1, ids)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if k < cuts {
+			proxy.Cut()
+			proxy.Restore()
+		}
+	}
+	proxy.HoldAcks(false)
+	sub.WaitFor(15*time.Second, "the result held back on every connection", func(m []mqtttest.Message) bool { return len(m) >= 1 })
+	ids := proxy.PacketIDs()
+	for k, v := range ids {
+		if v[0] != 1 {
+			t.Errorf("connection %d starts from packet identifier %d, want 1 (identifiers of earlier connections kept: %v)", k+1, v[0], ids)
+		}
+	}
+	t.Logf("packet identifiers per connection: %v", ids)
+}

@@ -95,14 +95,14 @@ func newSpbNode(o Options, dir string, log *slog.Logger) (*spbNode, error) {
 	return s, nil
 }
 
-// options replaces the JSON mode's Will and connection handlers.
+// options replaces the JSON mode's Will and connect handler: NDEATH with
+// the current bdSeq.
 func (s *spbNode) options(o *paho.ClientOptions) {
 	s.mu.Lock()
 	will := s.deathPayload(s.bdSeq)
 	s.mu.Unlock()
 	o.SetBinaryWill(s.topics.NodeTopic(sparkplug.NDEATH), will, 1, false).
-		SetOnConnectHandler(s.onConnect).
-		SetReconnectingHandler(s.onReconnecting)
+		SetOnConnectHandler(s.onConnect)
 }
 
 func (s *spbNode) deathPayload(bdSeq uint64) []byte {
@@ -113,11 +113,11 @@ func (s *spbNode) deathPayload(bdSeq uint64) []byte {
 	return b
 }
 
-// onReconnecting runs before every reconnection attempt: a new bdSeq in
-// the Will. Messages of the lost session (with its seq) are not resent by
-// paho (noStore); the publisher sends them again after the new NBIRTH,
-// with new seq numbers.
-func (s *spbNode) onReconnecting(_ paho.Client, o *paho.ClientOptions) {
+// nextSession runs before every connection attempt after the first: a new
+// bdSeq, which options puts in the Will of the attempt's client. Messages
+// of the lost session (with its seq) are not resent by paho (noStore); the
+// publisher sends them again after the new NBIRTH, with new seq numbers.
+func (s *spbNode) nextSession() {
 	v, err := s.bd.Next()
 	if err != nil {
 		s.log.Error("cannot persist bdSeq; after a restart it may repeat", "error", err, "file", s.bd.Path())
@@ -125,14 +125,16 @@ func (s *spbNode) onReconnecting(_ paho.Client, o *paho.ClientOptions) {
 	s.mu.Lock()
 	s.bdSeq = v
 	s.mu.Unlock()
-	o.WillPayload = s.deathPayload(v)
-	s.log.Debug("reconnecting to broker", "broker", s.c.cfg.Broker, "bdSeq", v)
+	s.log.Debug("new session", "broker", s.c.cfg.Broker, "bdSeq", v)
 }
 
 // onConnect subscribes to NCMD and DCMD, sends NBIRTH (and DBIRTH when
 // the camera is online), then lets the publisher go.
 func (s *spbNode) onConnect(cl paho.Client) {
 	c := s.c
+	if !c.currentOrClose(cl) {
+		return
+	}
 	if n := c.connected.Add(1); n > 1 {
 		c.log.Info("reconnected to broker", "broker", c.cfg.Broker, "reconnects", n-1, "outbox_depth", c.box.depth())
 	} else {
@@ -174,7 +176,7 @@ func (s *spbNode) publishLocked(topic string, p *pb.Payload) paho.Token {
 		s.log.Error("cannot encode payload", "topic", topic, "error", err)
 		b = nil
 	}
-	return s.c.cli.Publish(topic, s.c.qos, false, b)
+	return s.c.client().Publish(topic, s.c.qos, false, b)
 }
 
 // watch logs a failed state message without blocking the caller.
@@ -390,7 +392,7 @@ func (s *spbNode) goodbye(ctx context.Context) {
 	if !born {
 		return
 	}
-	tok := s.c.cli.Publish(s.topics.NodeTopic(sparkplug.NDEATH), 1, false, s.deathPayload(bd))
+	tok := s.c.client().Publish(s.topics.NodeTopic(sparkplug.NDEATH), 1, false, s.deathPayload(bd))
 	wait := 2 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		wait = max(min(wait, time.Until(dl)), 100*time.Millisecond)
