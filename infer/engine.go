@@ -34,7 +34,8 @@ type Engine struct {
 	outside []bool  // OutsideMask scratch
 	rows    []int32 // SuppressOutside scratch
 
-	refine  bool // align.refine = "ecc"
+	// refine is the align.refine method (nil for none).
+	refine  func(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, ecc.Result)
 	refiner ecc.Refiner
 }
 
@@ -83,10 +84,12 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 		switch b.Manifest.Align.Refine {
 		case "", bundle.RefineNone:
 		case bundle.RefineECC:
-			e.refine = true
+			e.refine = e.refiner.Refine
+		case bundle.RefineSearch:
+			e.refine = e.refiner.Search
 		default:
-			return nil, fmt.Errorf("engine: bundle %s refines its alignment with %q, which this engine cannot run (supported: %q)",
-				b.Dir, b.Manifest.Align.Refine, bundle.RefineECC)
+			return nil, fmt.Errorf("engine: bundle %s refines its alignment with %q, which this engine cannot run (supported: %q, %q)",
+				b.Dir, b.Manifest.Align.Refine, bundle.RefineECC, bundle.RefineSearch)
 		}
 	default:
 		return nil, fmt.Errorf("engine: bundle %s uses align method %q, which this engine cannot run (supported: %q, %q)",
@@ -145,7 +148,8 @@ func (e *Engine) NewHeatmap() *preprocess.Heatmap {
 
 // Align predicts the transform that brings the part in roi of frame into
 // the template's pose, refined against the template when the bundle says
-// align.refine = "ecc" (models/ecc: kept only when it correlates better).
+// align.refine = "ecc" or "ecc-search" (models/ecc: kept only when it
+// correlates better).
 // For bundles with align method "none" it returns the identity. An empty
 // roi means the whole frame.
 func (e *Engine) Align(frame image.Image, roi image.Rectangle) (preprocess.Transform, error) {
@@ -164,11 +168,11 @@ func (e *Engine) Align(frame image.Image, roi image.Rectangle) (preprocess.Trans
 	if math.IsNaN(t.Tx) || math.IsNaN(t.Ty) || math.IsNaN(t.Theta) {
 		return preprocess.Transform{}, errors.New("align: the regressor returned NaN")
 	}
-	if e.refine {
+	if e.refine != nil {
 		if roi.Empty() {
 			roi = frame.Bounds()
 		}
-		t, _ = e.refiner.Refine(e.alignIn, e.templateIn, spec.Channels, spec.Width, spec.Height, roi.Dx(), roi.Dy(), t)
+		t, _ = e.refine(e.alignIn, e.templateIn, spec.Channels, spec.Width, spec.Height, roi.Dx(), roi.Dy(), t)
 	}
 	return t, nil
 }

@@ -151,7 +151,8 @@ func replaceAlignGraph(t *testing.T, dir string, tr preprocess.Transform) {
 // TestEngineRefinesAlignment: with align.refine = "ecc" the engine pulls a
 // regressor answer that is 6 % and 4° off back onto the pose, against the
 // bundle's template (the part rendered at the template pose); without it
-// the engine returns the regressor's answer as it is.
+// the engine returns the regressor's answer as it is. An answer 35° off
+// is beyond "ecc" and within "ecc-search".
 func TestEngineRefinesAlignment(t *testing.T) {
 	const size, frame = 64, 160
 	dir := filepath.Join(t.TempDir(), "bundle")
@@ -199,6 +200,24 @@ func TestEngineRefinesAlignment(t *testing.T) {
 			t.Errorf("without refine: Align = %+v, want the regressor's %+v", got, off)
 		case refine && !(errPx(got) < 0.25*errPx(off)):
 			t.Errorf("with refine: %.2f px off the pose, the regressor %.2f px; want under a quarter", errPx(got), errPx(off))
+		}
+	}
+
+	// A regressor a wide turn (35°) off: "ecc" cannot reach the pose,
+	// "ecc-search" can.
+	wide := preprocess.Transform{Tx: undo.Tx + 0.03, Ty: undo.Ty, Theta: undo.Theta + 35*math.Pi/180}
+	replaceAlignGraph(t, dir, wide)
+	for _, method := range []string{"ecc", "ecc-search"} {
+		setManifestText(t, dir, "  refine = \"ecc\"\n", "  refine = \""+method+"\"\n")
+		_, e := loadEngine(t, dir)
+		got, err := e.Align(posed, image.Rectangle{})
+		e.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s from %.0f px off: %.2f px off the pose", method, errPx(wide), errPx(got))
+		if reached := errPx(got) < 0.1*errPx(wide); reached != (method == "ecc-search") {
+			t.Errorf("%s: %.2f px off the pose from a regressor %.2f px off; want the pose reached by ecc-search only", method, errPx(got), errPx(wide))
 		}
 	}
 }

@@ -57,6 +57,9 @@ const (
 const (
 	RefineNone = "none" // the regressor's transform as it is (also what "" means)
 	RefineECC  = "ecc"  // a few ECC steps from it against the template (models/ecc)
+	// RefineSearch also starts from turns of it up to ±45° and refines the
+	// best (ecc.Refiner.Search): for regressors that miss by a wide turn.
+	RefineSearch = "ecc-search"
 )
 
 // Manifest describes a bundle. Its TOML form is manifest.toml.
@@ -114,8 +117,8 @@ type Align struct {
 	TemplateSeed int64 `toml:"template_seed"`
 	// TemplateSource is the training image the template came from.
 	TemplateSource string `toml:"template_source"`
-	// Refine is RefineECC when the regressor's transform is refined
-	// against the template, else RefineNone or empty
+	// Refine is RefineECC or RefineSearch when the regressor's transform
+	// is refined against the template, else RefineNone or empty
 	// (bundles before it). Training aligned the good images the same way,
 	// so the memory matches what the daemon computes.
 	Refine string `toml:"refine,omitempty"`
@@ -293,9 +296,9 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 		}
 		switch m.Align.Refine {
 		case "", RefineNone:
-		case RefineECC:
+		case RefineECC, RefineSearch:
 		default:
-			al.Errorf("refine", "%q, want %q or %q", m.Align.Refine, RefineNone, RefineECC)
+			al.Errorf("refine", "%q, want %q, %q or %q", m.Align.Refine, RefineNone, RefineECC, RefineSearch)
 		}
 	default:
 		al.Errorf("method", "%q, want %q, %q or %q", m.Align.Method, AlignNone, AlignIMM, AlignECC)

@@ -131,7 +131,8 @@ func TestManifestLocalizeMethod(t *testing.T) {
 		{"ECC refinement", func(m *Manifest) { m.Align.Refine = RefineECC }, ""},
 		{"no refinement", func(m *Manifest) { m.Align.Refine = RefineNone }, ""},
 		{"ECC refinement of RGB inputs", func(m *Manifest) { m.Align.Refine, m.Align.Channels = RefineECC, 3 }, ""},
-		{"unknown refinement", func(m *Manifest) { m.Align.Refine = "lk" }, `align.refine: "lk", want "none" or "ecc"`},
+		{"ECC search", func(m *Manifest) { m.Align.Refine = RefineSearch }, ""},
+		{"unknown refinement", func(m *Manifest) { m.Align.Refine = "lk" }, `align.refine: "lk", want "none", "ecc" or "ecc-search"`},
 		{"refinement without alignment", func(m *Manifest) {
 			m.Align = Align{Method: AlignNone, Refine: RefineECC}
 			delete(m.Files, AlignGraphName)

@@ -73,10 +73,68 @@ type Refiner struct {
 // transform lies within MaxShift and MaxTurn of it, when the best
 // correlation stays under MinCorrelation, or when either image is flat.
 func (r *Refiner) Refine(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, Result) {
-	if w <= 0 || h <= 0 || cw <= 0 || ch <= 0 || (channels != 1 && channels != 3) || len(src) < channels*w*h || len(tpl) < channels*w*h {
+	if !fits(src, tpl, channels, w, h, cw, ch) {
 		return t, Result{}
 	}
-	best := t
+	return r.refineFrom(src, tpl, channels, w, h, cw, ch, t, t)
+}
+
+// Limits of a search (Refiner.Search).
+const (
+	// SearchTurn is the largest turn away from the module's transform that
+	// a search starts from, radians (45°); with MaxTurn on either side of
+	// each start, answers up to 60° off are reached.
+	SearchTurn = 45 * math.Pi / 180
+	// SearchStep is the turn between two starts, radians (15°): each start
+	// reaches MaxTurn, so neighbouring starts overlap.
+	SearchStep = 15 * math.Pi / 180
+	// searchIterations are the Gauss–Newton iterations each start gets on
+	// images block-averaged by searchFactor (16² from the 128² align
+	// input; at least 16² in any case) before the best one is refined.
+	searchIterations = 4
+	searchFactor     = 8
+)
+
+// Search is Refine for modules that can miss by more than a refinement
+// reaches (a part turned the wrong way): it starts from t and from t turned
+// by every multiple of SearchStep up to ±SearchTurn, takes a few coarse
+// steps from each, and refines the start that correlates best as Refine
+// does, within MaxShift and MaxTurn of that start. The answer is kept under
+// Refine's rules (it must correlate better than t, by MinGain, and reach
+// MinCorrelation); Result.Before is t's correlation.
+func (r *Refiner) Search(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, Result) {
+	if !fits(src, tpl, channels, w, h, cw, ch) {
+		return t, Result{}
+	}
+	factor := searchFactor
+	for factor > 1 && (w/factor < 16 || h/factor < 16) {
+		factor /= 2
+	}
+	sw, sh := w/factor, h/factor
+	r.level(src, tpl, channels, w, h, factor)
+	start, bestRho := t, math.Inf(-1)
+	steps := int(math.Round(SearchTurn / SearchStep))
+	for i := -steps; i <= steps; i++ {
+		s := preprocess.Transform{Tx: t.Tx, Ty: t.Ty, Theta: t.Theta + float64(i)*SearchStep}
+		p := [3]float64{s.Tx, s.Ty, s.Theta}
+		_, rho := r.gaussNewton(p, r.correlation(p, sw, sh, cw, ch, 0), s, sw, sh, cw, ch, searchIterations)
+		// NaN (too little overlap) never wins; ties keep the turn nearer t.
+		if rho > bestRho || (rho == bestRho && math.Abs(s.Theta-t.Theta) < math.Abs(start.Theta-t.Theta)) {
+			start, bestRho = s, rho
+		}
+	}
+	return r.refineFrom(src, tpl, channels, w, h, cw, ch, t, start)
+}
+
+// fits says whether the images and sizes describe a refinement at all.
+func fits(src, tpl []float32, channels, w, h, cw, ch int) bool {
+	return w > 0 && h > 0 && cw > 0 && ch > 0 && (channels == 1 || channels == 3) && len(src) >= channels*w*h && len(tpl) >= channels*w*h
+}
+
+// refineFrom runs the coarse-to-fine passes from start, within the limits
+// of start, and keeps the answer only when it correlates better than t.
+func (r *Refiner) refineFrom(src, tpl []float32, channels, w, h, cw, ch int, t, start preprocess.Transform) (preprocess.Transform, Result) {
+	best := start
 	var res Result
 	for li, lv := range levels {
 		sw, sh := w/lv.factor, h/lv.factor
@@ -89,13 +147,13 @@ func (r *Refiner) Refine(src, tpl []float32, channels, w, h, cw, ch int, t prepr
 		if li == len(levels)-1 {
 			res.Before = r.correlation([3]float64{t.Tx, t.Ty, t.Theta}, sw, sh, cw, ch, 0)
 		}
-		p, rho = r.gaussNewton(p, rho, t, sw, sh, cw, ch, lv.iterations)
+		p, rho = r.gaussNewton(p, rho, start, sw, sh, cw, ch, lv.iterations)
 		best = preprocess.Transform{Tx: p[0], Ty: p[1], Theta: p[2]}
 		if li == len(levels)-1 {
 			res.After = rho
 		}
 	}
-	if math.IsNaN(res.Before) || math.IsNaN(res.After) || !(res.After > res.Before+MinGain) || res.After < MinCorrelation || !within(best, t) {
+	if math.IsNaN(res.Before) || math.IsNaN(res.After) || !(res.After > res.Before+MinGain) || res.After < MinCorrelation || !within(best, start) {
 		return t, Result{Before: res.Before, After: res.Before}
 	}
 	res.Kept = true

@@ -83,6 +83,47 @@ func TestRefineRecoversKnownPose(t *testing.T) {
 	}
 }
 
+// TestSearchRecoversWideMiss: a regressor answer 25–55° off the truth is
+// beyond what Refine reaches (it keeps the answer or stops short); Search
+// starts from turns of it and returns to the truth. From an answer already
+// near the truth it does as well as Refine.
+func TestSearchRecoversWideMiss(t *testing.T) {
+	const fw, fh, w, h = 320, 240, 128, 128
+	truth := preprocess.Transform{Tx: 0.04, Ty: -0.03, Theta: 10 * math.Pi / 180}
+	warp := truth.Pixel(fw, fh)
+	var r Refiner
+	for _, channels := range []int{1, 3} {
+		tpl := planes(t, part(fw, fh, 1.3), channels, w, h, &warp)
+		src := planes(t, part(fw, fh, 1), channels, w, h, nil)
+		for _, tc := range []struct {
+			off       preprocess.Transform
+			refineMay bool // Refine reaches the truth too
+		}{
+			{preprocess.Transform{Tx: 0.03, Theta: 4 * math.Pi / 180}, true},
+			{preprocess.Transform{Tx: 0.03, Ty: 0.02, Theta: -30 * math.Pi / 180}, false},
+			{preprocess.Transform{Tx: -0.02, Theta: 40 * math.Pi / 180}, false},
+			{preprocess.Transform{Ty: 0.03, Theta: -55 * math.Pi / 180}, false},
+		} {
+			start := preprocess.Transform{Tx: truth.Tx + tc.off.Tx, Ty: truth.Ty + tc.off.Ty, Theta: truth.Theta + tc.off.Theta}
+			offBy := func(got preprocess.Transform) (float64, float64) {
+				return math.Hypot((got.Tx-truth.Tx)*fw/2, (got.Ty-truth.Ty)*fh/2), math.Abs(got.Theta-truth.Theta) * 180 / math.Pi
+			}
+			if !tc.refineMay {
+				got, _ := r.Refine(src, tpl, channels, w, h, fw, fh, start)
+				if px, deg := offBy(got); px < 3 && deg < 1 {
+					t.Errorf("%d channels, %.0f° off: Refine alone reached the truth (%.2f px, %.2f°): the case does not test the search",
+						channels, tc.off.Theta*180/math.Pi, px, deg)
+				}
+			}
+			got, res := r.Search(src, tpl, channels, w, h, fw, fh, start)
+			if px, deg := offBy(got); !res.Kept || px > 1.5 || deg > 0.5 {
+				t.Errorf("%d channels, start %.0f° off: searched to %.2f px, %.2f° off the truth (kept %v, correlation %.4f → %.4f)",
+					channels, tc.off.Theta*180/math.Pi, px, deg, res.Kept, res.Before, res.After)
+			}
+		}
+	}
+}
+
 // TestRefineKeepsTransformWithoutMatch: against an unrelated template (noise)
 // or a flat one, or with sizes that do not fit, the module's transform
 // comes back unchanged.
@@ -105,6 +146,11 @@ func TestRefineKeepsTransformWithoutMatch(t *testing.T) {
 	if got, res := r.Refine(src, noise[:10], 1, w, h, fw, fh, start); got != start || res.Kept {
 		t.Errorf("short template: %+v %+v", got, res)
 	}
+	for name, tpl := range map[string][]float32{"noise": noise, "flat": flat, "short": noise[:10]} {
+		if got, res := r.Search(src, tpl, 1, w, h, fw, fh, start); got != start || res.Kept {
+			t.Errorf("search, %s: moved to %+v (%+v)", name, got, res)
+		}
+	}
 }
 
 // TestRefineAllocatesNothing: after the first call a Refiner reuses its
@@ -119,11 +165,25 @@ func TestRefineAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(5, func() { r.Refine(src, tpl, 1, w, h, fw, fh, preprocess.Transform{}) }); n != 0 {
 		t.Errorf("%v allocations per refinement, want 0", n)
 	}
+	if n := testing.AllocsPerRun(5, func() { r.Search(src, tpl, 1, w, h, fw, fh, preprocess.Transform{}) }); n != 0 {
+		t.Errorf("%v allocations per search, want 0", n)
+	}
 }
 
 // BenchmarkRefine: one refinement at the align input size (128×128) from
 // a start 5 % and 4° off.
 func BenchmarkRefine(b *testing.B) {
+	benchmarkMethod(b, func(r *Refiner) method { return r.Refine })
+}
+
+// BenchmarkSearch: one search from the same start.
+func BenchmarkSearch(b *testing.B) {
+	benchmarkMethod(b, func(r *Refiner) method { return r.Search })
+}
+
+type method func(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, Result)
+
+func benchmarkMethod(b *testing.B, of func(*Refiner) method) {
 	const fw, fh, w, h = 640, 480, 128, 128
 	truth := preprocess.Transform{Tx: 0.04, Ty: -0.03, Theta: 0.1}
 	warp := truth.Pixel(fw, fh)
@@ -137,7 +197,8 @@ func BenchmarkRefine(b *testing.B) {
 	}
 	start := preprocess.Transform{Tx: truth.Tx + 0.05, Ty: truth.Ty, Theta: truth.Theta + 0.07}
 	var r Refiner
+	run := of(&r)
 	for b.Loop() {
-		r.Refine(src, tpl, 1, w, h, fw, fh, start)
+		run(src, tpl, 1, w, h, fw, fh, start)
 	}
 }

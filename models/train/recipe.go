@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/tomlcheck"
 )
@@ -87,7 +88,8 @@ type RecipeAlign struct {
 	MaxRotationDeg float64 `toml:"max_rotation_deg"`
 	MaxShiftFrac   float64 `toml:"max_shift_frac"`
 	// Refine is "ecc" (refine the regressor's transform against the
-	// template, models/ecc) or "none".
+	// template, models/ecc), "ecc-search" (the same from several turns of
+	// it, the best kept) or "none".
 	Refine string `toml:"refine"`
 }
 
@@ -183,7 +185,7 @@ func DefaultRecipe() Recipe {
 		HoldoutFraction: 0.1,
 		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb", MixedSizes: "refuse"},
 		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 800, Batch: 16, LearningRate: 1e-3,
-			MaxRotationDeg: 30, MaxShiftFrac: 0.1, Refine: "ecc"},
+			MaxRotationDeg: 30, MaxShiftFrac: 0.1, Refine: bundle.RefineSearch},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
 		Memory: RecipeMemory{Layers: []int{1, 2, 3}, Stride: 8, D: 0, Entries: 16, GlobalEntries: 256, Radius: 2},
@@ -300,7 +302,7 @@ func (r *Recipe) validate(c *config.Checker) {
 	}
 	al.FloatRange("max_rotation_deg", r.Align.MaxRotationDeg, 0, 180, "degrees")
 	al.FloatRange("max_shift_frac", r.Align.MaxShiftFrac, 0, 0.5, "of the image size")
-	al.OneOf("refine", r.Align.Refine, "ecc", "none")
+	al.OneOf("refine", r.Align.Refine, bundle.RefineECC, bundle.RefineSearch, bundle.RefineNone)
 
 	alm := c.In("alm")
 	alm.OneOf("method", r.ALM.Method, "memory", "centres")

@@ -127,7 +127,7 @@ func TestRecipeBoundsMatchTrainers(t *testing.T) {
 			"memory.entries: 1024 entries of 448 values at 512×512 locations (and 256 global ones) need 458752 MiB; the limit is 1024 MiB"},
 		{func(r *Recipe) { r.Memory.GlobalEntries = -1 }, "memory.global_entries: -1 is out of range; allowed 0 to 4096 shared by every location"},
 		{func(r *Recipe) { r.Input.MixedSizes = "crop" }, `input.mixed_sizes: "crop"`},
-		{func(r *Recipe) { r.Align.Refine = "lk" }, `align.refine: "lk"`},
+		{func(r *Recipe) { r.Align.Refine = "lk" }, `align.refine: "lk" is not allowed; use one of "ecc", "ecc-search", "none"`},
 	} {
 		r := DefaultRecipe()
 		tc.set(&r)

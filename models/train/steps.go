@@ -274,10 +274,10 @@ func quantile(v []float64, q float64) float64 {
 
 // alignImages runs the exported align graph on every image, as the
 // daemon's engine does, into transforms, refining each transform against
-// the template when refine is set (as the engine does for align.refine =
-// "ecc"). Like the engine it refuses a regressor output that is not a
+// the template by the align.refine method named by refine, as the engine
+// does. Like the engine it refuses a regressor output that is not a
 // number.
-func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec preprocess.Spec, refine bool, images []goodImage, transforms map[string]preprocess.Transform) (err error) {
+func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec preprocess.Spec, refine string, images []goodImage, transforms map[string]preprocess.Transform) (err error) {
 	sess, err := be.NewSession(graph, 1)
 	if err != nil {
 		return fmt.Errorf("train: align graph: %w", err)
@@ -299,6 +299,13 @@ func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec pre
 	}
 	copy(tin, tplTensor)
 	var refiner ecc.Refiner
+	var method func(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, ecc.Result)
+	switch refine {
+	case bundle.RefineECC:
+		method = refiner.Refine
+	case bundle.RefineSearch:
+		method = refiner.Search
+	}
 	for _, g := range images {
 		if err := preprocess.Fill(in, g.img, spec); err != nil {
 			return fmt.Errorf("train: %s: %w", g.name, err)
@@ -310,12 +317,12 @@ func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec pre
 		if !finite(tr.Tx) || !finite(tr.Ty) || !finite(tr.Theta) {
 			return fmt.Errorf("train: align %s: the regressor returned %v (the image matching module diverged; lower align.learning_rate)", g.name, out[:3])
 		}
-		if refine {
+		if method != nil {
 			crop := spec.Crop
 			if crop.Empty() {
 				crop = g.img.Bounds()
 			}
-			tr, _ = refiner.Refine(in, tplTensor, spec.Channels, spec.Width, spec.Height, crop.Dx(), crop.Dy(), tr)
+			tr, _ = method(in, tplTensor, spec.Channels, spec.Width, spec.Height, crop.Dx(), crop.Dy(), tr)
 		}
 		transforms[g.name] = tr
 	}

@@ -300,7 +300,7 @@ func (t *trainer) align(ctx context.Context) error {
 	t.man.Align = bundle.Align{Method: bundle.AlignIMM, Graph: bundle.AlignGraphName, Template: bundle.TemplateName,
 		Height: r.Align.Size, Width: r.Align.Size, Channels: r.Align.Channels, TemplateSeed: -1, TemplateSource: tplSource,
 		Refine: r.Align.Refine}
-	if err := alignImages(t.opts.Backend, graph, tplTensor, spec, r.Align.Refine == bundle.RefineECC, t.goods, t.transforms); err != nil {
+	if err := alignImages(t.opts.Backend, graph, tplTensor, spec, r.Align.Refine, t.goods, t.transforms); err != nil {
 		return err
 	}
 	t.checkAlignment()

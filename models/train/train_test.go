@@ -409,7 +409,7 @@ func TestAlignImagesChecks(t *testing.T) {
 			sess := newFakeAlignSession(size, tc.out)
 			sess.missing = tc.missing
 			got := map[string]preprocess.Transform{}
-			err := alignImages(fakeBackend{session: sess}, nil, tpl, spec, false, images, got)
+			err := alignImages(fakeBackend{session: sess}, nil, tpl, spec, bundle.RefineNone, images, got)
 			if !sess.closed {
 				t.Error("session not closed")
 			}
