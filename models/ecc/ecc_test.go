@@ -55,13 +55,11 @@ func planes(t *testing.T, img image.Image, channels, w, h int, warp *preprocess.
 // on a non-square crop, with the template 30 % brighter, from grey and from
 // RGB inputs.
 func TestRefineRecoversKnownPose(t *testing.T) {
-	const fw, fh, w, h = 320, 240, 128, 128
+	const fw, fh, w, h = sceneW, sceneH, sceneSize, sceneSize
 	truth := preprocess.Transform{Tx: 0.06, Ty: -0.04, Theta: 8 * math.Pi / 180}
-	warp := truth.Pixel(fw, fh)
 	var r Refiner
 	for _, channels := range []int{1, 3} {
-		tpl := planes(t, part(fw, fh, 1.3), channels, w, h, &warp)
-		src := planes(t, part(fw, fh, 1), channels, w, h, nil)
+		src, tpl := scene(t, truth, channels)
 		for i, off := range []preprocess.Transform{
 			{Tx: 0.05, Ty: 0.04, Theta: 4 * math.Pi / 180},
 			{Tx: -0.08, Ty: 0, Theta: -6 * math.Pi / 180},
@@ -83,18 +81,30 @@ func TestRefineRecoversKnownPose(t *testing.T) {
 	}
 }
 
-// TestSearchRecoversWideMiss: a regressor answer 25–55° off the truth is
+// scene sizes: a 320×240 frame seen at the 128×128 align input.
+const sceneW, sceneH, sceneSize = 320, 240, 128
+
+// scene returns the align inputs of a frame with the part (src) and of the
+// template (tpl, 30 % brighter): the frame warped by truth, so that truth
+// is the transform a refinement should find.
+func scene(t *testing.T, truth preprocess.Transform, channels int) (src, tpl []float32) {
+	t.Helper()
+	warp := truth.Pixel(sceneW, sceneH)
+	tpl = planes(t, part(sceneW, sceneH, 1.3), channels, sceneSize, sceneSize, &warp)
+	src = planes(t, part(sceneW, sceneH, 1), channels, sceneSize, sceneSize, nil)
+	return src, tpl
+}
+
+// TestSearchRecoversWideMiss: a regressor answer 30–55° off the truth is
 // beyond what Refine reaches (it keeps the answer or stops short); Search
 // starts from turns of it and returns to the truth. From an answer already
 // near the truth it does as well as Refine.
 func TestSearchRecoversWideMiss(t *testing.T) {
-	const fw, fh, w, h = 320, 240, 128, 128
+	const fw, fh, w, h = sceneW, sceneH, sceneSize, sceneSize
 	truth := preprocess.Transform{Tx: 0.04, Ty: -0.03, Theta: 10 * math.Pi / 180}
-	warp := truth.Pixel(fw, fh)
 	var r Refiner
 	for _, channels := range []int{1, 3} {
-		tpl := planes(t, part(fw, fh, 1.3), channels, w, h, &warp)
-		src := planes(t, part(fw, fh, 1), channels, w, h, nil)
+		src, tpl := scene(t, truth, channels)
 		for _, tc := range []struct {
 			off       preprocess.Transform
 			refineMay bool // Refine reaches the truth too
