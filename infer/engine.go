@@ -35,7 +35,7 @@ type Engine struct {
 	rows    []int32 // SuppressOutside scratch
 
 	// refine is the align.refine method (nil for none).
-	refine  func(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, ecc.Result)
+	refine  ecc.Method
 	refiner ecc.Refiner
 }
 
@@ -81,13 +81,8 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 		if err := preprocess.Fill(e.templateIn, b.Template, e.alignSpec()); err != nil {
 			return nil, fmt.Errorf("engine: template of bundle %s: %w", b.Dir, err)
 		}
-		switch b.Manifest.Align.Refine {
-		case "", bundle.RefineNone:
-		case bundle.RefineECC:
-			e.refine = e.refiner.Refine
-		case bundle.RefineSearch:
-			e.refine = e.refiner.Search
-		default:
+		var known bool
+		if e.refine, known = e.refiner.MethodNamed(b.Manifest.Align.Refine); !known {
 			return nil, fmt.Errorf("engine: bundle %s refines its alignment with %q, which this engine cannot run (supported: %q, %q)",
 				b.Dir, b.Manifest.Align.Refine, bundle.RefineECC, bundle.RefineSearch)
 		}

@@ -188,12 +188,7 @@ func TestEngineRefinesAlignment(t *testing.T) {
 		if refine {
 			setManifestLine(t, dir, "[align]", `  refine = "ecc"`)
 		}
-		_, e := loadEngine(t, dir)
-		got, err := e.Align(posed, image.Rectangle{})
-		e.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := alignOnce(t, dir, posed)
 		t.Logf("refine %v: %.2f px off the pose (the regressor: %.2f px)", refine, errPx(got), errPx(off))
 		switch {
 		case !refine && math.Abs(got.Tx-off.Tx)+math.Abs(got.Ty-off.Ty)+math.Abs(got.Theta-off.Theta) > 1e-5:
@@ -209,12 +204,7 @@ func TestEngineRefinesAlignment(t *testing.T) {
 	replaceAlignGraph(t, dir, wide)
 	for _, method := range []string{"ecc", "ecc-search"} {
 		setManifestText(t, dir, "  refine = \"ecc\"\n", "  refine = \""+method+"\"\n")
-		_, e := loadEngine(t, dir)
-		got, err := e.Align(posed, image.Rectangle{})
-		e.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := alignOnce(t, dir, posed)
 		t.Logf("%s from %.0f px off: %.2f px off the pose", method, errPx(wide), errPx(got))
 		if reached := errPx(got) < 0.1*errPx(wide); reached != (method == "ecc-search") {
 			t.Errorf("%s: %.2f px off the pose from a regressor %.2f px off; want the pose reached by ecc-search only", method, errPx(got), errPx(wide))
@@ -254,6 +244,19 @@ func replaceTemplate(t *testing.T, dir string, img image.Image, side int) {
 }
 
 // setManifestLine inserts line after the manifest's line after.
+// alignOnce loads the bundle in dir, aligns the whole of frame and closes
+// the engine.
+func alignOnce(t *testing.T, dir string, frame image.Image) preprocess.Transform {
+	t.Helper()
+	_, e := loadEngine(t, dir)
+	defer e.Close()
+	got, err := e.Align(frame, image.Rectangle{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func setManifestLine(t *testing.T, dir, after, line string) {
 	t.Helper()
 	setManifestText(t, dir, after+"\n", after+"\n"+line+"\n")

@@ -19,6 +19,7 @@ package ecc
 import (
 	"math"
 
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
@@ -124,6 +125,26 @@ func (r *Refiner) Search(src, tpl []float32, channels, w, h, cw, ch int, t prepr
 		}
 	}
 	return r.refineFrom(src, tpl, channels, w, h, cw, ch, t, start)
+}
+
+// Method is one refinement of a Refiner: Refine or Search.
+type Method func(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, Result)
+
+// MethodNamed returns the refinement a bundle's align.refine names: nil for
+// bundle.RefineNone or empty (no refinement), r.Refine for
+// bundle.RefineECC, r.Search for bundle.RefineSearch; false for a name it
+// does not know. Training and the engine both choose through it, so they
+// refine alike.
+func (r *Refiner) MethodNamed(name string) (Method, bool) {
+	switch name {
+	case "", bundle.RefineNone:
+		return nil, true
+	case bundle.RefineECC:
+		return r.Refine, true
+	case bundle.RefineSearch:
+		return r.Search, true
+	}
+	return nil, false
 }
 
 // fits says whether the images and sizes describe a refinement at all.

@@ -134,6 +134,23 @@ func TestSearchRecoversWideMiss(t *testing.T) {
 	}
 }
 
+// TestMethodNamed: the align.refine names of a bundle choose the
+// refinement; an unknown name is refused.
+func TestMethodNamed(t *testing.T) {
+	var r Refiner
+	for _, tc := range []struct {
+		name         string
+		known, found bool
+	}{
+		{"", true, false}, {"none", true, false}, {"ecc", true, true}, {"ecc-search", true, true}, {"lk", false, false},
+	} {
+		m, known := r.MethodNamed(tc.name)
+		if known != tc.known || (m != nil) != tc.found {
+			t.Errorf("MethodNamed(%q) = method %v, known %v; want method %v, known %v", tc.name, m != nil, known, tc.found, tc.known)
+		}
+	}
+}
+
 // TestRefineKeepsTransformWithoutMatch: against an unrelated template (noise)
 // or a flat one, or with sizes that do not fit, the module's transform
 // comes back unchanged.
@@ -183,17 +200,15 @@ func TestRefineAllocatesNothing(t *testing.T) {
 // BenchmarkRefine: one refinement at the align input size (128×128) from
 // a start 5 % and 4° off.
 func BenchmarkRefine(b *testing.B) {
-	benchmarkMethod(b, func(r *Refiner) method { return r.Refine })
+	benchmarkMethod(b, func(r *Refiner) Method { return r.Refine })
 }
 
 // BenchmarkSearch: one search from the same start.
 func BenchmarkSearch(b *testing.B) {
-	benchmarkMethod(b, func(r *Refiner) method { return r.Search })
+	benchmarkMethod(b, func(r *Refiner) Method { return r.Search })
 }
 
-type method func(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, Result)
-
-func benchmarkMethod(b *testing.B, of func(*Refiner) method) {
+func benchmarkMethod(b *testing.B, of func(*Refiner) Method) {
 	const fw, fh, w, h = 640, 480, 128, 128
 	truth := preprocess.Transform{Tx: 0.04, Ty: -0.03, Theta: 0.1}
 	warp := truth.Pixel(fw, fh)

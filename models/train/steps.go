@@ -299,12 +299,9 @@ func alignImages(be backend.Backend, graph []byte, tplTensor []float32, spec pre
 	}
 	copy(tin, tplTensor)
 	var refiner ecc.Refiner
-	var method func(src, tpl []float32, channels, w, h, cw, ch int, t preprocess.Transform) (preprocess.Transform, ecc.Result)
-	switch refine {
-	case bundle.RefineECC:
-		method = refiner.Refine
-	case bundle.RefineSearch:
-		method = refiner.Search
+	method, known := refiner.MethodNamed(refine)
+	if !known {
+		return fmt.Errorf("train: align.refine %q is not a refinement (want %q, %q or %q)", refine, bundle.RefineNone, bundle.RefineECC, bundle.RefineSearch)
 	}
 	for _, g := range images {
 		if err := preprocess.Fill(in, g.img, spec); err != nil {
