@@ -52,10 +52,11 @@ type Preparer struct {
 // Fill writes src, prepared per spec, into dst (length spec.Len()). After
 // the first call for a given frame size it allocates nothing.
 //
-// Large reductions first average f×f blocks (f = floor(scale) when the crop
-// is at least twice the output size), then sample bilinearly from that
-// reduced image, so that every source pixel contributes and fine defects
-// are not aliased away.
+// Large reductions first average fx×fy blocks (along each axis f =
+// floor(scale) where the crop is at least twice the output size; a crop
+// stretched more one way than the other is averaged more that way), then
+// sample bilinearly from that reduced image, so that every source pixel
+// contributes and fine defects and textures are not aliased away.
 func (p *Preparer) Fill(dst []float32, src image.Image, spec Spec) error {
 	if spec.Width <= 0 || spec.Height <= 0 {
 		return fmt.Errorf("preprocess: output size %dx%d must be positive", spec.Width, spec.Height)
@@ -75,25 +76,25 @@ func (p *Preparer) Fill(dst []float32, src image.Image, spec Spec) error {
 	}
 	cw, ch := crop.Dx(), crop.Dy()
 	sx, sy := float64(cw)/float64(spec.Width), float64(ch)/float64(spec.Height)
-	f := max(1, int(math.Floor(math.Min(sx, sy))))
-	rw, rh := (cw+f-1)/f, (ch+f-1)/f
+	fx, fy := max(1, int(math.Floor(sx))), max(1, int(math.Floor(sy)))
+	rw, rh := (cw+fx-1)/fx, (ch+fy-1)/fy
 	need := 3 * rw * rh
 	if cap(p.scratch) < need {
 		p.scratch = make([]float32, need)
 	}
 	red := p.scratch[:need]
-	reduce(red, src, crop, f, rw, rh)
+	reduce(red, src, crop, fx, fy, rw, rh)
 
 	warp := IdentityAffine()
 	if spec.Warp != nil {
 		warp = *spec.Warp
 	}
 	// Output (x, y) → crop grid u = (x+0.5)·sx − 0.5 → warp → reduced grid
-	// r = (u − (f−1)/2) / f.
-	c0 := (float64(f) - 1) / 2
-	ff := float64(f)
+	// r = (u − (f−1)/2) / f, with f = fx for the first coordinate and fy
+	// for the second.
 	var a Affine
-	for i := range 2 {
+	for i, f := range [2]int{fx, fy} {
+		c0, ff := (float64(f)-1)/2, float64(f)
 		a[i][0] = warp[i][0] * sx / ff
 		a[i][1] = warp[i][1] * sy / ff
 		a[i][2] = (warp[i][0]*(0.5*sx-0.5) + warp[i][1]*(0.5*sy-0.5) + warp[i][2] - c0) / ff
@@ -150,10 +151,10 @@ func Fill(dst []float32, src image.Image, spec Spec) error {
 	return p.Fill(dst, src, spec)
 }
 
-// reduce averages f×f blocks of the crop into dst (3 planes of rw×rh,
+// reduce averages fx×fy blocks of the crop into dst (3 planes of rw×rh,
 // values scaled to [0,1]); blocks cut by the crop's edge average the
 // pixels they have.
-func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int) {
+func reduce(dst []float32, src image.Image, crop image.Rectangle, fx, fy, rw, rh int) {
 	plane := rw * rh
 	var pix []uint8
 	var stride, bpp, origin int
@@ -169,7 +170,7 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 	}
 	cw, ch := crop.Dx(), crop.Dy()
 	rr, gg, bb := dst[:plane], dst[plane:2*plane], dst[2*plane:]
-	if f == 1 && bpp == 4 {
+	if fx == 1 && fy == 1 && bpp == 4 {
 		// Same size: a straight conversion, the common case for frames
 		// already at the model size and for the template.
 		const inv = 1.0 / 255
@@ -186,7 +187,7 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 	}
 	clear(dst)
 	for y := range ch {
-		row := (y / f) * rw
+		row := (y / fy) * rw
 		switch bpp {
 		case 3, 4:
 			// RGBA: red first; camera frames (BGR): blue first.
@@ -197,7 +198,7 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 			line := pix[origin+y*stride : origin+y*stride+bpp*cw]
 			for rx := range rw {
 				var r, g, b float32
-				for x := rx * f; x < min(rx*f+f, cw); x++ {
+				for x := rx * fx; x < min(rx*fx+fx, cw); x++ {
 					px := line[bpp*x : bpp*x+3]
 					r += float32(px[ri])
 					g += float32(px[1])
@@ -211,7 +212,7 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 			line := pix[origin+y*stride : origin+y*stride+cw]
 			for rx := range rw {
 				var v float32
-				for x := rx * f; x < min(rx*f+f, cw); x++ {
+				for x := rx * fx; x < min(rx*fx+fx, cw); x++ {
 					v += float32(line[x])
 				}
 				rr[row+rx] += v
@@ -221,7 +222,7 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 		default:
 			for x := range cw {
 				c := color.RGBAModel.Convert(src.At(crop.Min.X+x, crop.Min.Y+y)).(color.RGBA)
-				i := row + x/f
+				i := row + x/fx
 				rr[i] += float32(c.R)
 				gg[i] += float32(c.G)
 				bb[i] += float32(c.B)
@@ -229,9 +230,9 @@ func reduce(dst []float32, src image.Image, crop image.Rectangle, f, rw, rh int)
 		}
 	}
 	for ry := range rh {
-		bh := min(f, ch-ry*f)
+		bh := min(fy, ch-ry*fy)
 		for rx := range rw {
-			bw := min(f, cw-rx*f)
+			bw := min(fx, cw-rx*fx)
 			inv := 1 / (255 * float32(bw*bh))
 			i := ry*rw + rx
 			dst[i] *= inv

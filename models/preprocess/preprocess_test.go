@@ -172,3 +172,35 @@ func TestAffineInvert(t *testing.T) {
 		t.Errorf("singular matrix: err = %v", err)
 	}
 }
+
+// TestFillAveragesEachAxis: a crop reduced 8× across and 2× down (a part
+// cropped long and stretched to a square input) is averaged 8 pixels wide
+// and 2 high — each output pixel is exactly the mean of its 8×2 footprint
+// — not by the smaller factor alone, which would leave fine texture
+// aliased along x.
+func TestFillAveragesEachAxis(t *testing.T) {
+	src := image.NewGray(image.Rect(0, 0, 512, 128))
+	for i := range src.Pix {
+		src.Pix[i] = uint8(i * 7919 % 251) // fine, irregular texture
+	}
+	spec := Spec{Width: 64, Height: 64, Channels: 1}
+	dst := make([]float32, spec.Len())
+	if err := Fill(dst, src, spec); err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for y := range 64 {
+		for x := range 64 {
+			var sum float64
+			for yy := 2 * y; yy < 2*y+2; yy++ {
+				for xx := 8 * x; xx < 8*x+8; xx++ {
+					sum += float64(src.Pix[yy*src.Stride+xx])
+				}
+			}
+			worst = math.Max(worst, math.Abs(float64(dst[y*64+x])-sum/16/255))
+		}
+	}
+	if worst > 1e-5 {
+		t.Errorf("output differs from the mean of its 8×2 footprint by up to %.3g", worst)
+	}
+}
