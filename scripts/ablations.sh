@@ -2,8 +2,8 @@
 # make ablations: the paper's ablations (its Tables 1–2) and the local
 # memory, each a recipe switch, trained and evaluated on one set:
 # global vs local centre, DGM on/off, IMM on/off, centres vs memory, and
-# the memory's features (PCA or not, grid stride, layers) and size (entries
-# per location, global entries). Results
+# the memory's features (PCA or not, layers, averaging), size (shared
+# entries, entries per cell) and precision. Results
 # are kept under $QUALITY_OUT/ablations (default .quality); a second run
 # reuses what exists. About 30 minutes on 2 cores for metal_plate.
 #
@@ -37,13 +37,14 @@ variants=(
 	"centres local + DGM, IMM off|[align]\nmethod = \"none\"\n[alm]\nmethod = \"centres\""
 	"centres global + DGM, IMM off|[align]\nmethod = \"none\"\n[alm]\nmethod = \"centres\"\ncentre = \"global\""
 	"centres local, no DGM, IMM off|[align]\nmethod = \"none\"\n[alm]\nmethod = \"centres\"\n[dgm]\nenabled = false"
-	"memory, PCA to 64 (stride 8), IMM off|[align]\nmethod = \"none\"\n[memory]\nd = 64"
-	"memory, stride 4 + PCA to 64 + radius 3 (previous default), IMM off|[align]\nmethod = \"none\"\n[memory]\nstride = 4\nd = 64\nradius = 3"
-	"memory, layers 2–3 only, IMM off|[align]\nmethod = \"none\"\n[memory]\nlayers = [2, 3]"
-	"memory, 32 entries, no global entries (previous default), IMM off|[align]\nmethod = \"none\"\n[memory]\nentries = 32\nglobal_entries = 0"
-	"memory, 16 entries, no global entries, IMM off|[align]\nmethod = \"none\"\n[memory]\nglobal_entries = 0"
-	"memory, 32 entries + 256 global, IMM off|[align]\nmethod = \"none\"\n[memory]\nentries = 32"
-	"memory, 16 entries + 1024 global, IMM off|[align]\nmethod = \"none\"\n[memory]\nglobal_entries = 1024"
+	"memory, PCA to 64, IMM off|[align]\nmethod = \"none\"\n[memory]\nd = 64"
+	"memory, shared entries in float32, IMM off|[align]\nmethod = \"none\"\n[memory]\nglobal_precision = \"float32\""
+	"memory, 4096 shared entries, IMM off|[align]\nmethod = \"none\"\n[memory]\nglobal_entries = 4096"
+	"memory, 8192 shared entries, IMM off|[align]\nmethod = \"none\"\n[memory]\nglobal_entries = 8192"
+	"memory, + 16 entries per cell, IMM off|[align]\nmethod = \"none\"\n[memory]\nentries = 16"
+	"memory, averaged on the grid, IMM off|[align]\nmethod = \"none\"\n[memory]\naverage = \"grid\""
+	"memory, layers 1–3 on the grid, 16 per cell + 256 float32 shared (previous default), IMM off|[align]\nmethod = \"none\"\n[memory]\nlayers = [1, 2, 3]\naverage = \"grid\"\nentries = 16\nglobal_entries = 256\nglobal_precision = \"float32\""
+	"memory, layers 1–3 on the grid, 32 per cell, none shared (the one before), IMM off|[align]\nmethod = \"none\"\n[memory]\nlayers = [1, 2, 3]\naverage = \"grid\"\nentries = 32\nglobal_entries = 0"
 )
 only=${ABLATION_ONLY:-$(seq -s ' ' 1 ${#variants[@]})}
 i=0

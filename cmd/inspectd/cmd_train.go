@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/bundle"
@@ -51,10 +52,18 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 	m := res.Manifest
 	loc := fmt.Sprintf("centres D %d", m.Localize.D)
 	if m.Localize.Method == bundle.LocalizeMemory {
-		loc = fmt.Sprintf("memory of %d × %d values per location", m.Localize.Entries, m.Localize.D)
-		if m.Localize.GlobalEntries > 0 {
-			loc += fmt.Sprintf(" and %d shared", m.Localize.GlobalEntries)
+		var parts []string
+		if m.Localize.Entries > 0 {
+			parts = append(parts, fmt.Sprintf("%d per location", m.Localize.Entries))
 		}
+		if m.Localize.GlobalEntries > 0 {
+			shared := fmt.Sprintf("%d shared", m.Localize.GlobalEntries)
+			if m.Localize.GlobalPrecision == bundle.PrecisionInt8 {
+				shared += " in int8"
+			}
+			parts = append(parts, shared)
+		}
+		loc = fmt.Sprintf("memory of %d-value entries, %s", m.Localize.D, strings.Join(parts, " and "))
 		if m.Localize.Stride > 0 {
 			loc += fmt.Sprintf(" (cells of %d px, layers %v)", m.Localize.Stride, m.Localize.Layers)
 		}

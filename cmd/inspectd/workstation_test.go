@@ -150,7 +150,7 @@ radius = 1
 	if code != 0 {
 		t.Fatalf("train: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
-	for _, want := range []string{"wrote " + out, "localise memory of 8 × 16 values per location", "alignment: 20 steps", "thresholds: image", "F1-optimal threshold", "verified"} {
+	for _, want := range []string{"wrote " + out, "localise memory of 16-value entries, 8 per location", "alignment: 20 steps", "thresholds: image", "F1-optimal threshold", "verified"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("train output lacks %q:\n%s", want, stdout)
 		}

@@ -37,6 +37,20 @@ const (
 	TemplateName    = "template.png"
 )
 
+// Values of localize.average and localize.global_precision (and of the
+// recipe's memory.average and memory.global_precision).
+const (
+	// AverageGrid averages the memory's features over 3×3 cells of the grid.
+	AverageGrid = "grid"
+	// AverageEachLayer averages each layer over 3×3 of its own cells
+	// before resizing to the grid, as PatchCore's patches are built.
+	AverageEachLayer = "each-layer"
+	// PrecisionFloat32 keeps the global entries in float32.
+	PrecisionFloat32 = "float32"
+	// PrecisionInt8 keeps them in int8 and compares uint8 features.
+	PrecisionInt8 = "int8"
+)
+
 // Graph input and output names, shared with models/netdef.
 const (
 	InputImage      = "image"
@@ -146,6 +160,13 @@ type Localize struct {
 	// grid: 4, 8 or 16; 0 (as bundles before it were written) means the
 	// first layer's own.
 	Stride int `toml:"stride,omitempty"`
+	// Average is how a LocalizeMemory graph's features are averaged over
+	// 3×3 cells: AverageGrid (also what an empty value means) once on
+	// the grid, AverageEachLayer each layer at its own resolution.
+	Average string `toml:"average,omitempty"`
+	// GlobalPrecision of a LocalizeMemory graph's global entries:
+	// PrecisionFloat32 (also what an empty value means) or PrecisionInt8.
+	GlobalPrecision string `toml:"global_precision,omitempty"`
 	// D is the channel count of the mapped features and centres (or of the
 	// projected features and memory entries).
 	D int `toml:"d"`
@@ -312,9 +333,22 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 	case "", LocalizeCentres:
 		loc.OneOf("centre", m.Localize.Centre, "local", "global")
 	case LocalizeMemory:
-		loc.IntRange("entries", m.Localize.Entries, 1, 4096, "per location")
+		loc.IntRange("entries", m.Localize.Entries, 0, 4096, "per location")
 		loc.IntRange("radius", m.Localize.Radius, 0, 64, "cells")
-		loc.IntRange("global_entries", m.Localize.GlobalEntries, 0, 4096, "shared by every location")
+		loc.IntRange("global_entries", m.Localize.GlobalEntries, 0, 16384, "shared by every location")
+		if m.Localize.Entries == 0 && m.Localize.GlobalEntries == 0 {
+			loc.Errorf("entries", "0 and no global_entries either, want entries of either kind")
+		}
+		switch m.Localize.Average {
+		case "", AverageGrid, AverageEachLayer:
+		default:
+			loc.Errorf("average", "%q, want %q or %q", m.Localize.Average, AverageGrid, AverageEachLayer)
+		}
+		switch m.Localize.GlobalPrecision {
+		case "", PrecisionFloat32, PrecisionInt8:
+		default:
+			loc.Errorf("global_precision", "%q, want %q or %q", m.Localize.GlobalPrecision, PrecisionFloat32, PrecisionInt8)
+		}
 		if l := fmt.Sprint(m.Localize.Layers); len(m.Localize.Layers) > 0 && l != "[1 2 3]" && l != "[2 3]" && l != "[3]" {
 			loc.Errorf("layers", "%v, want [1, 2, 3], [2, 3] or [3]", m.Localize.Layers)
 		}

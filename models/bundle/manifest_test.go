@@ -122,11 +122,17 @@ func TestManifestLocalizeMethod(t *testing.T) {
 			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 448, Entries: 16, GlobalEntries: 256, Radius: 2, Reduction: "none", BlurSigma: 4}
 		}, ""},
 		{"memory with too many global entries", func(m *Manifest) {
-			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 448, Entries: 16, GlobalEntries: 5000, Radius: 2}
-		}, "localize.global_entries: 5000 is out of range; allowed 0 to 4096 shared by every location"},
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 448, Entries: 16, GlobalEntries: 20000, Radius: 2}
+		}, "localize.global_entries: 20000 is out of range; allowed 0 to 16384 shared by every location"},
 		{"memory without entries", func(m *Manifest) {
 			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 64, Radius: 2}
-		}, "localize.entries: 0 is out of range"},
+		}, "localize.entries: 0 and no global_entries either, want entries of either kind"},
+		{"memory with an unknown average", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 384, GlobalEntries: 64, Average: "mean"}
+		}, `localize.average: "mean", want "grid" or "each-layer"`},
+		{"memory with an unknown precision", func(m *Manifest) {
+			m.Localize = Localize{Graph: LocalizeGraphName, Method: LocalizeMemory, D: 384, GlobalEntries: 64, GlobalPrecision: "fp16"}
+		}, `localize.global_precision: "fp16", want "float32" or "int8"`},
 		{"unknown method", func(m *Manifest) { m.Localize.Method = "knn" }, `localize.method: "knn", want "centres" or "memory"`},
 		{"ECC refinement", func(m *Manifest) { m.Align.Refine = RefineECC }, ""},
 		{"no refinement", func(m *Manifest) { m.Align.Refine = RefineNone }, ""},

@@ -27,7 +27,8 @@ type MemorySpec struct {
 	// D is the width of the compared features and of the memory entries:
 	// the projection's output, or every channel of Layers without one.
 	D int
-	// Entries is the number K of memory entries per location.
+	// Entries is the number K of memory entries per location (0: none,
+	// only the global ones).
 	Entries int
 	// Global is the number G of entries shared by every location (0: none):
 	// a location's distance is to the nearest of its own K and these G.
@@ -35,6 +36,20 @@ type MemorySpec struct {
 	// finish — where K entries chosen from one neighbourhood cannot cover
 	// all of it.
 	Global int
+	// AverageEachLayer applies the 3×3 box average to each layer at its own
+	// resolution before resizing to the grid, as PatchCore builds its
+	// patches (a layer3 cell then describes 48 input pixels, not 24),
+	// instead of once on the grid.
+	AverageEachLayer bool
+	// GlobalInt8 stores the global entries as int8 (entry = GlobalScale ×
+	// value) and compares them with the frame's features quantised to
+	// uint8 (DynamicQuantizeLinear: a step of the frame's range over 255,
+	// with the zero point where 0 falls): a quarter of the memory and an
+	// integer product about 7× faster than float32 on CPUs with int8
+	// dot-product instructions. ‖x‖² and ‖g‖² stay float32.
+	GlobalInt8 bool
+	// GlobalScale is GlobalInt8's step of the entries.
+	GlobalScale float32
 	// BlurSigma is the σ (pixels) of the heatmap's Gaussian blur; 0 means
 	// DefaultBlurSigma.
 	BlurSigma float64
@@ -128,11 +143,8 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", name, err)
 	}
-	if spec.D <= 0 || spec.Entries <= 0 {
-		return nil, "", fmt.Errorf("%s: D = %d and %d entries, want both > 0", name, spec.D, spec.Entries)
-	}
-	if spec.Global < 0 {
-		return nil, "", fmt.Errorf("%s: %d global entries, want ≥ 0", name, spec.Global)
+	if spec.D <= 0 || spec.Entries < 0 || spec.Global < 0 || spec.Entries+spec.Global == 0 {
+		return nil, "", fmt.Errorf("%s: D = %d, %d entries per location and %d global ones, want D > 0 and entries of either kind", name, spec.D, spec.Entries, spec.Global)
 	}
 	if spec.Stride != 0 && !slices.Contains(MemoryStrides, spec.Stride) {
 		return nil, "", fmt.Errorf("%s: stride %d, want 4, 8 or 16", name, spec.Stride)
@@ -157,7 +169,7 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 	layers := spec.MemoryLayers()
 	outs := [3]string{l1, l2, l3}
 	var x string
-	if project && slices.Equal(layers, []int{1, 2, 3}) && spec.GridStride() == 4 {
+	if project && slices.Equal(layers, []int{1, 2, 3}) && spec.GridStride() == 4 && !spec.AverageEachLayer {
 		x = emitFirstMapping(e, projection, l1, l2, l3, int64(gh), int64(gw))
 	} else {
 		// Each layer projected at its own resolution (1×1 convolutions and
@@ -175,6 +187,9 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 				wi := g.Initializer(fmt.Sprintf("projection.layer%d.weight", l), []int64{D, int64(n), 1, 1}, w)
 				f = g.Op("Conv", []string{f, wi}, onnx.AttrInts("kernel_shape", 1, 1))
 				n = projection.Out
+			}
+			if spec.AverageEachLayer {
+				f = e.boxAverage(f, n)
 			}
 			if layerStride(l) != spec.GridStride() {
 				f = e.resize(f, [4]int64{1, int64(n), int64(gh), int64(gw)})
@@ -196,38 +211,45 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 			x = g.Op("Concat", parts, onnx.AttrInt("axis", 1))
 		}
 	}
-	// The box average is a depthwise convolution (one 3×3 kernel of 1/9 per
-	// channel, zero padding): the same on every runtime, unlike AveragePool's
-	// count_include_pad, and the projected features average just like the
-	// raw ones (both maps are linear).
-	k := MemoryFeatureAverage
-	box := make([]float32, spec.D*k*k)
-	for i := range box {
-		box[i] = 1 / float32(k*k)
+	if !spec.AverageEachLayer {
+		x = e.boxAverage(x, spec.D)
 	}
-	wBox := g.Initializer("feature_average", []int64{D, 1, int64(k), int64(k)}, box)
-	p := int64(k / 2)
-	x = g.Op("Conv", []string{x, wBox},
-		onnx.AttrInts("kernel_shape", int64(k), int64(k)),
-		onnx.AttrInts("pads", p, p, p, p),
-		onnx.AttrInt("group", D))
 	return g, x, nil
 }
 
+// boxAverage emits the 3×3 box average of x's channels as a depthwise
+// convolution (one 3×3 kernel of 1/9 per channel, zero padding): the same
+// on every runtime, unlike AveragePool's count_include_pad, and projected
+// features average just like raw ones (both maps are linear).
+func (e emitter) boxAverage(x string, channels int) string {
+	k := MemoryFeatureAverage
+	box := make([]float32, channels*k*k)
+	for i := range box {
+		box[i] = 1 / float32(k*k)
+	}
+	w := e.g.Initializer("feature_average", []int64{int64(channels), 1, int64(k), int64(k)}, box)
+	p := int64(k / 2)
+	return e.g.Op("Conv", []string{x, w},
+		onnx.AttrInts("kernel_shape", int64(k), int64(k)),
+		onnx.AttrInts("pads", p, p, p, p),
+		onnx.AttrInt("group", int64(channels)))
+}
+
 // MemoryGraph emits the local-memory localisation network. Input "image"
-// float32 [1,3,H,W] RGB in [0,1]; x = the 3×3-averaged features of
+// float32 [1,3,H,W] RGB in [0,1]; x = the features of
 // [MemoryFeaturesGraph]; at each grid location p the distance to the
 // nearest of its K memory entries m_pk (bank, location-major
-// [gridH·gridW][K][D]) and of the G global entries g_j (global, [G][D]; nil
-// when spec.Global is 0):
+// [gridH·gridW][K][D]; empty when spec.Entries is 0) and of the G global
+// entries g_j (global, [G][D]; nil when spec.Global is 0):
 //
 //	d_p = √max(0, ‖x_p‖² + min(min_k(‖m_pk‖² − 2·x_p·m_pk), min_j(‖g_j‖² − 2·x_p·g_j)))
 //
-// computed as one batched MatMul and a ReduceMin, and one MatMul and a
-// ReduceMin for the global entries (a fixed graph of constant size, as
-// TensorRT needs), then bilinearly resized and blurred as in
-// [LocalizeGraph], and mapped to b/(b+Scale). Outputs "heatmap" [1,1,H,W]
-// and "score" [1], the heatmap maximum.
+// computed as one batched MatMul and a ReduceMin, and one MatMul (an
+// integer one with spec.GlobalInt8) and a ReduceMin for the global
+// entries (a fixed graph of constant size, as TensorRT needs), then
+// bilinearly resized and blurred as in [LocalizeGraph], and mapped to
+// b/(b+Scale). Outputs "heatmap" [1,1,H,W] and "score" [1], the heatmap
+// maximum.
 func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, bank, global []float32) ([]byte, error) {
 	sigma := spec.BlurSigma
 	if sigma == 0 {
@@ -245,79 +267,19 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	if err != nil {
 		return nil, err
 	}
-	H, W, D, K := int64(spec.Height), int64(spec.Width), int64(spec.D), int64(spec.Entries)
+	H, W := int64(spec.Height), int64(spec.Width)
 	if rad >= H || rad >= W {
 		return nil, fmt.Errorf("memory graph: blur radius %d (σ=%g) needs an input larger than %d×%d", rad, sigma, H, W)
 	}
+	e := emitter{g}
+	dist, err := e.memoryDistances("memory graph", spec, x, bank, global)
+	if err != nil {
+		return nil, err
+	}
 	gh, gw := spec.Grid()
 	h4, w4 := int64(gh), int64(gw)
-	n := h4 * w4
-	if int64(len(bank)) != n*K*D {
-		return nil, fmt.Errorf("memory graph: bank has %d values, want gridH·gridW·K·D = %d·%d·%d = %d", len(bank), n, K, D, n*K*D)
-	}
-	G := int64(spec.Global)
-	if int64(len(global)) != G*D {
-		return nil, fmt.Errorf("memory graph: %d global values, want G·D = %d·%d = %d", len(global), G, D, G*D)
-	}
-	e := emitter{g}
-	// Per location: bankT [D][K] for the MatMul and ‖m_pk‖² (float64 sums).
-	bankT := make([]float32, len(bank))
-	sq := make([]float32, n*K)
-	for p := range n {
-		for k := range K {
-			row := bank[(p*K+k)*D : (p*K+k+1)*D]
-			var s float64
-			for c, v := range row {
-				bankT[(p*D+int64(c))*K+k] = v
-				s += float64(v) * float64(v)
-			}
-			sq[p*K+k] = float32(s)
-		}
-	}
-	bankName := g.Initializer("memory_bank", []int64{n, D, K}, bankT)
-	sqName := g.Initializer("memory_bank_sq", []int64{n, 1, K}, sq)
-
-	ones := make([]float32, D)
-	for i := range ones {
-		ones[i] = 1
-	}
-	onesW := g.Initializer("channel_sum", []int64{1, D, 1, 1}, ones)
-	xSq := g.Op("Conv", []string{g.Op("Mul", []string{x, x}), onesW}, onnx.AttrInts("kernel_shape", 1, 1))
-	xSq = g.Op("Reshape", []string{xSq, g.InitializerInt64("location_scalar_shape", []int64{3}, []int64{n, 1, 1})})
-
-	rows := g.Op("Reshape", []string{x, g.InitializerInt64("feature_rows_shape", []int64{2}, []int64{D, n})})
-	rows = g.Op("Transpose", []string{rows}, onnx.AttrInts("perm", 1, 0))
-	rows = g.Op("Reshape", []string{rows, g.InitializerInt64("location_rows_shape", []int64{3}, []int64{n, 1, D})})
-	dot := g.Op("MatMul", []string{rows, bankName}) // [n,1,K]
-	minusTwo := e.scalar("minus_two", -2)
-	d2 := g.Op("Add", []string{g.Op("Mul", []string{dot, minusTwo}), sqName})
-	nearest := g.Op("ReduceMin", []string{d2}, onnx.AttrInts("axes", 2), onnx.AttrInt("keepdims", 1)) // [n,1,1]
-	if G > 0 {
-		// Every location against the same G entries: one [n,D]×[D,G] MatMul.
-		globalT := make([]float32, len(global))
-		gsq := make([]float32, G)
-		for j := range G {
-			var s float64
-			for c, v := range global[j*D : (j+1)*D] {
-				globalT[int64(c)*G+j] = v
-				s += float64(v) * float64(v)
-			}
-			gsq[j] = float32(s)
-		}
-		gName := g.Initializer("memory_global", []int64{D, G}, globalT)
-		gsqName := g.Initializer("memory_global_sq", []int64{1, G}, gsq)
-		flat := g.Op("Reshape", []string{rows, g.InitializerInt64("location_matrix_shape", []int64{2}, []int64{n, D})})
-		gd2 := g.Op("Add", []string{g.Op("Mul", []string{g.Op("MatMul", []string{flat, gName}), minusTwo}), gsqName}) // [n,G]
-		gNearest := g.Op("ReduceMin", []string{gd2}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 1))           // [n,1]
-		gNearest = g.Op("Reshape", []string{gNearest, g.InitializerInt64("global_nearest_shape", []int64{3}, []int64{n, 1, 1})})
-		nearest = g.Op("Min", []string{nearest, gNearest})
-	}
-	nearest = g.Op("Add", []string{nearest, xSq})
-	dist := g.Op("Sqrt", []string{g.Op("Max", []string{nearest, e.scalar("zero", 0)})})
-	dist = g.Op("Reshape", []string{dist, g.InitializerInt64("distance_map_shape", []int64{4}, []int64{1, 1, h4, w4})})
-
-	ay := UpsampleBlurMatrix(int(h4), int(H), kernel)
-	axT := transpose(UpsampleBlurMatrix(int(w4), int(W), kernel), int(W), int(w4))
+	ay := UpsampleBlurMatrix(gh, int(H), kernel)
+	axT := transpose(UpsampleBlurMatrix(gw, int(W), kernel), int(W), gw)
 	ayName := g.Initializer("upsample_blur_rows", []int64{H, h4}, ay)
 	axName := g.Initializer("upsample_blur_cols_t", []int64{w4, W}, axT)
 	blurred := g.Op("MatMul", []string{g.Op("MatMul", []string{ayName, dist}), axName})
@@ -328,6 +290,133 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	g.Output(heat, onnx.Float, 1, 1, H, W)
 	g.Output(score, onnx.Float, 1)
 	return g.Marshal()
+}
+
+// MemoryDistanceGraph emits MemoryGraph's comparison alone: input
+// "features" [1,D,gridH,gridW] (what [MemoryFeaturesGraph] outputs),
+// output "distances" [1,1,gridH,gridW], each location's distance to its
+// nearest entry. Training scores its own images with it, on the runtime,
+// exactly as the deployed graph compares them.
+func MemoryDistanceGraph(spec MemorySpec, bank, global []float32) ([]byte, error) {
+	gh, gw := spec.Grid()
+	if spec.D <= 0 || gh <= 0 || gw <= 0 {
+		return nil, fmt.Errorf("memory distance graph: D = %d on a %d×%d grid, want both positive", spec.D, gw, gh)
+	}
+	g := onnx.NewGraph("memory_distances")
+	x := g.Input("features", onnx.Float, 1, int64(spec.D), int64(gh), int64(gw))
+	dist, err := emitter{g}.memoryDistances("memory distance graph", spec, x, bank, global)
+	if err != nil {
+		return nil, err
+	}
+	g.Output(g.Rename(dist, "distances"), onnx.Float, 1, 1, int64(gh), int64(gw))
+	return g.Marshal()
+}
+
+// memoryDistances emits, from the features x [1,D,gridH,gridW], every
+// location's distance to its nearest entry, [1,1,gridH,gridW].
+func (e emitter) memoryDistances(what string, spec MemorySpec, x string, bank, global []float32) (string, error) {
+	g := e.g
+	D, K, G := int64(spec.D), int64(spec.Entries), int64(spec.Global)
+	gh, gw := spec.Grid()
+	h4, w4 := int64(gh), int64(gw)
+	n := h4 * w4
+	if K < 0 || G < 0 || K+G == 0 {
+		return "", fmt.Errorf("%s: %d entries per location and %d global ones, want entries of either kind", what, K, G)
+	}
+	if int64(len(bank)) != n*K*D {
+		return "", fmt.Errorf("%s: bank has %d values, want gridH·gridW·K·D = %d·%d·%d = %d", what, len(bank), n, K, D, n*K*D)
+	}
+	if int64(len(global)) != G*D {
+		return "", fmt.Errorf("%s: %d global values, want G·D = %d·%d = %d", what, len(global), G, D, G*D)
+	}
+	if spec.GlobalInt8 && (!(spec.GlobalScale > 0) || math.IsInf(float64(spec.GlobalScale), 0)) {
+		return "", fmt.Errorf("%s: int8 global entries with step %g, want a positive finite number", what, spec.GlobalScale)
+	}
+	ones := make([]float32, D)
+	for i := range ones {
+		ones[i] = 1
+	}
+	onesW := g.Initializer("channel_sum", []int64{1, D, 1, 1}, ones)
+	xSq := g.Op("Conv", []string{g.Op("Mul", []string{x, x}), onesW}, onnx.AttrInts("kernel_shape", 1, 1))
+	xSq = g.Op("Reshape", []string{xSq, g.InitializerInt64("location_scalar_shape", []int64{2}, []int64{n, 1})})
+
+	rows := g.Op("Reshape", []string{x, g.InitializerInt64("feature_rows_shape", []int64{2}, []int64{D, n})})
+	rows = g.Op("Transpose", []string{rows}, onnx.AttrInts("perm", 1, 0)) // [n,D]
+	minusTwo := e.scalar("minus_two", -2)
+	var nearest string // [n,1]: min over entries of ‖m‖² − 2·x·m
+	if K > 0 {
+		// Per location: bankT [D][K] for the MatMul and ‖m_pk‖² (float64 sums).
+		bankT := make([]float32, len(bank))
+		sq := make([]float32, n*K)
+		for p := range n {
+			for k := range K {
+				row := bank[(p*K+k)*D : (p*K+k+1)*D]
+				var s float64
+				for c, v := range row {
+					bankT[(p*D+int64(c))*K+k] = v
+					s += float64(v) * float64(v)
+				}
+				sq[p*K+k] = float32(s)
+			}
+		}
+		bankName := g.Initializer("memory_bank", []int64{n, D, K}, bankT)
+		sqName := g.Initializer("memory_bank_sq", []int64{n, 1, K}, sq)
+		perLoc := g.Op("Reshape", []string{rows, g.InitializerInt64("location_rows_shape", []int64{3}, []int64{n, 1, D})})
+		dot := g.Op("MatMul", []string{perLoc, bankName}) // [n,1,K]
+		d2 := g.Op("Add", []string{g.Op("Mul", []string{dot, minusTwo}), sqName})
+		nearest = g.Op("ReduceMin", []string{d2}, onnx.AttrInts("axes", 2), onnx.AttrInt("keepdims", 0)) // [n,1]
+	}
+	if G > 0 {
+		// Every location against the same G entries: one [n,D]×[D,G] MatMul.
+		gsq := make([]float32, G)
+		for j := range G {
+			var s float64
+			for _, v := range global[j*D : (j+1)*D] {
+				s += float64(v) * float64(v)
+			}
+			gsq[j] = float32(s)
+		}
+		// 1-D, so that ONNX Runtime folds the Add into the product's bias.
+		gsqName := g.Initializer("memory_global_sq", []int64{G}, gsq)
+		var prod string // [n,G]: −2·x·g
+		if spec.GlobalInt8 {
+			q := make([]int8, len(global))
+			for j := range G {
+				for c := range D {
+					q[int64(c)*G+j] = int8(max(-127, min(127, math.Round(float64(global[j*D+int64(c)])/float64(spec.GlobalScale)))))
+				}
+			}
+			gName := g.InitializerInt8("memory_global_int8", []int64{D, G}, q)
+			// DynamicQuantizeLinear → MatMulInteger → Cast → Mul by the
+			// product of the scales: the pattern ONNX Runtime fuses into
+			// one integer product with a float result (a static
+			// QuantizeLinear measured twice as slow here, unfused).
+			xq := g.Node("DynamicQuantizeLinear", []string{rows}, []string{"", "", ""})
+			prod = g.Op("MatMulInteger", []string{xq[0], gName, xq[2], g.InitializerInt8("memory_global_zero_point", nil, []int8{0})})
+			prod = g.Op("Cast", []string{prod}, onnx.AttrInt("to", int64(onnx.Float)))
+			scale := g.Op("Mul", []string{xq[1], e.scalar("global_product_scale", -2*spec.GlobalScale)})
+			prod = g.Op("Mul", []string{prod, scale})
+		} else {
+			globalT := make([]float32, len(global))
+			for j := range G {
+				for c, v := range global[j*D : (j+1)*D] {
+					globalT[int64(c)*G+j] = v
+				}
+			}
+			gName := g.Initializer("memory_global", []int64{D, G}, globalT)
+			prod = g.Op("Mul", []string{g.Op("MatMul", []string{rows, gName}), minusTwo})
+		}
+		gd2 := g.Op("Add", []string{prod, gsqName})                                                         // [n,G]
+		gNearest := g.Op("ReduceMin", []string{gd2}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 1)) // [n,1]
+		if nearest == "" {
+			nearest = gNearest
+		} else {
+			nearest = g.Op("Min", []string{nearest, gNearest})
+		}
+	}
+	nearest = g.Op("Add", []string{nearest, xSq})
+	dist := g.Op("Sqrt", []string{g.Op("Max", []string{nearest, e.scalar("zero", 0)})})
+	return g.Op("Reshape", []string{dist, g.InitializerInt64("distance_map_shape", []int64{4}, []int64{1, 1, h4, w4})}), nil
 }
 
 // MemoryHeatmap is the Go reference of MemoryGraph's tail: the per-location

@@ -110,7 +110,7 @@ func TestGraphErrors(t *testing.T) {
 			spec.Global = -1
 			_, err := MemoryGraph(spec, bb, ConvWeights{}, make([]float32, 4*4*2*448), nil)
 			return err
-		}, "-1 global entries, want ≥ 0"},
+		}, "2 entries per location and -1 global ones, want D > 0 and entries of either kind"},
 		{"align channels", func() error {
 			_, err := AlignGraph(AlignSpec{Channels: 2, Height: 128, Width: 128}, NewAlignWeights(1, 2))
 			return err

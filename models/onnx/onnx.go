@@ -48,6 +48,10 @@ type ElemType int32
 const (
 	// Float is TensorProto.FLOAT (float32).
 	Float ElemType = 1
+	// Uint8 is TensorProto.UINT8.
+	Uint8 ElemType = 2
+	// Int8 is TensorProto.INT8.
+	Int8 ElemType = 3
 	// Int64 is TensorProto.INT64.
 	Int64 ElemType = 7
 )
@@ -57,6 +61,10 @@ func (t ElemType) String() string {
 	switch t {
 	case Float:
 		return "float32"
+	case Uint8:
+		return "uint8"
+	case Int8:
+		return "int8"
 	case Int64:
 		return "int64"
 	default:
@@ -79,13 +87,15 @@ const (
 )
 
 // Tensor is a constant tensor: an initializer or a tensor-valued attribute.
-// Exactly one of Float and Int64 holds the data, matching Type.
+// Exactly one of Float, Int64 and Bytes holds the data, matching Type
+// (Bytes for Uint8 and Int8, one byte per element, two's complement for Int8).
 type Tensor struct {
 	Name  string
 	Type  ElemType
 	Dims  []int64
 	Float []float32
 	Int64 []int64
+	Bytes []byte
 }
 
 // Attribute is one node attribute. Build it with AttrInt, AttrInts, AttrFloat,
@@ -228,6 +238,29 @@ func (g *Graph) InitializerInt64(name string, dims []int64, data []int64) string
 		g.errs = append(g.errs, fmt.Errorf("initializer %q: dims %v need %d values, got %d", name, dims, n, len(data)))
 	}
 	g.initializers = append(g.initializers, Tensor{Name: name, Type: Int64, Dims: append([]int64(nil), dims...), Int64: data})
+	return name
+}
+
+// InitializerInt8 adds an int8 constant, like Initializer.
+func (g *Graph) InitializerInt8(name string, dims []int64, data []int8) string {
+	raw := make([]byte, len(data))
+	for i, v := range data {
+		raw[i] = byte(v)
+	}
+	return g.initializerBytes(name, Int8, dims, raw)
+}
+
+// InitializerUint8 adds a uint8 constant, like Initializer.
+func (g *Graph) InitializerUint8(name string, dims []int64, data []uint8) string {
+	return g.initializerBytes(name, Uint8, dims, append([]byte(nil), data...))
+}
+
+func (g *Graph) initializerBytes(name string, t ElemType, dims []int64, raw []byte) string {
+	name = g.Unique(name)
+	if n := numel(dims); n != int64(len(raw)) {
+		g.errs = append(g.errs, fmt.Errorf("initializer %q: dims %v need %d values, got %d", name, dims, n, len(raw)))
+	}
+	g.initializers = append(g.initializers, Tensor{Name: name, Type: t, Dims: append([]int64(nil), dims...), Bytes: raw})
 	return name
 }
 
@@ -514,6 +547,8 @@ func encodeTensor(t Tensor) []byte {
 			packed = protowire.AppendVarint(packed, uint64(v))
 		}
 		b = appendMessage(b, tensorInt64Data, packed)
+	case Uint8, Int8:
+		b = appendMessage(b, tensorRawData, t.Bytes)
 	}
 	return b
 }

@@ -146,6 +146,12 @@ func TestEncoding(t *testing.T) {
 		// int64_data packed: 3, -1 (ten-byte varint).
 		{"int64 tensor", encodeTensor(Tensor{Name: "s", Type: Int64, Dims: []int64{2}, Int64: []int64{3, -1}}),
 			"0802" + "1007" + "420173" + "3a0b" + "03" + "ffffffffffffffffff01"},
+		// data_type=INT8 (10 03), raw_data = -1, 2 as bytes (4a 02 ff02).
+		{"int8 tensor", encodeTensor(Tensor{Name: "q", Type: Int8, Dims: []int64{2}, Bytes: []byte{0xff, 2}}),
+			"0802" + "1003" + "420171" + "4a02" + "ff02"},
+		// A rank-0 UINT8 (10 02): no dims, one raw byte.
+		{"uint8 scalar", encodeTensor(Tensor{Name: "z", Type: Uint8, Bytes: []byte{0}}),
+			"1002" + "42017a" + "4a01" + "00"},
 		// name "k" (0a 01 6b), floats 0.5 (3d 0000003f), type FLOATS=6 (a0 01 06).
 		{"floats attr", encodeAttr(AttrFloats("k", 0.5)), "0a016b" + "3d0000003f" + "a00106"},
 		// ints 1,2 (40 01 40 02), type INTS=7.
@@ -205,5 +211,19 @@ func TestReadModelInfoErrors(t *testing.T) {
 				t.Fatalf("err = %v, want containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestInitializerInt8 stores int8 values as their two's-complement bytes
+// and records a wrong element count.
+func TestInitializerInt8(t *testing.T) {
+	g := NewGraph("q")
+	name := g.InitializerInt8("w", []int64{3}, []int8{-128, 0, 127})
+	if got := g.initializers[0]; got.Name != name || got.Type != Int8 || string(got.Bytes) != "\x80\x00\x7f" {
+		t.Errorf("initializer = %+v", got)
+	}
+	g.InitializerUint8("z", []int64{2}, []uint8{1})
+	if len(g.errs) != 1 || !strings.Contains(g.errs[0].Error(), `initializer "z": dims [2] need 2 values, got 1`) {
+		t.Errorf("errors %v, want the count of z's values named", g.errs)
 	}
 }

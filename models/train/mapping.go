@@ -4,7 +4,9 @@ package train
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/train/alm"
 	"github.com/inspectd/inspectd/models/train/imm"
 	"github.com/inspectd/inspectd/models/train/memory"
@@ -54,7 +56,20 @@ func almConfig(r *Recipe) alm.Config {
 // memoryConfig maps the recipe onto the local-memory builder's settings.
 func memoryConfig(r *Recipe) memory.Config {
 	return memory.Config{Height: r.Input.Height, Width: r.Input.Width, Layers: r.Memory.Layers, Stride: r.Memory.Stride, D: r.Memory.D, Entries: r.Memory.Entries,
-		Global: r.Memory.GlobalEntries, Radius: r.Memory.Radius, BlurSigma: r.ALM.BlurSigma, Threads: r.Threads, Seed: uint64(r.Seed), Folds: r.Calibration.Folds}
+		Global: r.Memory.GlobalEntries, AverageEachLayer: r.Memory.Average == bundle.AverageEachLayer, GlobalInt8: r.Memory.GlobalPrecision == bundle.PrecisionInt8 && r.Memory.GlobalEntries > 0,
+		Radius: r.Memory.Radius, BlurSigma: r.ALM.BlurSigma, Threads: r.Threads, Seed: uint64(r.Seed), Folds: r.Calibration.Folds}
+}
+
+// memoryEntries describes the memory's entries for the progress log.
+func memoryEntries(r *Recipe) string {
+	var parts []string
+	if r.Memory.Entries > 0 {
+		parts = append(parts, fmt.Sprintf("%d entries per cell from within %d cells", r.Memory.Entries, r.Memory.Radius))
+	}
+	if r.Memory.GlobalEntries > 0 {
+		parts = append(parts, fmt.Sprintf("%d shared entries in %s", r.Memory.GlobalEntries, r.Memory.GlobalPrecision))
+	}
+	return strings.Join(parts, " and ")
 }
 
 // memoryWidth describes memory.d for the progress log.

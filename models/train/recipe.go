@@ -13,6 +13,7 @@ import (
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
+	"github.com/inspectd/inspectd/models/train/memory"
 	"github.com/inspectd/inspectd/tomlcheck"
 )
 
@@ -134,6 +135,12 @@ type RecipeMemory struct {
 	// Radius (grid cells) around a location whose training features are
 	// candidates for its entries.
 	Radius int `toml:"radius"`
+	// Average is "grid" (3×3 averages on the grid) or "each-layer"
+	// (each layer averaged at its own resolution, PatchCore's patches).
+	Average string `toml:"average"`
+	// GlobalPrecision of the global entries: "float32" or "int8" (a
+	// quarter of the memory, an integer product).
+	GlobalPrecision string `toml:"global_precision"`
 }
 
 // RecipeDGM configures the defect generation module (outlier exposure).
@@ -188,11 +195,11 @@ func DefaultRecipe() Recipe {
 			MaxRotationDeg: 30, MaxShiftFrac: 0.1, Refine: bundle.RefineSearch},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
-		Memory: RecipeMemory{Layers: []int{1, 2, 3}, Stride: 8, D: 0, Entries: 16, GlobalEntries: 256, Radius: 2},
+		Memory: RecipeMemory{Layers: []int{2, 3}, Stride: 8, D: 0, Entries: 0, GlobalEntries: 6144, Radius: 2, Average: bundle.AverageEachLayer, GlobalPrecision: bundle.PrecisionInt8},
 		DGM: RecipeDGM{Enabled: true, Fraction: 0.5, PoolSize: 64, RefreshEpochs: 5,
 			Shapes: []string{"rectangle", "ellipse", "blob"}, Modes: []string{"darken", "lighten", "texture"},
 			SoftEdges: true, Delta: 0.1},
-		Calibration: RecipeCalibration{ImageQuantile: 0.5, ImageMargin: 1.12, PixelQuantile: 0.999, PixelMargin: 1.1, Folds: 5},
+		Calibration: RecipeCalibration{ImageQuantile: 0.98, ImageMargin: 1, PixelQuantile: 0.999, PixelMargin: 1.1, Folds: 5},
 	}
 }
 
@@ -332,8 +339,14 @@ func (r *Recipe) validate(c *config.Checker) {
 	if !slices.Contains(netdef.MemoryStrides, r.Memory.Stride) {
 		mem.Errorf("stride", "%d: want 4, 8 or 16 input pixels per cell", r.Memory.Stride)
 	}
-	mem.IntRange("entries", r.Memory.Entries, 1, 1024, "per location")
-	mem.IntRange("global_entries", r.Memory.GlobalEntries, 0, 4096, "shared by every location")
+	mem.IntRange("entries", r.Memory.Entries, 0, 1024, "per location")
+	mem.IntRange("global_entries", r.Memory.GlobalEntries, 0, memory.MaxGlobal, "shared by every location")
+	if r.Memory.Entries == 0 && r.Memory.GlobalEntries == 0 {
+		mem.Errorf("entries", "0 with global_entries = 0: the memory would hold nothing; set entries or global_entries above 0")
+	}
+	mem.OneOf("average", r.Memory.Average, bundle.AverageGrid, bundle.AverageEachLayer)
+	mem.OneOf("global_precision", r.Memory.GlobalPrecision, bundle.PrecisionFloat32, bundle.PrecisionInt8)
+
 	mem.IntRange("radius", r.Memory.Radius, 0, 16, "grid cells")
 	// One ONNX file holds the whole memory; protobuf caps a file at 2 GiB.
 	d := r.Memory.D
@@ -342,7 +355,11 @@ func (r *Recipe) validate(c *config.Checker) {
 	}
 	gh, gw := netdef.MemorySpec{Height: r.Input.Height, Width: r.Input.Width, Layers: r.Memory.Layers, Stride: r.Memory.Stride}.Grid()
 	if err == nil && len(r.Memory.Layers) > 0 && slices.Contains(netdef.MemoryStrides, r.Memory.Stride) && r.ALM.Method == "memory" {
-		if bytes := (int64(gh)*int64(gw)*int64(r.Memory.Entries) + int64(r.Memory.GlobalEntries)) * int64(d) * 4; bytes > 1<<30 {
+		globalBytes := int64(4)
+		if r.Memory.GlobalPrecision == bundle.PrecisionInt8 {
+			globalBytes = 1
+		}
+		if bytes := (int64(gh)*int64(gw)*int64(r.Memory.Entries)*4 + int64(r.Memory.GlobalEntries)*globalBytes) * int64(d); bytes > 1<<30 {
 			mem.Errorf("entries", "%d entries of %d values at %d×%d locations (and %d global ones) need %d MiB; the limit is 1024 MiB: lower memory.entries, memory.d or the input size",
 				r.Memory.Entries, d, gw, gh, r.Memory.GlobalEntries, bytes>>20)
 		}

@@ -124,8 +124,11 @@ func TestRecipeBoundsMatchTrainers(t *testing.T) {
 		{func(r *Recipe) {
 			r.Input.Height, r.Input.Width, r.Memory.Stride, r.Memory.Entries = 2048, 2048, 4, 1024
 		},
-			"memory.entries: 1024 entries of 448 values at 512×512 locations (and 256 global ones) need 458752 MiB; the limit is 1024 MiB"},
-		{func(r *Recipe) { r.Memory.GlobalEntries = -1 }, "memory.global_entries: -1 is out of range; allowed 0 to 4096 shared by every location"},
+			"memory.entries: 1024 entries of 384 values at 512×512 locations (and 6144 global ones) need 393218 MiB; the limit is 1024 MiB"},
+		{func(r *Recipe) { r.Memory.GlobalEntries = -1 }, "memory.global_entries: -1 is out of range; allowed 0 to 16384 shared by every location"},
+		{func(r *Recipe) { r.Memory.GlobalEntries = 0 }, "memory.entries: 0 with global_entries = 0: the memory would hold nothing"},
+		{func(r *Recipe) { r.Memory.Average = "mean" }, `memory.average: "mean" is not allowed; use one of "grid", "each-layer"`},
+		{func(r *Recipe) { r.Memory.GlobalPrecision = "fp16" }, `memory.global_precision: "fp16" is not allowed; use one of "float32", "int8"`},
 		{func(r *Recipe) { r.Input.MixedSizes = "crop" }, `input.mixed_sizes: "crop"`},
 		{func(r *Recipe) { r.Align.Refine = "lk" }, `align.refine: "lk" is not allowed; use one of "ecc", "ecc-search", "none"`},
 	} {

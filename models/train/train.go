@@ -94,8 +94,14 @@ type trainer struct {
 	rng      *rand.Rand
 
 	goods, trainSet, holdout []goodImage
-	roi                      image.Rectangle
-	bb                       *backbone.Weights
+	// memSet are the images the local memory is built from: the training
+	// set, and the held-out images too when out-of-fold scores calibrate
+	// (memHoldsHoldout) — every good image then serves the memory, and
+	// each is still scored by a memory that has not seen it.
+	memSet          []goodImage
+	memHoldsHoldout bool
+	roi             image.Rectangle
+	bb              *backbone.Weights
 
 	man        bundle.Manifest
 	files      map[string][]byte
@@ -413,9 +419,13 @@ func (t *trainer) localizeManifest() bundle.Localize {
 	if r.Memory.D == 0 {
 		reduction = "none"
 	}
+	precision := r.Memory.GlobalPrecision
+	if r.Memory.GlobalEntries == 0 {
+		precision = "" // nothing is shared: no precision to state
+	}
 	return bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: r.Memory.D,
 		Entries: r.Memory.Entries, GlobalEntries: r.Memory.GlobalEntries, Radius: r.Memory.Radius, Layers: slices.Clone(r.Memory.Layers), Stride: r.Memory.Stride,
-		Reduction: reduction, BlurSigma: r.ALM.BlurSigma}
+		Average: r.Memory.Average, GlobalPrecision: precision, Reduction: reduction, BlurSigma: r.ALM.BlurSigma}
 }
 
 // suppressOutside zeroes heat (model input size) on and near the pixels
@@ -435,8 +445,12 @@ func (t *trainer) suppressOutside(g goodImage, heat []float64) float64 {
 // images.
 func (t *trainer) localise(ctx context.Context) error {
 	r := t.r
-	tensors := make([][]float32, len(t.trainSet))
-	for i, g := range t.trainSet {
+	t.memSet = t.trainSet
+	if r.ALM.Method == bundle.LocalizeMemory && r.Calibration.Folds > 1 && len(t.trainSet)+len(t.holdout) >= r.Calibration.Folds {
+		t.memSet, t.memHoldsHoldout = append(slices.Clone(t.trainSet), t.holdout...), len(t.holdout) > 0
+	}
+	tensors := make([][]float32, len(t.memSet))
+	for i, g := range t.memSet {
 		var err error
 		if tensors[i], err = t.prepare(g); err != nil {
 			return err
@@ -444,8 +458,8 @@ func (t *trainer) localise(ctx context.Context) error {
 	}
 	if r.ALM.Method == bundle.LocalizeMemory {
 		cfg := memoryConfig(r)
-		fmt.Fprintf(t.progress, "localise     building the local memory (%d entries per %d-pixel cell of %s of layers %v, radius %d cells; %d global entries)\n",
-			r.Memory.Entries, r.Memory.Stride, memoryWidth(r.Memory.D), r.Memory.Layers, r.Memory.Radius, r.Memory.GlobalEntries)
+		fmt.Fprintf(t.progress, "localise     building the memory of %d good images (%s of layers %v on %d-pixel cells; %s)\n",
+			len(t.memSet), memoryWidth(r.Memory.D), r.Memory.Layers, r.Memory.Stride, memoryEntries(r))
 		var err error
 		if t.mem, err = memory.Train(ctx, cfg, tensors, t.opts.Backend, t.bb, t.progress); err != nil {
 			return fmt.Errorf("train: localise: %w", err)
@@ -493,8 +507,10 @@ func (t *trainer) calibrate(ctx context.Context) error {
 			}
 			raw := t.suppressOutside(g, b)
 			t.holdScores[i] = float64(float32(t.mem.Squash(raw)))
-			scores = append(scores, raw)
-			addPixels(b)
+			if !t.memHoldsHoldout { // else its out-of-fold score counts below
+				scores = append(scores, raw)
+				addPixels(b)
+			}
 			continue
 		}
 		mixed, err := t.fe.Mixed(x)
@@ -519,11 +535,14 @@ func (t *trainer) calibrate(ctx context.Context) error {
 	squash, source := func(v float64) float64 { return v }, fmt.Sprintf("%d held-out good images", len(t.holdout))
 	if t.mem != nil {
 		squash = t.mem.Squash
-		for i, b := range t.mem.OutOfFold { // in training-set order
-			scores = append(scores, t.suppressOutside(t.trainSet[i], b))
+		for i, b := range t.mem.OutOfFold { // in t.memSet's order
+			scores = append(scores, t.suppressOutside(t.memSet[i], b))
 			addPixels(b)
 		}
-		if n := len(t.mem.OutOfFold); n > 0 {
+		switch n := len(t.mem.OutOfFold); {
+		case n > 0 && t.memHoldsHoldout:
+			source = fmt.Sprintf("%d good images out of fold (%d folds; the memory holds all of them, the %d held out included)", n, t.r.Calibration.Folds, len(t.holdout))
+		case n > 0:
 			source = fmt.Sprintf("%d held-out and %d out-of-fold (%d folds) good images", len(t.holdout), n, t.r.Calibration.Folds)
 		}
 	}

@@ -35,6 +35,7 @@ func tinyRecipe() *Recipe {
 	r.ALM.D, r.ALM.Epochs, r.ALM.LocationsPerStep = 16, 1, 512
 	r.DGM.PoolSize, r.DGM.RefreshEpochs = 4, 1
 	r.Memory.D, r.Memory.Entries, r.Memory.Radius = 16, 8, 1
+	r.Memory.GlobalEntries = 256
 	return &r
 }
 
@@ -64,6 +65,36 @@ func backbonePath(t *testing.T) string {
 	return p
 }
 
+// TestRunDefaultMemory trains the default memory (every channel of layers
+// 2–3 averaged at their own resolution, shared entries only, in int8) and
+// checks that the bundle says so and scores as training did.
+func TestRunDefaultMemory(t *testing.T) {
+	good, _ := synthGood(t)
+	out := filepath.Join(t.TempDir(), "bundle")
+	r := tinyRecipe()
+	r.Align.Method = bundle.AlignNone
+	r.Memory = DefaultRecipe().Memory
+	var progress strings.Builder
+	res, err := Run(context.Background(), Options{GoodDir: good, Backbone: backbonePath(t), Out: out, Recipe: r, Backend: testBackend(t), Progress: &progress})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	b, err := bundle.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := b.Manifest.Localize
+	if l.Entries != 0 || l.GlobalEntries != 6144 || l.GlobalPrecision != bundle.PrecisionInt8 || l.Average != bundle.AverageEachLayer || l.D != 384 {
+		t.Errorf("localize = %+v, want 6144 int8 shared entries of 384 values averaged per layer and none per cell", l)
+	}
+	if res.MaxVerify > VerifyTolerance {
+		t.Errorf("bundle scores differ from training's by %g", res.MaxVerify)
+	}
+	if !strings.Contains(progress.String(), "6144 shared entries in int8") {
+		t.Errorf("progress does not describe the memory:\n%s", progress.String())
+	}
+}
+
 func TestRunWritesVerifiedBundle(t *testing.T) {
 	good, category := synthGood(t)
 	out := filepath.Join(t.TempDir(), "bundle")
@@ -82,11 +113,13 @@ func TestRunWritesVerifiedBundle(t *testing.T) {
 		m.Localize.Method != bundle.LocalizeMemory || m.Localize.D != 16 || m.Localize.Entries != 8 || m.Localize.Radius != 1 {
 		t.Errorf("manifest = %+v", m)
 	}
-	// 3 held out, and the 7 training images scored out of fold.
+	// 3 held out for verification, and all 10 in the memory, each scored
+	// out of fold.
 	if m.Calibration.GoodScores.Count != 10 || len(res.Holdout) != 3 {
 		t.Errorf("holdout %v, calibration count %d, want 3 and 10", res.Holdout, m.Calibration.GoodScores.Count)
 	}
-	if !(m.Calibration.ImageThreshold > m.Calibration.GoodScores.Min) || !strings.Contains(m.Calibration.Rule, "out-of-fold") {
+	if !(m.Calibration.ImageThreshold > m.Calibration.GoodScores.Min) ||
+		!strings.Contains(m.Calibration.Rule, "10 good images out of fold (5 folds; the memory holds all of them, the 3 held out included)") {
 		t.Errorf("image threshold %v not above the lowest good score %v, or rule %q", m.Calibration.ImageThreshold, m.Calibration.GoodScores.Min, m.Calibration.Rule)
 	}
 	t.Logf("verify max diff %g, defects AUROC %.3f, F1-optimal %+v, thresholds %+v", res.MaxVerify, res.DefectsAUC, res.F1Optimal, m.Calibration)

@@ -44,7 +44,17 @@ type Config struct {
 	Entries int
 	// Global is the number G of entries shared by every location, chosen
 	// by greedy k-center among the features of every location (0: none).
+	// More than globalProjectAbove of them are chosen in a random
+	// projection to selectionDims directions, as PatchCore chooses its
+	// coreset: the same coverage at a fraction of the work.
 	Global int
+	// AverageEachLayer averages each layer's features over 3×3 cells at
+	// its own resolution (PatchCore's patches) instead of on the grid.
+	AverageEachLayer bool
+	// GlobalInt8 stores the global entries as int8 and compares them with
+	// the features quantised to uint8 (netdef.MemorySpec.GlobalInt8);
+	// needs Global > 0.
+	GlobalInt8 bool
 	// Radius r: the candidates of location p are every training image's
 	// features at the grid locations within r cells (Chebyshev) of p. It absorbs
 	// the residual misalignment left by the image matching module.
@@ -66,6 +76,17 @@ type Config struct {
 
 // DefaultMaxCandidates bounds the greedy selection's work per location.
 const DefaultMaxCandidates = 8192
+
+// MaxGlobal is the most global entries a memory may hold.
+const MaxGlobal = 16384
+
+// globalProjectAbove and selectionDims: banks of more global entries than
+// globalProjectAbove are chosen by greedy k-center in a seeded Gaussian
+// random projection of the candidates to selectionDims directions.
+const (
+	globalProjectAbove = 1024
+	selectionDims      = 128
+)
 
 // globalCandidates bounds the candidates of the global entries (a seeded
 // random subset of every location of every image when there are more).
@@ -90,11 +111,17 @@ func (c Config) Validate() error {
 	} else if c.D < 0 || c.D > channels {
 		errs = append(errs, fmt.Errorf("memory: d = %d, want 0 (every channel) or 1..%d (the layers' channels)", c.D, channels))
 	}
-	if c.Entries < 1 || c.Entries > 4096 {
-		errs = append(errs, fmt.Errorf("memory: entries = %d, want 1..4096", c.Entries))
+	if c.Entries < 0 || c.Entries > 4096 {
+		errs = append(errs, fmt.Errorf("memory: entries = %d, want 0..4096", c.Entries))
 	}
-	if c.Global < 0 || c.Global > 4096 {
-		errs = append(errs, fmt.Errorf("memory: global entries = %d, want 0..4096", c.Global))
+	if c.Global < 0 || c.Global > MaxGlobal {
+		errs = append(errs, fmt.Errorf("memory: global entries = %d, want 0..%d", c.Global, MaxGlobal))
+	}
+	if c.Entries == 0 && c.Global == 0 {
+		errs = append(errs, errors.New("memory: no entries per location and no global ones, want some of either"))
+	}
+	if c.GlobalInt8 && c.Global == 0 {
+		errs = append(errs, errors.New("memory: int8 global entries, but no global entries"))
 	}
 	if c.Radius < 0 || c.Radius > 16 {
 		errs = append(errs, fmt.Errorf("memory: radius = %d, want 0..16 cells", c.Radius))
@@ -126,6 +153,8 @@ type Model struct {
 	OutOfFold [][]float64
 
 	extract *Extractor
+	be      backend.Backend
+	threads int
 }
 
 // Extractor runs netdef.MemoryFeaturesGraph: the exact features the
@@ -209,7 +238,8 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 	threads := max(cfg.Threads, 1)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d656d6f))
 	channels, _ := netdef.MemoryChannels(cfg.Layers) // checked by Validate
-	spec := netdef.MemorySpec{Height: cfg.Height, Width: cfg.Width, Layers: cfg.Layers, Stride: cfg.Stride, D: channels, Entries: cfg.Entries, Global: cfg.Global, BlurSigma: cfg.BlurSigma, Scale: 1}
+	spec := netdef.MemorySpec{Height: cfg.Height, Width: cfg.Width, Layers: cfg.Layers, Stride: cfg.Stride, D: channels, Entries: cfg.Entries, Global: cfg.Global,
+		AverageEachLayer: cfg.AverageEachLayer, GlobalInt8: cfg.GlobalInt8, BlurSigma: cfg.BlurSigma, Scale: 1}
 	ex, err := NewExtractor(be, bb, spec, netdef.ConvWeights{}, threads)
 	if err != nil {
 		return nil, err
@@ -227,7 +257,7 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 		}
 	}
 	d := spec.D
-	m := &Model{Spec: spec, Projection: proj, extract: ex}
+	m := &Model{Spec: spec, Projection: proj, extract: ex, be: be, threads: threads}
 	feats := make([][]float32, len(images))
 	for i, img := range images {
 		if err := ctx.Err(); err != nil {
@@ -240,21 +270,29 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 		}
 	}
 	gh, gw := spec.Grid()
-	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d) and %d global ones\n",
+	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d) and %d shared ones\n",
 		len(images), d, gw, gh, cfg.Entries, cfg.Radius, cfg.Global)
-	if m.Bank, m.Global, err = selectBanks(ctx, cfg, spec, feats); err != nil {
+	if m.Bank, m.Global, err = selectBanks(ctx, cfg, m.Spec, feats); err != nil {
 		m.Close()
 		return nil, err
 	}
+	if cfg.GlobalInt8 {
+		m.Spec.GlobalScale = quantize(m.Global)
+	}
 	var oof [][]float32
 	if cfg.Folds > 1 && len(feats) >= cfg.Folds {
-		if oof, err = outOfFold(ctx, cfg, m.Spec, feats, rng, progress); err != nil {
+		if oof, err = m.outOfFold(ctx, cfg, feats, rng, progress); err != nil {
 			m.Close()
 			return nil, err
 		}
 	}
+	all, err := m.distancesAll(ctx, feats)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
 	var sum float64
-	for _, d := range m.distancesAll(feats, threads) {
+	for _, d := range all {
 		sum += slices.Max(netdef.MemoryBlurred(m.Spec, d))
 	}
 	m.Spec.Scale = math.Max(sum/float64(len(feats)), 1e-6)
@@ -265,8 +303,9 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 }
 
 // outOfFold returns every training image's per-location distances to a
-// memory built from the other folds (assigned at random, seeded).
-func outOfFold(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
+// memory like m built from the other folds (assigned at random, seeded).
+func (m *Model) outOfFold(ctx context.Context, cfg Config, feats [][]float32, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
+	spec := m.Spec
 	fold := make([]int, len(feats))
 	for i, p := range rng.Perm(len(feats)) {
 		fold[p] = i % cfg.Folds
@@ -284,7 +323,10 @@ func outOfFold(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats []
 		if err != nil {
 			return nil, err
 		}
-		other := &Model{Spec: spec, Bank: bank, Global: global}
+		other := &Model{Spec: spec, Bank: bank, Global: global, be: m.be, threads: m.threads}
+		if cfg.GlobalInt8 {
+			other.Spec.GlobalScale = quantize(global)
+		}
 		var held [][]float32
 		var at []int
 		for i, x := range feats {
@@ -292,7 +334,11 @@ func outOfFold(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats []
 				held, at = append(held, x), append(at, i)
 			}
 		}
-		for j, d := range other.distancesAll(held, max(cfg.Threads, 1)) {
+		dists, err := other.distancesAll(ctx, held)
+		if err != nil {
+			return nil, err
+		}
+		for j, d := range dists {
 			out[at[j]] = d
 		}
 	}
@@ -382,10 +428,68 @@ func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]
 		cand = append(cand, f[p*d:(p+1)*d]...)
 	}
 	out := make([]float32, cfg.Global*d)
-	if err := kCenterParallel(ctx, out, cand, count, d, cfg.Global, workers(cfg.Threads)); err != nil {
+	if cfg.Global <= globalProjectAbove || d <= selectionDims {
+		if err := kCenterParallel(ctx, out, cand, count, d, cfg.Global, workers(cfg.Threads)); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	proj := randomProjection(cand, count, d, selectionDims, r, workers(cfg.Threads))
+	picked, _, err := kCenterThreads(ctx, nil, proj, count, selectionDims, cfg.Global, nil, workers(cfg.Threads))
+	if err != nil {
 		return nil, err
 	}
+	for e := range cfg.Global {
+		i := picked[min(e, len(picked)-1)]
+		copy(out[e*d:(e+1)*d], cand[i*d:(i+1)*d])
+	}
 	return out, nil
+}
+
+// randomProjection returns the count vectors of cand (d values each)
+// projected on dims seeded Gaussian directions, [count][dims], on threads
+// goroutines: distances between them are those of the originals up to a
+// small random factor (Johnson–Lindenstrauss), at dims/d of the work.
+func randomProjection(cand []float32, count, d, dims int, r *rand.Rand, threads int) []float32 {
+	p := make([]float32, d*dims)
+	for i := range p {
+		p[i] = float32(r.NormFloat64() / math.Sqrt(float64(dims)))
+	}
+	out := make([]float32, count*dims)
+	var wg sync.WaitGroup
+	for t := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := t * count / threads; i < (t+1)*count/threads; i++ {
+				x, o := cand[i*d:(i+1)*d], out[i*dims:(i+1)*dims]
+				for c, v := range x {
+					if v == 0 {
+						continue
+					}
+					for k, w := range p[c*dims : (c+1)*dims] {
+						o[k] += v * w
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// quantize rounds entries in place to multiples of one step, the largest
+// magnitude over 127, and returns the step: entry = step × int8.
+func quantize(entries []float32) float32 {
+	var top float32
+	for _, v := range entries {
+		top = max(top, float32(math.Abs(float64(v))))
+	}
+	step := max(top, 1e-6) / 127
+	for i, v := range entries {
+		entries[i] = step * float32(max(-127, min(127, math.Round(float64(v/step)))))
+	}
+	return step
 }
 
 // selectBank chooses Entries memory entries per location from feats (one
@@ -469,7 +573,7 @@ func subsample(cand []float32, count, limit, d int, r *rand.Rand) []float32 {
 // farthest from every entry chosen so far. With fewer candidates than k the
 // last one chosen fills the rest (a duplicate changes no minimum).
 func kCenter(out, cand []float32, count, d, k int, minD []float32) []float32 {
-	minD, _ = kCenterThreads(context.Background(), out, cand, count, d, k, minD, 1)
+	_, minD, _ = kCenterThreads(context.Background(), out, cand, count, d, k, minD, 1)
 	return minD
 }
 
@@ -477,11 +581,14 @@ func kCenter(out, cand []float32, count, d, k int, minD []float32) []float32 {
 // threads goroutines (the same entries: ties go to the lowest index either
 // way), stopping when ctx is done.
 func kCenterParallel(ctx context.Context, out, cand []float32, count, d, k, threads int) error {
-	_, err := kCenterThreads(ctx, out, cand, count, d, k, nil, threads)
+	_, _, err := kCenterThreads(ctx, out, cand, count, d, k, nil, threads)
 	return err
 }
 
-func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, minD []float32, threads int) ([]float32, error) {
+// kCenterThreads is kCenterParallel returning the indices of the chosen
+// candidates in order (min(k, count) of them) and the distances left;
+// with out nil it only chooses.
+func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, minD []float32, threads int) ([]int, []float32, error) {
 	mean := make([]float64, d)
 	for i := range count {
 		for c, v := range cand[i*d : (i+1)*d] {
@@ -524,15 +631,21 @@ func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, m
 	chunks := max(1, min(threads, count/1024))
 	fars, farDs := make([]int, chunks), make([]float32, chunks)
 	pick := first
+	picked := make([]int, 0, min(k, count))
 	for e := range k {
 		if e >= count {
-			copy(out[e*d:(e+1)*d], out[(e-1)*d:e*d])
+			if out != nil {
+				copy(out[e*d:(e+1)*d], out[(e-1)*d:e*d])
+			}
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return minD, fmt.Errorf("memory: %w", err)
+			return nil, minD, fmt.Errorf("memory: %w", err)
 		}
-		copy(out[e*d:(e+1)*d], cand[pick*d:(pick+1)*d])
+		picked = append(picked, pick)
+		if out != nil {
+			copy(out[e*d:(e+1)*d], cand[pick*d:(pick+1)*d])
+		}
 		sel := cand[pick*d : (pick+1)*d]
 		if chunks == 1 {
 			pick, _ = update(sel, 0, count)
@@ -554,7 +667,7 @@ func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, m
 			}
 		}
 	}
-	return minD, nil
+	return picked, minD, nil
 }
 
 func sqDist(a, b []float32) float32 {
@@ -578,18 +691,86 @@ func sqDist(a, b []float32) float32 {
 // least 1, at most the machine's CPUs.
 func workers(threads int) int { return max(1, min(threads, runtime.NumCPU())) }
 
-// distancesAll returns distances of every feature map in feats, computed
-// on threads goroutines.
-func (m *Model) distancesAll(feats [][]float32, threads int) [][]float32 {
+// distancesAll returns the per-location distances of every feature map in
+// feats (location-major [n][D]), computed on the runtime by
+// netdef.MemoryDistanceGraph: exactly the comparison the deployed graph
+// makes, at its speed.
+func (m *Model) distancesAll(ctx context.Context, feats [][]float32) ([][]float32, error) {
+	g, err := netdef.MemoryDistanceGraph(m.Spec, m.Bank, m.Global)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	sess, err := m.be.NewSession(g, m.threads)
+	if err != nil {
+		return nil, fmt.Errorf("memory distances: %w", err)
+	}
+	defer sess.Close()
+	in, err1 := sess.Input("features")
+	dist, err2 := sess.Output("distances")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("memory distances: %w", err)
+	}
+	d := m.Spec.D
+	n := len(in) / d
 	out := make([][]float32, len(feats))
+	for i, f := range feats {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("memory: %w", err)
+		}
+		if len(f) != n*d {
+			return nil, fmt.Errorf("memory distances: feature map %d has %d values, want %d", i, len(f), n*d)
+		}
+		for p := range n {
+			for c, v := range f[p*d : (p+1)*d] {
+				in[c*n+p] = v
+			}
+		}
+		if err := sess.Run(); err != nil {
+			return nil, fmt.Errorf("memory distances: %w", err)
+		}
+		out[i] = slices.Clone(dist)
+	}
+	return out, nil
+}
+
+// distances returns, per location, the distance of f (location-major
+// [n][D]) to its nearest memory entry, in float64 as the reference of the
+// graph (its int8 comparison with Spec.GlobalInt8 included), on
+// m.threads goroutines.
+func (m *Model) distances(f []float32) []float32 {
+	d, k := m.Spec.D, m.Spec.Entries
+	n := len(f) / d
+	out := make([]float32, n)
+	gsq := m.globalSquares()
+	// DynamicQuantizeLinear's step and zero point: the frame's range
+	// (with 0) over 255, and where 0 falls in it.
+	var sx float32
+	var zp float64
+	if m.Spec.GlobalInt8 {
+		lo, hi := float32(0), float32(0)
+		for _, v := range f {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		if sx = (hi - lo) / 255; sx > 0 {
+			zp = min(255, max(0, math.RoundToEven(float64(-lo/sx))))
+		}
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(workers(threads), max(len(feats), 1)) {
+	for range min(workers(m.threads), n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(feats); i = int(next.Add(1) - 1) {
-				out[i] = m.distances(feats[i])
+			xq := make([]float64, d)
+			for p := int(next.Add(1) - 1); p < n; p = int(next.Add(1) - 1) {
+				x := f[p*d : (p+1)*d]
+				best := nearestSquared(x, m.Bank[p*k*d:(p+1)*k*d])
+				if m.Spec.GlobalInt8 {
+					best = math.Min(best, m.nearestInt8(x, sx, zp, xq, gsq))
+				} else {
+					best = math.Min(best, nearestSquared(x, m.Global))
+				}
+				out[p] = float32(math.Sqrt(math.Max(best, 0)))
 			}
 		}()
 	}
@@ -597,18 +778,42 @@ func (m *Model) distancesAll(feats [][]float32, threads int) [][]float32 {
 	return out
 }
 
-// distances returns, per location, the distance of f (location-major
-// [n][D]) to its nearest memory entry, in float64 as the reference.
-func (m *Model) distances(f []float32) []float32 {
-	d, k := m.Spec.D, m.Spec.Entries
-	n := len(f) / d
-	out := make([]float32, n)
-	for p := range n {
-		x := f[p*d : (p+1)*d]
-		best := math.Min(nearestSquared(x, m.Bank[p*k*d:(p+1)*k*d]), nearestSquared(x, m.Global))
-		out[p] = float32(math.Sqrt(best))
+// globalSquares returns ‖g_j‖² of every global entry (float64 sums).
+func (m *Model) globalSquares() []float64 {
+	d := m.Spec.D
+	sq := make([]float64, len(m.Global)/max(d, 1))
+	for j := range sq {
+		for _, v := range m.Global[j*d : (j+1)*d] {
+			sq[j] += float64(v) * float64(v)
+		}
 	}
-	return out
+	return sq
+}
+
+// nearestInt8 returns the graph's squared distance of x to its nearest
+// global entry when they are int8: ‖x‖² + min_j(‖g_j‖² − 2·sx·(q(x) − zp)·g_j),
+// x quantised as DynamicQuantizeLinear does with the frame's step sx and
+// zero point zp (x / sx in float32, rounded half to even, plus zp,
+// saturating to 0..255); xq is scratch of len(x).
+func (m *Model) nearestInt8(x []float32, sx float32, zp float64, xq, gsq []float64) float64 {
+	var xx float64
+	for c, v := range x {
+		xx += float64(v) * float64(v)
+		xq[c] = 0
+		if sx > 0 {
+			xq[c] = min(255, max(0, math.RoundToEven(float64(v/sx))+zp)) - zp
+		}
+	}
+	d := len(x)
+	best := math.Inf(1)
+	for j, s := range gsq {
+		var dot float64
+		for c, v := range m.Global[j*d : (j+1)*d] {
+			dot += xq[c] * float64(v)
+		}
+		best = math.Min(best, s-2*float64(sx)*dot)
+	}
+	return xx + best
 }
 
 // nearestSquared returns the least squared L2 distance, in float64, of x to

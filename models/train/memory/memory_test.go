@@ -144,22 +144,42 @@ func TestMemoryLearnsThePart(t *testing.T) {
 func TestGraphMatchesReference(t *testing.T) {
 	f := newFixture(t)
 	for _, tc := range []struct {
-		layers                   []int
-		stride, d, wantD, global int
+		layers                            []int
+		stride, d, wantD, entries, global int
+		eachLayer, int8                   bool
 	}{
-		{nil, 0, 32, 32, 0},
-		{[]int{1, 2, 3}, 8, 0, 448, 0},
-		{[]int{1, 2, 3}, 8, 24, 24, 0},
-		{[]int{2, 3}, 0, 0, 384, 0},
-		{[]int{2, 3}, 4, 24, 24, 0},
-		{[]int{3}, 0, 16, 16, 0},
-		{[]int{1, 2, 3}, 8, 0, 448, 6},
-		{nil, 0, 32, 32, 5},
+		{nil, 0, 32, 32, 8, 0, false, false},
+		{[]int{1, 2, 3}, 8, 0, 448, 8, 0, false, false},
+		{[]int{1, 2, 3}, 8, 24, 24, 8, 0, false, false},
+		{[]int{2, 3}, 0, 0, 384, 8, 0, false, false},
+		{[]int{2, 3}, 4, 24, 24, 8, 0, false, false},
+		{[]int{3}, 0, 16, 16, 8, 0, false, false},
+		{[]int{1, 2, 3}, 8, 0, 448, 8, 6, false, false},
+		{nil, 0, 32, 32, 8, 5, false, false},
+		// PatchCore's patches, global entries only, in int8; more than
+		// globalProjectAbove of them are chosen in a random projection.
+		{[]int{2, 3}, 8, 0, 384, 0, 40, true, true},
+		{[]int{2, 3}, 8, 0, 384, 4, globalProjectAbove + 200, true, true},
+		{[]int{1, 2, 3}, 8, 24, 24, 4, 0, true, false},
+		{[]int{1, 2, 3}, 8, 0, 448, 0, 30, false, false},
+		// PCA directions are signed: the quantisation's zero point moves.
+		{[]int{1, 2, 3}, 8, 24, 24, 4, 30, false, true},
 	} {
-		t.Run(fmt.Sprintf("layers %v stride %d d %d global %d", tc.layers, tc.stride, tc.d, tc.global), func(t *testing.T) {
+		t.Run(fmt.Sprintf("layers %v stride %d d %d entries %d global %d each-layer %v int8 %v", tc.layers, tc.stride, tc.d, tc.entries, tc.global, tc.eachLayer, tc.int8), func(t *testing.T) {
 			cfg := testConfig()
-			cfg.Layers, cfg.Stride, cfg.D, cfg.Global = tc.layers, tc.stride, tc.d, tc.global
+			cfg.Layers, cfg.Stride, cfg.D, cfg.Entries, cfg.Global = tc.layers, tc.stride, tc.d, tc.entries, tc.global
+			cfg.AverageEachLayer, cfg.GlobalInt8 = tc.eachLayer, tc.int8
 			m := f.train(t, cfg, render(t, synth.Plate, 12, synth.None, 1000))
+			if m.Spec.GlobalInt8 != tc.int8 || m.Spec.AverageEachLayer != tc.eachLayer || tc.int8 != (m.Spec.GlobalScale > 0) {
+				t.Fatalf("spec %+v, want each-layer %v and int8 %v with a step", m.Spec, tc.eachLayer, tc.int8)
+			}
+			if tc.int8 {
+				for i, v := range m.Global {
+					if q := float64(v / m.Spec.GlobalScale); math.Abs(q-math.Round(q)) > 1e-3 || math.Abs(q) > 127.001 {
+						t.Fatalf("global value %d = %g is %g steps of %g, want a whole number within ±127", i, v, q, m.Spec.GlobalScale)
+					}
+				}
+			}
 			gh, gw := m.Spec.Grid()
 			if m.Spec.D != tc.wantD || len(m.Bank) != gh*gw*cfg.Entries*tc.wantD || (tc.d == 0) != (len(m.Projection.Weight) == 0) ||
 				m.Spec.Global != tc.global || len(m.Global) != tc.global*tc.wantD {
@@ -203,6 +223,51 @@ func (f *fixture) checkGraph(t *testing.T, m *Model) {
 		}
 		if worst > 1e-4 || math.Abs(float64(ws-score[0])) > 1e-4 {
 			t.Errorf("graph and reference differ: heatmap by %.2g, score %.6f vs %.6f", worst, score[0], ws)
+		}
+	}
+}
+
+// TestInt8Distances: int8 global entries compare a frame's features with
+// an error small against the distances themselves (the same entries in
+// float32 as the yardstick: within 1 % on average, 5 % at worst), and the runtime's comparison
+// (distancesAll, which training scores its own images with) is the Go
+// reference's.
+func TestInt8Distances(t *testing.T) {
+	f := newFixture(t)
+	cfg := testConfig()
+	cfg.Layers, cfg.Stride, cfg.D, cfg.Entries, cfg.Global = []int{2, 3}, 8, 0, 0, 64
+	cfg.AverageEachLayer, cfg.GlobalInt8 = true, true
+	m := f.train(t, cfg, render(t, synth.Plate, 12, synth.None, 1000))
+	float := *m
+	float.Spec.GlobalInt8 = false
+	imgs := append(f.good[:2], f.bad[:2]...)
+	var feats [][]float32
+	for _, img := range imgs {
+		x, err := m.extract.Features(img, nil, m.Spec.D)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feats = append(feats, x)
+	}
+	onRuntime, err := m.distancesAll(context.Background(), feats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range feats {
+		q, exact := m.distances(x), float.distances(x)
+		var worstQ, meanQ, worstRT, mean float64
+		for p := range q {
+			e := math.Abs(float64(q[p] - exact[p]))
+			worstQ, meanQ = math.Max(worstQ, e), meanQ+e/float64(len(q))
+			worstRT = math.Max(worstRT, math.Abs(float64(q[p]-onRuntime[i][p])))
+			mean += float64(exact[p]) / float64(len(q))
+		}
+		t.Logf("image %d: int8 − float32 distance: mean %.2g, largest %.2g (mean distance %.3g)", i, meanQ, worstQ, mean)
+		if meanQ > 0.01*mean || worstQ > 0.05*mean {
+			t.Errorf("image %d: int8 distances differ from float32 by %.3g on average and up to %.3g, want within 1 %% and 5 %% of their mean %.3g", i, meanQ, worstQ, mean)
+		}
+		if worstRT > 1e-3*mean {
+			t.Errorf("image %d: the runtime's int8 distances differ from the reference by up to %.3g (mean %.3g)", i, worstRT, mean)
 		}
 	}
 }
@@ -303,10 +368,12 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Layers, c.D = []int{2, 3}, 400 }, "d = 400, want 0 (every channel) or 1..384"},
 		{func(c *Config) { c.Layers = []int{1, 2} }, "layers [1 2], want [1 2 3], [2 3] or [3]"},
 		{func(c *Config) { c.Stride = 6 }, "stride = 6, want 4, 8 or 16"},
-		{func(c *Config) { c.Entries = 0 }, "entries = 0"},
+		{func(c *Config) { c.Entries = -1 }, "entries = -1, want 0..4096"},
+		{func(c *Config) { c.Entries, c.Global = 0, 0 }, "no entries per location and no global ones"},
+		{func(c *Config) { c.GlobalInt8, c.Global = true, 0 }, "int8 global entries, but no global entries"},
 		{func(c *Config) { c.Radius = -1 }, "radius = -1"},
-		{func(c *Config) { c.Global = -1 }, "global entries = -1, want 0..4096"},
-		{func(c *Config) { c.Global = 5000 }, "global entries = 5000"},
+		{func(c *Config) { c.Global = -1 }, "global entries = -1, want 0..16384"},
+		{func(c *Config) { c.Global = 20000 }, "global entries = 20000"},
 		{func(c *Config) { c.Height = 40 }, "multiples of 16"},
 		{func(c *Config) { c.Folds = 21 }, "folds = 21"},
 	} {
