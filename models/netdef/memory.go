@@ -292,6 +292,12 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	return g.Marshal()
 }
 
+// Int8Step returns v in whole steps of step, rounded and clamped to ±127:
+// how a GlobalInt8 memory stores an entry's value (entry ≈ step × result).
+func Int8Step(v, step float32) int8 {
+	return int8(max(-127, min(127, math.Round(float64(v/step)))))
+}
+
 // MemoryDistanceGraph emits MemoryGraph's comparison alone: input
 // "features" [1,D,gridH,gridW] (what [MemoryFeaturesGraph] outputs),
 // output "distances" [1,1,gridH,gridW], each location's distance to its
@@ -383,7 +389,7 @@ func (e emitter) memoryDistances(what string, spec MemorySpec, x string, bank, g
 			q := make([]int8, len(global))
 			for j := range G {
 				for c := range D {
-					q[int64(c)*G+j] = int8(max(-127, min(127, math.Round(float64(global[j*D+int64(c)])/float64(spec.GlobalScale)))))
+					q[int64(c)*G+j] = Int8Step(global[j*D+int64(c)], spec.GlobalScale)
 				}
 			}
 			gName := g.InitializerInt8("memory_global_int8", []int64{D, G}, q)

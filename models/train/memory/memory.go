@@ -272,12 +272,9 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 	gh, gw := spec.Grid()
 	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d) and %d shared ones\n",
 		len(images), d, gw, gh, cfg.Entries, cfg.Radius, cfg.Global)
-	if m.Bank, m.Global, err = selectBanks(ctx, cfg, m.Spec, feats); err != nil {
+	if m.Bank, m.Global, m.Spec.GlobalScale, err = selectBanks(ctx, cfg, m.Spec, feats); err != nil {
 		m.Close()
 		return nil, err
-	}
-	if cfg.GlobalInt8 {
-		m.Spec.GlobalScale = quantize(m.Global)
 	}
 	var oof [][]float32
 	if cfg.Folds > 1 && len(feats) >= cfg.Folds {
@@ -319,13 +316,10 @@ func (m *Model) outOfFold(ctx context.Context, cfg Config, feats [][]float32, rn
 				rest = append(rest, x)
 			}
 		}
-		bank, global, err := selectBanks(ctx, cfg, spec, rest)
-		if err != nil {
+		other := &Model{Spec: spec, be: m.be, threads: m.threads}
+		var err error
+		if other.Bank, other.Global, other.Spec.GlobalScale, err = selectBanks(ctx, cfg, spec, rest); err != nil {
 			return nil, err
-		}
-		other := &Model{Spec: spec, Bank: bank, Global: global, be: m.be, threads: m.threads}
-		if cfg.GlobalInt8 {
-			other.Spec.GlobalScale = quantize(global)
 		}
 		var held [][]float32
 		var at []int
@@ -386,15 +380,19 @@ func projection(ctx context.Context, cfg Config, raw *Extractor, channels int, i
 }
 
 // selectBanks chooses the entries of every location (selectBank) and the
-// global ones (selectGlobal).
-func selectBanks(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32) (bank, global []float32, err error) {
+// global ones (selectGlobal), the latter rounded to int8 steps with
+// cfg.GlobalInt8 (step: their quantisation step, else 0).
+func selectBanks(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32) (bank, global []float32, step float32, err error) {
 	if bank, err = selectBank(ctx, cfg, spec, feats); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if global, err = selectGlobal(ctx, cfg, spec.D, feats); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return bank, global, nil
+	if cfg.GlobalInt8 {
+		step = quantize(global)
+	}
+	return bank, global, step, nil
 }
 
 // selectGlobal chooses cfg.Global entries ([G][D]) by greedy k-center
@@ -487,7 +485,7 @@ func quantize(entries []float32) float32 {
 	}
 	step := max(top, 1e-6) / 127
 	for i, v := range entries {
-		entries[i] = step * float32(max(-127, min(127, math.Round(float64(v/step)))))
+		entries[i] = step * float32(netdef.Int8Step(v, step))
 	}
 	return step
 }
@@ -741,12 +739,13 @@ func (m *Model) distances(f []float32) []float32 {
 	d, k := m.Spec.D, m.Spec.Entries
 	n := len(f) / d
 	out := make([]float32, n)
-	gsq := m.globalSquares()
-	// DynamicQuantizeLinear's step and zero point: the frame's range
-	// (with 0) over 255, and where 0 falls in it.
+	// With int8 entries: ‖g_j‖², and DynamicQuantizeLinear's step and zero
+	// point — the frame's range (with 0) over 255, and where 0 falls in it.
+	var gsq []float64
 	var sx float32
 	var zp float64
 	if m.Spec.GlobalInt8 {
+		gsq = m.globalSquares()
 		lo, hi := float32(0), float32(0)
 		for _, v := range f {
 			lo, hi = min(lo, v), max(hi, v)
