@@ -19,12 +19,13 @@ import (
 )
 
 func evalCommand(ctx context.Context, s streams, args []string) error {
-	fs := newFlagSet(s, "eval", "eval --bundle DIR --data ROOT [--categories a,b] [--json FILE] [--report DIR] [flags]\n\nRuns every test image of each category (MVTec layout: <ROOT>/<category>/test/...)\nthrough the bundle's align and localise stages and reports image AUROC, pixel AUROC,\npixel AP, AUPRO (FPR ≤ 0.3), F1 at the calibrated threshold, the F1-optimal\nthreshold and per-stage latency. Pixel metrics need ground-truth masks; without\nthem only image-level metrics are reported, and the output says so.")
+	fs := newFlagSet(s, "eval", "eval --bundle DIR --data ROOT [--categories a,b] [--json FILE] [--report DIR] [--save-maps DIR] [flags]\n\nRuns every test image of each category (MVTec layout: <ROOT>/<category>/test/...)\nthrough the bundle's align and localise stages and reports image AUROC, pixel AUROC,\npixel AP, AUPRO (FPR ≤ 0.3), F1 at the calibrated threshold, the F1-optimal\nthreshold and per-stage latency. Pixel metrics need ground-truth masks; without\nthem only image-level metrics are reported, and the output says so.")
 	bundleDir := fs.String("bundle", "", "model bundle `dir`")
 	data := fs.String("data", "", "dataset `root` holding one folder per category")
 	categories := fs.String("categories", "", "comma-separated `names` to evaluate (default: all)")
 	jsonPath := fs.String("json", "", "write the metrics as JSON to `file` (- for standard output)")
 	reportDir := fs.String("report", "", "write an HTML report with plots and overlays into `dir`")
+	mapsDir := fs.String("save-maps", "", "write every test image's heatmap, score and label into `dir` as <category>_maps.npz (the layout of peers.py --save-maps; scripts/peer_metrics.py scores it with the peers' metric code)")
 	threshold := fs.Float64("threshold", 0, "image-score `threshold` (default: the bundle's calibrated one)")
 	overlays := fs.Int("overlays", evaluate.DefaultOverlays, "worst false positives and negatives drawn per category")
 	threads := fs.Int("threads", 2, "intra-op `threads` per inference session")
@@ -48,7 +49,7 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	if *overlays < 0 {
 		return usageErr("eval: --overlays %d must be 0 or more", *overlays)
 	}
-	if err := checkEvalOutputs(*jsonPath, *reportDir, *bundleDir, *data); err != nil {
+	if err := checkEvalOutputs(*jsonPath, *reportDir, *mapsDir, *bundleDir, *data); err != nil {
 		return usageErr("eval: %v", err)
 	}
 
@@ -83,9 +84,22 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	if !*quiet {
 		opts.Progress = s.stderr
 	}
+	var maps *staging.Dir
+	if *mapsDir != "" {
+		if maps, err = staging.New(*mapsDir); err != nil {
+			return failure(fmt.Errorf("eval: --save-maps: %w", err))
+		}
+		defer maps.Abort()
+		opts.MapsDir = maps.Path()
+	}
 	rep, err := evaluate.Run(ctx, eng, cats, opts)
 	if err != nil {
 		return failure(err)
+	}
+	if maps != nil {
+		if err := maps.Commit(); err != nil {
+			return failure(fmt.Errorf("eval: --save-maps: %w", err))
+		}
 	}
 	if *jsonPath != "" {
 		var buf bytes.Buffer
@@ -158,12 +172,13 @@ func printEvalSummary(s streams, rep *evaluate.Report) {
 }
 
 // checkEvalOutputs refuses, before any work, outputs that would overwrite
-// inputs or files eval did not write: --json and --report must lie outside
-// the bundle and the dataset; an existing --json file must be an earlier
-// eval report; --report must be a new or empty directory.
-func checkEvalOutputs(jsonPath, reportDir, bundleDir, data string) error {
+// inputs or files eval did not write: --json, --report and --save-maps
+// must lie outside the bundle and the dataset; an existing --json file must
+// be an earlier eval report; --report and --save-maps must be new or empty
+// directories.
+func checkEvalOutputs(jsonPath, reportDir, mapsDir, bundleDir, data string) error {
 	inputs := []struct{ flag, path string }{{"--bundle", bundleDir}, {"--data", data}}
-	for _, out := range []struct{ flag, path string }{{"--json", jsonPath}, {"--report", reportDir}} {
+	for _, out := range []struct{ flag, path string }{{"--json", jsonPath}, {"--report", reportDir}, {"--save-maps", mapsDir}} {
 		if out.path == "" || out.path == "-" {
 			continue
 		}
@@ -194,9 +209,17 @@ func checkEvalOutputs(jsonPath, reportDir, bundleDir, data string) error {
 			}
 		}
 	}
-	if reportDir != "" {
-		if err := staging.Check(reportDir); err != nil {
-			return fmt.Errorf("--report: %w", err)
+	for _, dir := range []struct{ flag, path string }{{"--report", reportDir}, {"--save-maps", mapsDir}} {
+		if dir.path == "" {
+			continue
+		}
+		if err := staging.Check(dir.path); err != nil {
+			return fmt.Errorf("%s: %w", dir.flag, err)
+		}
+	}
+	if reportDir != "" && mapsDir != "" {
+		if same, err := staging.Overlaps(reportDir, mapsDir); err != nil || same {
+			return fmt.Errorf("--report %s and --save-maps %s must be separate directories", reportDir, mapsDir)
 		}
 	}
 	return nil

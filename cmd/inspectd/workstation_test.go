@@ -37,9 +37,12 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 	jsonPath := filepath.Join(dir, "eval.json")
 	report := filepath.Join(dir, "report")
 	code, stdout, stderr := runCLI(t, "eval", "--bundle", bundleDir, "--data", rtoDir, "--categories", "plate",
-		"--json", jsonPath, "--report", report, "--quiet")
+		"--json", jsonPath, "--report", report, "--save-maps", filepath.Join(dir, "maps"), "--quiet")
 	if code != 0 {
 		t.Fatalf("eval: exit %d: %s", code, stderr)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "maps", "plate_maps.npz")); err != nil || st.Size() == 0 {
+		t.Errorf("--save-maps wrote no plate_maps.npz: %v", err)
 	}
 	if !strings.Contains(stdout, "plate") {
 		t.Errorf("summary lacks the category: %q", stdout)
@@ -100,6 +103,9 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--json", filepath.Join(bundleDir, "manifest.toml")}, "lies inside --bundle"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--json", filepath.Join(synth, "plate", "test", "good", "000.pose.json")}, "is not an eval report"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--report", synth}, "exists and is not empty"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--save-maps", synth}, "--save-maps: "},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--save-maps", filepath.Join(bundleDir, "maps")}, "--save-maps " + filepath.Join(bundleDir, "maps") + " lies inside --bundle"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--report", filepath.Join(dir, "out"), "--save-maps", filepath.Join(dir, "out", "maps")}, "must be separate directories"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threads", "0"}, "--threads 0 is out of range"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--overlays", "-1"}, "--overlays -1"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threshold", "NaN"}, "--threshold NaN"},

@@ -100,6 +100,12 @@ type Options struct {
 	// daemon rejects it (decision.max_outside_fraction); 0 means
 	// config.DefaultMaxOutsideFraction.
 	MaxOutsideFraction float64
+	// MapsDir, when not empty, is an existing directory that receives
+	// <category>_maps.npz per category: every test image's heatmap with
+	// its score, label and path relative to the dataset root, in the
+	// layout of `peers.py --save-maps`, so that the peers' metric code can
+	// score inspectd's heatmaps and the two can be diffed.
+	MapsDir string
 
 	// now is the clock for latency and progress (nil: time.Now); tests set it.
 	now func() time.Time
@@ -204,6 +210,18 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 		maxOutside = config.DefaultMaxOutsideFraction
 	}
 	var empty []string // defect images whose mask marks no pixel at all
+	var maps *mapsArchive
+	if opts.MapsDir != "" {
+		var err error
+		if maps, err = newMapsArchive(filepath.Join(opts.MapsDir, c.Name+"_maps.npz"), len(c.Test), hm.Width, hm.Height); err != nil {
+			return nil, fmt.Errorf("evaluate: category %s: heatmap archive: %w", c.Name, err)
+		}
+		defer func() {
+			if maps != nil {
+				maps.abort()
+			}
+		}()
+	}
 	for i := range c.Test {
 		if err := ctx.Err(); err != nil {
 			prog.abort()
@@ -265,6 +283,16 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 			res.Score, res.OutOfFrame = 1, true
 			outOfFrame++
 		}
+		if maps != nil {
+			rel, err := filepath.Rel(filepath.Dir(c.Dir), it.s.Path)
+			if err != nil {
+				rel = it.s.Path
+			}
+			if err := maps.add(hm.Values, res.Score, it.s.Anomalous(), filepath.ToSlash(rel)); err != nil {
+				prog.abort()
+				return nil, fmt.Errorf("evaluate: category %s: heatmap archive: %w", c.Name, err)
+			}
+		}
 		cr.Images = append(cr.Images, res)
 		if res.Sample.Anomalous() {
 			cr.worstDefect.offer(res, hm)
@@ -274,6 +302,13 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 		prog.update(i + 1)
 	}
 	prog.finish()
+	if maps != nil {
+		err := maps.close()
+		maps = nil
+		if err != nil {
+			return nil, fmt.Errorf("evaluate: category %s: heatmap archive: %w", c.Name, err)
+		}
+	}
 	if len(empty) > 0 {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("%d defect images have an empty mask, which marks no pixel (first: %s); masks mark defects with grey >= 128, or any non-zero value when the brightest pixel is below 128 (0/1 label masks)", len(empty), empty[0]))
 	}

@@ -1,13 +1,16 @@
 package evaluate
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -773,4 +776,88 @@ func mustOpen(t *testing.T, dir string) *dataset.Category {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// readNPY decodes member name.npy of an npz archive: its header's descr and
+// shape, and its data.
+func readNPY(t *testing.T, z *zip.Reader, name string) (descr, shape string, data []byte) {
+	t.Helper()
+	f, err := z.Open(name + ".npy")
+	if err != nil {
+		t.Fatalf("archive member %s.npy: %v", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("\x93NUMPY\x01\x00")) {
+		t.Fatalf("%s.npy: no NumPy magic", name)
+	}
+	n := int(b[8]) | int(b[9])<<8
+	if (10+n)%64 != 0 {
+		t.Errorf("%s.npy: data starts at %d, not on a 64-byte boundary", name, 10+n)
+	}
+	h := string(b[10 : 10+n])
+	d := strings.SplitN(strings.SplitN(h, "'descr': '", 2)[1], "'", 2)[0]
+	s := strings.SplitN(strings.SplitN(h, "'shape': (", 2)[1], ")", 2)[0]
+	return d, s, b[10+n:]
+}
+
+// TestSaveMaps: with MapsDir, every category's heatmaps, scores, labels and
+// paths land in <category>_maps.npz in the peers' layout, the maps exactly
+// what was scored.
+func TestSaveMaps(t *testing.T) {
+	root := t.TempDir()
+	cat := handCategory(t, root, "hand", true)
+	out := t.TempDir()
+	eng := &fakeEngine{w: 8, h: 8, thr: 0.45}
+	rep, err := Run(context.Background(), eng, []*dataset.Category{cat}, Options{MapsDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := zip.OpenReader(filepath.Join(out, "hand_maps.npz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	n := len(cat.Test)
+	descr, shape, data := readNPY(t, &z.Reader, "maps")
+	if descr != "<f4" || shape != fmt.Sprintf("%d, 8, 8", n) || len(data) != 4*n*64 {
+		t.Fatalf("maps: %s (%s), %d bytes; want <f4 (%d, 8, 8)", descr, shape, len(data), n)
+	}
+	descr, shape, scores := readNPY(t, &z.Reader, "scores")
+	if descr != "<f8" || shape != fmt.Sprintf("%d,", n) {
+		t.Fatalf("scores: %s (%s)", descr, shape)
+	}
+	_, _, labels := readNPY(t, &z.Reader, "labels")
+	descr, _, paths := readNPY(t, &z.Reader, "paths")
+	width, _ := strconv.Atoi(strings.TrimPrefix(descr, "<U"))
+	for i, res := range rep.Categories[0].Images {
+		// The fake engine's heatmap is the image, its score the maximum.
+		var top float32
+		for k := range 64 {
+			top = max(top, math.Float32frombits(binary.LittleEndian.Uint32(data[4*(i*64+k):])))
+		}
+		score := math.Float64frombits(binary.LittleEndian.Uint64(scores[8*i:]))
+		if score != res.Score || float64(top) != res.Score {
+			t.Errorf("image %d: saved score %g and map maximum %g, want the scored %g", i, score, top, res.Score)
+		}
+		if l := binary.LittleEndian.Uint64(labels[8*i:]); (l == 1) != res.Sample.Anomalous() {
+			t.Errorf("image %d: label %d for %s", i, l, res.Sample.Path)
+		}
+		var path []rune
+		for k := range width {
+			if r := rune(binary.LittleEndian.Uint32(paths[4*(i*width+k):])); r != 0 {
+				path = append(path, r)
+			}
+		}
+		if want, _ := filepath.Rel(root, res.Sample.Path); string(path) != want {
+			t.Errorf("image %d: path %q, want %q", i, string(path), want)
+		}
+	}
+	// An archive is never overwritten.
+	if _, err := Run(context.Background(), eng, []*dataset.Category{cat}, Options{MapsDir: out}); err == nil || !strings.Contains(err.Error(), "heatmap archive") {
+		t.Errorf("second run into the same directory: %v, want the archive's error", err)
+	}
 }

@@ -62,6 +62,11 @@ type Config struct {
 	// MaxCandidates bounds the candidates per location (a seeded random
 	// subset when there are more); 0 means DefaultMaxCandidates.
 	MaxCandidates int
+	// GlobalCandidates bounds the candidates of the global entries; 0
+	// means DefaultGlobalCandidates. When the images hold more locations,
+	// each image contributes an equal share, chosen by greedy k-center
+	// within the image (see globalPool).
+	GlobalCandidates int
 	// BlurSigma of the heatmap (pixels; 0 = netdef.DefaultBlurSigma).
 	BlurSigma float64
 	// Threads for feature extraction and selection.
@@ -88,9 +93,10 @@ const (
 	selectionDims      = 128
 )
 
-// globalCandidates bounds the candidates of the global entries (a seeded
-// random subset of every location of every image when there are more).
-const globalCandidates = 1 << 17
+// DefaultGlobalCandidates bounds the candidates of the global entries:
+// every location of every image when they fit, else an equal share of each
+// image's (see globalPool).
+const DefaultGlobalCandidates = 1 << 17
 
 // pcaImages and pcaSamples bound the work of the projection's PCA.
 const (
@@ -131,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxCandidates < 0 {
 		errs = append(errs, fmt.Errorf("memory: max candidates = %d, want ≥ 0", c.MaxCandidates))
+	}
+	if c.GlobalCandidates < 0 {
+		errs = append(errs, fmt.Errorf("memory: global candidates = %d, want ≥ 0", c.GlobalCandidates))
 	}
 	return errors.Join(errs...)
 }
@@ -272,13 +281,27 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 	gh, gw := spec.Grid()
 	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d) and %d shared ones\n",
 		len(images), d, gw, gh, cfg.Entries, cfg.Radius, cfg.Global)
-	if m.Bank, m.Global, m.Spec.GlobalScale, err = selectBanks(ctx, cfg, m.Spec, feats); err != nil {
+	folds := cfg.Folds > 1 && len(feats) >= cfg.Folds
+	smallest := len(feats) // the fewest images a selection draws from
+	if folds {
+		smallest -= (len(feats) + cfg.Folds - 1) / cfg.Folds
+	}
+	pool, err := newGlobalPool(ctx, cfg, d, feats, smallest)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if pool != nil {
+		fmt.Fprintf(progress, "memory       shared entries chosen among %d locations of each image (greedy k-center within the image; %d locations in all)\n",
+			pool.share(len(feats), cfg), pool.share(len(feats), cfg)*len(feats))
+	}
+	if m.Bank, m.Global, m.Spec.GlobalScale, err = selectBanks(ctx, cfg, m.Spec, feats, pool); err != nil {
 		m.Close()
 		return nil, err
 	}
 	var oof [][]float32
-	if cfg.Folds > 1 && len(feats) >= cfg.Folds {
-		if oof, err = m.outOfFold(ctx, cfg, feats, rng, progress); err != nil {
+	if folds {
+		if oof, err = m.outOfFold(ctx, cfg, feats, pool, rng, progress); err != nil {
 			m.Close()
 			return nil, err
 		}
@@ -301,7 +324,7 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 
 // outOfFold returns every training image's per-location distances to a
 // memory like m built from the other folds (assigned at random, seeded).
-func (m *Model) outOfFold(ctx context.Context, cfg Config, feats [][]float32, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
+func (m *Model) outOfFold(ctx context.Context, cfg Config, feats [][]float32, pool *globalPool, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
 	spec := m.Spec
 	fold := make([]int, len(feats))
 	for i, p := range rng.Perm(len(feats)) {
@@ -311,14 +334,15 @@ func (m *Model) outOfFold(ctx context.Context, cfg Config, feats [][]float32, rn
 	for f := range cfg.Folds {
 		fmt.Fprintf(progress, "memory       out-of-fold scores: fold %d of %d\n", f+1, cfg.Folds)
 		var rest [][]float32
+		var restAt []int
 		for i, x := range feats {
 			if fold[i] != f {
-				rest = append(rest, x)
+				rest, restAt = append(rest, x), append(restAt, i)
 			}
 		}
 		other := &Model{Spec: spec, be: m.be, threads: m.threads}
 		var err error
-		if other.Bank, other.Global, other.Spec.GlobalScale, err = selectBanks(ctx, cfg, spec, rest); err != nil {
+		if other.Bank, other.Global, other.Spec.GlobalScale, err = selectBanks(ctx, cfg, spec, rest, pool.subset(restAt)); err != nil {
 			return nil, err
 		}
 		var held [][]float32
@@ -380,13 +404,14 @@ func projection(ctx context.Context, cfg Config, raw *Extractor, channels int, i
 }
 
 // selectBanks chooses the entries of every location (selectBank) and the
-// global ones (selectGlobal), the latter rounded to int8 steps with
-// cfg.GlobalInt8 (step: their quantisation step, else 0).
-func selectBanks(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32) (bank, global []float32, step float32, err error) {
+// global ones (selectGlobal, drawing on pool, which holds feats' images),
+// the latter rounded to int8 steps with cfg.GlobalInt8 (step: their
+// quantisation step, else 0).
+func selectBanks(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32, pool *globalPool) (bank, global []float32, step float32, err error) {
 	if bank, err = selectBank(ctx, cfg, spec, feats); err != nil {
 		return nil, nil, 0, err
 	}
-	if global, err = selectGlobal(ctx, cfg, spec.D, feats); err != nil {
+	if global, err = selectGlobal(ctx, cfg, spec.D, feats, pool); err != nil {
 		return nil, nil, 0, err
 	}
 	if cfg.GlobalInt8 {
@@ -396,10 +421,10 @@ func selectBanks(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats 
 }
 
 // selectGlobal chooses cfg.Global entries ([G][D]) by greedy k-center
-// among the features of every location of every image (a seeded random
-// subset of globalCandidates when there are more); nil when cfg.Global
-// is 0.
-func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]float32, error) {
+// among the features of every location of every image, or, when they are
+// more than cfg's global candidates, among each image's share of pool
+// (which holds feats' images); nil when cfg.Global is 0.
+func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32, pool *globalPool) ([]float32, error) {
 	if cfg.Global == 0 {
 		return nil, nil
 	}
@@ -407,7 +432,13 @@ func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]
 	for _, f := range feats {
 		total += len(f) / d
 	}
-	count := min(total, globalCandidates)
+	if total > cfg.globalCandidates() {
+		if pool == nil || len(pool.order) != len(feats) {
+			return nil, errors.New("memory: internal error: more locations than global candidates, and no candidate pool for these images")
+		}
+		return pool.selectGlobal(ctx, cfg, d, feats)
+	}
+	count := total
 	r := rand.New(rand.NewPCG(cfg.Seed, 0x676c6f62))
 	// A partial Fisher–Yates shuffle of the indices picks count of them.
 	idx := make([]int32, total)
@@ -445,31 +476,18 @@ func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]
 }
 
 // randomProjection returns the count vectors of cand (d values each)
-// projected on dims seeded Gaussian directions, [count][dims], on threads
-// goroutines: distances between them are those of the originals up to a
-// small random factor (Johnson–Lindenstrauss), at dims/d of the work.
+// projected on dims seeded Gaussian directions (gaussianProjection),
+// [count][dims], on threads goroutines.
 func randomProjection(cand []float32, count, d, dims int, r *rand.Rand, threads int) []float32 {
-	p := make([]float32, d*dims)
-	for i := range p {
-		p[i] = float32(r.NormFloat64() / math.Sqrt(float64(dims)))
-	}
+	p := gaussianProjection(r, d, dims)
 	out := make([]float32, count*dims)
 	var wg sync.WaitGroup
 	for t := range threads {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := t * count / threads; i < (t+1)*count/threads; i++ {
-				x, o := cand[i*d:(i+1)*d], out[i*dims:(i+1)*dims]
-				for c, v := range x {
-					if v == 0 {
-						continue
-					}
-					for k, w := range p[c*dims : (c+1)*dims] {
-						o[k] += v * w
-					}
-				}
-			}
+			lo, hi := t*count/threads, (t+1)*count/threads
+			copy(out[lo*dims:hi*dims], project(cand[lo*d:hi*d], hi-lo, d, p, dims))
 		}()
 	}
 	wg.Wait()

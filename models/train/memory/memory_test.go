@@ -388,3 +388,117 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("valid config refused: %v", err)
 	}
 }
+
+// rareFeatures returns images×locations features of d values: noise around
+// one common appearance, except that image rareImage holds, at one
+// location, an appearance no other location has.
+func rareFeatures(images, locations, d, rareImage int, seed uint64) [][]float32 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	feats := make([][]float32, images)
+	for i := range feats {
+		f := make([]float32, locations*d)
+		for k := range f {
+			f[k] = 1 + 0.05*float32(r.NormFloat64())
+		}
+		if i == rareImage {
+			for c := range d {
+				f[(locations/2)*d+c] = 6
+			}
+		}
+		feats[i] = f
+	}
+	return feats
+}
+
+// TestGlobalPoolKeepsRareLocations: with more locations than global
+// candidates, each image contributes the locations greedy k-center picks
+// within it, so a structure that only one location of one image shows
+// stays a candidate and becomes an entry — a uniform sample of 1 in 16
+// locations would keep it by chance only. Both selection spaces: the
+// features themselves, and a random projection of wide features.
+func TestGlobalPoolKeepsRareLocations(t *testing.T) {
+	const images = 32
+	for _, c := range []struct {
+		name                 string
+		d, global, locations int
+	}{
+		{"features", 8, 8, 64},
+		{"projected order", selectionDims + 32, 8, 64},
+		{"projected order and selection", selectionDims + 32, globalProjectAbove + 8, 1024},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Config{Global: c.global, GlobalCandidates: images * c.locations / 16, Threads: 2, Seed: 1}
+			for rare := range 3 {
+				feats := rareFeatures(images, c.locations, c.d, rare*7, uint64(rare))
+				pool, err := newGlobalPool(context.Background(), cfg, c.d, feats, images)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pool == nil {
+					t.Fatal("no candidate pool, though the images hold more locations than the global candidates")
+				}
+				global, err := selectGlobal(context.Background(), cfg, c.d, feats, pool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				found := false
+				for e := range cfg.Global {
+					found = found || global[e*c.d] == 6
+				}
+				if !found {
+					t.Errorf("rare location of image %d: not among the %d global entries", rare*7, cfg.Global)
+				}
+			}
+		})
+	}
+}
+
+// TestGlobalPoolServesSubsets: a selection over some of the images drawn
+// from the whole set's pool equals one from a pool of those images alone
+// (greedy orders nest), which is how every out-of-fold memory shares the
+// pool; and selectGlobal refuses to sample without a pool rather than fall
+// back silently.
+func TestGlobalPoolServesSubsets(t *testing.T) {
+	const d, images, locations = 6, 20, 50
+	cfg := Config{Global: 24, GlobalCandidates: 300, Threads: 2, Seed: 5}
+	r := rand.New(rand.NewPCG(9, 9))
+	feats := make([][]float32, images)
+	for i := range feats {
+		feats[i] = make([]float32, locations*d)
+		for k := range feats[i] {
+			feats[i][k] = float32(r.NormFloat64())
+		}
+	}
+	at := []int{0, 2, 3, 5, 8, 9, 11, 12, 13, 15, 16, 19}
+	var sub [][]float32
+	for _, i := range at {
+		sub = append(sub, feats[i])
+	}
+	whole, err := newGlobalPool(context.Background(), cfg, d, feats, len(at))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := newGlobalPool(context.Background(), cfg, d, sub, len(at))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := selectGlobal(context.Background(), cfg, d, sub, whole.subset(at))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := selectGlobal(context.Background(), cfg, d, sub, alone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Error("the whole set's pool, restricted to a subset, chose other entries than a pool of the subset")
+	}
+	if _, err := selectGlobal(context.Background(), cfg, d, sub, nil); err == nil || !strings.Contains(err.Error(), "no candidate pool") {
+		t.Errorf("selection without a pool returned %v, want the internal error", err)
+	}
+	few := cfg
+	few.GlobalCandidates = images * locations
+	if p, err := newGlobalPool(context.Background(), few, d, feats, images); err != nil || p != nil {
+		t.Errorf("every location fits the candidates: pool %v, %v, want none", p, err)
+	}
+}
