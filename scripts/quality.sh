@@ -66,7 +66,7 @@ for set in $sets; do
 	mkdir -p "$dir"
 	if [ ! -f "$dir/inspectd.json" ]; then
 		echo "quality: inspectd on $set (training, then evaluation)" >&2
-		rm -rf "$dir/bundle"
+		rm -rf "$dir/bundle" "$dir/maps"
 		setrecipe=$recipe
 		if [[ " $stretch " == *" $cat "* ]]; then
 			# The same recipe with input.mixed_sizes = "stretch".
@@ -78,8 +78,13 @@ for set in $sets; do
 		"$ws" train --good "$root/$cat/train/good" --backbone "$shared/backbones/resnet18" --out "$dir/bundle" ${setrecipe:+--recipe "$setrecipe"} >"$dir/train.log" 2>&1 ||
 			{ tail -5 "$dir/train.log" >&2; exit 1; }
 		end=$(date +%s)
-		"$ws" eval --bundle "$dir/bundle" --data "$root" --categories "$cat" --quiet --json "$dir/eval.json" --report "$dir/report" >"$dir/eval.log" 2>&1 ||
+		"$ws" eval --bundle "$dir/bundle" --data "$root" --categories "$cat" --quiet --json "$dir/eval.json" --report "$dir/report" \
+			--save-maps "$dir/maps" >"$dir/eval.log" 2>&1 ||
 			{ tail -5 "$dir/eval.log" >&2; exit 1; }
+		# The same heatmaps scored by the peers' own metric code (their mask
+		# resampling included): the row to compare with theirs.
+		/usr/bin/python3 scripts/peer_metrics.py --data "$root" --category "$cat" --peers "$shared/peers" "$dir/maps/${cat}_maps.npz" \
+			>"$dir/peer-metrics.json" 2>"$dir/peer-metrics.log" || { tail -5 "$dir/peer-metrics.log" >&2; exit 1; }
 		"$edge" bench --bundle "$dir/bundle" --iterations 100 --json >"$dir/bench.json" 2>"$dir/bench.log" ||
 			{ tail -5 "$dir/bench.log" >&2; exit 1; }
 		/usr/bin/python3 - "$dir" "$((end - start))" "$(du -sm "$dir/bundle" | cut -f1)" <<'EOF'

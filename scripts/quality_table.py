@@ -4,8 +4,10 @@
 usage: quality_table.py RESULTS root/category...
 
 inspectd's row comes from eval.json (inspectd eval --json), bench.json
-(inspectd bench --json) and inspectd.json (training seconds, bundle MB);
-each peer's from <peer>.json (../shared/peers/peers.py).
+(inspectd bench --json) and inspectd.json (training seconds, bundle MB); a
+second row from peer-metrics.json (scripts/peer_metrics.py: the same heatmaps
+scored by the peers' metric code, which the peers' rows use); each peer's
+from <peer>.json (../shared/peers/peers.py).
 """
 import json
 import math
@@ -50,6 +52,17 @@ def inspectd_row(d, cat):
         row["ms"] = None if loc is None else loc + al
         row["ratio"] = None if loc is None or not bb else loc / bb
     return row
+
+
+def peer_code_row(d):
+    m = load(f"{d}/peer-metrics.json")
+    if not m:
+        return None
+    return {
+        "method": "inspectd, scored by the peers' code",
+        "img": m.get("image_auroc"), "px": m.get("pixel_auroc"), "ap": m.get("pixel_ap"), "pro": m.get("aupro_0.3"),
+        "f1": None, "frr": None, "escape": None, "train_s": None, "mb": None, "ms": None, "ratio": None,
+    }
 
 
 def peer_row(d, peer):
@@ -128,7 +141,7 @@ def main():
     for s in sets:
         root, cat = s.split("/", 1)
         d = os.path.join(results, root, cat)
-        rows = [inspectd_row(d, cat)] + [peer_row(d, p) for p in ("patchcore", "padim", "paper")]
+        rows = [inspectd_row(d, cat), peer_code_row(d)] + [peer_row(d, p) for p in ("patchcore", "padim", "paper")]
         for r in rows:
             if r is None:
                 continue
