@@ -37,7 +37,7 @@ func Check(dst string) error {
 		return fmt.Errorf("%s is a symbolic link; give the real directory", dst)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s %w", dst, ErrNotEmpty)
+		return fmt.Errorf("%s exists and is not a directory (%s); choose a new directory", dst, fileKind(fi.Mode()))
 	}
 	entries, err := os.ReadDir(dst)
 	if err != nil {
@@ -145,4 +145,19 @@ func resolve(p string) (string, error) {
 		rest = filepath.Join(filepath.Base(cur), rest)
 		cur = parent
 	}
+}
+
+// fileKind names what a non-directory path is, for error messages.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsRegular():
+		return "a file"
+	}
+	return "not a regular file"
 }

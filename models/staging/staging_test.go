@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -21,11 +22,13 @@ func TestCheck(t *testing.T) {
 	must(os.WriteFile(filepath.Join(root, "full", "x"), nil, 0o644))
 	must(os.WriteFile(filepath.Join(root, "file"), nil, 0o644))
 	must(os.Symlink(filepath.Join(root, "empty"), filepath.Join(root, "link")))
+	must(syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644))
 	cases := []struct{ name, want string }{
 		{"missing", ""},
 		{"empty", ""},
 		{"full", "exists and is not empty"},
-		{"file", "exists and is not empty"},
+		{"file", "exists and is not a directory (a file); choose a new directory"},
+		{"fifo", "exists and is not a directory (a named pipe)"},
 		{"link", "is a symbolic link"},
 	}
 	for _, c := range cases {
