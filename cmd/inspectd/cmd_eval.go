@@ -173,14 +173,27 @@ func printEvalSummary(s streams, rep *evaluate.Report) {
 
 // checkEvalOutputs refuses, before any work, outputs that would overwrite
 // inputs or files eval did not write: --json, --report and --save-maps
-// must lie outside the bundle and the dataset; an existing --json file must
+// must lie outside the bundle, the dataset and each other; an existing --json file must
 // be an earlier eval report; --report and --save-maps must be new or empty
 // directories.
 func checkEvalOutputs(jsonPath, reportDir, mapsDir, bundleDir, data string) error {
 	inputs := []struct{ flag, path string }{{"--bundle", bundleDir}, {"--data", data}}
-	for _, out := range []struct{ flag, path string }{{"--json", jsonPath}, {"--report", reportDir}, {"--save-maps", mapsDir}} {
+	outputs := []struct{ flag, path string }{{"--json", jsonPath}, {"--report", reportDir}, {"--save-maps", mapsDir}}
+	for i, out := range outputs {
 		if out.path == "" || out.path == "-" {
 			continue
+		}
+		for _, other := range outputs[:i] {
+			if other.path == "" || other.path == "-" {
+				continue
+			}
+			overlap, err := staging.Overlaps(out.path, other.path)
+			if err != nil {
+				return fmt.Errorf("%s: %w", out.flag, err)
+			}
+			if overlap {
+				return fmt.Errorf("%s %s and %s %s overlap: outputs must be separate directories or files", other.flag, other.path, out.flag, out.path)
+			}
 		}
 		for _, in := range inputs {
 			overlap, err := staging.Overlaps(out.path, in.path)
@@ -215,11 +228,6 @@ func checkEvalOutputs(jsonPath, reportDir, mapsDir, bundleDir, data string) erro
 		}
 		if err := staging.Check(dir.path); err != nil {
 			return fmt.Errorf("%s: %w", dir.flag, err)
-		}
-	}
-	if reportDir != "" && mapsDir != "" {
-		if same, err := staging.Overlaps(reportDir, mapsDir); err != nil || same {
-			return fmt.Errorf("--report %s and --save-maps %s must be separate directories", reportDir, mapsDir)
 		}
 	}
 	return nil

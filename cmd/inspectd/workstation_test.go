@@ -106,6 +106,7 @@ func TestDatasetAndEvalCommands(t *testing.T) {
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--save-maps", synth}, "--save-maps: "},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--save-maps", filepath.Join(bundleDir, "maps")}, "--save-maps " + filepath.Join(bundleDir, "maps") + " lies inside --bundle"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--report", filepath.Join(dir, "out"), "--save-maps", filepath.Join(dir, "out", "maps")}, "must be separate directories"},
+		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--json", filepath.Join(dir, "out", "eval.json"), "--report", filepath.Join(dir, "out")}, "outputs must be separate"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threads", "0"}, "--threads 0 is out of range"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--overlays", "-1"}, "--overlays -1"},
 		{[]string{"eval", "--bundle", bundleDir, "--data", rtoDir, "--threshold", "NaN"}, "--threshold NaN"},

@@ -216,11 +216,7 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 		if maps, err = newMapsArchive(filepath.Join(opts.MapsDir, c.Name+"_maps.npz"), len(c.Test), hm.Width, hm.Height); err != nil {
 			return nil, fmt.Errorf("evaluate: category %s: heatmap archive: %w", c.Name, err)
 		}
-		defer func() {
-			if maps != nil {
-				maps.abort()
-			}
-		}()
+		defer maps.abort() // after close: a no-op
 	}
 	for i := range c.Test {
 		if err := ctx.Err(); err != nil {
@@ -303,9 +299,7 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 	}
 	prog.finish()
 	if maps != nil {
-		err := maps.close()
-		maps = nil
-		if err != nil {
+		if err := maps.close(); err != nil {
 			return nil, fmt.Errorf("evaluate: category %s: heatmap archive: %w", c.Name, err)
 		}
 	}

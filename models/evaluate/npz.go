@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -24,6 +25,7 @@ type mapsArchive struct {
 	maps   io.Writer
 	n      int
 	size   int
+	buf    []byte // one map's bytes, reused
 	scores []float64
 	labels []int64
 	paths  []string
@@ -80,11 +82,11 @@ func (a *mapsArchive) add(values []float32, score float64, defective bool, path 
 	if len(a.scores) == a.n {
 		return fmt.Errorf("more than the %d maps announced", a.n)
 	}
-	buf := make([]byte, 4*len(values))
+	a.buf = slices.Grow(a.buf[:0], 4*len(values))[:4*len(values)]
 	for i, v := range values {
-		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		binary.LittleEndian.PutUint32(a.buf[4*i:], math.Float32bits(v))
 	}
-	if _, err := a.maps.Write(buf); err != nil {
+	if _, err := a.maps.Write(a.buf); err != nil {
 		return err
 	}
 	label := int64(0)
@@ -148,8 +150,9 @@ func (a *mapsArchive) finish() error {
 	return a.f.Sync()
 }
 
-// abort closes the file of an archive that will not be completed; the
-// caller discards the staging directory it lies in.
+// abort closes the file of an archive that will not be completed (the
+// caller discards the staging directory it lies in); after close it does
+// nothing.
 func (a *mapsArchive) abort() {
-	a.f.Close()
+	a.f.Close() // a second Close only reports os.ErrClosed
 }

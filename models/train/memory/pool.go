@@ -118,13 +118,7 @@ func (p *globalPool) subset(at []int) *globalPool {
 // in every dimension.
 func (p *globalPool) selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]float32, error) {
 	per := p.share(len(feats), cfg)
-	count := per * len(feats)
-	image, loc := make([]int32, 0, count), make([]int32, 0, count)
-	for i, o := range p.order {
-		for _, at := range o[:per] {
-			image, loc = append(image, int32(i)), append(loc, at)
-		}
-	}
+	count := per * len(feats) // candidate k is image k/per's location order[k/per][k%per]
 	inSelectionSpace := !p.projected || cfg.Global > globalProjectAbove
 	width := d
 	if inSelectionSpace {
@@ -147,8 +141,8 @@ func (p *globalPool) selectGlobal(ctx context.Context, cfg Config, d int, feats 
 	out := make([]float32, cfg.Global*d)
 	for e := range cfg.Global {
 		k := picked[min(e, len(picked)-1)]
-		f := feats[image[k]]
-		copy(out[e*d:(e+1)*d], f[int(loc[k])*d:(int(loc[k])+1)*d])
+		at := int(p.order[k/per][k%per])
+		copy(out[e*d:(e+1)*d], feats[k/per][at*d:(at+1)*d])
 	}
 	return out, nil
 }
