@@ -30,9 +30,9 @@ type Engine struct {
 	alignIn, templateIn, transformOut []float32
 	imageIn, heatmapOut, scoreOut     []float32
 
-	prep    preprocess.Preparer
-	outside []bool  // OutsideMask scratch
-	rows    []int32 // SuppressOutside scratch
+	prep   preprocess.Preparer
+	inside []preprocess.Span // InsideSpans scratch
+	rows   []preprocess.Span // SuppressOutside scratch
 
 	// refine is the align.refine method (nil for none).
 	refine  ecc.Method
@@ -201,8 +201,8 @@ func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t preprocess.T
 	copy(dst.Values, e.heatmapOut)
 	score := e.scoreOut[0]
 	var found int
-	if e.outside, found = spec.OutsideMask(roi.Dx(), roi.Dy(), e.outside); found > 0 {
-		score, _, e.rows = preprocess.SuppressOutside(dst.Values, spec.Width, spec.Height, e.outside, e.m.Localize.OutsideMargin(), e.rows)
+	if e.inside, found = spec.InsideSpans(roi.Dx(), roi.Dy(), e.inside); found > 0 {
+		score, _, e.rows = preprocess.SuppressOutside(dst.Values, spec.Width, spec.Height, e.inside, e.m.Localize.OutsideMargin(), e.rows)
 	}
 	dst.Outside = float64(found) / float64(len(dst.Values))
 	return score, nil

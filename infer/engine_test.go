@@ -126,7 +126,7 @@ func TestEngineLocalize(t *testing.T) {
 	// the maximum of the rest, which is not 0.
 	roi := image.Rect(20, 10, 180, 140)
 	warp := preprocess.Transform{Theta: 0.3}.Pixel(roi.Dx(), roi.Dy())
-	mask, found := preprocess.Spec{Width: 96, Height: 64, Channels: 3, Crop: roi, Warp: &warp}.OutsideMask(roi.Dx(), roi.Dy(), nil)
+	inside, found := preprocess.Spec{Width: 96, Height: 64, Channels: 3, Crop: roi, Warp: &warp}.InsideSpans(roi.Dx(), roi.Dy(), nil)
 	if found == 0 {
 		t.Fatal("a 0.3 rad rotation pulled nothing from outside the ROI")
 	}
@@ -142,7 +142,7 @@ func TestEngineLocalize(t *testing.T) {
 			near := false
 			for yy := max(0, y-margin); yy <= min(63, y+margin) && !near; yy++ {
 				for xx := max(0, x-margin); xx <= min(95, x+margin); xx++ {
-					if mask[yy*96+xx] {
+					if !inside[yy].Contains(xx) {
 						near = true
 						break
 					}

@@ -103,7 +103,7 @@ type Heatmap struct {
 	Width, Height int
 	Values        []float32
 	// Outside is the fraction of the input the alignment pulled from
-	// outside the ROI (Spec.OutsideMask): content that is not the part.
+	// outside the ROI (Spec.InsideSpans): content that is not the part.
 	// The engine sets the heatmap to 0 there and within a margin around it
 	// (SuppressOutside).
 	Outside float64

@@ -330,11 +330,11 @@ const maxOutOfFrameShare = 0.05
 func (t *trainer) checkAlignment() {
 	w, h := t.r.Input.Width, t.r.Input.Height
 	out := 0
-	var mask []bool
+	var spans []preprocess.Span
 	for _, g := range t.goods {
 		spec, crop := inputSpec(g, t.roi, w, h, t.transforms)
 		var n int
-		if mask, n = spec.OutsideMask(crop.X, crop.Y, mask); float64(n)/float64(w*h) > config.DefaultMaxOutsideFraction {
+		if spans, n = spec.InsideSpans(crop.X, crop.Y, spans); float64(n)/float64(w*h) > config.DefaultMaxOutsideFraction {
 			out++
 		}
 	}
@@ -433,11 +433,11 @@ func (t *trainer) localizeManifest() bundle.Localize {
 // and returns the maximum of what remains.
 func (t *trainer) suppressOutside(g goodImage, heat []float64) float64 {
 	spec, crop := t.inputSpec(g)
-	mask, found := spec.OutsideMask(crop.X, crop.Y, nil)
+	inside, found := spec.InsideSpans(crop.X, crop.Y, nil)
 	if found == 0 {
 		return slices.Max(heat)
 	}
-	best, _, _ := preprocess.SuppressOutside(heat, spec.Width, spec.Height, mask, t.man.Localize.OutsideMargin(), nil)
+	best, _, _ := preprocess.SuppressOutside(heat, spec.Width, spec.Height, inside, t.man.Localize.OutsideMargin(), nil)
 	return best
 }
 
