@@ -8,7 +8,7 @@ threads="${1:-2}"
 iterations="${2:-50}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-bin/inspectd bench --json --threads "$threads" --iterations "$iterations" --save-bundle "$tmp/bundle" >"$tmp/go.json"
+bin/inspectd bench --json --threads "$threads" --iterations "$iterations" --save-bundle "$tmp/bundle" --localize centres >"$tmp/go.json"
 /usr/bin/python3 bench/torch_reference.py --bundle "$tmp/bundle" --threads "$threads" --iterations "$iterations" --json >"$tmp/torch.json"
 /usr/bin/python3 - "$tmp/go.json" "$tmp/torch.json" <<'PY'
 import json, sys

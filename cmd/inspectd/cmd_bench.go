@@ -21,6 +21,11 @@ type benchFlags struct {
 	bundleDir, saveBundle, provider, lib string
 	threads, iterations, height, width   int
 	asJSON                               bool
+	// The random bundle's architecture: localize is "memory" (the
+	// training default, with sharedEntries) or "centres" (the paper's
+	// ALM); align "imm" or "none".
+	localize, align string
+	sharedEntries   int
 	// pipeline runs the whole daemon instead of the stages.
 	pipeline bool
 	frames   string
@@ -73,7 +78,7 @@ func runBench(ctx context.Context, s streams, args []string) error {
 // parseBenchFlags parses and checks the flags; done reports that the
 // command is over (help, or a usage error in err).
 func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error) {
-	fs := newFlagSet(s, "bench", "bench [--bundle DIR] [--threads N] [--size 256|HxW] [--iterations K] [--json]\n       bench --pipeline [--frames 640x480,1920x1080] [--parts N] [--bundle DIR] [--threads N] [--json]\n\nTimes the backbone alone, the align stage and the full localise stage on this\nmachine after warm-up, and prints min / median / p99 milliseconds per stage.\nWithout --bundle it builds a random-weight bundle of the standard architecture,\nso any box can be sized before a model is trained.\n\nWith --pipeline it runs the whole daemon (free-run trigger, engine, decision,\nresult fan-out, the simulated reject actuator) on synthetic frames of each size\nand prints parts/s, trigger→verdict p50/p99, the daemon's overhead beyond\nalign + localise, the actuator's timing error and the memory used.")
+	fs := newFlagSet(s, "bench", "bench [--bundle DIR] [--threads N] [--size 256|HxW] [--iterations K] [--json]\n       bench --pipeline [--frames 640x480,1920x1080] [--parts N] [--bundle DIR] [--threads N] [--json]\n\nTimes the backbone alone, the align stage and the full localise stage on this\nmachine after warm-up, and prints min / median / p99 milliseconds per stage.\nWithout --bundle it builds a random-weight bundle of the training default's\narchitecture (IMM + a memory of --shared-entries int8 entries), so any box can\nbe sized before a model is trained; --align none and --shared-entries N size\nother recipes, --localize centres the paper's ALM.\n\nWith --pipeline it runs the whole daemon (free-run trigger, engine, decision,\nresult fan-out, the simulated reject actuator) on synthetic frames of each size\nand prints parts/s, trigger→verdict p50/p99, the daemon's overhead beyond\nalign + localise, the actuator's timing error and the memory used.")
 	var f benchFlags
 	fs.StringVar(&f.bundleDir, "bundle", "", "model bundle `dir` (default: random weights)")
 	fs.IntVar(&f.threads, "threads", 2, "intra-op `threads` per session")
@@ -81,6 +86,9 @@ func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error
 	fs.IntVar(&f.iterations, "iterations", 50, "timed `runs` per stage")
 	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
 	fs.StringVar(&f.saveBundle, "save-bundle", "", "keep the random bundle in `dir` (e.g. for bench/torch_reference.py)")
+	fs.StringVar(&f.localize, "localize", bundle.LocalizeMemory, "the random bundle's localisation `method`: memory (the training default) or centres (the paper's ALM)")
+	fs.IntVar(&f.sharedEntries, "shared-entries", netdef.DefaultSharedEntries, "the random memory's shared `entries` (recipe memory.global_entries)")
+	fs.StringVar(&f.align, "align", bundle.AlignIMM, "the random bundle's alignment `method`: imm or none")
 	fs.StringVar(&f.provider, "provider", "cpu", "execution `provider`: cpu, cuda or tensorrt")
 	fs.StringVar(&f.lib, "onnxruntime-library", "", libraryFlagUsage)
 	fs.BoolVar(&f.pipeline, "pipeline", false, "time the whole daemon pipeline instead of the stages")
@@ -121,6 +129,28 @@ func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error
 	if f.bundleDir != "" && flagSet(fs, "size") {
 		return f, true, usageErr("bench: --size applies to the random bundle; with --bundle the bundle's own input size is used")
 	}
+	if f.bundleDir != "" {
+		for _, name := range []string{"localize", "shared-entries", "align"} {
+			if flagSet(fs, name) {
+				return f, true, usageErr("bench: --%s applies to the random bundle; with --bundle the bundle's own architecture is used", name)
+			}
+		}
+	}
+	switch f.localize {
+	case bundle.LocalizeMemory:
+		if f.sharedEntries < 1 || f.sharedEntries > 16384 {
+			return f, true, usageErr("bench: --shared-entries %d is out of range; allowed 1 to 16384 (as memory.global_entries)", f.sharedEntries)
+		}
+	case bundle.LocalizeCentres:
+		if flagSet(fs, "shared-entries") {
+			return f, true, usageErr("bench: --shared-entries applies to --localize memory")
+		}
+	default:
+		return f, true, usageErr("bench: --localize %q; allowed %q or %q", f.localize, bundle.LocalizeMemory, bundle.LocalizeCentres)
+	}
+	if f.align != bundle.AlignIMM && f.align != bundle.AlignNone {
+		return f, true, usageErr("bench: --align %q; allowed %q or %q", f.align, bundle.AlignIMM, bundle.AlignNone)
+	}
 	if f.saveBundle != "" {
 		if err := bundle.CheckReplaceable(f.saveBundle); err != nil {
 			return f, true, usageErr("bench: --save-bundle: %v", err)
@@ -145,7 +175,7 @@ func benchBundle(f benchFlags) (_ *bundle.Bundle, cleanup func(), _ error) {
 			cleanup = func() { os.RemoveAll(tmp) }
 			dir = filepath.Join(tmp, "bundle")
 		}
-		if _, err := netdef.WriteRandomBundle(dir, netdef.RandomBundleOptions{Height: f.height, Width: f.width, Seed: 1}); err != nil {
+		if _, err := netdef.WriteRandomBundle(dir, randomBundleOptions(f)); err != nil {
 			return nil, cleanup, err
 		}
 	}
@@ -217,4 +247,13 @@ func parseSize(s string) (h, w int, err error) {
 		return 0, 0, fmt.Errorf("%q: want N or HxW, multiples of 16 from 16 to 4096", s)
 	}
 	return h, w, nil
+}
+
+// randomBundleOptions shapes the random bundle as the flags ask.
+func randomBundleOptions(f benchFlags) netdef.RandomBundleOptions {
+	o := netdef.RandomBundleOptions{Height: f.height, Width: f.width, Seed: 1, NoAlign: f.align == bundle.AlignNone}
+	if f.localize == bundle.LocalizeMemory {
+		o.SharedEntries = f.sharedEntries
+	}
+	return o
 }

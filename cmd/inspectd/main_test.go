@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/inspectd/inspectd/buildinfo"
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
 )
 
@@ -157,6 +158,48 @@ func TestEdgeBinaryDependencies(t *testing.T) {
 	}
 }
 
+// TestBenchRandomArchitecture: without --bundle, bench sizes the training
+// default (IMM + a memory of the default's shared int8 entries); the flags
+// size other recipes and the paper's ALM, and --save-bundle keeps what was
+// timed.
+func TestBenchRandomArchitecture(t *testing.T) {
+	for _, tc := range []struct {
+		args          []string
+		method, align string
+		shared        int
+	}{
+		{nil, bundle.LocalizeMemory, bundle.AlignIMM, netdef.DefaultSharedEntries},
+		{[]string{"--shared-entries", "64", "--align", "none"}, bundle.LocalizeMemory, bundle.AlignNone, 64},
+		{[]string{"--localize", "centres"}, bundle.LocalizeCentres, bundle.AlignIMM, 0},
+	} {
+		dir := filepath.Join(t.TempDir(), "random")
+		args := append([]string{"bench", "--size", "32", "--iterations", "1", "--threads", "1", "--json", "--save-bundle", dir}, tc.args...)
+		code, stdout, stderr := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("bench %v: exit %d\nstderr: %s", tc.args, code, stderr)
+		}
+		b, err := bundle.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := b.Manifest.Localize
+		method := l.Method
+		if method == "" {
+			method = bundle.LocalizeCentres
+		}
+		if method != tc.method || l.GlobalEntries != tc.shared || b.Manifest.Align.Method != tc.align {
+			t.Errorf("bench %v timed localize %q with %d shared entries, align %q; want %q, %d, %q",
+				tc.args, method, l.GlobalEntries, b.Manifest.Align.Method, tc.method, tc.shared, tc.align)
+		}
+		if tc.method == bundle.LocalizeMemory && (l.GlobalPrecision != bundle.PrecisionInt8 || l.Entries != 0 || fmt.Sprint(l.Layers) != "[2 3]") {
+			t.Errorf("bench %v: memory %+v, want the training default's (int8 shared entries only, layers [2 3])", tc.args, l)
+		}
+		if aligned := strings.Contains(stdout, `"align"`); aligned != (tc.align == bundle.AlignIMM) {
+			t.Errorf("bench %v: align stage timed %v, want %v: %s", tc.args, aligned, tc.align == bundle.AlignIMM, stdout)
+		}
+	}
+}
+
 // TestBenchCommand runs `inspectd bench` on a small random bundle and checks
 // its JSON and its exit codes for bad flags.
 func TestBenchCommand(t *testing.T) {
@@ -212,6 +255,13 @@ func TestBenchCommand(t *testing.T) {
 		{[]string{"--size", "abc"}, "--size"},
 		{[]string{"--bundle", bundleDir, "--size", "64"}, "--size applies to the random bundle"},
 		{[]string{"--bundle", bundleDir, "--save-bundle", filepath.Join(t.TempDir(), "x")}, "--save-bundle applies to the random bundle"},
+		{[]string{"--bundle", bundleDir, "--shared-entries", "8192"}, "--shared-entries applies to the random bundle"},
+		{[]string{"--bundle", bundleDir, "--align", "none"}, "--align applies to the random bundle"},
+		{[]string{"--shared-entries", "0"}, "--shared-entries 0 is out of range; allowed 1 to 16384"},
+		{[]string{"--shared-entries", "16385"}, "--shared-entries 16385 is out of range"},
+		{[]string{"--localize", "centres", "--shared-entries", "512"}, "--shared-entries applies to --localize memory"},
+		{[]string{"--localize", "knn"}, `--localize "knn"; allowed "memory" or "centres"`},
+		{[]string{"--align", "ecc"}, `--align "ecc"; allowed "imm" or "none"`},
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"extra"}, ""},
 	} {

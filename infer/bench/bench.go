@@ -43,10 +43,10 @@ type Options struct {
 // Stages times, on this machine, the backbone-only graph (ResNet-18
 // to layer3 + feature concatenation), the align stage (resize to the
 // IMM input + regressor; skipped for bundles without an align graph) and
-// the full localise stage (warp + resize + localisation graph) of b, one
-// after the other in every round (align and localise alternate as the
-// daemon runs them). The frame is synthetic, at
-// the model input size.
+// the full localise stage (warp — for a bundle that aligns — + resize +
+// localisation graph) of b, one after the other in every round (align
+// and localise alternate as the daemon runs them). The frame is
+// synthetic, at the model input size.
 func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options) (*Result, error) {
 	if o.Iterations < 1 {
 		return nil, fmt.Errorf("bench: iterations %d, want at least 1", o.Iterations)
@@ -89,7 +89,14 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 	// figures. The backbone runs in the same rounds, so that the ratio of
 	// localise to backbone compares runs made under the same load.
 	hm := e.NewHeatmap()
-	tr := preprocess.Transform{Tx: 0.01, Ty: -0.01, Theta: 0.02}
+	// Localise as the daemon does: a bundle that aligns warps every frame
+	// (here by a small fixed turn and shift, which also pulls a sliver from
+	// outside the frame to suppress); one trained without alignment
+	// localises the frame as it is.
+	var tr preprocess.Transform
+	if b.Manifest.Align.Method != bundle.AlignNone {
+		tr = preprocess.Transform{Tx: 0.01, Ty: -0.01, Theta: 0.02}
+	}
 	imm := b.Manifest.Align.Method == bundle.AlignIMM
 	backboneMs := make([]float64, 0, o.Iterations)
 	alignMs := make([]float64, 0, o.Iterations)

@@ -59,6 +59,11 @@ type MemorySpec struct {
 	Scale float64
 }
 
+// DefaultSharedEntries is the training recipe's default number of shared
+// (global) memory entries, also what `inspectd bench` sizes a box for
+// before any model is trained.
+const DefaultSharedEntries = 6144
+
 // MemoryLayerChoices are the values MemorySpec.Layers accepts.
 var MemoryLayerChoices = [][]int{{1, 2, 3}, {2, 3}, {3}}
 

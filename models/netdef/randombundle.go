@@ -27,6 +27,12 @@ type RandomBundleOptions struct {
 	AlignChannels int
 	// NoAlign writes align method "none" (no align graph).
 	NoAlign bool
+	// SharedEntries, when positive, makes the localisation graph the
+	// training default's memory instead of the paper's ALM: layers 2–3 of
+	// every channel, each averaged at its own resolution, compared on an
+	// 8-pixel grid with this many random int8 shared entries and none per
+	// cell. D and MappingLayers do not apply to it.
+	SharedEntries int
 	// Backbone weights; nil means backbone.Random(Seed).
 	Backbone *backbone.Weights
 	// Seed for every random weight.
@@ -64,9 +70,16 @@ func WriteRandomBundle(dir string, o RandomBundleOptions) (*bundle.Manifest, err
 	if bb == nil {
 		bb = backbone.Random(o.Seed)
 	}
-	spec := LocalizeSpec{Height: o.Height, Width: o.Width, D: o.D, BlurSigma: DefaultBlurSigma}
-	centre := randomCentre(o.Seed+1, o.D, o.Height/4, o.Width/4)
-	loc, err := LocalizeGraph(spec, bb, RandomMapping(o.Seed+2, o.D, o.MappingLayers), centre)
+	localize := bundle.Localize{Graph: bundle.LocalizeGraphName, D: o.D, Reduction: "random", Centre: "local", BlurSigma: DefaultBlurSigma}
+	var loc []byte
+	var err error
+	if o.SharedEntries > 0 {
+		localize, loc, err = randomMemory(o, bb)
+	} else {
+		spec := LocalizeSpec{Height: o.Height, Width: o.Width, D: o.D, BlurSigma: DefaultBlurSigma}
+		centre := randomCentre(o.Seed+1, o.D, o.Height/4, o.Width/4)
+		loc, err = LocalizeGraph(spec, bb, RandomMapping(o.Seed+2, o.D, o.MappingLayers), centre)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("random bundle: %w", err)
 	}
@@ -76,7 +89,7 @@ func WriteRandomBundle(dir string, o RandomBundleOptions) (*bundle.Manifest, err
 		CreatedBy: "inspectd random bundle (timing only; not a trained model)",
 		Input:     bundle.Input{Height: o.Height, Width: o.Width, ColourOrder: "rgb", Mean: bundle.ImageNetMean(), Std: bundle.ImageNetStd()},
 		Align:     bundle.Align{Method: bundle.AlignNone, TemplateSeed: -1},
-		Localize:  bundle.Localize{Graph: bundle.LocalizeGraphName, D: o.D, Reduction: "random", Centre: "local", BlurSigma: DefaultBlurSigma},
+		Localize:  localize,
 		Backbone:  bundle.Backbone{Name: "resnet18-layer3", Fingerprint: bb.Fingerprint(), Source: "random"},
 		Calibration: bundle.Calibration{ImageThreshold: 0.5, PixelThreshold: 0.5,
 			Rule: "none: random weights"},
@@ -101,6 +114,31 @@ func WriteRandomBundle(dir string, o RandomBundleOptions) (*bundle.Manifest, err
 		return nil, err
 	}
 	return m, nil
+}
+
+// randomMemory returns the manifest section and graph of a memory with
+// o.SharedEntries random int8 shared entries (see RandomBundleOptions).
+func randomMemory(o RandomBundleOptions, bb *backbone.Weights) (bundle.Localize, []byte, error) {
+	layers := []int{2, 3}
+	d, err := MemoryChannels(layers)
+	if err != nil {
+		return bundle.Localize{}, nil, err
+	}
+	const step = 1.0 / 64
+	spec := MemorySpec{Height: o.Height, Width: o.Width, Layers: layers, Stride: 8, D: d, Global: o.SharedEntries,
+		AverageEachLayer: true, GlobalInt8: true, GlobalScale: step, BlurSigma: DefaultBlurSigma, Scale: 1}
+	r := newRand(o.Seed + 1)
+	global := make([]float32, o.SharedEntries*d)
+	for i := range global {
+		global[i] = float32(r.IntN(128)) * step // whole int8 steps, like features after a ReLU
+	}
+	g, err := MemoryGraph(spec, bb, ConvWeights{}, nil, global)
+	if err != nil {
+		return bundle.Localize{}, nil, err
+	}
+	return bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeMemory, D: d, GlobalEntries: o.SharedEntries,
+		Radius: 0, Layers: layers, Stride: spec.Stride, Average: bundle.AverageEachLayer, GlobalPrecision: bundle.PrecisionInt8,
+		Reduction: "none", BlurSigma: DefaultBlurSigma}, g, nil
 }
 
 // randomCentre returns unit-length random centre vectors, D×h×w (CHW).

@@ -195,7 +195,7 @@ func DefaultRecipe() Recipe {
 			MaxRotationDeg: 30, MaxShiftFrac: 0.1, Refine: bundle.RefineSearch},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
-		Memory: RecipeMemory{Layers: []int{2, 3}, Stride: 8, D: 0, Entries: 0, GlobalEntries: 6144, Radius: 2, Average: bundle.AverageEachLayer, GlobalPrecision: bundle.PrecisionInt8},
+		Memory: RecipeMemory{Layers: []int{2, 3}, Stride: 8, D: 0, Entries: 0, GlobalEntries: netdef.DefaultSharedEntries, Radius: 2, Average: bundle.AverageEachLayer, GlobalPrecision: bundle.PrecisionInt8},
 		DGM: RecipeDGM{Enabled: true, Fraction: 0.5, PoolSize: 64, RefreshEpochs: 5,
 			Shapes: []string{"rectangle", "ellipse", "blob"}, Modes: []string{"darken", "lighten", "texture"},
 			SoftEdges: true, Delta: 0.1},
