@@ -21,13 +21,11 @@
 //
 // Heatmaps are at the model input size and in the aligned frame (the engine
 // warps the image by the alignment transform before localising). Ground
-// truth masks are therefore brought into the same frame: each mask, as a
-// 0/1 grey image, is passed through the very preprocessing the engine
-// applies to the image (models/preprocess: the same alignment warp, f×f
-// block average on large reductions, then bilinear resampling) and a
-// heatmap pixel is a defect pixel when the resampled mask coverage is
-// greater than 0.5 ("area > 0.5"). Regions thinner than about half a
-// heatmap pixel can vanish; a category whose defects all vanish gets a note
+// truth masks are therefore brought into the same frame: through the same
+// alignment warp and onto the same grid as the engine maps the image, and
+// a heatmap pixel is a defect pixel when more than half of its footprint
+// is defect ("area > 0.5", measured at 8×8 points per pixel). Regions
+// thinner than about half a heatmap pixel can vanish; a category whose defects all vanish gets a note
 // and no pixel metrics. Pixel metrics are accumulated image by image in a
 // metrics.PixelAccumulator over [0, 1], so memory does not grow with the
 // number of images.
@@ -433,18 +431,26 @@ func (cr *CategoryReport) computeMetrics(acc *metrics.PixelAccumulator) error {
 }
 
 // maskRenderer brings ground-truth masks into the heatmap's frame; it keeps
-// its buffers between images.
+// its buffer between images.
 type maskRenderer struct {
-	prep  preprocess.Preparer
-	gray  *image.Gray
-	cover []float32
-	out   []bool
+	out []bool
 }
 
-// render warps and resamples m exactly as the engine prepares the image
-// (transform t, whole frame as roi) to w×h and returns the pixels whose
-// coverage exceeds 0.5. A nil m (or one without defect pixels) gives nil:
-// no defect pixel. The returned slice is reused by the next call.
+// coverageSamples is the side of the grid of points at which render
+// measures the part of each heatmap pixel's footprint that is defect: its
+// area to 1/64.
+const coverageSamples = 8
+
+// render brings m into the heatmap's frame — the alignment transform t of
+// the whole frame, as the engine warps the image, then the model input's
+// w×h grid — and returns the heatmap pixels whose footprint is more than
+// half defect ("area > 0.5"), measured at coverageSamples² points per
+// pixel through the warp, each the mask pixel it falls in (none beyond the
+// mask's edge). Exact area, unlike sampling the mask as the image is
+// resampled: a thin crack a heatmap pixel half covers stays one region
+// instead of breaking where pixel centres miss it. A nil m (or one without
+// defect pixels) gives nil: no defect pixel. The returned slice is reused
+// by the next call.
 func (r *maskRenderer) render(m *dataset.Mask, t preprocess.Transform, w, h int) ([]bool, error) {
 	if m == nil || m.Count() == 0 {
 		return nil, nil
@@ -452,32 +458,35 @@ func (r *maskRenderer) render(m *dataset.Mask, t preprocess.Transform, w, h int)
 	if len(m.Pix) != m.W*m.H || m.W <= 0 || m.H <= 0 {
 		return nil, fmt.Errorf("mask is %dx%d with %d pixels", m.W, m.H, len(m.Pix))
 	}
-	if r.gray == nil || r.gray.Rect.Dx() != m.W || r.gray.Rect.Dy() != m.H {
-		r.gray = image.NewGray(image.Rect(0, 0, m.W, m.H))
-	}
-	for i, p := range m.Pix {
-		if p {
-			r.gray.Pix[i] = 255
-		} else {
-			r.gray.Pix[i] = 0
-		}
-	}
-	if len(r.cover) != w*h {
-		r.cover = make([]float32, w*h)
+	if len(r.out) != w*h {
 		r.out = make([]bool, w*h)
 	}
-	spec := preprocess.Spec{Width: w, Height: h, Channels: 1}
+	warp := preprocess.IdentityAffine()
 	if t != (preprocess.Transform{}) {
-		warp := t.Pixel(m.W, m.H)
-		spec.Warp = &warp
+		warp = t.Pixel(m.W, m.H)
 	}
-	if err := r.prep.Fill(r.cover, r.gray, spec); err != nil {
-		return nil, err
-	}
+	const k = coverageSamples
+	sx, sy := float64(m.W)/float64(w), float64(m.H)/float64(h)
 	found := false
-	for i, v := range r.cover {
-		r.out[i] = v > 0.5
-		found = found || r.out[i]
+	for y := range h {
+		for x := range w {
+			n := 0
+			for j := range k {
+				// Mask coordinates with pixel centres on whole numbers, as
+				// preprocess.Fill maps output to input.
+				v := (float64(y)+(float64(j)+0.5)/k)*sy - 0.5
+				for i := range k {
+					u := (float64(x)+(float64(i)+0.5)/k)*sx - 0.5
+					xs, ys := warp.Apply(u, v)
+					px, py := int(math.Floor(xs+0.5)), int(math.Floor(ys+0.5))
+					if px >= 0 && px < m.W && py >= 0 && py < m.H && m.Pix[py*m.W+px] {
+						n++
+					}
+				}
+			}
+			r.out[y*w+x] = 2*n > k*k
+			found = found || r.out[y*w+x]
+		}
 	}
 	if !found {
 		return nil, nil
