@@ -24,7 +24,8 @@
 // truth masks are therefore brought into the same frame: through the same
 // alignment warp and onto the same grid as the engine maps the image, and
 // a heatmap pixel is a defect pixel when more than half of its footprint
-// is defect ("area > 0.5", measured at 8×8 points per pixel). Regions
+// is defect ("area > 0.5": exact without a warp, measured at 8×8 points
+// per pixel under one). Regions
 // thinner than about half a heatmap pixel can vanish; a category whose defects all vanish gets a note
 // and no pixel metrics. Pixel metrics are accumulated image by image in a
 // metrics.PixelAccumulator over [0, 1], so memory does not grow with the
@@ -431,26 +432,29 @@ func (cr *CategoryReport) computeMetrics(acc *metrics.PixelAccumulator) error {
 }
 
 // maskRenderer brings ground-truth masks into the heatmap's frame; it keeps
-// its buffer between images.
+// its buffers between images.
 type maskRenderer struct {
 	out []bool
+	row []float64
 }
 
 // coverageSamples is the side of the grid of points at which render
-// measures the part of each heatmap pixel's footprint that is defect: its
-// area to 1/64.
+// measures, under an alignment warp, the part of each heatmap pixel's
+// footprint that is defect.
 const coverageSamples = 8
 
 // render brings m into the heatmap's frame — the alignment transform t of
 // the whole frame, as the engine warps the image, then the model input's
 // w×h grid — and returns the heatmap pixels whose footprint is more than
-// half defect ("area > 0.5"), measured at coverageSamples² points per
-// pixel through the warp, each the mask pixel it falls in (none beyond the
-// mask's edge). Exact area, unlike sampling the mask as the image is
-// resampled: a thin crack a heatmap pixel half covers stays one region
-// instead of breaking where pixel centres miss it. A nil m (or one without
-// defect pixels) gives nil: no defect pixel. The returned slice is reused
-// by the next call.
+// half defect ("area > 0.5"): exactly (the overlap of each mask pixel with
+// the footprint) without a warp, and at coverageSamples² points per pixel
+// through one, each point the mask pixel it falls in (none beyond the
+// mask's edge). Area, not the mask sampled where the heatmap pixel's
+// centre falls (the peers' nearest-neighbour masks, or the image's
+// resampler as before): whether a crack narrower than a heatmap pixel
+// counts depends on how much of the pixel it covers, not on where the
+// centres happen to fall. A nil m (or one without defect pixels) gives
+// nil: no defect pixel. The returned slice is reused by the next call.
 func (r *maskRenderer) render(m *dataset.Mask, t preprocess.Transform, w, h int) ([]bool, error) {
 	if m == nil || m.Count() == 0 {
 		return nil, nil
@@ -461,19 +465,64 @@ func (r *maskRenderer) render(m *dataset.Mask, t preprocess.Transform, w, h int)
 	if len(r.out) != w*h {
 		r.out = make([]bool, w*h)
 	}
-	warp := preprocess.IdentityAffine()
-	if t != (preprocess.Transform{}) {
-		warp = t.Pixel(m.W, m.H)
+	if t == (preprocess.Transform{}) {
+		r.area(m, w, h)
+	} else {
+		r.sampled(m, t.Pixel(m.W, m.H), w, h)
 	}
+	found := false
+	for _, d := range r.out {
+		found = found || d
+	}
+	if !found {
+		return nil, nil
+	}
+	return r.out, nil
+}
+
+// area sets r.out from the exact overlap of each heatmap pixel's footprint
+// (pixel x covers mask columns [x·W/w, (x+1)·W/w)) with the defect pixels,
+// one axis at a time.
+func (r *maskRenderer) area(m *dataset.Mask, w, h int) {
+	sx, sy := float64(m.W)/float64(w), float64(m.H)/float64(h)
+	if cap(r.row) < m.W {
+		r.row = make([]float64, m.W)
+	}
+	row := r.row[:m.W]
+	for y := range h {
+		// row: the defect length of each mask column within this row's
+		// footprint.
+		clear(row)
+		y0, y1 := float64(y)*sy, float64(y+1)*sy
+		for j := int(y0); j < m.H && float64(j) < y1; j++ {
+			o := min(y1, float64(j+1)) - max(y0, float64(j))
+			for i, d := range m.Pix[j*m.W : (j+1)*m.W] {
+				if d {
+					row[i] += o
+				}
+			}
+		}
+		for x := range w {
+			x0, x1 := float64(x)*sx, float64(x+1)*sx
+			var a float64
+			for i := int(x0); i < m.W && float64(i) < x1; i++ {
+				a += (min(x1, float64(i+1)) - max(x0, float64(i))) * row[i]
+			}
+			r.out[y*w+x] = a > 0.5*sx*sy
+		}
+	}
+}
+
+// sampled sets r.out from coverageSamples² points per heatmap pixel,
+// mapped through warp as preprocess.Fill maps output to input.
+func (r *maskRenderer) sampled(m *dataset.Mask, warp preprocess.Affine, w, h int) {
 	const k = coverageSamples
 	sx, sy := float64(m.W)/float64(w), float64(m.H)/float64(h)
-	found := false
 	for y := range h {
 		for x := range w {
 			n := 0
 			for j := range k {
-				// Mask coordinates with pixel centres on whole numbers, as
-				// preprocess.Fill maps output to input.
+				// Mask coordinates with pixel centres on whole numbers.
 				v := (float64(y)+(float64(j)+0.5)/k)*sy - 0.5
 				for i := range k {
 					u := (float64(x)+(float64(i)+0.5)/k)*sx - 0.5
@@ -485,11 +534,6 @@ func (r *maskRenderer) render(m *dataset.Mask, t preprocess.Transform, w, h int)
 				}
 			}
 			r.out[y*w+x] = 2*n > k*k
-			found = found || r.out[y*w+x]
 		}
 	}
-	if !found {
-		return nil, nil
-	}
-	return r.out, nil
 }

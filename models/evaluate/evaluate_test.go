@@ -337,48 +337,58 @@ func TestMaskRendering(t *testing.T) {
 }
 
 // TestMaskCoverageIsArea: a heatmap pixel is defect when more than half of
-// its footprint is, at reductions that are not whole numbers too — checked
-// against the exact overlap of random rectangles (pixels within the
-// sampling's resolution of one half are not judged) — so a thin crack does
-// not break up where the pixel centres miss it.
+// its footprint is, at reductions and enlargements that are not whole
+// numbers too — checked against the exact overlap of random rectangles,
+// without a warp exactly and under a shift (sampled at 8×8 points: pixels
+// within 1/8 of one half are not judged) — whatever the pixel centres hit.
 func TestMaskCoverageIsArea(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	var mr maskRenderer
-	judged := 0
-	for trial := range 200 {
-		mw, mh := 20+r.IntN(60), 20+r.IntN(60)
-		w, h := 8+r.IntN(mw-8), 8+r.IntN(mh-8)
-		x0, y0 := r.IntN(mw-1), r.IntN(mh-1)
-		x1, y1 := x0+1+r.IntN(min(6, mw-x0)), y0+1+r.IntN(mh-y0)
-		m := &dataset.Mask{W: mw, H: mh, Pix: make([]bool, mw*mh)}
-		for y := y0; y < y1; y++ {
-			for x := x0; x < x1; x++ {
-				m.Pix[y*mw+x] = true
-			}
-		}
-		got, err := mr.render(m, preprocess.Transform{}, w, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		overlap := func(a0, a1, b0, b1 float64) float64 { return max(0, min(a1, b1)-max(a0, b0)) }
-		sx, sy := float64(mw)/float64(w), float64(mh)/float64(h)
-		for y := range h {
-			for x := range w {
-				area := overlap(float64(x)*sx, float64(x+1)*sx, float64(x0), float64(x1)) *
-					overlap(float64(y)*sy, float64(y+1)*sy, float64(y0), float64(y1)) / (sx * sy)
-				if math.Abs(area-0.5) < 1.0/8 {
-					continue
-				}
-				judged++
-				if defect := got != nil && got[y*w+x]; defect != (area > 0.5) {
-					t.Fatalf("trial %d: %dx%d mask, rectangle [%d,%d)×[%d,%d) onto %dx%d: pixel (%d,%d) covers %.3f of it, defect = %v",
-						trial, mw, mh, x0, x1, y0, y1, w, h, x, y, area, defect)
+	overlap := func(a0, a1, b0, b1 float64) float64 { return max(0, min(a1, b1)-max(a0, b0)) }
+	for _, shifted := range []bool{false, true} {
+		judged := 0
+		for trial := range 200 {
+			mw, mh := 20+r.IntN(60), 20+r.IntN(60)
+			w, h := 8+r.IntN(2*mw), 8+r.IntN(2*mh)
+			x0, y0 := r.IntN(mw-1), r.IntN(mh-1)
+			x1, y1 := x0+1+r.IntN(min(6, mw-x0)), y0+1+r.IntN(mh-y0)
+			m := &dataset.Mask{W: mw, H: mh, Pix: make([]bool, mw*mh)}
+			for y := y0; y < y1; y++ {
+				for x := x0; x < x1; x++ {
+					m.Pix[y*mw+x] = true
 				}
 			}
+			var tr preprocess.Transform
+			var dx, dy float64 // the warp's shift in mask pixels
+			tol := 1e-9
+			if shifted {
+				tr = preprocess.Transform{Tx: (r.Float64() - 0.5) * 0.2, Ty: (r.Float64() - 0.5) * 0.2}
+				p := tr.Pixel(mw, mh)
+				dx, dy, tol = p[0][2], p[1][2], 1.0/8
+			}
+			got, err := mr.render(m, tr, w, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sx, sy := float64(mw)/float64(w), float64(mh)/float64(h)
+			for y := range h {
+				for x := range w {
+					area := overlap(float64(x)*sx+dx, float64(x+1)*sx+dx, float64(x0), float64(x1)) *
+						overlap(float64(y)*sy+dy, float64(y+1)*sy+dy, float64(y0), float64(y1)) / (sx * sy)
+					if math.Abs(area-0.5) < tol {
+						continue
+					}
+					judged++
+					if defect := got != nil && got[y*w+x]; defect != (area > 0.5) {
+						t.Fatalf("trial %d (shift %v by %.2f, %.2f px): %dx%d mask, rectangle [%d,%d)×[%d,%d) onto %dx%d: pixel (%d,%d) covers %.4f of it, defect = %v",
+							trial, shifted, dx, dy, mw, mh, x0, x1, y0, y1, w, h, x, y, area, defect)
+					}
+				}
+			}
 		}
-	}
-	if judged < 100000 {
-		t.Errorf("only %d pixels judged", judged)
+		if judged < 200000 {
+			t.Errorf("shift %v: only %d pixels judged", shifted, judged)
+		}
 	}
 	// A crack 2 mask pixels wide at a 1.5× reduction: bilinear sampling at
 	// pixel centres finds it in two columns at a third and two thirds;
