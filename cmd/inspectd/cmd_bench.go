@@ -138,8 +138,8 @@ func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error
 	}
 	switch f.localize {
 	case bundle.LocalizeMemory:
-		if f.sharedEntries < 1 || f.sharedEntries > 16384 {
-			return f, true, usageErr("bench: --shared-entries %d is out of range; allowed 1 to 16384 (as memory.global_entries)", f.sharedEntries)
+		if f.sharedEntries < 1 || f.sharedEntries > bundle.MaxGlobalEntries {
+			return f, true, usageErr("bench: --shared-entries %d is out of range; allowed 1 to %d (as memory.global_entries)", f.sharedEntries, bundle.MaxGlobalEntries)
 		}
 	case bundle.LocalizeCentres:
 		if flagSet(fs, "shared-entries") {

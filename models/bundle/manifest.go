@@ -51,6 +51,9 @@ const (
 	PrecisionInt8 = "int8"
 )
 
+// MaxGlobalEntries is the most shared (global) entries a memory may hold.
+const MaxGlobalEntries = 16384
+
 // Graph input and output names, shared with models/netdef.
 const (
 	InputImage      = "image"
@@ -335,7 +338,7 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 	case LocalizeMemory:
 		loc.IntRange("entries", m.Localize.Entries, 0, 4096, "per location")
 		loc.IntRange("radius", m.Localize.Radius, 0, 64, "cells")
-		loc.IntRange("global_entries", m.Localize.GlobalEntries, 0, 16384, "shared by every location")
+		loc.IntRange("global_entries", m.Localize.GlobalEntries, 0, MaxGlobalEntries, "shared by every location")
 		if m.Localize.Entries == 0 && m.Localize.GlobalEntries == 0 {
 			loc.Errorf("entries", "0 and no global_entries either, want entries of either kind")
 		}

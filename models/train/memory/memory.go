@@ -23,6 +23,7 @@ import (
 
 	"github.com/inspectd/inspectd/infer/backend"
 	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/train/alm"
 )
@@ -83,7 +84,7 @@ type Config struct {
 const DefaultMaxCandidates = 8192
 
 // MaxGlobal is the most global entries a memory may hold.
-const MaxGlobal = 16384
+const MaxGlobal = bundle.MaxGlobalEntries
 
 // globalProjectAbove and selectionDims: banks of more global entries than
 // globalProjectAbove are chosen by greedy k-center in a seeded Gaussian
