@@ -103,7 +103,10 @@ type Options struct {
 	// <category>_maps.npz per category: every test image's heatmap with
 	// its score, label and path relative to the dataset root, in the
 	// layout of `peers.py --save-maps`, so that the peers' metric code can
-	// score inspectd's heatmaps and the two can be diffed.
+	// score inspectd's heatmaps and the two can be diffed. The heatmaps
+	// are in the image's own frame, as the peers' are: an aligned image's
+	// is warped back (preprocess.ToFrame), 0 where the alignment left the
+	// image out of view.
 	MapsDir string
 
 	// now is the clock for latency and progress (nil: time.Now); tests set it.
@@ -210,6 +213,7 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 	}
 	var empty []string // defect images whose mask marks no pixel at all
 	var maps *mapsArchive
+	var frameMap []float32 // an aligned heatmap in the image's frame, for maps
 	if opts.MapsDir != "" {
 		var err error
 		if maps, err = newMapsArchive(filepath.Join(opts.MapsDir, c.Name+"_maps.npz"), len(c.Test), hm.Width, hm.Height); err != nil {
@@ -283,7 +287,19 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 			if err != nil {
 				rel = it.s.Path
 			}
-			if err := maps.add(hm.Values, res.Score, it.s.Anomalous(), filepath.ToSlash(rel)); err != nil {
+			inFrame := hm.Values
+			if !tr.IsIdentity() {
+				if len(frameMap) != len(hm.Values) {
+					frameMap = make([]float32, len(hm.Values))
+				}
+				b := it.img.Bounds()
+				if err := preprocess.ToFrame(frameMap, hm.Values, hm.Width, hm.Height, tr.Pixel(b.Dx(), b.Dy()), b.Dx(), b.Dy()); err != nil {
+					prog.abort()
+					return nil, fmt.Errorf("evaluate: %s: heatmap back to the image's frame: %w", it.s.Path, err)
+				}
+				inFrame = frameMap
+			}
+			if err := maps.add(inFrame, res.Score, it.s.Anomalous(), filepath.ToSlash(rel)); err != nil {
 				prog.abort()
 				return nil, fmt.Errorf("evaluate: category %s: heatmap archive: %w", c.Name, err)
 			}

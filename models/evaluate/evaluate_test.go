@@ -453,6 +453,42 @@ func TestAlignedMasks(t *testing.T) {
 	if agree == len(hm.Values) {
 		t.Fatal("the transform does not move the blob; the test cannot tell warped from unwarped masks")
 	}
+
+	// --save-maps writes the heatmap back in the image's frame, where the
+	// peers' (unwarped) masks apply: the blob where the image has it.
+	out := t.TempDir()
+	if _, err := Run(context.Background(), &fakeEngine{w: 16, h: 16, thr: 0.5, tr: tr}, []*dataset.Category{cat}, Options{MapsDir: out}); err != nil {
+		t.Fatal(err)
+	}
+	z, err := zip.OpenReader(filepath.Join(out, "aligned_maps.npz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	_, _, data := readNPY(t, &z.Reader, "maps")
+	saved := make([]float32, 256)
+	for k := range saved {
+		saved[k] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*(256+k):])) // image 1: the blob
+	}
+	inBlob, outside := 0, 0
+	for y := range 16 {
+		for x := range 16 {
+			switch {
+			case x >= 11 && x < 13 && y >= 3 && y < 5: // the blob's middle, unwarped
+				if saved[y*16+x] > 0.9 {
+					inBlob++
+				}
+			case x < 8 || y > 8: // well away from it
+				if saved[y*16+x] > 0.1 {
+					outside++
+				}
+			}
+		}
+	}
+	if inBlob != 4 || outside != 0 || hm.Values[4*16+12] > 0.5 {
+		t.Errorf("saved map: %d of the blob's 4 middle pixels high (want 4), %d pixels away from it high (want 0); the aligned heatmap there %.2f (must be low, or the test proves nothing)",
+			inBlob, outside, hm.Values[4*16+12])
+	}
 }
 
 func decodeJSON(t *testing.T, rep *Report) map[string]any {

@@ -1,6 +1,9 @@
 package preprocess
 
-import "math"
+import (
+	"errors"
+	"math"
+)
 
 // Transform is an alignment result: the spatial-transformer parameters
 // predicted by the image matching module. Tx and Ty are in normalised
@@ -112,4 +115,39 @@ type Heatmap struct {
 // NewHeatmap allocates a w×h heatmap.
 func NewHeatmap(w, h int) *Heatmap {
 	return &Heatmap{Width: w, Height: h, Values: make([]float32, w*h)}
+}
+
+// ToFrame resamples heat — w×h values in the frame Fill produced with warp
+// from a cw×ch crop — back into the crop's own frame, on the same w×h grid:
+// dst pixel (x, y) is heat sampled bilinearly where the warp took that
+// point of the crop, and 0 where the warp left it out of view. With the
+// identity warp dst is heat. It fails when the warp cannot be inverted.
+func ToFrame(dst, heat []float32, w, h int, warp Affine, cw, ch int) error {
+	if len(dst) != w*h || len(heat) != w*h {
+		return errors.New("preprocess: ToFrame needs w×h values in and out")
+	}
+	inv, err := warp.Invert()
+	if err != nil {
+		return err
+	}
+	sx, sy := float64(cw)/float64(w), float64(ch)/float64(h)
+	for y := range h {
+		v := (float64(y)+0.5)*sy - 0.5
+		for x := range w {
+			// Crop point → where the warp took it in the aligned crop →
+			// that point on the heatmap's grid (Fill's mapping, undone).
+			xa, ya := inv.Apply((float64(x)+0.5)*sx-0.5, v)
+			hx, hy := (xa+0.5)/sx-0.5, (ya+0.5)/sy-0.5
+			if !(hx >= -0.5 && hx <= float64(w)-0.5 && hy >= -0.5 && hy <= float64(h)-0.5) {
+				dst[y*w+x] = 0
+				continue
+			}
+			x0, y0 := floor(hx), floor(hy)
+			fx, fy := float32(hx-float64(x0)), float32(hy-float64(y0))
+			c0, c1 := min(max(x0, 0), w-1), min(max(x0+1, 0), w-1) // replicate the edge
+			r0, r1 := min(max(y0, 0), h-1)*w, min(max(y0+1, 0), h-1)*w
+			dst[y*w+x] = (heat[r0+c0]*(1-fx)+heat[r0+c1]*fx)*(1-fy) + (heat[r1+c0]*(1-fx)+heat[r1+c1]*fx)*fy
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -202,5 +203,68 @@ func TestFillAveragesEachAxis(t *testing.T) {
 	}
 	if worst > 1e-5 {
 		t.Errorf("output differs from the mean of its 8×2 footprint by up to %.3g", worst)
+	}
+}
+
+// TestToFrame: a shift by whole heatmap pixels comes back exactly, the
+// parts it brought from outside the crop are 0, the identity changes
+// nothing, and a turn followed by ToFrame returns a smooth map to where it
+// was (within the resampling's blur).
+func TestToFrame(t *testing.T) {
+	const w, h, cw, ch = 16, 12, 64, 48 // 4 crop pixels per heatmap pixel
+	heat := make([]float32, w*h)
+	for i := range heat {
+		heat[i] = float32(i%w) + 100*float32(i/w)
+	}
+	dst := make([]float32, w*h)
+	shift := Affine{{1, 0, 8}, {0, 1, -4}} // aligned (x, y) samples the crop at (x+8, y−4): 2 columns right, 1 row up
+	if err := ToFrame(dst, heat, w, h, shift, cw, ch); err != nil {
+		t.Fatal(err)
+	}
+	for y := range h {
+		for x := range w {
+			// Crop pixel (x, y) was aligned pixel (x−2, y+1).
+			want := float32(0)
+			if x-2 >= 0 && y+1 < h {
+				want = heat[(y+1)*w+x-2]
+			}
+			if dst[y*w+x] != want {
+				t.Fatalf("(%d,%d) = %v, want %v", x, y, dst[y*w+x], want)
+			}
+		}
+	}
+	if err := ToFrame(dst, heat, w, h, IdentityAffine(), cw, ch); err != nil || !slices.Equal(dst, heat) {
+		t.Errorf("identity: %v, changed the map", err)
+	}
+	if err := ToFrame(dst, heat, w, h, Affine{}, cw, ch); err == nil {
+		t.Error("a singular warp was accepted")
+	}
+	// A turn about the centre and back: the centre of a smooth map
+	// returns to within a few per cent.
+	smooth := make([]float32, 64*64)
+	for i := range smooth {
+		x, y := float64(i%64), float64(i/64)
+		smooth[i] = float32(math.Exp(-((x-32)*(x-32) + (y-30)*(y-30)) / 200))
+	}
+	turn := Transform{Theta: 0.3}.Pixel(256, 256)
+	img := image.NewGray(image.Rect(0, 0, 256, 256))
+	for y := range 256 {
+		for x := range 256 {
+			img.Pix[y*256+x] = uint8(255 * smooth[(y/4)*64+x/4])
+		}
+	}
+	aligned := make([]float32, 64*64)
+	if err := Fill(aligned, img, Spec{Width: 64, Height: 64, Channels: 1, Warp: &turn}); err != nil {
+		t.Fatal(err)
+	}
+	back := make([]float32, 64*64)
+	if err := ToFrame(back, aligned, 64, 64, turn, 256, 256); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][2]int{{32, 30}, {28, 34}, {36, 26}} {
+		i := p[1]*64 + p[0]
+		if math.Abs(float64(back[i]-smooth[i])) > 0.05 {
+			t.Errorf("turned and back at %v: %.3f, want %.3f", p, back[i], smooth[i])
+		}
 	}
 }
