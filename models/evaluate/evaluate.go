@@ -25,8 +25,8 @@
 // alignment warp and onto the same grid as the engine maps the image, and
 // a heatmap pixel is a defect pixel when more than half of its footprint
 // is defect ("area > 0.5": exact without a warp, measured at 8×8 points
-// per pixel under one). Regions
-// thinner than about half a heatmap pixel can vanish; a category whose defects all vanish gets a note
+// per pixel under one). Regions thinner than about half a heatmap pixel
+// can vanish; a category whose defects all vanish gets a note
 // and no pixel metrics. Pixel metrics are accumulated image by image in a
 // metrics.PixelAccumulator over [0, 1], so memory does not grow with the
 // number of images.
@@ -481,7 +481,7 @@ func (r *maskRenderer) render(m *dataset.Mask, t preprocess.Transform, w, h int)
 	if len(r.out) != w*h {
 		r.out = make([]bool, w*h)
 	}
-	if t == (preprocess.Transform{}) {
+	if t.IsIdentity() {
 		r.area(m, w, h)
 	} else {
 		r.sampled(m, t.Pixel(m.W, m.H), w, h)

@@ -1,6 +1,9 @@
 package preprocess
 
-import "math"
+import (
+	"math"
+	"sort"
+)
 
 // Outside-the-frame handling. An alignment warp that moves a part can pull
 // points from beyond the crop into the model input; Fill replicates the
@@ -112,19 +115,11 @@ func (r *rowSampler) run(n, bound int) Span {
 		return Span{}
 	}
 	// The boundary: the first x whose answer differs from x = 0's.
-	lo, hi := 0, n-1 // holds(lo) == first, holds(hi) != first
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		if r.holds(bound, mid) == first {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
+	at := sort.Search(n, func(x int) bool { return r.holds(bound, x) != first })
 	if first {
-		return Span{0, hi}
+		return Span{0, at}
 	}
-	return Span{hi, n}
+	return Span{at, n}
 }
 
 // SuppressOutside sets heat (w×h, row-major) to 0 on every pixel within
