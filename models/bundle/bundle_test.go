@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,9 +264,13 @@ func TestReplaceRefusesNonBundles(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "old"), filepath.Join(root, "link")); err != nil {
 		t.Fatal(err)
 	}
+	if err := syscall.Mkfifo(filepath.Join(root, "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct{ name, want string }{
 		{"images", "non-empty directory without manifest.toml"},
 		{"config.toml", "is a file"},
+		{"pipe", "is a named pipe: not a model bundle"},
 		{"link", "is a symbolic link"},
 		{"old", ""},
 		{"empty", ""},

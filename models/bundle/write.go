@@ -11,6 +11,8 @@ import (
 	"sort"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/inspectd/inspectd/models/staging"
 )
 
 // Write creates the bundle dir from m and files (file name → content),
@@ -113,7 +115,7 @@ func CheckReplaceable(dir string) error {
 	case fi.Mode()&os.ModeSymlink != 0:
 		return fmt.Errorf("%s is a symbolic link: %w (write the bundle to a new directory and point the link at it)", dir, ErrNotReplaceable)
 	case !fi.IsDir():
-		return fmt.Errorf("%s is a file: %w", dir, ErrNotReplaceable)
+		return fmt.Errorf("%s is %s: %w", dir, staging.FileKind(fi.Mode()), ErrNotReplaceable)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {

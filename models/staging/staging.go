@@ -37,7 +37,7 @@ func Check(dst string) error {
 		return fmt.Errorf("%s is a symbolic link; give the real directory", dst)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s exists and is not a directory (%s); choose a new directory", dst, fileKind(fi.Mode()))
+		return fmt.Errorf("%s exists and is not a directory (%s); choose a new directory", dst, FileKind(fi.Mode()))
 	}
 	entries, err := os.ReadDir(dst)
 	if err != nil {
@@ -147,8 +147,9 @@ func resolve(p string) (string, error) {
 	}
 }
 
-// fileKind names what a non-directory path is, for error messages.
-func fileKind(m os.FileMode) string {
+// FileKind names what a non-directory path is ("a file", "a named pipe"…),
+// for error messages.
+func FileKind(m os.FileMode) string {
 	switch {
 	case m&os.ModeNamedPipe != 0:
 		return "a named pipe"
