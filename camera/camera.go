@@ -85,6 +85,11 @@ func New(cfg config.Camera, logger *slog.Logger) (*Camera, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// The defaults live in package config; a section built in code starts
+	// from config.Default().Camera.
+	if cfg.ReadTimeout.D <= 0 || cfg.OpenTimeout.D <= 0 {
+		return nil, fmt.Errorf("camera: camera.read_timeout %s and camera.open_timeout %s must be positive", cfg.ReadTimeout.D, cfg.OpenTimeout.D)
+	}
 	src, err := newSource(cfg)
 	if err != nil {
 		return nil, err
@@ -100,12 +105,6 @@ func New(cfg config.Camera, logger *slog.Logger) (*Camera, error) {
 		taken:       make(chan struct{}, 1),
 		arrived:     make(chan struct{}),
 		status:      inspection.CameraStatus{State: inspection.CameraStarting, Since: time.Now(), Detail: "not started"},
-	}
-	if c.readTimeout <= 0 {
-		c.readTimeout = 2 * time.Second
-	}
-	if c.openTimeout <= 0 {
-		c.openTimeout = 10 * time.Second
 	}
 	return c, nil
 }
@@ -230,11 +229,7 @@ func (c *Camera) Next(ctx context.Context, after time.Time) (*inspection.Frame, 
 
 // tooOld reports whether f is past max_frame_age. Called with c.mu held.
 func (c *Camera) tooOld(f *inspection.Frame) bool {
-	maxAge := c.cfg.MaxFrameAge.D
-	if maxAge <= 0 || c.consumerPaced() {
-		return false
-	}
-	return f.Age(time.Now()) > maxAge
+	return !c.consumerPaced() && c.cfg.FrameTooOld(f.Age(time.Now()))
 }
 
 // consumerPaced reports whether the source is a replay read one frame at a
@@ -642,14 +637,8 @@ func (c *Camera) publish(img *preprocess.BGR, freshOpen bool) {
 
 // roiFits checks camera.roi against a frame size.
 func (c *Camera) roiFits(size image.Point) error {
-	r := c.cfg.ROI
-	if r.Width == 0 && r.Height == 0 {
-		return nil
-	}
-	rect := image.Rect(r.X, r.Y, r.X+r.Width, r.Y+r.Height)
-	if !rect.In(image.Rectangle{Max: size}) {
-		return fmt.Errorf("camera.roi: x=%d y=%d width=%d height=%d reaches (%d,%d), outside the %dx%d frames from %s",
-			r.X, r.Y, r.Width, r.Height, rect.Max.X, rect.Max.Y, size.X, size.Y, c.src.description)
+	if err := c.cfg.ROI.Fits(size); err != nil {
+		return fmt.Errorf("%w (frames from %s)", err, c.src.description)
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ func TestNewRejectsWhatConfigCannotCheck(t *testing.T) {
 		{"empty pipeline", func(c *config.Camera) { c.Source = "gstreamer" }, "camera.pipeline: must not be empty"},
 		{"rtsp url not rtsp", func(c *config.Camera) { c.Source, c.URL = "rtsp", "http://cam/x" }, `camera.url: "http://cam/x" is not an rtsp://`},
 		{"v4l2 without device", func(c *config.Camera) { c.Source = "v4l2" }, "camera.device: must not be empty"},
+		{"zero read timeout", func(c *config.Camera) { c.Source, c.Path, c.ReadTimeout = "images", dir, config.Duration{} }, "camera.read_timeout 0s and camera.open_timeout 5s must be positive"},
+		{"zero open timeout", func(c *config.Camera) { c.Source, c.Path, c.OpenTimeout = "images", dir, config.Duration{} }, "camera.read_timeout 1s and camera.open_timeout 0s must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

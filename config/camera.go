@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"image"
 	"net/url"
 	"strings"
 	"time"
@@ -47,6 +49,33 @@ type ROI struct {
 	Y      int `toml:"y"`
 	Width  int `toml:"width"`
 	Height int `toml:"height"`
+}
+
+// Rect is the ROI in a frame of the given size: the whole frame for a zero
+// ROI. The one place where camera.roi becomes a rectangle.
+func (r ROI) Rect(frame image.Point) image.Rectangle {
+	if r.Width == 0 || r.Height == 0 {
+		return image.Rectangle{Max: frame}
+	}
+	return image.Rect(r.X, r.Y, r.X+r.Width, r.Y+r.Height)
+}
+
+// Fits reports whether the ROI lies inside a frame of the given size: nil
+// when it does (a zero ROI always does), else an error naming camera.roi.
+func (r ROI) Fits(frame image.Point) error {
+	rect := r.Rect(frame)
+	if rect.In(image.Rectangle{Max: frame}) {
+		return nil
+	}
+	return fmt.Errorf("camera.roi: x=%d y=%d width=%d height=%d reaches (%d,%d), outside the %dx%d frame",
+		r.X, r.Y, r.Width, r.Height, rect.Max.X, rect.Max.Y, frame.X, frame.Y)
+}
+
+// FrameTooOld reports whether a frame of the given age is past
+// camera.max_frame_age (0 = no limit): the camera does not hand out such a
+// frame, and the daemon does not inspect one that aged while queued.
+func (c Camera) FrameTooOld(age time.Duration) bool {
+	return c.MaxFrameAge.D > 0 && age > c.MaxFrameAge.D
 }
 
 // Camera source kinds.

@@ -34,7 +34,7 @@ type GPIO struct {
 	// RejectCounts is the number of encoder pulses from trigger to the
 	// actuation (encoder mode).
 	RejectCounts int `toml:"reject_counts"`
-	// RejectPulse is how long the actuator output is held.
+	// RejectPulse is how long the actuator output is held (1 ms to 10 s).
 	RejectPulse Duration `toml:"reject_pulse"`
 	// MinPartSpacing is the shortest time between two parts at the reject
 	// station at the line's top speed; reject_pulse must be shorter. 0
@@ -44,9 +44,9 @@ type GPIO struct {
 	// at its actuation time: "reject" (fail-safe) or "pass". The late
 	// verdict is counted and reported either way.
 	LatePolicy string `toml:"late_policy"`
-	// MaxPartsInFlight bounds the parts between trigger and actuation;
-	// one more latches a fault (fault lamp, event, every part rejected)
-	// until it is cleared.
+	// MaxPartsInFlight bounds the parts between trigger and actuation
+	// (at least 1); one more latches a fault (fault lamp, event, every
+	// part rejected) until it is cleared.
 	MaxPartsInFlight int `toml:"max_parts_in_flight"`
 	// ActiveLow inverts the electrical level of every configured line.
 	ActiveLow bool `toml:"active_low"`
@@ -71,16 +71,20 @@ type GPIO struct {
 	FaultLine string `toml:"fault_line"`
 	// OKLine, NGLine and StrobeLine hand each verdict to a PLC: the OK or
 	// NG line is set, then StrobeLine pulses for StrobePulse; empty when
-	// unused (OK and NG lines need the strobe).
+	// unused (OK and NG lines need the strobe). StrobePulse is 1 ms to
+	// 10 s.
 	OKLine      string   `toml:"ok_line"`
 	NGLine      string   `toml:"ng_line"`
 	StrobeLine  string   `toml:"strobe_line"`
 	StrobePulse Duration `toml:"strobe_pulse"`
 	// EventBuffer is the kernel edge-event buffer size (the kernel default
-	// of 16 loses edges under load).
+	// of 16 loses edges under load), 16 to 4096 events. It also sizes the
+	// hand-off from the part-present edge handler to the trigger goroutine.
 	EventBuffer int `toml:"event_buffer"`
 }
 
+// defaults are the only defaults of the gpio section: io/gpio takes the
+// validated values as they are.
 func (g *GPIO) defaults() {
 	*g = GPIO{
 		Chip:             "gpiochip0",

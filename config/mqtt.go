@@ -5,7 +5,10 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/inspectd/inspectd/tomlcheck"
 )
 
 // MQTT configures result publishing to the plant broker.
@@ -85,6 +88,43 @@ func (m *MQTT) defaults() {
 	}
 }
 
+// ClientIDFor returns ClientID, or its documented default
+// "inspectd-<stationID>" when it is empty (the default depends on
+// station.id, so it cannot be set by defaults).
+func (m *MQTT) ClientIDFor(stationID string) string {
+	if m.ClientID == "" {
+		return "inspectd-" + stationID
+	}
+	return m.ClientID
+}
+
+// EdgeNodeIDFor returns EdgeNodeID, or its documented default, stationID,
+// when it is empty.
+func (s *Sparkplug) EdgeNodeIDFor(stationID string) string {
+	if s.EdgeNodeID == "" {
+		return stationID
+	}
+	return s.EdgeNodeID
+}
+
+// Validate checks the section alone with the rules Load applies to it, for
+// a section built in code (tools, tests) rather than loaded: the error
+// names each offending key as mqtt.<key>. A section from Load already
+// passed these checks.
+func (m *MQTT) Validate() error {
+	v := tomlcheck.NewChecker("", nil)
+	m.validate(v.In("mqtt"))
+	ps := v.Problems()
+	if len(ps) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.Key + ": " + p.Msg
+	}
+	return fmt.Errorf("invalid [mqtt] section: %s", strings.Join(msgs, "; "))
+}
+
 func (m *MQTT) resolvePaths(r pathResolver) {
 	m.PasswordFile = r.path(m.PasswordFile)
 	m.CAFile = r.path(m.CAFile)
@@ -105,10 +145,18 @@ func (m *MQTT) validate(v *Checker) {
 	}
 	if strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") || m.TopicPrefix == "" {
 		v.Errorf("topic_prefix", "%q is not allowed; use a non-empty topic path without wildcards (+, #) or leading/trailing '/'", m.TopicPrefix)
+	} else if msg := mqttStringProblem(m.TopicPrefix); msg != "" {
+		v.Errorf("topic_prefix", "%s", msg)
 	}
 	v.IntRange("qos", m.QoS, 1, 2, "(QoS 0 would drop results while disconnected)")
 	if len(m.ClientID) > 128 {
 		v.Errorf("client_id", "is %d characters long; at most 128 are allowed", len(m.ClientID))
+	}
+	if msg := mqttStringProblem(m.ClientID); msg != "" {
+		v.Errorf("client_id", "%s", msg)
+	}
+	if msg := mqttStringProblem(m.Username); msg != "" {
+		v.Errorf("username", "%s", msg)
 	}
 	if m.PasswordFile != "" {
 		v.ExistingFile("password_file", m.PasswordFile)
@@ -126,6 +174,11 @@ func (m *MQTT) validate(v *Checker) {
 	}
 	v.Duration("keepalive", m.KeepAlive, time.Second, time.Hour)
 	v.Duration("connect_timeout", m.ConnectTimeout, 100*time.Millisecond, 5*time.Minute)
+	if m.OutboxDir == "" {
+		// Load sets <state_dir>/outbox; only a section built in code can
+		// leave it empty.
+		v.Errorf("outbox_dir", "must not be empty; the client keeps unacknowledged messages there")
+	}
 	v.IntRange("outbox_max_messages", m.OutboxMaxMessages, 1, 10_000_000, "messages")
 	v.Duration("stats_interval", m.StatsInterval, time.Second, 24*time.Hour)
 	v.OneOf("mode", m.Mode, MQTTModeJSON, MQTTModeSparkplug)
@@ -140,6 +193,23 @@ func (m *MQTT) validate(v *Checker) {
 			sp.Errorf(id.key, "%s", msg)
 		}
 	}
+}
+
+// mqttStringProblem says why s cannot be sent as an MQTT UTF-8 string
+// (client id, username, topic), or "": MQTT 3.1.1 (1.5.3) requires
+// well-formed UTF-8 without U+0000 and lets a broker close the connection
+// on other control characters (mosquitto does), so the client could never
+// connect or publish with such a value.
+func mqttStringProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return fmt.Sprintf("%q is not valid UTF-8", s)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Sprintf("%q contains the control character %U", s, r)
+		}
+	}
+	return ""
 }
 
 // sparkplugIDProblem says why s cannot be a Sparkplug ID (one topic level),

@@ -12,6 +12,12 @@ import "time"
 // sets the strobe coil and clears it once the PLC has copied the sequence
 // into the ack register; with "sequence" the sequence register is written
 // last and its change is the signal, acknowledged the same way.
+//
+// A verdict is only useful to the PLC while its part has not yet passed
+// the reject point. A result that waited in the output's queue longer than
+// MaxVerdictAge is therefore not handed over as a normal verdict: it takes
+// LateAction instead, and is never presented as the verdict of another
+// part.
 type PLC struct {
 	// Enabled turns the Modbus TCP output on.
 	Enabled bool `toml:"enabled"`
@@ -39,6 +45,24 @@ type PLC struct {
 	// doubles after every failed attempt.
 	ReconnectMin Duration `toml:"reconnect_min"`
 	ReconnectMax Duration `toml:"reconnect_max"`
+	// MaxVerdictAge is the oldest verdict (now minus the result's verdict
+	// time, when the output takes it from its queue) still handed to the
+	// PLC as a verdict. Set it to the time a part needs from the camera to
+	// the reject point minus the inspection time and the PLC's own
+	// reaction time: an older verdict arrives after its part has passed,
+	// where it is worse than none. The default, 1s, suits a part that
+	// reaches the reject point a little over a second after its trigger
+	// and leaves room for a normal handshake (ack_timeout 500ms); 1ms..1h.
+	MaxVerdictAge Duration `toml:"max_verdict_age"`
+	// LateAction is what the PLC sees for a part whose verdict is older
+	// than MaxVerdictAge: "drop" (the default) writes nothing for it, so
+	// the PLC's own handshake timeout rejects the part and the next part's
+	// sequence shows the gap; "error" writes it as verdict code 3 (ERROR,
+	// verdict coil set) under the part's own sequence, for a PLC that
+	// matches verdicts to parts by sequence and wants to be told. Either
+	// way the late verdict is counted and raised as a plc_late_verdict
+	// event, and it never becomes the verdict of the next part.
+	LateAction string `toml:"late_action"`
 }
 
 func (p *PLC) defaults() {
@@ -54,6 +78,9 @@ func (p *PLC) defaults() {
 		Timeout:      Dur(time.Second),
 		ReconnectMin: Dur(100 * time.Millisecond),
 		ReconnectMax: Dur(10 * time.Second),
+
+		MaxVerdictAge: Dur(time.Second),
+		LateAction:    "drop",
 	}
 }
 
@@ -71,6 +98,8 @@ func (p *PLC) validate(v *Checker) {
 	v.Duration("timeout", p.Timeout, time.Millisecond, time.Minute)
 	v.Duration("reconnect_min", p.ReconnectMin, time.Millisecond, time.Hour)
 	v.Duration("reconnect_max", p.ReconnectMax, time.Millisecond, time.Hour)
+	v.Duration("max_verdict_age", p.MaxVerdictAge, time.Millisecond, time.Hour)
+	v.OneOf("late_action", p.LateAction, "drop", "error")
 	if p.ReconnectMin.Valid() && p.ReconnectMax.Valid() && p.ReconnectMax.D < p.ReconnectMin.D {
 		v.Errorf("reconnect_max", "%s is shorter than plc.reconnect_min (%s)", p.ReconnectMax.D, p.ReconnectMin.D)
 	}

@@ -365,3 +365,16 @@ type (
 	preprocessTransform = preprocess.Transform
 	preprocessHeatmap   = preprocess.Heatmap
 )
+
+// triggered returns the part IDs the collector observed as triggered, in
+// the order the daemon accepted them.
+func (c *collector) triggered() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.trigs...)
+}
+
+type (
+	imageImage     = image.Image
+	imageRectangle = image.Rectangle
+)

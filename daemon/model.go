@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"image"
 	"math"
@@ -30,10 +31,20 @@ type Model struct {
 // engine, and runs one dummy frame of the camera's ROI size through align
 // and localise, so that a model that cannot run is refused before the first
 // part rather than failing on it. The error names the bundle and the step.
-func LoadModel(cfg *config.Config, newEngine EngineFactory) (*Model, error) {
+//
+// ctx is checked between the steps (none of them can be interrupted): once
+// it has ended, LoadModel closes whatever it built and returns ctx's error,
+// so a load that finishes after its caller gave up leaves nothing open.
+func LoadModel(ctx context.Context, cfg *config.Config, newEngine EngineFactory) (*Model, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("model.bundle: %w", err)
+	}
 	b, err := bundle.Load(cfg.Model.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("model.bundle: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("model.bundle %s: %w", b.Dir, err)
 	}
 	eng, err := newEngine(b, cfg.Model)
 	if err != nil {
@@ -45,9 +56,18 @@ func LoadModel(cfg *config.Config, newEngine EngineFactory) (*Model, error) {
 	b.AlignGraph, b.LocalizeGraph = nil, nil
 	m := &Model{Engine: eng, Bundle: b, LoadedAt: time.Now()}
 	start := time.Now()
-	if err := warmUp(eng, cfg.Camera, b.Manifest.Input); err != nil {
+	err = ctx.Err()
+	if err == nil {
+		if err = warmUp(eng, cfg.Camera, b.Manifest.Input); err != nil {
+			err = fmt.Errorf("warm-up frame: %w", err)
+		}
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		eng.Close()
-		return nil, fmt.Errorf("model.bundle %s: warm-up frame: %w", b.Dir, err)
+		return nil, fmt.Errorf("model.bundle %s: %w", b.Dir, err)
 	}
 	m.WarmUp = time.Since(start)
 	return m, nil

@@ -71,26 +71,35 @@ func (q *sinkQueue) status() inspection.SinkStatus {
 	return s
 }
 
-// sinkSet is every sink of the daemon.
+// sinkSet is every sink of the daemon, each with its queue, and the
+// optional interfaces each sink implements.
 type sinkSet struct {
 	queues []*sinkQueue
 	images []inspection.ImageSink
 	events []inspection.EventSink
 	trigs  []inspection.TriggerObserver
+	lamps  []inspection.ReadyIndicator
 	wg     sync.WaitGroup
 }
 
-func (s *sinkSet) add(q *sinkQueue) {
-	s.queues = append(s.queues, q)
-	if is, ok := q.sink.(inspection.ImageSink); ok {
-		s.images = append(s.images, is)
+func newSinkSet(sinks []inspection.Sink, capacity int, log *slog.Logger, onDrop func(string)) *sinkSet {
+	s := &sinkSet{}
+	for _, sink := range sinks {
+		s.queues = append(s.queues, newSinkQueue(sink, capacity, log, onDrop))
+		if is, ok := sink.(inspection.ImageSink); ok {
+			s.images = append(s.images, is)
+		}
+		if es, ok := sink.(inspection.EventSink); ok {
+			s.events = append(s.events, es)
+		}
+		if to, ok := sink.(inspection.TriggerObserver); ok {
+			s.trigs = append(s.trigs, to)
+		}
+		if ri, ok := sink.(inspection.ReadyIndicator); ok {
+			s.lamps = append(s.lamps, ri)
+		}
 	}
-	if es, ok := q.sink.(inspection.EventSink); ok {
-		s.events = append(s.events, es)
-	}
-	if to, ok := q.sink.(inspection.TriggerObserver); ok {
-		s.trigs = append(s.trigs, to)
-	}
+	return s
 }
 
 func (s *sinkSet) start(ctx context.Context) {
@@ -131,32 +140,27 @@ func (s *sinkSet) triggered(partID string, at time.Time) {
 	}
 }
 
-// drain closes the queues, waits until every queued result was delivered
-// or ctx ends, then closes every sink within what is left of ctx. It
-// returns the number of results still queued when ctx ended.
+func (s *sinkSet) setReady(ready bool) {
+	for _, l := range s.lamps {
+		l.SetReady(ready)
+	}
+}
+
+// drain closes the queues and waits until every queued result was
+// delivered or ctx ends. It returns the number of results still queued
+// when ctx ended. The sinks themselves stay open: their owner closes them.
 func (s *sinkSet) drain(ctx context.Context, log *slog.Logger) int {
 	for _, q := range s.queues {
 		close(q.queue)
 	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	left := 0
-	select {
-	case <-done:
-	case <-ctx.Done():
-		for _, q := range s.queues {
-			if n := len(q.queue); n > 0 {
-				left += n
-				log.Error("shutdown: sink did not finish in time", "sink", q.sink.Name(), "undelivered", n)
-			}
-		}
+	if waitGroupWithin(ctx, &s.wg) {
+		return 0
 	}
+	left := 0
 	for _, q := range s.queues {
-		if err := q.sink.Close(ctx); err != nil {
-			log.Error("shutdown: closing sink", "sink", q.sink.Name(), "err", err)
+		if n := len(q.queue); n > 0 {
+			left += n
+			log.Error("shutdown: sink did not finish in time", "sink", q.sink.Name(), "undelivered", n)
 		}
 	}
 	return left

@@ -49,8 +49,8 @@ const engineErrorWindow = time.Minute
 // Status returns a snapshot of the daemon; see inspection.Control.
 func (d *Daemon) Status() inspection.Status {
 	now := time.Now()
-	d.mu.Lock()
-	cfg := d.cfg
+	m, cfg, thr := d.state.snapshot()
+	d.stats.mu.Lock()
 	s := inspection.Status{
 		Station:  inspection.Station{ID: cfg.Station.ID, Name: cfg.Station.Name, Line: cfg.Station.Line},
 		Version:  d.deps.Version,
@@ -58,25 +58,25 @@ func (d *Daemon) Status() inspection.Status {
 		UptimeS:  now.Sub(d.started).Seconds(),
 		Trigger:  cfg.Trigger.Mode,
 		Paused:   d.paused.Load(),
-		Camera:   d.camStatus,
-		Counts:   d.counts,
+		Camera:   d.stats.camera,
+		Counts:   d.stats.counts,
 		Problems: []string{},
 	}
-	if m := d.model; m != nil {
+	lat := d.stats.latencies.values()
+	times := d.stats.rates.values()
+	lastErr, lastErrAt := d.stats.lastErr, d.stats.lastErrAt
+	if d.stats.lastEvent != nil {
+		e := *d.stats.lastEvent
+		s.LastEvent = &e
+	}
+	d.stats.mu.Unlock()
+	if m != nil {
 		man := m.Bundle.Manifest
 		s.Model = inspection.ModelStatus{Product: man.Product, BundleHash: m.Bundle.Hash, BundleDir: m.Bundle.Dir,
 			Created: man.Created.Format(time.RFC3339), Provider: m.Engine.Provider(),
 			InputWidth: man.Input.Width, InputHeight: man.Input.Height, AlignMethod: man.Align.Method,
-			Threshold: d.thr.image, PixelThreshold: d.thr.pixel, ThresholdFrom: d.thr.source, LoadedAt: m.LoadedAt}
+			Threshold: thr.image, PixelThreshold: thr.pixel, ThresholdFrom: thr.source, LoadedAt: m.LoadedAt}
 	}
-	lat := d.latencies.values()
-	times := d.rates.values()
-	lastErr, lastErrAt := d.lastErr, d.lastErrAt
-	if d.lastEvent != nil {
-		e := *d.lastEvent
-		s.LastEvent = &e
-	}
-	d.mu.Unlock()
 
 	sort.Float64s(lat)
 	s.Latency = inspection.LatencyStats{P50: percentile(lat, 0.5), P99: percentile(lat, 0.99)}

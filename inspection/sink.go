@@ -9,14 +9,24 @@ import (
 // queue and goroutine, so Deliver may block (on a disk, a broker, a PLC)
 // without stalling inspection; when the queue is full results are dropped
 // for that sink, counted and logged.
+//
+// The daemon only delivers: it drains a sink's queue on shutdown but never
+// starts or closes the sink. Whoever built the sink (cmd/inspectd's
+// station) starts it before the daemon runs and closes it after.
 type Sink interface {
 	// Name identifies the sink in logs and metrics ("archive", "mqtt").
 	Name() string
-	// Deliver handles one result. Calls come from one goroutine, in result
-	// order. The result must not be modified.
+	// Deliver handles one result. Calls come from one goroutine, in
+	// trigger order, one per result. The result must not be modified.
 	Deliver(ctx context.Context, r *Result) error
-	// Close flushes what is pending within ctx and releases resources.
-	Close(ctx context.Context) error
+}
+
+// ReadyIndicator is implemented by sinks that show whether the station is
+// inspecting (the ready lamp). SetReady(true) is called once inspection
+// runs, after READY; SetReady(false) when it stops taking triggers, before
+// the queues drain. It must not block.
+type ReadyIndicator interface {
+	SetReady(ready bool)
 }
 
 // ImageSink is implemented by sinks that need the pixels of some results

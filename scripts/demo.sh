@@ -5,7 +5,9 @@
 # replay of good and defective gears with the status page, the simulated
 # GPIO reject actuator and (when mosquitto is installed) a local MQTT broker,
 # printing one line per part and a summary. Stops after DEMO_PARTS parts
-# (default 50) or on Ctrl-C. Everything it creates lives in .demo/.
+# (default 50) or on Ctrl-C. Everything it creates lives in .demo/, apart
+# from links to the demo bundle's files in testdata/demo-bundle (which the
+# example configuration names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,17 @@ if [ ! -f "$DEMO/bundle/manifest.toml" ]; then
   "$BIN" train --good "$DEMO/synth/gear/train/good" --out "$DEMO/bundle" \
     --recipe testdata/demo/recipe.toml --defects "$DEMO/synth/gear"
 fi
+# The example configuration (config/inspectd.example.toml) names
+# $EXAMPLE_BUNDLE: give it the demo bundle's files (hard links, or copies
+# across file systems) beside its README, so that the example passes
+# `inspectd check-config` (cmd/inspectd/example_config_test.go).
+EXAMPLE_BUNDLE=testdata/demo-bundle
+mkdir -p "$EXAMPLE_BUNDLE"
+find "$EXAMPLE_BUNDLE" -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+for f in "$DEMO"/bundle/*; do
+  ln -f "$f" "$EXAMPLE_BUNDLE/" 2>/dev/null || cp -rf "$f" "$EXAMPLE_BUNDLE/"
+done
+
 if [ ! -d "$DEMO/replay" ]; then
   say "laying out the replay: good and defective parts interleaved, as a line delivers them"
   stage="$(mktemp -d "$DEMO/.replay.partial-XXXXXX")"
@@ -61,13 +74,18 @@ CONF
   broker=$!
   sleep 0.3
   # Status, events and stats as they arrive; results into a file (one JSON
-  # document per part), summarised at the end.
+  # document per part), summarised at the end. The prefixing sed reads a
+  # process substitution, so that $! is mosquitto_sub itself (in a pipeline
+  # it would be sed, and the trap would leave mosquitto_sub reconnecting
+  # forever); sed ends when mosquitto_sub does.
   mosquitto_sub -p "$MQTT_PORT" -v -t 'inspectd/demo-station/status' -t 'inspectd/demo-station/event' \
-    -t 'inspectd/demo-station/stats' | sed -u 's/^/  scada< /' &
+    -t 'inspectd/demo-station/stats' > >(sed -u 's/^/  scada< /') &
   sub=$!
   mosquitto_sub -p "$MQTT_PORT" -t 'inspectd/demo-station/result' >"$DEMO/scada-results.jsonl" &
   subres=$!
-  trap 'kill $sub $subres $broker 2>/dev/null || true' EXIT
+  # Stop them on every exit and wait until they are gone: the demo leaves
+  # no process behind (scripts/demo_leaves_nothing.sh checks it).
+  trap 'kill $sub $subres $broker 2>/dev/null || true; wait $sub $subres $broker 2>/dev/null || true' EXIT
   say "local MQTT broker on 127.0.0.1:$MQTT_PORT; SCADA-side messages are shown as 'scada<'"
 else
   say "mosquitto is not installed: running without the MQTT broker"

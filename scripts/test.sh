@@ -7,7 +7,11 @@
 # Go 1.26's fuzz coordinator can fail a duration-bounded run with a spurious
 # "context deadline exceeded" at its end on a busy machine, golang/go#75804,
 # fixed in Go 1.27; FUZZTIME=0
-# skips it). Extra arguments go to every `go test`.
+# skips it); then that `make demo` leaves no process behind
+# (scripts/demo_leaves_nothing.sh: 5 parts; the first run in a checkout also
+# trains the demo bundle, 1 to 2 minutes; DEMO_CHECK=0 skips it) and that
+# config/inspectd.example.toml then passes check-config; and last that
+# go.mod and go.sum are tidy. Extra arguments go to every `go test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,4 +60,24 @@ if [ "$fuzztime" != "0" ]; then
     {n = 0}' | while read -r pkg fuzz; do
     run go test -run '^$' -fuzz "^${fuzz}\$" -fuzztime "$fuzztime" "$pkg" </dev/null
   done
+fi
+
+# `make demo` stops every process it starts (its MQTT subscribers once
+# outlived it, reconnecting forever).
+# Once the demo has run (and filled testdata/demo-bundle), the example
+# configuration passes check-config.
+if [ "${DEMO_CHECK:-1}" != "0" ]; then
+  run bash scripts/demo_leaves_nothing.sh
+  if [ -f .demo/bundle/manifest.toml ]; then
+    run bin/inspectd-workstation check-config -c config/inspectd.example.toml
+  fi
+fi
+
+# go.mod and go.sum are what `go mod tidy` makes of the imports (tidy
+# considers every build tag, so workstation and matprofile files count).
+echo "== go mod tidy -diff"
+if ! tidy="$(go mod tidy -diff 2>&1)"; then
+  printf '%s\n' "$tidy"
+  echo "go.mod/go.sum are not tidy (or tidy failed, see above): run 'go mod tidy' and commit go.mod and go.sum" >&2
+  exit 1
 fi

@@ -124,10 +124,20 @@ func benchPipelineSize(ctx context.Context, s streams, rt *infer.Runtime, b *bun
 		SinkQueue: 4096,
 	})
 	if err != nil {
+		act.Close(context.Background())
+		return res, err
+	}
+	if err := act.Start(ctx, d); err != nil {
+		act.Close(context.Background())
 		return res, err
 	}
 	start := time.Now()
-	if err := d.Run(ctx); err != nil {
+	err = d.Run(ctx)
+	// The parts still scheduled actuate before the figures are read.
+	closeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	act.Close(closeCtx)
+	cancel()
+	if err != nil {
 		return res, err
 	}
 	if ctx.Err() != nil {

@@ -55,8 +55,8 @@ func runDaemon(ctx context.Context, s streams, args []string) error {
 	spareProcessor()
 	steadyHeap()
 	st := &station{path: *path, cfg: cfg, log: logger, stdout: s, maxParts: *maxParts, print: *print}
-	defer st.close()
 	if err := st.build(); err != nil {
+		st.close()
 		return failure(fmt.Errorf("run: %w", err))
 	}
 	return st.run(ctx)
@@ -64,6 +64,9 @@ func runDaemon(ctx context.Context, s streams, args []string) error {
 
 // station wires one inspection station from its configuration: the
 // camera, the engine factory, the outputs and the daemon that runs them.
+// It owns every component's lifecycle: build creates them (nothing starts,
+// nothing is acquired that close does not release), run verifies the model,
+// starts the outputs, runs the daemon, and closes the outputs in reverse.
 type station struct {
 	path     string
 	cfg      *config.Config
@@ -72,59 +75,110 @@ type station struct {
 	maxParts int
 	print    bool
 
-	rt   *infer.Runtime
-	cam  *camera.Camera
-	d    *daemon.Daemon
-	web  *web.Server
-	mqtt *mqtt.Client
+	rt      *infer.Runtime
+	cam     *camera.Camera
+	d       *daemon.Daemon
+	gpio    *gpio.Actuator
+	web     *web.Server
+	outputs []output // in start order; closed in reverse
 
 	// rebootRequested is set by Sparkplug's Node Control/Reboot (when
 	// mqtt.sparkplug.allow_reboot): the daemon stops cleanly and exits 1,
 	// and systemd's Restart=on-failure starts it again.
 	rebootRequested atomic.Bool
-	cancelRun       context.CancelFunc
-	gpio            *gpio.Actuator
-	closers         []func()
+	cancelRun       atomic.Pointer[context.CancelFunc]
 }
 
-// build creates every subsystem; nothing is started yet.
+// output is one output's lifecycle as the station drives it: started
+// (with the daemon as its host) before the daemon runs, closed after the
+// daemon has drained its queue.
+type output struct {
+	name  string
+	key   string // the configuration section, for start-up errors
+	start func(ctx context.Context, d *daemon.Daemon) error
+	close func(ctx context.Context) error
+}
+
+// outputCloseTimeout bounds closing the outputs on shutdown (MQTT flushes
+// its outbox, GPIO actuates the parts already scheduled).
+const outputCloseTimeout = 10 * time.Second
+
+// keyError names the configuration key behind a start-up failure with its
+// file and line, as check-config names its problems.
+func keyError(cfg *config.Config, key string, err error) error {
+	p := cfg.Problem(key, "")
+	loc := p.File
+	if p.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	if loc == "" {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return fmt.Errorf("%s: %s: %w", loc, key, err)
+}
+
+// build creates every subsystem; nothing is started yet. On an error,
+// close releases what was built.
 func (st *station) build() error {
 	cfg := st.cfg
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
-		return fmt.Errorf("state_dir: %w", err)
+		return keyError(cfg, "state_dir", err)
 	}
 	rt, err := openRuntime(cfg.Model.OnnxRuntimeLibrary)
 	if err != nil {
-		return fmt.Errorf("model.onnxruntime_library: %w", err)
+		return keyError(cfg, "model.onnxruntime_library", err)
 	}
 	st.rt = rt
-	st.closers = append(st.closers, func() { rt.Close() })
 
 	cam, err := camera.New(cfg.Camera, st.log)
 	if err != nil {
-		return err
+		return keyError(cfg, "camera.source", err)
 	}
 	st.cam = cam
 
-	var events eventRelay
 	reg := prometheus.NewRegistry()
 	sinks := []inspection.Sink{daemon.NewLogSink(st.log)}
 	if st.print {
-		sinks = append(sinks, daemon.NewPrintSink(st.stdout.stdout))
+		p := daemon.NewPrintSink(st.stdout.stdout)
+		sinks = append(sinks, p)
+		st.outputs = append(st.outputs, output{name: "print", close: p.Close})
 	}
 	if cfg.Archive.Save != archive.SaveNone {
-		a, err := archive.New(archive.Options{Config: cfg.Archive, Logger: st.log, Events: events.send, Station: cfg.Station.ID})
+		a, err := archive.New(archive.Options{Config: cfg.Archive, Logger: st.log, Station: cfg.Station.ID})
 		if err != nil {
-			return err
+			return keyError(cfg, "archive.dir", err)
 		}
-		archiveMetrics(reg, a)
+		reg.MustRegister(a)
 		sinks = append(sinks, a)
+		st.outputs = append(st.outputs, output{name: "archive", key: "archive.dir", close: a.Close,
+			start: func(ctx context.Context, d *daemon.Daemon) error { return a.Start(ctx, d) }})
+	}
+	if cfg.PLC.Enabled {
+		p, err := plc.New(cfg.PLC, plc.Options{Logger: st.log, Station: cfg.Station.ID})
+		if err != nil {
+			return keyError(cfg, "plc.address", err)
+		}
+		reg.MustRegister(p)
+		sinks = append(sinks, p)
+		st.outputs = append(st.outputs, output{name: "plc", key: "plc.address", close: p.Close,
+			start: func(ctx context.Context, d *daemon.Daemon) error { return p.Start(ctx, d) }})
+	}
+	if cfg.MQTT.Enabled {
+		m, err := mqtt.New(mqtt.Options{Config: cfg.MQTT, Station: cfg.Station.ID, StateDir: cfg.StateDir,
+			Logger: st.log, Version: buildinfo.Version, Reboot: st.reboot})
+		if err != nil {
+			return keyError(cfg, "mqtt.broker", err)
+		}
+		reg.MustRegister(m)
+		sinks = append(sinks, m)
+		st.outputs = append(st.outputs, output{name: "mqtt", key: "mqtt.broker", close: m.Close,
+			start: func(ctx context.Context, d *daemon.Daemon) error { return m.Start(ctx, d) }})
 	}
 	extra := map[string]http.Handler{}
 	if cfg.GPIO.Enabled {
 		chip, err := gpio.Open(cfg.GPIO)
 		if err != nil {
-			return err
+			return keyError(cfg, "gpio.chip", err)
 		}
 		if sim, ok := chip.(*gpio.Sim); ok {
 			extra["/api/actuations"] = sim.Handler()
@@ -132,22 +186,26 @@ func (st *station) build() error {
 				sim.Observe(st.printActuation)
 			}
 		}
-		act, err := gpio.New(cfg.GPIO, chip, gpio.Options{Logger: st.log, Events: events.send, Station: cfg.Station.ID, Realtime: true})
+		act, err := gpio.New(cfg.GPIO, chip, gpio.Options{Logger: st.log, Station: cfg.Station.ID, Realtime: true})
 		if err != nil {
 			chip.Close()
-			return err
+			return keyError(cfg, "gpio", err)
 		}
 		st.gpio = act
-		gpioMetrics(reg, act)
+		reg.MustRegister(act)
 		sinks = append(sinks, act)
+		st.outputs = append(st.outputs, output{name: "gpio", key: "gpio.chip", close: act.Close,
+			start: func(ctx context.Context, d *daemon.Daemon) error { return act.Start(ctx, d) }})
 	}
-	if cfg.PLC.Enabled {
-		p, err := plc.New(cfg.PLC, plc.Options{Logger: st.log, Events: events.send, Station: cfg.Station.ID})
+	if cfg.HTTP.Enabled {
+		w, err := web.New(web.Options{Listen: cfg.HTTP.Listen, History: cfg.HTTP.History, Logger: st.log, Gatherer: reg, Extra: extra})
 		if err != nil {
-			return err
+			return keyError(cfg, "http.listen", err)
 		}
-		plcMetrics(reg, p)
-		sinks = append(sinks, p)
+		st.web = w
+		sinks = append(sinks, w)
+		st.outputs = append(st.outputs, output{name: "web", key: "http.listen", close: w.Close,
+			start: func(ctx context.Context, d *daemon.Daemon) error { return w.Start(ctx, d) }})
 	}
 
 	d, err := daemon.New(daemon.Deps{
@@ -162,40 +220,11 @@ func (st *station) build() error {
 		Version:      buildinfo.Version,
 		Commit:       buildinfo.Commit,
 		MaxParts:     st.maxParts,
-		OnRunning:    st.onRunning,
 	})
 	if err != nil {
 		return err
 	}
 	st.d = d
-	events.to(d)
-	if st.gpio != nil {
-		st.gpio.SetControl(d)
-	}
-	if cfg.MQTT.Enabled {
-		m, err := mqtt.New(mqtt.Options{Config: cfg.MQTT, Station: cfg.Station.ID, StateDir: cfg.StateDir,
-			Logger: st.log, Control: d, Version: buildinfo.Version, Reboot: st.reboot})
-		if err != nil {
-			return err
-		}
-		st.mqtt = m
-		mqttMetrics(reg, m)
-		// The durable point: results fsync'd to the outbox survive a crash;
-		// accepted ones may still be in memory.
-		register(reg, []series{
-			{"inspectd_mqtt_results_accepted_total", "Results handed to the MQTT output (not yet on disk).", true, func() float64 { return float64(m.Stats().Accepted) }},
-			{"inspectd_mqtt_results_persisted_total", "Results written (fsync) to the MQTT outbox: from here on they survive a crash.", true, func() float64 { return float64(m.Stats().Persisted) }},
-		})
-		d.AddSink(m)
-	}
-	if cfg.HTTP.Enabled {
-		w, err := web.New(web.Options{Listen: cfg.HTTP.Listen, Logger: st.log, Control: d, Gatherer: d.Registry(), Extra: extra})
-		if err != nil {
-			return err
-		}
-		st.web = w
-		d.AddSink(w)
-	}
 	return nil
 }
 
@@ -229,58 +258,65 @@ func (st *station) printActuation(a gpio.Actuation) {
 	fmt.Fprintln(st.stdout.stdout, line)
 }
 
-func (st *station) onRunning(running bool) {
-	if st.gpio != nil {
-		st.gpio.SetReady(running)
-	}
-}
-
-// run starts the HTTP server, handles SIGHUP, and runs the daemon until
-// ctx ends or --max-parts is reached.
-func (st *station) run(ctx context.Context) error {
+// run verifies the model, starts the outputs, handles SIGHUP, and runs the
+// daemon until ctx ends or --max-parts is reached; then it closes the
+// outputs. Nothing is opened towards the line (GPIO lines, the PLC, the
+// broker, the HTTP port) before the model has been verified.
+func (st *station) run(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st.cancelRun = cancel
-	if st.mqtt != nil {
-		// Fails only on configuration mistakes (credentials, TLS); an
-		// unreachable broker is retried in the background while the
-		// outbox keeps every result.
-		if err := st.mqtt.Start(ctx); err != nil {
-			st.mqtt.Close(context.Background())
-			return failure(fmt.Errorf("run: %w", err))
+	st.cancelRun.Store(&cancel)
+	ran := false
+	defer func() {
+		if err != nil && st.gpio != nil {
+			st.gpio.Halt("stopped on an error: " + err.Error())
+		}
+		st.closeOutputs(ran)
+		st.closeRest()
+	}()
+
+	if err := st.d.Load(ctx); err != nil {
+		return failure(fmt.Errorf("run: %w", err))
+	}
+	for _, o := range st.outputs {
+		if o.start != nil {
+			if err := o.start(ctx, st.d); err != nil {
+				st.d.Close()
+				return failure(fmt.Errorf("run: %w", keyError(st.cfg, o.key, err)))
+			}
 		}
 	}
 	if st.web != nil {
-		if err := st.web.Start(ctx); err != nil {
-			return failure(fmt.Errorf("run: %w", err))
-		}
 		st.log.Info("status page", "url", "http://"+st.web.Addr()+"/")
 	}
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	hupDone := make(chan struct{})
+	hupCtx, stopHUP := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
-		for range hup {
+		defer close(hupDone)
+		for {
+			select {
+			case <-hupCtx.Done():
+				return
+			case <-hup:
+			}
 			st.log.Info("SIGHUP: reloading configuration and model", "config", st.path)
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			rctx, cancel := context.WithTimeout(hupCtx, 2*time.Minute)
 			if err := st.d.Reload(rctx); err == nil {
 				st.log.Info("reload verified; swapping between two parts")
 			}
 			cancel()
 		}
 	}()
-	if err := st.d.Run(ctx); err != nil {
-		if st.gpio != nil {
-			st.gpio.Halt("start-up failed: " + err.Error())
-			st.gpio.Close(context.Background())
-		}
-		if st.web != nil {
-			st.web.Close(context.Background())
-		}
-		if st.mqtt != nil {
-			st.mqtt.Close(context.Background())
-		}
-		return failure(fmt.Errorf("run: %w", err))
+	ran = true
+	runErr := st.d.Run(ctx)
+	signal.Stop(hup)
+	stopHUP()
+	<-hupDone
+	if runErr != nil {
+		return failure(fmt.Errorf("run: %w", runErr))
 	}
 	if st.rebootRequested.Load() {
 		return failure(errors.New("run: restart requested by Sparkplug Node Control/Reboot; exiting 1 so that systemd restarts inspectd"))
@@ -292,27 +328,49 @@ func (st *station) run(ctx context.Context) error {
 func (st *station) reboot() {
 	st.log.Warn("Sparkplug Node Control/Reboot: stopping for a restart")
 	st.rebootRequested.Store(true)
-	if st.cancelRun != nil {
-		st.cancelRun()
+	if c := st.cancelRun.Load(); c != nil {
+		(*c)()
 	}
 }
 
+// closeOutputs closes every output in reverse start order, within
+// outputCloseTimeout (Close is safe on an output that was never started).
+// The print output's Close writes the run's summary: only after a run.
+func (st *station) closeOutputs(ran bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), outputCloseTimeout)
+	defer cancel()
+	for i := len(st.outputs) - 1; i >= 0; i-- {
+		o := st.outputs[i]
+		if o.start == nil && !ran {
+			continue
+		}
+		if err := o.close(ctx); err != nil {
+			st.log.Error("closing an output", "output", o.name, "err", err)
+		}
+	}
+	st.outputs = nil
+}
+
+// closeRest releases the camera and the runtime (the daemon closed the
+// camera if it ran; closing twice is safe).
+func (st *station) closeRest() {
+	if st.cam != nil {
+		if err := st.cam.Close(); err != nil {
+			st.log.Warn("closing the camera", "err", err)
+		}
+	}
+	if st.rt != nil {
+		st.rt.Close()
+	}
+}
+
+// close releases everything build created, for a build that failed.
 func (st *station) close() {
-	for i := len(st.closers) - 1; i >= 0; i-- {
-		st.closers[i]()
+	if st.d != nil {
+		st.d.Close()
 	}
-}
-
-// eventRelay hands events raised by outputs built before the daemon to the
-// daemon once it exists; earlier ones are logged only by their source.
-type eventRelay struct{ d atomic.Pointer[daemon.Daemon] }
-
-func (r *eventRelay) to(d *daemon.Daemon) { r.d.Store(d) }
-
-func (r *eventRelay) send(e inspection.Event) {
-	if d := r.d.Load(); d != nil {
-		d.ReportEvent(e)
-	}
+	st.closeOutputs(false)
+	st.closeRest()
 }
 
 // steadyHeap makes the garbage collector keep the heap within 25 % of what

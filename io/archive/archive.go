@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/logging"
@@ -31,16 +33,21 @@ const reportEvery = time.Minute
 // staleTemp is the age after which a ".tmp-*" file is a crash leftover.
 const staleTemp = time.Hour
 
+// Host is what the archive needs from the daemon.
+type Host interface {
+	// ReportEvent publishes a disk_budget or archive_error event; it must
+	// not block.
+	ReportEvent(inspection.Event)
+}
+
 // Options configures an Archive.
 type Options struct {
-	// Config is the [archive] section; Dir must be resolved (non-empty).
+	// Config is the [archive] section, validated by package config; Dir
+	// must be resolved (non-empty).
 	Config config.Archive
 	// Logger is the daemon's logger; New tags it component=archive. Nil
 	// discards logs.
 	Logger *slog.Logger
-	// Events receives disk_budget and archive_error events; it must not
-	// block. Nil drops them.
-	Events func(inspection.Event)
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Station is stamped on events raised without a result at hand (at
@@ -67,11 +74,12 @@ type Archive struct {
 	cfg     config.Archive
 	budget  int64
 	log     *slog.Logger
-	events  func(inspection.Event)
 	now     func() time.Time
 	station string
 
-	mu          sync.Mutex // serialises Deliver and Close; guards the fields below
+	mu          sync.Mutex // serialises Start, Deliver and Close; guards the fields below
+	host        Host       // set by Start
+	started     bool
 	closed      bool
 	ready       bool // directory created, probed and scanned
 	idx         index
@@ -90,13 +98,12 @@ type Archive struct {
 var (
 	_ inspection.Sink      = (*Archive)(nil)
 	_ inspection.ImageSink = (*Archive)(nil)
+	_ prometheus.Collector = (*Archive)(nil)
 )
 
-// New validates the configuration and opens the archive. An invalid
-// configuration is an error; an unusable directory is not: the problem is
-// logged, raised as a critical archive_error event and counted, and the
-// archive tries again on every result it has to write. With save = "none"
-// the directory is not touched.
+// New checks the configuration and returns an archive that has not yet
+// touched the disk; Start opens the directory. It starts no goroutine and
+// holds nothing that needs Close.
 func New(o Options) (*Archive, error) {
 	c := o.Config
 	switch c.Save {
@@ -123,24 +130,47 @@ func New(o Options) (*Archive, error) {
 		cfg:     c,
 		budget:  int64(c.MaxSizeMB) << 20,
 		log:     logging.Component(l, "archive"),
-		events:  o.Events,
 		now:     o.Now,
 		station: o.Station,
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
-	if c.Save == SaveNone {
-		return a, nil
+	return a, nil
+}
+
+// Start opens the archive: it creates and probes the directory, scans it
+// and deletes the oldest sets beyond the budget. An unusable directory is
+// not an error: the problem is logged, raised through host as a critical
+// archive_error event and counted, and the archive tries again on every
+// result it has to write. With save = "none" the directory is not
+// touched. Start starts no goroutine; it fails only for a nil host, a
+// cancelled ctx, or a second call or one after Close.
+func (a *Archive) Start(ctx context.Context, host Host) error {
+	if host == nil {
+		return errors.New("archive: start: host is nil")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("archive: start: %w", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	switch {
+	case a.closed:
+		return errors.New("archive: start: archive is closed")
+	case a.started:
+		return errors.New("archive: start: already started")
+	}
+	a.host, a.started = host, true
+	if a.cfg.Save == SaveNone {
+		return nil
+	}
 	if err := a.open(); err != nil {
 		a.fail(a.station, "", err)
 	} else {
-		a.log.Info("archive opened", "dir", c.Dir, "sets", a.idx.len(), "bytes", a.idx.total, "budget_bytes", a.budget)
+		a.log.Info("archive opened", "dir", a.cfg.Dir, "sets", a.idx.len(), "bytes", a.idx.total, "budget_bytes", a.budget)
 	}
-	return a, nil
+	return nil
 }
 
 // Name returns "archive".
@@ -164,7 +194,8 @@ func (a *Archive) wants(r *inspection.Result) bool {
 // Deliver archives r when the save policy selects it: the frame, the
 // overlay (both when r carries a Snapshot) and the JSON sidecar (always).
 // Disk problems are reported through events, logs and Stats, not returned;
-// the error is non-nil only for a cancelled ctx or a closed archive.
+// the error is non-nil only for a cancelled ctx or an archive that is not
+// started or closed.
 func (a *Archive) Deliver(ctx context.Context, r *inspection.Result) error {
 	if r == nil || !a.wants(r) {
 		return nil
@@ -174,8 +205,11 @@ func (a *Archive) Deliver(ctx context.Context, r *inspection.Result) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.closed {
+	switch {
+	case a.closed:
 		return fmt.Errorf("archive %s: archive is closed", r.ID)
+	case !a.started:
+		return fmt.Errorf("archive %s: archive is not started", r.ID)
 	}
 	if !a.ready {
 		if err := a.open(); err != nil {
@@ -194,9 +228,11 @@ func (a *Archive) Deliver(ctx context.Context, r *inspection.Result) error {
 	return nil
 }
 
-// Close stops the archive; every write is complete when Deliver returns,
-// so nothing is pending. Later Deliver calls fail.
-func (a *Archive) Close(ctx context.Context) error {
+// Close stops the archive: it waits for a Deliver in progress (every write
+// is complete when Deliver returns, so nothing else is pending) and later
+// Deliver calls fail. There is no goroutine to stop and no file held open.
+// Safe without Start and safe twice.
+func (a *Archive) Close(context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.closed = true
@@ -348,9 +384,10 @@ func eventFields(dir, resultID string, suppressed int) map[string]string {
 	return f
 }
 
+// emit hands e to the host; it is called with a.mu held, after Start.
 func (a *Archive) emit(e inspection.Event) {
-	if a.events != nil {
-		a.events(e)
+	if a.host != nil {
+		a.host.ReportEvent(e)
 	}
 }
 

@@ -54,7 +54,7 @@
 // # Failures
 //
 // An unusable directory (a file, unwritable, a symbolic-link loop) does not
-// stop the daemon: New still returns a working sink that reports the problem
+// stop the daemon: Start still leaves a working sink that reports the problem
 // (critical archive_error event, Stats.Errors) and tries again on every
 // later result, so the archive recovers as soon as the directory is fixed.
 // Write errors, including a full disk, are handled the same way. Errors are
@@ -62,4 +62,12 @@
 // number suppressed in between; the counters always count. Deliver returns
 // an error only for a cancelled context or after Close, never for disk
 // problems, which it has already reported.
+//
+// # Lifecycle and metrics
+//
+// New only checks the configuration; Start (with the Host that receives
+// events) opens the directory; Close waits for a Deliver in progress. The
+// archive starts no goroutine. Archive is a prometheus.Collector of the
+// inspectd_archive_* series, read from counters that a scrape never waits
+// for behind disk I/O.
 package archive

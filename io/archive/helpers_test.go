@@ -42,7 +42,8 @@ type recorder struct {
 	events []inspection.Event
 }
 
-func (r *recorder) add(e inspection.Event) {
+// ReportEvent makes the recorder the archive's Host.
+func (r *recorder) ReportEvent(e inspection.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, e)
 	r.mu.Unlock()
@@ -101,12 +102,14 @@ func newEnv(t testing.TB, edit func(*config.Archive)) *env {
 	a, err := New(Options{
 		Config:  cfg,
 		Logger:  slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Events:  e.rec.add,
 		Now:     e.clk.Now,
 		Station: "st1",
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if err := a.Start(t.Context(), e.rec); err != nil {
+		t.Fatalf("Start: %v", err)
 	}
 	e.a = a
 	t.Cleanup(func() { a.Close(t.Context()) })

@@ -13,10 +13,12 @@ import (
 	"github.com/inspectd/inspectd/inspection"
 )
 
-// fakeControl plays the daemon: each trigger is observed at once and its
-// verdict delivered after an inference time drawn by infer.
-type fakeControl struct {
+// fakeHost plays the daemon: each trigger is observed at once and its
+// verdict delivered after an inference time drawn by infer; events go to
+// evs.
+type fakeHost struct {
 	a       *Actuator
+	evs     *eventLog
 	infer   func(partID string) time.Duration
 	verdict func(partID string) inspection.Verdict
 	wg      sync.WaitGroup
@@ -25,7 +27,7 @@ type fakeControl struct {
 	triggers map[string]time.Time
 }
 
-func (f *fakeControl) Trigger(partID, source string) error {
+func (f *fakeHost) Trigger(partID, source string) error {
 	at := time.Now()
 	f.mu.Lock()
 	f.triggers[partID] = at
@@ -41,16 +43,28 @@ func (f *fakeControl) Trigger(partID, source string) error {
 	}()
 	return nil
 }
-func (f *fakeControl) Reload(context.Context) error      { return nil }
-func (f *fakeControl) SetThresholds(_, _ *float64) error { return nil }
-func (f *fakeControl) Pause()                            {}
-func (f *fakeControl) Resume()                           {}
-func (f *fakeControl) Status() inspection.Status         { return inspection.Status{} }
-func (f *fakeControl) triggerTime(id string) (time.Time, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	t, ok := f.triggers[id]
-	return t, ok
+
+func (f *fakeHost) ReportEvent(e inspection.Event) { f.evs.add(e) }
+
+// eventHost is a Host that only collects events.
+type eventHost struct{ *eventLog }
+
+func (eventHost) Trigger(string, string) error     { return nil }
+func (h eventHost) ReportEvent(e inspection.Event) { h.add(e) }
+
+// started returns a started Actuator on chip, closed at the end of the
+// test.
+func started(t *testing.T, cfg config.GPIO, chip Chip, host Host, o Options) *Actuator {
+	t.Helper()
+	a, err := New(cfg, chip, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background(), host); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return a
 }
 
 // eventLog collects events.
@@ -112,7 +126,7 @@ func partNum(id string) int {
 type rig struct {
 	sim  *Sim
 	a    *Actuator
-	ctl  *fakeControl
+	ctl  *fakeHost
 	evs  *eventLog
 	rng  *rand.Rand
 	edge map[string]time.Time // part ID → part-present edge time
@@ -121,18 +135,21 @@ type rig struct {
 func newRig(t *testing.T, cfg config.GPIO, inferMin, inferMax time.Duration) *rig {
 	t.Helper()
 	r := &rig{sim: NewSim(), evs: &eventLog{}, rng: rand.New(rand.NewPCG(1, 2)), edge: map[string]time.Time{}}
-	r.ctl = &fakeControl{triggers: map[string]time.Time{},
+	r.ctl = &fakeHost{triggers: map[string]time.Time{}, evs: r.evs,
 		infer: func(string) time.Duration {
 			return inferMin + time.Duration(r.rng.Int64N(int64(inferMax-inferMin)/int64(time.Millisecond)+1))*time.Millisecond
 		},
 		verdict: func(id string) inspection.Verdict { return verdictOf(partNum(id)) },
 	}
-	a, err := New(cfg, r.sim, Options{Events: r.evs.add, Control: r.ctl, Station: "s1"})
+	a, err := New(cfg, r.sim, Options{Station: "s1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.ctl.a = a
 	r.a = a
+	if err := a.Start(context.Background(), r.ctl); err != nil {
+		t.Fatal(err)
+	}
 	a.SetReady(true)
 	return r
 }
@@ -486,10 +503,7 @@ func TestUnregisteredParts(t *testing.T) {
 		cfg := testConfig("energise_to_reject")
 		cfg.PartPresentLine = ""
 		sim, evs := NewSim(), &eventLog{}
-		a, err := New(cfg, sim, Options{Events: evs.add})
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := started(t, cfg, sim, eventHost{evs}, Options{})
 		t0 := time.Now()
 		time.Sleep(300 * time.Millisecond)
 		_ = a.Deliver(context.Background(), &inspection.Result{PartID: "free-1", TriggerTime: t0, Verdict: inspection.NG})
@@ -513,10 +527,7 @@ func TestHandshakeLines(t *testing.T) {
 		cfg.OKLine, cfg.NGLine, cfg.StrobeLine = "ok", "ng", "strobe"
 		cfg.PartPresentLine = ""
 		sim := NewSim()
-		a, err := New(cfg, sim, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := started(t, cfg, sim, eventHost{&eventLog{}}, Options{})
 		for i, v := range []inspection.Verdict{inspection.OK, inspection.NG, inspection.Error} {
 			_ = a.Deliver(context.Background(), &inspection.Result{PartID: "p" + itoa(i), TriggerTime: time.Now(), Verdict: v})
 		}

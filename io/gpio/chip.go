@@ -153,10 +153,10 @@ func (l LineSpec) String() string {
 	return l.Name
 }
 
-// ParseBias maps the config value of gpio.bias.
+// ParseBias maps the config value of gpio.bias (config defaults it).
 func ParseBias(s string) (Bias, error) {
 	switch s {
-	case "", "as_is":
+	case "as_is":
 		return BiasAsIs, nil
 	case "disabled":
 		return BiasDisabled, nil
@@ -168,10 +168,10 @@ func ParseBias(s string) (Bias, error) {
 	return 0, fmt.Errorf("gpio.bias %q: want as_is, disabled, pull_up or pull_down", s)
 }
 
-// ParseDrive maps the config value of gpio.drive.
+// ParseDrive maps the config value of gpio.drive (config defaults it).
 func ParseDrive(s string) (Drive, error) {
 	switch s {
-	case "", "push_pull":
+	case "push_pull":
 		return DrivePushPull, nil
 	case "open_drain":
 		return DriveOpenDrain, nil

@@ -1,7 +1,9 @@
 package gpio
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -35,24 +37,30 @@ func TestParseLine(t *testing.T) {
 }
 
 func TestParseBiasDrive(t *testing.T) {
-	for in, want := range map[string]Bias{"as_is": BiasAsIs, "": BiasAsIs, "disabled": BiasDisabled, "pull_up": BiasPullUp, "pull_down": BiasPullDown} {
+	for in, want := range map[string]Bias{"as_is": BiasAsIs, "disabled": BiasDisabled, "pull_up": BiasPullUp, "pull_down": BiasPullDown} {
 		if got, err := ParseBias(in); err != nil || got != want {
 			t.Errorf("ParseBias(%q) = %v, %v", in, got, err)
 		}
 	}
-	if _, err := ParseBias("up"); err == nil || err.Error() != `gpio.bias "up": want as_is, disabled, pull_up or pull_down` {
-		t.Errorf("ParseBias(up) error %v", err)
+	for _, in := range []string{"up", ""} {
+		if _, err := ParseBias(in); err == nil || err.Error() != `gpio.bias "`+in+`": want as_is, disabled, pull_up or pull_down` {
+			t.Errorf("ParseBias(%q) error %v", in, err)
+		}
 	}
 	for in, want := range map[string]Drive{"push_pull": DrivePushPull, "open_drain": DriveOpenDrain, "open_source": DriveOpenSource} {
 		if got, err := ParseDrive(in); err != nil || got != want {
 			t.Errorf("ParseDrive(%q) = %v, %v", in, got, err)
 		}
 	}
-	if _, err := ParseDrive("tri"); err == nil || err.Error() != `gpio.drive "tri": want push_pull, open_drain or open_source` {
-		t.Errorf("ParseDrive(tri) error %v", err)
+	for _, in := range []string{"tri", ""} {
+		if _, err := ParseDrive(in); err == nil || err.Error() != `gpio.drive "`+in+`": want push_pull, open_drain or open_source` {
+			t.Errorf("ParseDrive(%q) error %v", in, err)
+		}
 	}
 }
 
+// New refuses the enum values it cannot map (config refuses them first)
+// and requests nothing, so a refused New leaves the chip untouched.
 func TestNewErrors(t *testing.T) {
 	base := testConfig("energise_to_pass")
 	for _, c := range []struct {
@@ -60,22 +68,71 @@ func TestNewErrors(t *testing.T) {
 		edit func(*config.GPIO)
 		want string
 	}{
-		{"no reject line", func(g *config.GPIO) { g.RejectLine = "" }, "gpio.reject_line: must not be empty"},
-		{"encoder without line", func(g *config.GPIO) { g.RejectMode = "encoder"; g.RejectCounts = 5 }, `gpio.reject_mode "encoder" needs gpio.encoder_line and gpio.reject_counts ≥ 1`},
-		{"line twice", func(g *config.GPIO) { g.ReadyLine = "reject" }, `gpio: line "reject" is already requested; each line has one role`},
 		{"bad bias", func(g *config.GPIO) { g.Bias = "up" }, `gpio.bias "up": want as_is, disabled, pull_up or pull_down`},
+		{"bad drive", func(g *config.GPIO) { g.Drive = "" }, `gpio.drive "": want push_pull, open_drain or open_source`},
+		{"bad polarity", func(g *config.GPIO) { g.RejectPolarity = "pass" }, `gpio.reject_polarity "pass": want energise_to_pass or energise_to_reject`},
+		{"bad mode", func(g *config.GPIO) { g.RejectMode = "" }, `gpio.reject_mode "": want time or encoder`},
+		{"bad late policy", func(g *config.GPIO) { g.LatePolicy = "ignore" }, `gpio.late_policy "ignore": want reject or pass`},
+		{"bad edge", func(g *config.GPIO) { g.PartPresentEdge = "both" }, `gpio.part_present_edge "both": want rising or falling`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base
 			c.edit(&cfg)
-			sim := NewSim()
-			_, err := New(cfg, sim, Options{})
+			chip := newCountingChip()
+			_, err := New(cfg, chip, Options{})
 			if err == nil || err.Error() != c.want {
 				t.Fatalf("error %v, want %q", err, c.want)
 			}
-			// Every line requested before the failure was released.
-			if _, err := sim.Output("reject", OutputOptions{}); c.name != "bad bias" && c.name != "no reject line" && err != nil {
-				t.Errorf("reject line not released: %v", err)
+			if n, closed := chip.state(); n != 0 || closed {
+				t.Errorf("refused New: %d lines requested, chip closed %v; want 0, false (the caller still owns it)", n, closed)
+			}
+		})
+	}
+	if _, err := New(base, nil, Options{}); err == nil || err.Error() != "gpio: no chip" {
+		t.Errorf("New without a chip: error %v", err)
+	}
+}
+
+// A failing line request fails Start with the key of the line and
+// releases every line already requested.
+func TestStartErrors(t *testing.T) {
+	base := testConfig("energise_to_pass")
+	base.OKLine, base.NGLine, base.StrobeLine = "ok", "ng", "strobe"
+	base.RejectMode, base.EncoderLine, base.RejectCounts = "encoder", "enc", 10
+	for _, c := range []struct {
+		name string
+		edit func(*config.GPIO, *countingChip)
+		want string
+	}{
+		{"no reject line", func(g *config.GPIO, _ *countingChip) { g.RejectLine = "" }, "gpio.reject_line: empty line"},
+		{"line twice", func(g *config.GPIO, _ *countingChip) { g.ReadyLine = "reject" }, `gpio.ready_line: line "reject" is already requested; each line has one role`},
+		{"strobe busy", func(_ *config.GPIO, c *countingChip) { c.fail["strobe"] = errors.New("device or resource busy") }, "gpio.strobe_line: device or resource busy"},
+		{"encoder busy", func(_ *config.GPIO, c *countingChip) { c.fail["enc"] = errors.New("device or resource busy") }, "gpio.encoder_line: device or resource busy"},
+		{"part-present busy", func(_ *config.GPIO, c *countingChip) { c.fail["pp"] = errors.New("device or resource busy") }, "gpio.part_present_line: device or resource busy"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := base
+			chip := newCountingChip()
+			c.edit(&cfg, chip)
+			a, err := New(cfg, chip, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = a.Start(context.Background(), eventHost{&eventLog{}})
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+			if n, _ := chip.state(); n != 0 {
+				t.Errorf("%d lines still requested after the failed Start; want 0", n)
+			}
+			if chip.total == 0 && c.name != "no reject line" {
+				t.Error("no line was requested before the failure; the case tests nothing")
+			}
+			if err := a.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if _, closed := chip.state(); !closed {
+				t.Error("Close after a failed Start did not close the chip")
 			}
 		})
 	}

@@ -8,9 +8,21 @@
 // monotonic time, for the demo, /api/actuations and acceptance checks)
 // implement them; the scheduling is tested with Sim under testing/synctest.
 //
+// # Lifecycle
+//
+// New validates and allocates only: it requests no line and starts no
+// goroutine, and on success the Actuator owns the chip. Start(ctx, host)
+// requests the lines with the outputs at rest and starts the scheduler
+// and the trigger goroutine; host (the daemon) receives the part-present
+// triggers and the events. Close(ctx) lets the parts scheduled before
+// ctx's deadline actuate, puts the outputs in the safe state, stops and
+// waits for the goroutines, releases the lines and closes the chip. The
+// Actuator is a prometheus.Collector of its counters.
+//
 // # Reject scheduling
 //
-// Actuator is the scheduler. It is an inspection.Sink ("gpio") and an
+// Actuator is the scheduler. It is an inspection.Sink ("gpio"), an
+// inspection.ReadyIndicator (the ready lamp) and an
 // inspection.TriggerObserver: PartTriggered registers a part with its due
 // time (trigger + reject_delay, time mode) or due encoder count (count at
 // trigger + reject_counts, encoder mode); Deliver records the verdict. At
@@ -21,9 +33,12 @@
 // result for a part that was never registered (free-run, a trigger that
 // bypassed the observer) is scheduled from Result.TriggerTime.
 //
-// One goroutine owns the schedule: a min-heap of parts ordered by due
-// time/count and one timer; triggers, verdicts and encoder edges only
-// update state under a short lock and wake it, so no handler blocks.
+// One goroutine owns the timing: it steps a min-heap of parts ordered by
+// due time/count on one timer; triggers, verdicts and encoder edges only
+// update state under a short lock (or none, for edges) and wake it, so no
+// handler blocks. The state is split by owner: the schedule of parts
+// (schedule.go), the output lines and what they show (safety.go), the
+// OK/NG handshake (handshake.go) and the inputs (inputs.go).
 //
 // # Polarity
 //
@@ -49,8 +64,8 @@
 // # Inputs
 //
 // The part-present input turns each edge (debounced by the kernel) into a
-// part ID, registers the part at the edge's timestamp and asks
-// inspection.Control for the trigger from a goroutine of its own. The
+// part ID, registers the part at the edge's timestamp and asks the Host
+// given to Start for the trigger from a goroutine of its own. The
 // encoder input counts rising edges. Lost edges — gaps in the kernel's
 // per-line sequence numbers, or a full hand-off queue — are reported as
 // EventLostEdges; the encoder count adds the lost edges back.

@@ -30,10 +30,7 @@ func TestCloseLetsScheduledPartsActuate(t *testing.T) {
 	cfg.RejectDelay = config.Dur(150 * time.Millisecond)
 	cfg.RejectPulse = config.Dur(10 * time.Millisecond)
 	chip := NewSim()
-	a, err := New(cfg, chip, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := started(t, cfg, chip, eventHost{&eventLog{}}, Options{})
 	at := time.Now()
 	a.PartTriggered("last", at)
 	if err := a.Deliver(context.Background(), &inspection.Result{PartID: "last", TriggerTime: at, Verdict: inspection.NG}); err != nil {

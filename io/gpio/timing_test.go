@@ -116,6 +116,9 @@ func measureActuation(tb testing.TB, parts int, spacing time.Duration, load stri
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if err := a.Start(context.Background(), eventHost{&eventLog{}}); err != nil {
+		tb.Fatal(err)
+	}
 	next := time.Now()
 	for i := range parts {
 		time.Sleep(time.Until(next))

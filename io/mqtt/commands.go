@@ -194,13 +194,12 @@ type inbound struct {
 	retained bool
 }
 
-// commandState is the command machinery: a bounded queue handled by one
-// goroutine (reload runs on its own), and the replies to recent requests so
-// that a redelivered request (QoS 1 duplicate) is answered, not executed
-// twice.
+// commandState is the JSON command machinery: a bounded queue handled by
+// one goroutine (reload runs on its own), and the replies to recent
+// requests so that a redelivered request (QoS 1 duplicate) is answered,
+// not executed twice.
 type commandState struct {
 	queue     chan inbound
-	wg        sync.WaitGroup
 	reloading atomic.Bool
 
 	mu     sync.Mutex
@@ -212,23 +211,6 @@ func (s *commandState) init() {
 	s.queue = make(chan inbound, commandQueue)
 	s.recent = make(map[string][]byte)
 }
-
-func (s *commandState) start(c *Client) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			select {
-			case <-c.bg.Done():
-				return
-			case in := <-s.queue:
-				c.handleCommand(in)
-			}
-		}
-	}()
-}
-
-func (s *commandState) wait() { s.wg.Wait() }
 
 func (s *commandState) remembered(key string) ([]byte, bool) {
 	s.mu.Lock()
@@ -250,9 +232,22 @@ func (s *commandState) remember(key string, reply []byte) {
 	}
 }
 
+// commandWorker executes queued commands until the client stops.
+func (s *jsonSession) commandWorker() {
+	for {
+		select {
+		case <-s.c.bg.Done():
+			return
+		case in := <-s.cmds.queue:
+			s.handleCommand(in)
+		}
+	}
+}
+
 // onCommand is paho's message handler: it only queues (paho's router must
 // not block).
-func (c *Client) onCommand(_ paho.Client, m paho.Message) {
+func (s *jsonSession) onCommand(_ paho.Client, m paho.Message) {
+	c := s.c
 	name := strings.TrimPrefix(m.Topic(), c.topics.cmd)
 	if len(m.Payload()) == 0 {
 		// Someone cleared a retained command: nothing to do, no reply.
@@ -261,130 +256,130 @@ func (c *Client) onCommand(_ paho.Client, m paho.Message) {
 	}
 	in := inbound{name: name, payload: append([]byte(nil), m.Payload()...), retained: m.Retained()}
 	select {
-	case c.cmds.queue <- in:
+	case s.cmds.queue <- in:
 	default:
 		c.commands.Add(1)
 		c.commandErrors.Add(1)
 		c.log.Warn("command queue full; command refused", "command", name)
 		req, _ := parseRequest(name, in.payload)
-		c.sendReply(name, Reply{CorrelationID: req.correlationID, Command: name,
+		s.sendReply(name, Reply{CorrelationID: req.correlationID, Command: name,
 			Error: "busy: too many commands queued; retry later"}, false)
 	}
 }
 
 // handleCommand validates and executes one command and replies.
-func (c *Client) handleCommand(in inbound) {
+func (s *jsonSession) handleCommand(in inbound) {
+	c := s.c
 	c.commands.Add(1)
 	if in.retained {
 		// A retained command would run again on every reconnect.
 		req, _ := parseRequest(in.name, in.payload)
-		c.fail(in.name, req.correlationID, "", fmt.Errorf("retained commands are ignored (they would run again on every reconnect); publish without -r and clear it with: mosquitto_pub -r -n -t %s%s", c.topics.cmd, in.name))
+		s.fail(in.name, req.correlationID, "", fmt.Errorf("retained commands are ignored (they would run again on every reconnect); publish without -r and clear it with: mosquitto_pub -r -n -t %s%s", c.topics.cmd, in.name))
 		return
 	}
 	req, err := parseRequest(in.name, in.payload)
 	if err != nil {
-		c.fail(in.name, req.correlationID, "", err)
+		s.fail(in.name, req.correlationID, "", err)
 		return
 	}
 	key := in.name + "\x00" + req.correlationID
-	if prev, ok := c.cmds.remembered(key); ok {
+	if prev, ok := s.cmds.remembered(key); ok {
 		c.log.Info("repeated command answered without running it again", "command", in.name, "correlation_id", req.correlationID)
-		c.publishReply(in.name, prev)
+		s.publishReply(in.name, prev)
 		return
 	}
-	if c.control == nil {
-		c.fail(in.name, req.correlationID, key, errors.New("commands are not available in this process"))
+	host := c.host
+	if host == nil {
+		s.fail(in.name, req.correlationID, key, errors.New("commands are not available in this process"))
 		return
 	}
-	ctl := c.control
 	switch in.name {
 	case CmdTrigger:
-		if err := ctl.Trigger(req.partID, inspection.TriggerMQTT); err != nil {
-			c.fail(in.name, req.correlationID, key, fmt.Errorf("trigger refused: %w", err))
+		if err := host.Trigger(req.partID, inspection.TriggerMQTT); err != nil {
+			s.fail(in.name, req.correlationID, key, fmt.Errorf("trigger refused: %w", err))
 			return
 		}
 		res := map[string]any{"accepted": true}
 		if req.partID != "" {
 			res["part_id"] = req.partID
 		}
-		c.succeed(in.name, req.correlationID, key, res)
+		s.succeed(in.name, req.correlationID, key, res)
 	case CmdThreshold:
-		if err := ctl.SetThresholds(req.image, req.pixel); err != nil {
-			c.fail(in.name, req.correlationID, key, err)
+		if err := host.SetThresholds(req.image, req.pixel); err != nil {
+			s.fail(in.name, req.correlationID, key, err)
 			return
 		}
-		m := ctl.Status().Model
+		m := host.Status().Model
 		c.log.Info("thresholds changed by command (runtime only)", "image", m.Threshold, "pixel", m.PixelThreshold)
-		c.succeed(in.name, req.correlationID, key, ThresholdInfo{Image: m.Threshold, Pixel: m.PixelThreshold, Source: m.ThresholdFrom})
+		s.succeed(in.name, req.correlationID, key, ThresholdInfo{Image: m.Threshold, Pixel: m.PixelThreshold, Source: m.ThresholdFrom})
 	case CmdStatus:
-		c.succeed(in.name, req.correlationID, key, ctl.Status())
+		s.succeed(in.name, req.correlationID, key, host.Status())
 	case CmdPause:
-		ctl.Pause()
-		c.succeed(in.name, req.correlationID, key, map[string]any{"paused": true})
+		host.Pause()
+		s.succeed(in.name, req.correlationID, key, map[string]any{"paused": true})
 	case CmdResume:
-		ctl.Resume()
-		c.succeed(in.name, req.correlationID, key, map[string]any{"paused": false})
+		host.Resume()
+		s.succeed(in.name, req.correlationID, key, map[string]any{"paused": false})
 	case CmdReload:
-		if !c.cmds.reloading.CompareAndSwap(false, true) {
-			c.fail(in.name, req.correlationID, "", errors.New("a reload is already in progress"))
+		if !s.cmds.reloading.CompareAndSwap(false, true) {
+			s.fail(in.name, req.correlationID, "", errors.New("a reload is already in progress"))
 			return
 		}
-		c.cmds.wg.Add(1)
-		go func() {
-			defer c.cmds.wg.Done()
-			defer c.cmds.reloading.Store(false)
+		started := c.routines.Go(func() {
+			defer s.cmds.reloading.Store(false)
 			ctx, cancel := context.WithTimeout(c.bg, ReloadTimeout)
 			defer cancel()
 			start := time.Now()
-			if err := ctl.Reload(ctx); err != nil {
-				c.fail(in.name, req.correlationID, key, fmt.Errorf("reload failed (the previous configuration stays): %w", err))
+			if err := host.Reload(ctx); err != nil {
+				s.fail(in.name, req.correlationID, key, fmt.Errorf("reload failed (the previous configuration stays): %w", err))
 				return
 			}
-			m := ctl.Status().Model
-			c.succeed(in.name, req.correlationID, key, map[string]any{
+			m := host.Status().Model
+			s.succeed(in.name, req.correlationID, key, map[string]any{
 				"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
 				"product":     m.Product, "bundle_hash": m.BundleHash,
 			})
-		}()
+		})
+		if !started {
+			s.cmds.reloading.Store(false)
+			s.fail(in.name, req.correlationID, "", errors.New("the MQTT client is stopping"))
+		}
 	}
 }
 
-func (c *Client) succeed(name, corrID, key string, result any) {
-	c.sendReply(name, Reply{CorrelationID: corrID, Command: name, OK: true, Result: result}, true, key)
+func (s *jsonSession) succeed(name, corrID, key string, result any) {
+	s.sendReply(name, Reply{CorrelationID: corrID, Command: name, OK: true, Result: result}, true, key)
 }
 
-func (c *Client) fail(name, corrID, key string, err error) {
-	c.commandErrors.Add(1)
+func (s *jsonSession) fail(name, corrID, key string, err error) {
+	s.c.commandErrors.Add(1)
 	r := Reply{CorrelationID: corrID, Command: name, Error: err.Error()}
 	var fe *fieldError
 	if errors.As(err, &fe) {
 		r.Field = fe.field
 	}
-	c.log.Warn("command failed", "command", name, "correlation_id", corrID, "error", err)
-	c.sendReply(name, r, key != "", key)
+	s.c.log.Warn("command failed", "command", name, "correlation_id", corrID, "error", err)
+	s.sendReply(name, r, key != "", key)
 }
 
 // sendReply publishes a reply on <base>/reply/<name> (an unknown command's
 // name is used as is: it cannot contain wildcards, MQTT forbids them in
 // topic names). keep remembers it for repeated requests.
-func (c *Client) sendReply(name string, r Reply, keep bool, key ...string) {
+func (s *jsonSession) sendReply(name string, r Reply, keep bool, key ...string) {
 	r.Time = time.Now().UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
-		c.log.Error("cannot encode reply", "command", name, "error", err)
+		s.c.log.Error("cannot encode reply", "command", name, "error", err)
 		return
 	}
 	if keep && len(key) > 0 && key[0] != "" {
-		c.cmds.remember(key[0], b)
+		s.cmds.remember(key[0], b)
 	}
-	c.publishReply(name, b)
+	s.publishReply(name, b)
 }
 
-func (c *Client) publishReply(name string, b []byte) {
+func (s *jsonSession) publishReply(name string, b []byte) {
+	c := s.c
 	tok := c.client().Publish(c.topics.reply+name, c.qos, false, b)
-	go func() {
-		if !tok.WaitTimeout(c.cfg.ConnectTimeout.D) || tok.Error() != nil {
-			c.log.Warn("could not publish reply", "command", name, "error", tok.Error())
-		}
-	}()
+	c.watch(c.log.With("command", name).Warn, "reply", tok)
 }

@@ -159,7 +159,7 @@ func TestTLSAndPassword(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close(t.Context())
-			err = c.Start(t.Context())
+			err = c.Start(t.Context(), nil)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)

@@ -31,7 +31,20 @@
 // NDATA (historical after an outage), the camera as a device, and NCMD/DCMD
 // instead of the JSON commands.
 //
-// Start fails on configuration mistakes (credentials refused, TLS
-// verification, a plain connection to a TLS port) and keeps retrying in the
-// background when the broker is merely unreachable.
+// Lifecycle: New checks the options and allocates, opening nothing and
+// starting no goroutine. Start(ctx, host) opens the outbox (and in
+// Sparkplug mode advances the persisted bdSeq), connects and starts the
+// goroutines; host (the daemon) executes commands and supplies the figures
+// of the stats messages and births. Start fails on configuration mistakes
+// (credentials refused, TLS verification, a plain connection to a TLS port,
+// an outbox in use by another process), releasing what it acquired, and
+// keeps retrying in the background when the broker is merely unreachable.
+// Close drains, says goodbye, stops and waits for every goroutine and
+// closes the outbox. The Client is a prometheus.Collector of its own
+// series.
+//
+// Code: client.go (API, lifecycle), writer.go (stage → outbox), link.go
+// (connection, supervisor, publisher), session.go (the session interface
+// and mode "json"), commands.go (JSON commands), sparkplug.go (mode
+// "sparkplug"), outbox.go, metrics.go.
 package mqtt

@@ -29,11 +29,11 @@ import (
 const station = "line1-cam1"
 
 func baseConfig(t testing.TB, b *mqtttest.Broker) config.MQTT {
-	return config.MQTT{
-		Enabled: true, Broker: b.URL, TopicPrefix: "inspectd", QoS: 1,
-		KeepAlive: config.Dur(2 * time.Second), ConnectTimeout: config.Dur(2 * time.Second),
-		OutboxDir: t.TempDir(), OutboxMaxMessages: 100000, StatsInterval: config.Dur(time.Hour),
-	}
+	cfg := config.Default().MQTT
+	cfg.Broker = b.URL
+	cfg.KeepAlive, cfg.ConnectTimeout = config.Dur(2*time.Second), config.Dur(2*time.Second)
+	cfg.OutboxDir, cfg.StatsInterval = t.TempDir(), config.Dur(time.Hour)
+	return cfg
 }
 
 // testLogger writes the client's logs to the test log.
@@ -49,20 +49,20 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func startClient(t testing.TB, cfg config.MQTT, ctl inspection.Control) *mqtt.Client {
+func startClient(t testing.TB, cfg config.MQTT, host mqtt.Host) *mqtt.Client {
 	t.Helper()
-	return startClientWith(t, mqtt.Options{Config: cfg, Station: station, Logger: testLogger(t), Control: ctl, Version: "1.2.3"})
+	return startClientWith(t, mqtt.Options{Config: cfg, Station: station, Logger: testLogger(t), Version: "1.2.3"}, host)
 }
 
-// startClientWith starts a client with o and closes it at the end of the
-// test.
-func startClientWith(t testing.TB, o mqtt.Options) *mqtt.Client {
+// startClientWith starts a client with o and host and closes it at the
+// end of the test.
+func startClientWith(t testing.TB, o mqtt.Options, host mqtt.Host) *mqtt.Client {
 	t.Helper()
 	c, err := mqtt.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(context.Background()); err != nil {
+	if err := c.Start(context.Background(), host); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -173,7 +173,7 @@ func TestOutboxFullDropsOldestAndStartWithBrokerDown(t *testing.T) {
 	}
 	defer c.Close(context.Background())
 	start := time.Now()
-	if err := c.Start(context.Background()); err != nil {
+	if err := c.Start(context.Background(), nil); err != nil {
 		t.Fatalf("an unreachable broker must not fail Start: %v", err)
 	}
 	if d := time.Since(start); d > 4*time.Second {

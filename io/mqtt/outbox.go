@@ -97,42 +97,78 @@ type quarantined struct {
 // outbox is the durable, bounded, ordered queue of messages not yet
 // acknowledged by the broker. Keys are the bucket's persistent sequence
 // numbers, so iteration order is append order, also across restarts.
+//
+// newOutbox allocates it without touching the disk; open opens (and
+// locks) the file, close releases it. The counters can be read at any time.
 type outbox struct {
-	db   *bolt.DB
+	db   *bolt.DB // set by open
 	path string
 	max  int
 
-	mu    sync.Mutex // serialises count updates with their transactions
-	count int
+	mu sync.Mutex // serialises count updates with their transactions
+
+	// count is the number of records, stored with mu held and read
+	// without it (metrics must not wait for a transaction). empty is
+	// closed when count reaches 0 (nil while nobody waits).
+	sigMu sync.Mutex
+	count atomic.Int64
+	empty chan struct{}
 
 	dropped     atomic.Uint64 // records removed because the outbox was full
 	quarantined atomic.Uint64 // corrupt records moved to the quarantine bucket
+
+	// onCommit, when set (tests), runs inside every transaction that
+	// appends records, just before it commits.
+	onCommit func(tx *bolt.Tx)
 }
 
-// openOutbox opens (creating) dir/outbox.db. A database locked by another
-// process is a clear error naming the file. A database that bbolt reports as
-// corrupt is renamed to outbox.db.corrupt-<time> (kept for a post-mortem) and
-// replaced by an empty one, so that a damaged file never turns into a crash
-// loop; the returned name says where it went ("" when nothing was moved).
+// closedChan is a channel that is always closed.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// newOutbox describes the outbox dir/outbox.db holding at most max
+// messages; it opens nothing.
+func newOutbox(dir string, max int) *outbox {
+	return &outbox{path: filepath.Join(dir, OutboxFile), max: max}
+}
+
+// openOutbox is newOutbox followed by open.
 func openOutbox(dir string, max int) (*outbox, string, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, "", fmt.Errorf("outbox: create directory %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, OutboxFile)
-	o, err := openDB(path, max)
-	var corrupt *corruptError
-	if !errors.As(err, &corrupt) {
-		return o, "", err
-	}
-	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
-	if rerr := os.Rename(path, aside); rerr != nil {
-		return nil, "", fmt.Errorf("outbox %s is corrupt (%v) and could not be moved aside: %w", path, corrupt.err, rerr)
-	}
-	o, err = openDB(path, max)
+	o := newOutbox(dir, max)
+	aside, err := o.open()
 	if err != nil {
 		return nil, "", err
 	}
 	return o, aside, nil
+}
+
+// open opens (creating) the database file. A database locked by another
+// process is a clear error naming the file. A database that bbolt reports
+// as corrupt is renamed to outbox.db.corrupt-<time> (kept for a
+// post-mortem) and replaced by an empty one, so that a damaged file never
+// turns into a crash loop; the returned name says where it went ("" when
+// nothing was moved).
+func (o *outbox) open() (string, error) {
+	dir := filepath.Dir(o.path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("outbox: create directory %s: %w", dir, err)
+	}
+	err := o.openDB()
+	var corrupt *corruptError
+	if !errors.As(err, &corrupt) {
+		return "", err
+	}
+	aside := fmt.Sprintf("%s.corrupt-%s", o.path, time.Now().UTC().Format("20060102T150405Z"))
+	if rerr := os.Rename(o.path, aside); rerr != nil {
+		return "", fmt.Errorf("outbox %s is corrupt (%v) and could not be moved aside: %w", o.path, corrupt.err, rerr)
+	}
+	if err := o.openDB(); err != nil {
+		return "", err
+	}
+	return aside, nil
 }
 
 // corruptError marks a database file bbolt cannot use.
@@ -143,32 +179,42 @@ type corruptError struct {
 
 func (e *corruptError) Error() string { return fmt.Sprintf("outbox %s is corrupt: %v", e.path, e.err) }
 
-func openDB(path string, max int) (o *outbox, err error) {
-	db, err := bolt.Open(path, 0o640, &bolt.Options{
+// boltOptions are the options the outbox opens its database with. Every
+// commit is fsync'd (NoSync false, the default): a result counts as
+// persisted only once it would survive a power cut; outbox_test checks it.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{
 		Timeout: lockTimeout,
 		// The freelist is rebuilt at open instead of being written on
 		// every commit: cheaper commits, same durability of the data.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
-	})
+	}
+}
+
+func (o *outbox) openDB() (err error) {
+	path := o.path
+	db, err := bolt.Open(path, 0o640, boltOptions())
 	switch {
 	case errors.Is(err, bolt.ErrTimeout):
-		return nil, fmt.Errorf("outbox %s is in use by another process (is a second inspectd running with the same outbox_dir?)", path)
+		return fmt.Errorf("outbox %s is in use by another process (is a second inspectd running with the same outbox_dir?)", path)
 	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
-		return nil, &corruptError{path, err}
+		return &corruptError{path, err}
 	case err != nil:
-		return nil, fmt.Errorf("outbox %s: open: %w", path, err)
+		return fmt.Errorf("outbox %s: open: %w", path, err)
 	}
 	defer func() {
 		// bbolt panics on some kinds of page corruption; at open that
 		// means the file is unusable, not that the daemon must die.
 		if p := recover(); p != nil {
 			db.Close()
-			o, err = nil, &corruptError{path, fmt.Errorf("%v", p)}
+			err = &corruptError{path, fmt.Errorf("%v", p)}
 		}
 	}()
-	o = &outbox{db: db, path: path, max: max}
-	var problems []error
+	var (
+		problems []error
+		n        int
+	)
 	err = db.Update(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
 			problems = append(problems, e)
@@ -183,18 +229,47 @@ func openDB(path string, max int) (o *outbox, err error) {
 		if _, err := tx.CreateBucketIfNotExists(bucketQuarantine); err != nil {
 			return err
 		}
-		o.count = b.Stats().KeyN
+		n = b.Stats().KeyN
 		return nil
 	})
 	if len(problems) > 0 {
 		db.Close()
-		return nil, &corruptError{path, errors.Join(problems...)}
+		return &corruptError{path, errors.Join(problems...)}
 	}
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("outbox %s: initialise: %w", path, err)
+		return fmt.Errorf("outbox %s: initialise: %w", path, err)
 	}
-	return o, nil
+	o.mu.Lock()
+	o.db = db
+	o.setCount(n)
+	o.mu.Unlock()
+	return nil
+}
+
+// setCount records the number of records; o.mu is held.
+func (o *outbox) setCount(n int) {
+	o.sigMu.Lock()
+	defer o.sigMu.Unlock()
+	o.count.Store(int64(n))
+	if n == 0 && o.empty != nil {
+		close(o.empty)
+		o.empty = nil
+	}
+}
+
+// whenEmpty returns a channel that is closed once the outbox holds no
+// record (already closed when it holds none now).
+func (o *outbox) whenEmpty() <-chan struct{} {
+	o.sigMu.Lock()
+	defer o.sigMu.Unlock()
+	if o.count.Load() == 0 {
+		return closedChan
+	}
+	if o.empty == nil {
+		o.empty = make(chan struct{})
+	}
+	return o.empty
 }
 
 // item is a message on its way into the outbox.
@@ -210,11 +285,11 @@ type item struct {
 func (o *outbox) append(items ...item) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	n := o.count
+	n := int(o.count.Load())
 	dropped := 0
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
-		n, dropped = o.count, 0
+		n, dropped = int(o.count.Load()), 0
 		for _, it := range items {
 			for n >= o.max {
 				c := b.Cursor()
@@ -237,12 +312,15 @@ func (o *outbox) append(items ...item) (int, error) {
 			}
 			n++
 		}
+		if o.onCommit != nil {
+			o.onCommit(tx)
+		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("outbox %s: append: %w", o.path, err)
 	}
-	o.count = n
+	o.setCount(n)
 	o.dropped.Add(uint64(dropped))
 	return dropped, nil
 }
@@ -322,7 +400,7 @@ func (o *outbox) quarantine(kvs [][2][]byte) error {
 	if err != nil {
 		return fmt.Errorf("outbox %s: quarantine: %w", o.path, err)
 	}
-	o.count -= removed
+	o.setCount(int(o.count.Load()) - removed)
 	o.quarantined.Add(uint64(removed))
 	return nil
 }
@@ -354,18 +432,20 @@ func (o *outbox) remove(keys []uint64) error {
 	if err != nil {
 		return fmt.Errorf("outbox %s: remove acknowledged: %w", o.path, err)
 	}
-	o.count -= removed
+	o.setCount(int(o.count.Load()) - removed)
 	return nil
 }
 
-// depth returns the number of messages waiting.
-func (o *outbox) depth() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.count
-}
+// depth returns the number of messages waiting. It does not wait for a
+// transaction.
+func (o *outbox) depth() int { return int(o.count.Load()) }
 
+// close closes the database (releasing its file lock); it does nothing
+// when open never succeeded.
 func (o *outbox) close() error {
+	if o.db == nil {
+		return nil
+	}
 	if err := o.db.Close(); err != nil {
 		return fmt.Errorf("outbox %s: close: %w", o.path, err)
 	}

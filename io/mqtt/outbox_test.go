@@ -3,17 +3,20 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/inspection"
 )
 
 func payloads(n int, from int) []item {
@@ -141,20 +144,32 @@ func TestDecodeRecordErrors(t *testing.T) {
 }
 
 func testConfig(dir string) config.MQTT {
-	return config.MQTT{Enabled: true, Broker: "tcp://127.0.0.1:1", TopicPrefix: "inspectd", QoS: 1,
-		KeepAlive: config.Dur(time.Second), ConnectTimeout: config.Dur(time.Second),
-		OutboxDir: dir, OutboxMaxMessages: 100, StatsInterval: config.Dur(time.Minute)}
+	cfg := config.Default().MQTT
+	cfg.Broker = "tcp://127.0.0.1:1" // nothing listens: Start logs and retries
+	cfg.KeepAlive, cfg.ConnectTimeout = config.Dur(time.Second), config.Dur(time.Second)
+	cfg.OutboxDir, cfg.OutboxMaxMessages = dir, 100
+	return cfg
 }
 
-func TestNewRefusesLockedOutbox(t *testing.T) {
+// TestStartRefusesLockedOutbox: New opens nothing, so a second client on
+// the same outbox is refused by Start, quickly and naming the file.
+func TestStartRefusesLockedOutbox(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(Options{Config: testConfig(dir), Station: "s1"})
+	c1, err := New(Options{Config: testConfig(dir), Station: "s1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
+	defer c1.Close(context.Background())
+	c2, err := New(Options{Config: testConfig(dir), Station: "s1"})
+	if err != nil {
+		t.Fatalf("a second New on the same outbox: %v (New must not open it)", err)
+	}
+	defer c2.Close(context.Background())
+	if err := c1.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	_, err = New(Options{Config: testConfig(dir), Station: "s1"})
+	err = c2.Start(context.Background(), nil)
 	want := fmt.Sprintf("outbox %s is in use by another process", filepath.Join(dir, OutboxFile))
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %v, want %q", err, want)
@@ -162,19 +177,25 @@ func TestNewRefusesLockedOutbox(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("took %s to fail", d)
 	}
+	if err := c2.Deliver(context.Background(), &inspection.Result{ID: "r1"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Deliver after a failed Start: %v, want ErrClosed", err)
+	}
 }
 
-func TestNewMovesCorruptOutboxAside(t *testing.T) {
+func TestStartMovesCorruptOutboxAside(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, OutboxFile), bytes.Repeat([]byte("garbage!"), 2048), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	var logs syncBuffer
 	c, err := New(Options{Config: testConfig(dir), Station: "s1", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
-		t.Fatalf("a corrupt outbox must not stop the daemon (crash loop): %v", err)
+		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
+	if err := c.Start(context.Background(), nil); err != nil {
+		t.Fatalf("a corrupt outbox must not stop the daemon (crash loop): %v", err)
+	}
 	aside, _ := filepath.Glob(filepath.Join(dir, OutboxFile+".corrupt-*"))
 	if len(aside) != 1 {
 		t.Fatalf("corrupt file not kept aside: %v", aside)
@@ -190,4 +211,48 @@ func TestNewMovesCorruptOutboxAside(t *testing.T) {
 	if len(recs) != 1 || recs[0].kind != kindEvent || !bytes.Contains(recs[0].payload, []byte(`"outbox_drop"`)) {
 		t.Fatalf("want one outbox_drop event queued, got %d records", len(recs))
 	}
+}
+
+// TestOutboxCommitsAreSynced: every transaction that appends records
+// commits with fsync (bbolt's NoSync and NoGrowSync off), so a result
+// counted as persisted survives a power cut.
+func TestOutboxCommitsAreSynced(t *testing.T) {
+	o, _, err := openOutbox(t.TempDir(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	commits := 0
+	o.onCommit = func(tx *bolt.Tx) {
+		commits++
+		if db := tx.DB(); db.NoSync || db.NoGrowSync {
+			t.Errorf("commit %d: NoSync=%v NoGrowSync=%v: records would be committed without fsync", commits, db.NoSync, db.NoGrowSync)
+		}
+	}
+	for i := range 3 {
+		if _, err := o.append(payloads(2, 2*i)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if commits != 3 {
+		t.Fatalf("%d commits observed for 3 appends", commits)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the client's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -12,7 +12,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/io/mqtt/sparkplug"
 	pb "github.com/inspectd/inspectd/io/mqtt/sparkplug/sparkplugpb"
@@ -39,13 +38,14 @@ var (
 type spbNode struct {
 	c           *Client
 	topics      sparkplug.Topics
-	bd          *sparkplug.BdSeq
+	dir         string           // the state directory, where the bdSeq file lives
+	bd          *sparkplug.BdSeq // opened by open
 	allowReboot bool
 	reboot      func()
 	log         *slog.Logger
 
 	devWake chan struct{}
-	devWant atomic.Bool // camera state from events, used without a Control
+	devWant atomic.Bool // camera state from events, used without a host
 	cmdq    chan inbound
 
 	// mu orders seq assignment with the hand-over to paho, so that the
@@ -62,42 +62,48 @@ type spbNode struct {
 	counts    inspection.Counts
 }
 
-// newSpbNode checks the IDs, opens the bdSeq file in dir and takes the
-// bdSeq of the first CONNECT.
-func newSpbNode(o Options, dir string, log *slog.Logger) (*spbNode, error) {
+// newSpbNode checks the IDs; it reads nothing yet (open does).
+func newSpbNode(c *Client, o Options, log *slog.Logger) (*spbNode, error) {
 	sc := o.Config.Sparkplug
-	node := sc.EdgeNodeID
-	if node == "" {
-		node = o.Station
-	}
-	topics, err := sparkplug.NewTopics(sc.GroupID, node, sc.DeviceID)
-	if err != nil {
-		return nil, err
-	}
-	bd, err := sparkplug.OpenBdSeq(dir)
-	if err != nil {
-		return nil, err
-	}
-	first, err := bd.Next()
+	topics, err := sparkplug.NewTopics(sc.GroupID, sc.EdgeNodeIDFor(o.Station), sc.DeviceID)
 	if err != nil {
 		return nil, err
 	}
 	s := &spbNode{
-		topics: topics, bd: bd, allowReboot: sc.AllowReboot, reboot: o.Reboot,
+		c: c, topics: topics, dir: o.StateDir, allowReboot: sc.AllowReboot, reboot: o.Reboot,
 		log:     log.With("group_id", topics.Group, "edge_node_id", topics.Node),
-		devWake: make(chan struct{}, 1), cmdq: make(chan inbound, commandQueue), bdSeq: first,
+		devWake: make(chan struct{}, 1), cmdq: make(chan inbound, commandQueue),
 	}
 	s.devWant.Store(true)
-	if o.Control != nil {
-		m := o.Control.Status().Model
-		s.model = inspection.Model{Product: m.Product, BundleHash: m.BundleHash}
-	}
 	return s, nil
 }
 
-// options replaces the JSON mode's Will and connect handler: NDEATH with
-// the current bdSeq.
-func (s *spbNode) options(o *paho.ClientOptions) {
+// open reads the bdSeq file in the state directory and takes (persists)
+// the bdSeq of the first CONNECT; it takes the model identity to announce
+// from the host.
+func (s *spbNode) open() error {
+	bd, err := sparkplug.OpenBdSeq(s.dir)
+	if err != nil {
+		return err
+	}
+	first, err := bd.Next()
+	if err != nil {
+		return err
+	}
+	var model inspection.Model
+	if h := s.c.host; h != nil {
+		m := h.Status().Model
+		model = inspection.Model{Product: m.Product, BundleHash: m.BundleHash}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bd, s.bdSeq, s.model = bd, first, model
+	return nil
+}
+
+// configure sets the Will, NDEATH with the current bdSeq, and the
+// on-connect handler.
+func (s *spbNode) configure(o *paho.ClientOptions) {
 	s.mu.Lock()
 	will := s.deathPayload(s.bdSeq)
 	s.mu.Unlock()
@@ -113,11 +119,11 @@ func (s *spbNode) deathPayload(bdSeq uint64) []byte {
 	return b
 }
 
-// nextSession runs before every connection attempt after the first: a new
-// bdSeq, which options puts in the Will of the attempt's client. Messages
+// nextAttempt runs before every connection attempt after the first: a new
+// bdSeq, which configure puts in the Will of the attempt's client. Messages
 // of the lost session (with its seq) are not resent by paho (noStore); the
 // publisher sends them again after the new NBIRTH, with new seq numbers.
-func (s *spbNode) nextSession() {
+func (s *spbNode) nextAttempt() {
 	v, err := s.bd.Next()
 	if err != nil {
 		s.log.Error("cannot persist bdSeq; after a restart it may repeat", "error", err, "file", s.bd.Path())
@@ -132,13 +138,8 @@ func (s *spbNode) nextSession() {
 // the camera is online), then lets the publisher go.
 func (s *spbNode) onConnect(cl paho.Client) {
 	c := s.c
-	if !c.currentOrClose(cl) {
+	if !c.noteConnected(cl) {
 		return
-	}
-	if n := c.connected.Add(1); n > 1 {
-		c.log.Info("reconnected to broker", "broker", c.cfg.Broker, "reconnects", n-1, "outbox_depth", c.box.depth())
-	} else {
-		c.log.Info("connected to broker", "broker", c.cfg.Broker, "client_id", c.clientID)
 	}
 	connAt := time.Now()
 	filters := map[string]byte{s.topics.NodeTopic(sparkplug.NCMD): 1, s.topics.DeviceTopic(sparkplug.DCMD): 1}
@@ -156,8 +157,8 @@ func (s *spbNode) onConnect(cl paho.Client) {
 	}
 }
 
-// lost marks the session dead (the broker sends the Will).
-func (s *spbNode) lost() {
+// connectionLost marks the session dead (the broker sends the Will).
+func (s *spbNode) connectionLost() {
 	s.mu.Lock()
 	s.born, s.devBorn = false, false
 	s.mu.Unlock()
@@ -180,13 +181,7 @@ func (s *spbNode) publishLocked(topic string, p *pb.Payload) paho.Token {
 }
 
 // watch logs a failed state message without blocking the caller.
-func (s *spbNode) watch(what string, tok paho.Token) {
-	go func() {
-		if !tok.WaitTimeout(s.c.cfg.ConnectTimeout.D) || tok.Error() != nil {
-			s.log.Warn("could not publish "+what, "error", tok.Error())
-		}
-	}()
-}
+func (s *spbNode) watch(what string, tok paho.Token) { s.c.watch(s.log.Warn, what, tok) }
 
 // birthLocked sends NBIRTH with seq 0 and the current bdSeq, then DBIRTH
 // when device is true; s.mu is held.
@@ -217,27 +212,27 @@ func (s *spbNode) rebirth() {
 func (s *spbNode) counters() sparkplug.Counters {
 	st := s.c.Stats()
 	cs := sparkplug.Counters{Counts: s.counts, OutboxDepth: uint64(max(st.OutboxDepth, 0)), Dropped: st.Dropped, Reconnects: st.Reconnects}
-	if s.c.control != nil {
-		cs.Counts = s.c.control.Status().Counts
+	if s.c.host != nil {
+		cs.Counts = s.c.host.Status().Counts
 	}
 	return cs
 }
 
 func (s *spbNode) deviceState() sparkplug.DeviceState {
-	if s.c.control == nil {
+	if s.c.host == nil {
 		return sparkplug.DeviceState{}
 	}
-	st := s.c.control.Status()
+	st := s.c.host.Status()
 	return sparkplug.DeviceState{Camera: st.Camera, Counts: st.CameraN, Image: st.Model.Threshold,
 		Pixel: st.Model.PixelThreshold, Source: st.Model.ThresholdFrom, HasInfo: true}
 }
 
 // deviceWanted says whether the camera device should be alive: the
-// daemon's camera state when there is a Control, else the last camera
+// daemon's camera state when there is a host, else the last camera
 // event (online until told otherwise).
 func (s *spbNode) deviceWanted() bool {
-	if s.c.control != nil {
-		return s.c.control.Status().Camera.State == inspection.CameraOnline
+	if s.c.host != nil {
+		return s.c.host.Status().Camera.State == inspection.CameraOnline
 	}
 	return s.devWant.Load()
 }
@@ -262,9 +257,7 @@ func (s *spbNode) noteEvent(e inspection.Event) {
 // stops.
 func (s *spbNode) start() {
 	c := s.c
-	c.wg.Add(2)
-	go func() {
-		defer c.wg.Done()
+	c.routines.Go(func() {
 		t := time.NewTicker(deviceCheckPeriod)
 		defer t.Stop()
 		for {
@@ -276,9 +269,8 @@ func (s *spbNode) start() {
 			}
 			s.syncDevice()
 		}
-	}()
-	go func() {
-		defer c.wg.Done()
+	})
+	c.routines.Go(func() {
 		for {
 			select {
 			case <-c.bg.Done():
@@ -287,7 +279,7 @@ func (s *spbNode) start() {
 				s.handleCommand(in)
 			}
 		}
-	}()
+	})
 }
 
 // syncDevice sends DBIRTH or DDEATH when the camera state and the device's
@@ -375,7 +367,7 @@ func (s *spbNode) publishStats() {
 	}
 	now := time.Now()
 	s.watch("NDATA", s.publishLocked(s.topics.NodeTopic(sparkplug.NDATA), sparkplug.CountersData(now, s.nextSeq(), s.counters())))
-	if s.devBorn && s.c.control != nil {
+	if s.devBorn && s.c.host != nil {
 		s.watch("DDATA", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDATA), sparkplug.DeviceData(now, s.nextSeq(), s.deviceState())))
 	}
 	s.c.statsPublished.Add(1)
@@ -393,11 +385,7 @@ func (s *spbNode) goodbye(ctx context.Context) {
 		return
 	}
 	tok := s.c.client().Publish(s.topics.NodeTopic(sparkplug.NDEATH), 1, false, s.deathPayload(bd))
-	wait := 2 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		wait = max(min(wait, time.Until(dl)), 100*time.Millisecond)
-	}
-	if !tok.WaitTimeout(wait) || tok.Error() != nil {
+	if !tok.WaitTimeout(goodbyeWait(ctx)) || tok.Error() != nil {
 		s.log.Warn("could not publish NDEATH; the broker sends the Will instead", "error", tok.Error())
 	}
 }
@@ -464,7 +452,7 @@ func (s *spbNode) handleCommand(in inbound) {
 			s.reject(topic, err)
 			return
 		}
-		if c.control == nil {
+		if c.host == nil {
 			s.reject(topic, errors.New("commands are not available in this process"))
 			return
 		}
@@ -476,11 +464,11 @@ func (s *spbNode) handleCommand(in inbound) {
 			return
 		}
 		if cmd.ImageThreshold != nil || cmd.PixelThreshold != nil {
-			if err := c.control.SetThresholds(cmd.ImageThreshold, cmd.PixelThreshold); err != nil {
+			if err := c.host.SetThresholds(cmd.ImageThreshold, cmd.PixelThreshold); err != nil {
 				s.reject(topic, fmt.Errorf("threshold refused: %w", err))
 				return
 			}
-			m := c.control.Status().Model
+			m := c.host.Status().Model
 			s.log.Info("thresholds changed by DCMD (runtime only)", "image", m.Threshold, "pixel", m.PixelThreshold)
 			s.mu.Lock()
 			if s.devBorn {
@@ -489,7 +477,7 @@ func (s *spbNode) handleCommand(in inbound) {
 			s.mu.Unlock()
 		}
 		if cmd.Trigger {
-			if err := c.control.Trigger(cmd.PartID, inspection.TriggerMQTT); err != nil {
+			if err := c.host.Trigger(cmd.PartID, inspection.TriggerMQTT); err != nil {
 				s.reject(topic, fmt.Errorf("trigger refused: %w", err))
 				return
 			}
@@ -498,6 +486,3 @@ func (s *spbNode) handleCommand(in inbound) {
 		s.reject(topic, errors.New("not an NCMD or DCMD topic"))
 	}
 }
-
-// sparkplugMode reports whether cfg selects Sparkplug B.
-func sparkplugMode(cfg config.MQTT) bool { return cfg.Mode == config.MQTTModeSparkplug }

@@ -56,13 +56,10 @@ func (c *spControl) Status() inspection.Status {
 	return st
 }
 
-func startSparkplug(t testing.TB, cfg config.MQTT, ctl inspection.Control, stateDir string) *mqtt.Client {
+func startSparkplug(t testing.TB, cfg config.MQTT, ctl mqtt.Host, stateDir string) *mqtt.Client {
 	t.Helper()
 	o := mqtt.Options{Config: cfg, Station: station, StateDir: stateDir, Logger: testLogger(t), Version: "1.2.3"}
-	if ctl != nil {
-		o.Control = ctl
-	}
-	return startClientWith(t, o)
+	return startClientWith(t, o, ctl)
 }
 
 // spMsg is one decoded Sparkplug message as the host application sees it.
@@ -361,12 +358,12 @@ func TestSparkplugRebirthAndCommands(t *testing.T) {
 	ctl := newSpControl()
 	rebooted := make(chan struct{}, 1)
 	cfg := spConfig(t, b)
-	c, err := mqtt.New(mqtt.Options{Config: cfg, Station: station, StateDir: t.TempDir(), Logger: testLogger(t), Control: ctl,
+	c, err := mqtt.New(mqtt.Options{Config: cfg, Station: station, StateDir: t.TempDir(), Logger: testLogger(t),
 		Reboot: func() { rebooted <- struct{}{} }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(context.Background()); err != nil {
+	if err := c.Start(context.Background(), ctl); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
@@ -473,7 +470,7 @@ func TestSparkplugRebootWhenAllowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(context.Background()); err != nil {
+	if err := c.Start(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())

@@ -3,20 +3,46 @@
 //
 // Per result the Output writes the verdict coil (true = reject) and three
 // consecutive holding registers from plc.register_base: part sequence
-// (1..65535, wrapping past 0; consecutive per delivered part so the PLC
-// sees gaps), verdict code (1 OK, 2 NG, 3 ERROR) and score × 1000 (clamped
-// to 0..65535). Then it signals the PLC: handshake "strobe" sets the
-// strobe coil after the data and clears it once acknowledged; handshake
-// "sequence" writes the sequence register last, its change being the
-// signal. Either way the PLC acknowledges by copying the sequence into
-// plc.ack_register, which is polled until plc.ack_timeout.
+// (1..65535, wrapping past 0), verdict code (1 OK, 2 NG, 3 ERROR) and
+// score × 1000 (clamped to 0..65535). Then it signals the PLC: handshake
+// "strobe" sets the strobe coil after the data and clears it once
+// acknowledged; handshake "sequence" writes the sequence register last,
+// its change being the signal. Either way the PLC acknowledges by copying
+// the sequence into plc.ack_register, which is polled until
+// plc.ack_timeout.
 //
-// A connection error closes the connection; the next attempts follow a
-// doubling backoff from reconnect_min to reconnect_max. While
-// disconnected Deliver fails at once (results are not queued: a verdict
-// handed over late is worse than none for a PLC tracking parts by
-// position; the sequence gap shows what was missed). Errors, lost and
-// regained connections and missed acknowledgements are reported as events.
+// Every result handed to Deliver takes the next sequence number, also one
+// that is not written (PLC disconnected, verdict too old), so the PLC sees
+// a gap in the sequence where a part's verdict is missing.
+//
+// # Late verdicts
+//
+// A verdict is only worth handing over while its part has not passed the
+// reject point. A result whose verdict time is more than
+// plc.max_verdict_age old when Deliver gets it (it waited in the daemon's
+// queue for this output, behind parts the PLC was slow to acknowledge)
+// takes plc.late_action: "drop" writes nothing (the PLC's own handshake
+// timeout rejects the part), "error" writes verdict code 3 ERROR with the
+// verdict coil set under the part's own sequence. It is never written as
+// the verdict of another part. Late verdicts are counted
+// (inspectd_plc_late_total) and raised as plc_late_verdict events.
+//
+// # Lifecycle
+//
+// New checks and allocates; it opens no connection. Start connects in a
+// goroutine, which also reconnects after a lost connection with a doubling
+// backoff from plc.reconnect_min to plc.reconnect_max. While disconnected
+// Deliver fails at once (results are not queued: a verdict handed over
+// late is worse than none for a PLC tracking parts by position). Close
+// stops that goroutine, waits for it and closes the connection. Errors,
+// lost and regained connections, missed acknowledgements and late verdicts
+// are reported as events through the Host given to Start.
+//
+// # Metrics
+//
+// Output is a prometheus.Collector. Its counters are guarded by a lock
+// that is never held across network I/O, so a scrape never waits for the
+// PLC.
 package plc
 
 import (
@@ -29,6 +55,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/simonvetter/modbus"
 
 	"github.com/inspectd/inspectd/config"
@@ -41,6 +68,7 @@ const (
 	EventDisconnected = "plc_disconnected" // the connection failed; results are not sent until it is back
 	EventAckTimeout   = "plc_ack_timeout"  // the PLC did not acknowledge a part within ack_timeout
 	EventError        = "plc_error"        // the PLC refused a request (Modbus exception)
+	EventLateVerdict  = "plc_late_verdict" // a verdict was older than max_verdict_age; late_action taken
 )
 
 // Verdict codes written to the verdict register.
@@ -50,14 +78,32 @@ const (
 	CodeError = 3
 )
 
-// ErrDisconnected is wrapped by Deliver while the PLC is unreachable.
-var ErrDisconnected = errors.New("PLC not connected")
+// The late actions of config.PLC.LateAction.
+const (
+	LateDrop  = "drop"  // write nothing for the part
+	LateError = "error" // write verdict code 3 ERROR, coil set, for the part's own sequence
+)
+
+var (
+	// ErrDisconnected is wrapped by Deliver while the PLC is unreachable.
+	ErrDisconnected = errors.New("PLC not connected")
+	// ErrLate is wrapped by Deliver for a verdict older than
+	// plc.max_verdict_age, whether it was dropped or written as ERROR.
+	ErrLate = errors.New("verdict too old")
+	// errClosing ends a handshake interrupted by Close.
+	errClosing = errors.New("output closing")
+)
+
+// Host is what the Output needs from the daemon.
+type Host interface {
+	// ReportEvent publishes an event; it must not block.
+	ReportEvent(inspection.Event)
+}
 
 // Options are the collaborators of an Output.
 type Options struct {
-	Logger  *slog.Logger           // component=plc is added
-	Events  func(inspection.Event) // must not block; nil drops events
-	Station string                 // fills Event.Station
+	Logger  *slog.Logger // component=plc is added; nil discards
+	Station string       // fills Event.Station
 }
 
 // Stats are the Output's counters.
@@ -67,34 +113,52 @@ type Stats struct {
 	AckTimeouts uint64 `json:"ack_timeouts"` // parts written but not acknowledged in time
 	Failed      uint64 `json:"failed"`       // parts not written (disconnected or error)
 	Reconnects  uint64 `json:"reconnects"`
-	LastSeq     uint16 `json:"last_seq"`
+	Late        uint64 `json:"late"`     // verdicts older than max_verdict_age (dropped or written as ERROR)
+	LastSeq     uint16 `json:"last_seq"` // sequence number of the last part handed to Deliver
 }
 
 // Output is the Modbus TCP result output; it implements inspection.Sink
-// ("plc"). Deliver calls come from one goroutine.
+// ("plc") and prometheus.Collector. Deliver calls come from one goroutine.
 type Output struct {
-	cfg    config.PLC
-	log    *slog.Logger
-	events func(inspection.Event)
-	opt    Options
+	cfg     config.PLC
+	log     *slog.Logger
+	station string
+	client  *modbus.ModbusClient
 
-	mu          sync.Mutex
-	client      *modbus.ModbusClient
+	// conn is a one-slot semaphore held by whoever uses the connection:
+	// the connector's Open, Deliver's handshake, Close. Stats and Collect
+	// never take it.
+	conn chan struct{}
+
+	mu          sync.Mutex // guards the fields below; never held across network I/O
+	host        Host
+	started     bool
+	closed      bool
 	connected   bool
-	everUp      bool
-	nextAttempt time.Time
-	backoff     time.Duration
+	everUp      bool      // connected at least once
+	nextAttempt time.Time // of the connector while disconnected
 	seq         uint16
 	stats       Stats
+
+	lost chan struct{} // one slot: Deliver lost the connection; the connector reconnects
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the connector has returned
 }
 
-// New returns an Output for cfg; it connects on the first Deliver.
+var (
+	_ inspection.Sink      = (*Output)(nil)
+	_ prometheus.Collector = (*Output)(nil)
+)
+
+// New returns an Output for a validated cfg. It opens no connection;
+// Start does.
 func New(cfg config.PLC, o Options) (*Output, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "plc")
+	// NewClient only parses the configuration; Open dials.
 	client, err := modbus.NewClient(&modbus.ClientConfiguration{
 		URL:     "tcp://" + cfg.Address,
 		Timeout: cfg.Timeout.D,
@@ -103,13 +167,43 @@ func New(cfg config.PLC, o Options) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plc: address %q: %w", cfg.Address, err)
 	}
-	return &Output{cfg: cfg, log: log, events: o.Events, opt: o, client: client, backoff: cfg.ReconnectMin.D}, nil
+	return &Output{
+		cfg: cfg, log: log, station: o.Station, client: client,
+		conn: make(chan struct{}, 1),
+		lost: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}, nil
 }
 
 // Name returns "plc".
 func (p *Output) Name() string { return "plc" }
 
-// Stats returns a snapshot of the counters.
+// Start connects to the PLC in a goroutine, which reconnects whenever the
+// connection is lost, until Close. An unreachable PLC is not an error
+// (it is reported as an event and retried); Start fails only when host is
+// nil or the Output was started or closed before. ctx is not retained.
+func (p *Output) Start(ctx context.Context, host Host) error {
+	if host == nil {
+		return errors.New("plc: start: host is nil")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("plc: start: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return errors.New("plc: start: output is closed")
+	case p.started:
+		return errors.New("plc: start: already started")
+	}
+	p.host, p.started = host, true
+	go p.connector()
+	return nil
+}
+
+// Stats returns a snapshot of the counters. It never waits for the PLC.
 func (p *Output) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -138,50 +232,135 @@ func ScoreRegister(score float64) uint16 {
 	return uint16(min(math.Round(score*1000), 65535))
 }
 
-// Deliver writes r to the PLC and waits for the acknowledgement, bounded
-// by the request timeout, ack_timeout and ctx.
+// Deliver writes r to the PLC under the next sequence number and waits for
+// the acknowledgement, bounded by the request timeout, ack_timeout, ctx
+// and Close. A verdict older than max_verdict_age takes late_action and
+// the error wraps ErrLate; while disconnected it fails at once with
+// ErrDisconnected. A result without a verdict time is never late.
 func (p *Output) Deliver(ctx context.Context, r *inspection.Result) error {
+	now := time.Now()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.connect(); err != nil {
-		p.stats.Failed++
-		return fmt.Errorf("plc: part %q not sent: %w", r.PartID, err)
+	switch {
+	case !p.started:
+		p.mu.Unlock()
+		return fmt.Errorf("plc: part %q not sent: output not started", r.PartID)
+	case p.closed:
+		p.mu.Unlock()
+		return fmt.Errorf("plc: part %q not sent: output closed", r.PartID)
 	}
 	p.seq++
 	if p.seq == 0 {
 		p.seq = 1
 	}
 	seq := p.seq
-	if err := p.write(seq, r); err != nil {
-		p.stats.Failed++
-		return p.fail(r, err)
+	age := now.Sub(r.VerdictTime)
+	late := !r.VerdictTime.IsZero() && age > p.cfg.MaxVerdictAge.D
+	if late {
+		p.stats.Late++
 	}
-	acked, err := p.waitAck(ctx, seq)
-	if p.cfg.Handshake == "strobe" {
-		if cerr := p.client.WriteCoil(uint16(p.cfg.StrobeCoil), false); cerr != nil && err == nil {
-			err = cerr
+	connected, next := p.connected, p.nextAttempt
+	if !late || p.cfg.LateAction != LateDrop {
+		if !connected {
+			p.stats.Failed++
 		}
 	}
-	if err != nil {
+	p.mu.Unlock()
+
+	var lateErr error
+	if late {
+		lateErr = p.late(r, seq, age)
+		if p.cfg.LateAction == LateDrop {
+			return lateErr
+		}
+	}
+	if !connected {
+		wait := ""
+		if d := next.Sub(now); d > 0 {
+			wait = fmt.Sprintf(" (next attempt in %s)", d.Round(time.Millisecond))
+		}
+		return withLate(lateErr, fmt.Errorf("plc: part %q (sequence %d) not sent: %w%s", r.PartID, seq, ErrDisconnected, wait))
+	}
+
+	coil, code := r.Verdict.Rejects(), Code(r.Verdict)
+	if late {
+		coil, code = true, CodeError
+	}
+	acked, err := p.handshake(ctx, seq, coil, code, ScoreRegister(r.Score))
+	p.mu.Lock()
+	switch {
+	case err != nil:
 		p.stats.Failed++
-		return p.fail(r, err)
+	case !acked:
+		p.stats.AckTimeouts++
+	default:
+		p.stats.Sent++
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return withLate(lateErr, p.fail(r, seq, err))
 	}
 	if !acked {
-		p.stats.AckTimeouts++
 		p.emit(inspection.Warning, EventAckTimeout, fmt.Sprintf("PLC did not acknowledge part %q (sequence %d) within %s", r.PartID, seq, p.cfg.AckTimeout.D),
 			map[string]string{"part_id": r.PartID, "seq": strconv.Itoa(int(seq))})
-		return fmt.Errorf("plc: part %q (sequence %d): no acknowledgement within %s", r.PartID, seq, p.cfg.AckTimeout.D)
+		return withLate(lateErr, fmt.Errorf("plc: part %q (sequence %d): no acknowledgement within %s", r.PartID, seq, p.cfg.AckTimeout.D))
 	}
-	p.stats.Sent++
-	return nil
+	return lateErr
 }
 
-func (p *Output) write(seq uint16, r *inspection.Result) error {
-	base := uint16(p.cfg.RegisterBase)
-	if err := p.client.WriteCoil(uint16(p.cfg.VerdictCoil), r.Verdict.Rejects()); err != nil {
+// withLate returns err, prefixed by lateErr when the verdict was late.
+func withLate(lateErr, err error) error {
+	if lateErr == nil {
 		return err
 	}
-	code, score := Code(r.Verdict), ScoreRegister(r.Score)
+	return fmt.Errorf("%w; %w", lateErr, err)
+}
+
+// late reports a verdict older than max_verdict_age and returns the error
+// Deliver gives for it.
+func (p *Output) late(r *inspection.Result, seq uint16, age time.Duration) error {
+	what := "not written; the PLC's own timeout rejects the part"
+	if p.cfg.LateAction == LateError {
+		what = "written as ERROR for its own sequence"
+	}
+	age = age.Round(time.Millisecond)
+	p.emit(inspection.Warning, EventLateVerdict,
+		fmt.Sprintf("verdict of part %q (sequence %d) is %s old, more than plc.max_verdict_age %s: %s", r.PartID, seq, age, p.cfg.MaxVerdictAge.D, what),
+		map[string]string{"part_id": r.PartID, "seq": strconv.Itoa(int(seq)), "age_ms": strconv.FormatInt(age.Milliseconds(), 10), "action": p.cfg.LateAction})
+	return fmt.Errorf("plc: part %q (sequence %d): %w: %s old, more than plc.max_verdict_age %s; %s", r.PartID, seq, ErrLate, age, p.cfg.MaxVerdictAge.D, what)
+}
+
+// handshake writes one part and waits for its acknowledgement, holding the
+// connection but not mu. A transport error closes the connection.
+func (p *Output) handshake(ctx context.Context, seq uint16, coil bool, code, score uint16) (bool, error) {
+	select {
+	case p.conn <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-p.stop:
+		return false, errClosing
+	}
+	defer func() { <-p.conn }()
+	err := p.write(seq, coil, code, score)
+	acked := false
+	if err == nil {
+		acked, err = p.waitAck(ctx, seq)
+		if p.cfg.Handshake == "strobe" {
+			if cerr := p.client.WriteCoil(uint16(p.cfg.StrobeCoil), false); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+	}
+	if transportError(err) {
+		_ = p.client.Close()
+	}
+	return acked, err
+}
+
+func (p *Output) write(seq uint16, coil bool, code, score uint16) error {
+	base := uint16(p.cfg.RegisterBase)
+	if err := p.client.WriteCoil(uint16(p.cfg.VerdictCoil), coil); err != nil {
+		return err
+	}
 	if p.cfg.Handshake == "sequence" {
 		if err := p.client.WriteRegisters(base+1, []uint16{code, score}); err != nil {
 			return err
@@ -197,6 +376,8 @@ func (p *Output) write(seq uint16, r *inspection.Result) error {
 // waitAck polls the ack register until it equals seq.
 func (p *Output) waitAck(ctx context.Context, seq uint16) (bool, error) {
 	deadline := time.Now().Add(p.cfg.AckTimeout.D)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
 	for {
 		v, err := p.client.ReadRegister(uint16(p.cfg.AckRegister), modbus.HOLDING_REGISTER)
 		if err != nil {
@@ -208,67 +389,165 @@ func (p *Output) waitAck(ctx context.Context, seq uint16) (bool, error) {
 		if !time.Now().Before(deadline) {
 			return false, nil
 		}
+		t.Reset(min(2*time.Millisecond, time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case <-time.After(min(2*time.Millisecond, time.Until(deadline))):
+		case <-p.stop:
+			return false, errClosing
+		case <-t.C:
 		}
 	}
 }
 
-// connect opens the connection when it is down and the backoff allows.
-func (p *Output) connect() error {
-	if p.connected {
-		return nil
+// transportError reports whether err means the connection is unusable:
+// anything but a Modbus exception from the PLC, a cancelled ctx or Close.
+func transportError(err error) bool {
+	if err == nil || errors.Is(err, errClosing) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
-	now := time.Now()
-	if now.Before(p.nextAttempt) {
-		return fmt.Errorf("%w (next attempt in %s)", ErrDisconnected, p.nextAttempt.Sub(now).Round(time.Millisecond))
-	}
-	if err := p.client.Open(); err != nil {
-		p.nextAttempt = now.Add(p.backoff)
-		p.backoff = min(2*p.backoff, p.cfg.ReconnectMax.D)
-		if p.everUp || p.stats.Failed == 0 {
-			p.emit(inspection.Critical, EventDisconnected, fmt.Sprintf("PLC %s unreachable: %v; retrying", p.cfg.Address, err), map[string]string{"address": p.cfg.Address})
-			p.everUp = false
-		}
-		return fmt.Errorf("%w: %s: %v", ErrDisconnected, p.cfg.Address, err)
-	}
-	_ = p.client.SetUnitId(uint8(p.cfg.UnitID))
-	if p.stats.Sent+p.stats.Failed+p.stats.AckTimeouts > 0 {
-		p.stats.Reconnects++
-	}
-	p.connected, p.everUp = true, true
-	p.backoff = p.cfg.ReconnectMin.D
-	p.emit(inspection.Info, EventConnected, "PLC connected at "+p.cfg.Address, map[string]string{"address": p.cfg.Address})
-	p.log.Info("connected", "address", p.cfg.Address)
-	return nil
-}
-
-// fail reports err; a transport error drops the connection.
-func (p *Output) fail(r *inspection.Result, err error) error {
 	var me modbus.Error
-	if errors.As(err, &me) && me != modbus.ErrRequestTimedOut {
-		p.emit(inspection.Warning, EventError, fmt.Sprintf("PLC refused part %q: %v", r.PartID, err), map[string]string{"part_id": r.PartID})
-		return fmt.Errorf("plc: part %q: %w", r.PartID, err)
+	return !errors.As(err, &me) || me == modbus.ErrRequestTimedOut
+}
+
+// fail reports err of part r; a transport error (the connection is already
+// closed) hands reconnection to the connector.
+func (p *Output) fail(r *inspection.Result, seq uint16, err error) error {
+	wrapped := fmt.Errorf("plc: part %q (sequence %d): %w", r.PartID, seq, err)
+	if !transportError(err) {
+		var me modbus.Error
+		if errors.As(err, &me) {
+			p.emit(inspection.Warning, EventError, fmt.Sprintf("PLC refused part %q: %v", r.PartID, err), map[string]string{"part_id": r.PartID})
+		}
+		return wrapped
 	}
-	_ = p.client.Close()
+	p.mu.Lock()
 	p.connected = false
-	p.nextAttempt = time.Now().Add(p.backoff)
+	closing := p.closed
+	p.mu.Unlock()
+	if closing {
+		return wrapped
+	}
+	select {
+	case p.lost <- struct{}{}:
+	default:
+	}
 	p.emit(inspection.Critical, EventDisconnected, fmt.Sprintf("PLC connection to %s lost: %v; part %q not confirmed", p.cfg.Address, err, r.PartID),
 		map[string]string{"address": p.cfg.Address, "part_id": r.PartID})
 	p.log.Warn("connection lost", "err", err, "part_id", r.PartID)
-	return fmt.Errorf("plc: part %q: %w", r.PartID, err)
+	return wrapped
 }
 
-// Close closes the connection.
-func (p *Output) Close(context.Context) error {
+// connector keeps the connection up until Close: it connects, waits for
+// Deliver to report a lost connection, waits reconnect_min and connects
+// again, doubling the wait after each failed attempt up to reconnect_max.
+func (p *Output) connector() {
+	defer close(p.done)
+	backoff := p.cfg.ReconnectMin.D
+	reported := false // the current outage has been reported
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		err := p.open()
+		if errors.Is(err, errClosing) {
+			return
+		}
+		if err == nil {
+			backoff, reported = p.cfg.ReconnectMin.D, true
+			select {
+			case <-p.stop:
+				return
+			case <-p.lost:
+			}
+		} else {
+			if !reported {
+				p.emit(inspection.Critical, EventDisconnected, fmt.Sprintf("PLC %s unreachable: %v; retrying", p.cfg.Address, err), map[string]string{"address": p.cfg.Address})
+				reported = true
+			}
+			p.log.Debug("connect failed", "address", p.cfg.Address, "err", err, "retry_in", backoff)
+		}
+		p.mu.Lock()
+		p.nextAttempt = time.Now().Add(backoff)
+		p.mu.Unlock()
+		t.Reset(backoff)
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		if err != nil {
+			backoff = min(2*backoff, p.cfg.ReconnectMax.D)
+		}
+	}
+}
+
+// open dials the PLC. It returns errClosing when Close has begun (closing
+// a connection that was opened meanwhile).
+func (p *Output) open() error {
+	select {
+	case p.conn <- struct{}{}:
+	case <-p.stop:
+		return errClosing
+	}
+	defer func() { <-p.conn }()
+	// Open dials with the library's fixed 5 s timeout; Close waits for it
+	// within its ctx.
+	if err := p.client.Open(); err != nil {
+		return err
+	}
+	_ = p.client.SetUnitId(uint8(p.cfg.UnitID))
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.connected {
+	if p.closed {
+		p.mu.Unlock()
+		_ = p.client.Close()
+		return errClosing
+	}
+	reconnect := p.everUp
+	if reconnect {
+		p.stats.Reconnects++
+	}
+	p.connected, p.everUp = true, true
+	p.mu.Unlock()
+	p.emit(inspection.Info, EventConnected, "PLC connected at "+p.cfg.Address, map[string]string{"address": p.cfg.Address})
+	p.log.Info("connected", "address", p.cfg.Address, "reconnect", reconnect)
+	return nil
+}
+
+// Close stops the connector and waits for it, interrupts a handshake in
+// progress (its Deliver fails), and closes the connection. It waits within
+// ctx (a dial in progress can take the library's 5 s); safe without Start
+// and safe twice.
+func (p *Output) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
 		return nil
 	}
+	p.closed = true
+	started := p.started
+	p.mu.Unlock()
+	close(p.stop)
+	if !started {
+		return nil
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return fmt.Errorf("plc: close: connector still dialing %s: %w", p.cfg.Address, ctx.Err())
+	}
+	select {
+	case p.conn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("plc: close: a Modbus request is still in progress: %w", ctx.Err())
+	}
+	defer func() { <-p.conn }()
+	p.mu.Lock()
+	wasConnected := p.connected
 	p.connected = false
+	p.mu.Unlock()
+	if !wasConnected {
+		return nil
+	}
 	if err := p.client.Close(); err != nil {
 		return fmt.Errorf("plc: close: %w", err)
 	}
@@ -276,8 +555,11 @@ func (p *Output) Close(context.Context) error {
 }
 
 func (p *Output) emit(sev inspection.Severity, kind, msg string, fields map[string]string) {
-	if p.events == nil {
+	p.mu.Lock()
+	h := p.host
+	p.mu.Unlock()
+	if h == nil {
 		return
 	}
-	p.events(inspection.Event{Time: time.Now(), Station: p.opt.Station, Severity: sev, Kind: kind, Message: msg, Fields: fields})
+	h.ReportEvent(inspection.Event{Time: time.Now(), Station: p.station, Severity: sev, Kind: kind, Message: msg, Fields: fields})
 }

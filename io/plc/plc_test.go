@@ -23,6 +23,11 @@ import (
 type testPLC struct {
 	cfg   config.PLC
 	noAck bool
+	// tookCh, when set, receives every part the PLC takes.
+	tookCh chan string
+	// stall, when set, blocks reads of holding registers until closed:
+	// a PLC that stops answering mid-handshake.
+	stall chan struct{}
 
 	mu    sync.Mutex
 	coils map[uint16]bool
@@ -33,7 +38,11 @@ type testPLC struct {
 func (s *testPLC) take() {
 	base := uint16(s.cfg.RegisterBase)
 	seq := s.regs[base]
-	s.parts = append(s.parts, strconv.Itoa(int(seq))+":"+strconv.Itoa(int(s.regs[base+1]))+":"+strconv.Itoa(int(s.regs[base+2]))+":"+strconv.FormatBool(s.coils[uint16(s.cfg.VerdictCoil)]))
+	part := strconv.Itoa(int(seq)) + ":" + strconv.Itoa(int(s.regs[base+1])) + ":" + strconv.Itoa(int(s.regs[base+2])) + ":" + strconv.FormatBool(s.coils[uint16(s.cfg.VerdictCoil)])
+	s.parts = append(s.parts, part)
+	if s.tookCh != nil {
+		s.tookCh <- part
+	}
 	if !s.noAck {
 		s.regs[uint16(s.cfg.AckRegister)] = seq
 	}
@@ -65,6 +74,9 @@ func (s *testPLC) HandleDiscreteInputs(*modbus.DiscreteInputsRequest) ([]bool, e
 }
 
 func (s *testPLC) HandleHoldingRegisters(r *modbus.HoldingRegistersRequest) ([]uint16, error) {
+	if !r.IsWrite && s.stall != nil {
+		<-s.stall
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !r.IsWrite {
@@ -117,12 +129,43 @@ func startServer(t *testing.T, addr string, h modbus.RequestHandler) *modbus.Mod
 	return srv
 }
 
+// events is the test's Host: it records events and passes them on to ch.
 type events struct {
 	mu sync.Mutex
 	e  []inspection.Event
+	ch chan inspection.Event
 }
 
-func (l *events) add(e inspection.Event) { l.mu.Lock(); l.e = append(l.e, e); l.mu.Unlock() }
+func newEvents() *events { return &events{ch: make(chan inspection.Event, 1000)} }
+
+func (l *events) ReportEvent(e inspection.Event) {
+	l.mu.Lock()
+	l.e = append(l.e, e)
+	l.mu.Unlock()
+	l.ch <- e
+}
+
+// wait returns the next event of kind, failing the test after 5 s.
+func (l *events) wait(t *testing.T, kind string) inspection.Event {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case e := <-l.ch:
+			if e.Kind == kind {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("no %s event within 5 s; events %v", kind, l.kinds())
+		}
+	}
+}
+
+func (l *events) all() []inspection.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]inspection.Event(nil), l.e...)
+}
 func (l *events) kinds() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -143,7 +186,34 @@ func testCfg(addr, handshake string) config.PLC {
 }
 
 func result(i int, v inspection.Verdict, score float64) *inspection.Result {
-	return &inspection.Result{PartID: "p" + strconv.Itoa(i), Verdict: v, Score: score}
+	return &inspection.Result{PartID: "p" + strconv.Itoa(i), Verdict: v, Score: score, VerdictTime: time.Now()}
+}
+
+// start returns a started Output for cfg, connected when connect is set,
+// closed at the end of the test.
+func start(t *testing.T, cfg config.PLC, connect bool) (*Output, *events) {
+	t.Helper()
+	out, err := New(cfg, Options{Station: "st1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := newEvents()
+	if err := out.Start(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := out.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if connect {
+		evs.wait(t, EventConnected)
+	}
+	return out, evs
+}
+
+func newPLC(cfg config.PLC) *testPLC {
+	return &testPLC{cfg: cfg, coils: map[uint16]bool{}, regs: map[uint16]uint16{}}
 }
 
 func TestHandshakes(t *testing.T) {
@@ -151,13 +221,9 @@ func TestHandshakes(t *testing.T) {
 		t.Run(hs, func(t *testing.T) {
 			addr := freeAddr(t)
 			cfg := testCfg(addr, hs)
-			h := &testPLC{cfg: cfg, coils: map[uint16]bool{}, regs: map[uint16]uint16{}}
+			h := newPLC(cfg)
 			startServer(t, addr, h)
-			out, err := New(cfg, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer out.Close(context.Background())
+			out, _ := start(t, cfg, true)
 			for i, r := range []*inspection.Result{result(1, inspection.OK, 0.1234), result(2, inspection.NG, 0.9), result(3, inspection.Error, 0)} {
 				if err := out.Deliver(context.Background(), r); err != nil {
 					t.Fatalf("part %d: %v", i+1, err)
@@ -180,17 +246,16 @@ func TestHandshakes(t *testing.T) {
 func TestAckTimeout(t *testing.T) {
 	addr := freeAddr(t)
 	cfg := testCfg(addr, "strobe")
-	h := &testPLC{cfg: cfg, noAck: true, coils: map[uint16]bool{}, regs: map[uint16]uint16{}}
+	h := newPLC(cfg)
+	h.noAck = true
 	startServer(t, addr, h)
-	evs := &events{}
-	out, _ := New(cfg, Options{Events: evs.add})
-	defer out.Close(context.Background())
-	start := time.Now()
+	out, evs := start(t, cfg, true)
+	begin := time.Now()
 	err := out.Deliver(context.Background(), result(1, inspection.NG, 0.5))
 	if err == nil || err.Error() != `plc: part "p1" (sequence 1): no acknowledgement within 200ms` {
 		t.Fatalf("error %v", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(begin); d > time.Second {
 		t.Errorf("Deliver took %v", d)
 	}
 	if k := evs.kinds(); len(k) != 2 || k[1] != EventAckTimeout {
@@ -203,15 +268,13 @@ func TestAckTimeout(t *testing.T) {
 func TestPLCGoesAwayMidRun(t *testing.T) {
 	addr := freeAddr(t)
 	cfg := testCfg(addr, "strobe")
-	h := &testPLC{cfg: cfg, coils: map[uint16]bool{}, regs: map[uint16]uint16{}}
+	h := newPLC(cfg)
 	srv := startServer(t, addr, h)
-	evs := &events{}
-	out, _ := New(cfg, Options{Events: evs.add})
-	defer out.Close(context.Background())
+	out, evs := start(t, cfg, true)
 	deliver := func(i int) error {
-		start := time.Now()
+		begin := time.Now()
 		err := out.Deliver(context.Background(), result(i, inspection.NG, 0.5))
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(begin); d > time.Second {
 			t.Errorf("part %d: Deliver took %v", i, d)
 		}
 		return err

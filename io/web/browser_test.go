@@ -51,7 +51,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	s, _ := newTestServer(t, Options{})
+	s, _ := newTestServer(t, Options{}, nil)
 	feedStation(t, s, time.Now())
 	url := "http://" + s.Addr() + "/"
 	dir := t.TempDir()

@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
-// fakeControl is an inspection.Control whose status and trigger answer the
-// test sets.
+// fakeControl is the Server's Host: its status and trigger answer what
+// the test sets. It has only Host's two methods, which is all the handlers
+// may call.
 type fakeControl struct {
 	mu         sync.Mutex
 	status     inspection.Status
@@ -34,11 +36,6 @@ func (f *fakeControl) Trigger(partID, source string) error {
 	f.sources = append(f.sources, source)
 	return nil
 }
-
-func (f *fakeControl) Reload(context.Context) error              { return nil }
-func (f *fakeControl) SetThresholds(image, pixel *float64) error { return nil }
-func (f *fakeControl) Pause()                                    {}
-func (f *fakeControl) Resume()                                   {}
 
 func (f *fakeControl) Status() inspection.Status {
 	f.mu.Lock()
@@ -286,23 +283,32 @@ func regionsOf(m *image.Gray) []inspection.Region {
 	return []inspection.Region{{X: b.Min.X, Y: b.Min.Y, Width: b.Dx(), Height: b.Dy(), Area: n, Peak: 0.71}}
 }
 
-// newTestServer returns a started server on a free loopback port with a
-// fake control, closed at the end of the test.
-func newTestServer(t testing.TB, o Options) (*Server, *fakeControl) {
+// testOptions are the options of a test server: a free loopback port and
+// the configuration's default history.
+func testOptions() Options {
+	return Options{Listen: "127.0.0.1:0", History: config.Default().HTTP.History}
+}
+
+// newTestServer returns a server started with fc (a healthy fake when nil)
+// on a free loopback port, closed at the end of the test. Empty Listen and
+// zero History in o take testOptions' values.
+func newTestServer(t testing.TB, o Options, fc *fakeControl) (*Server, *fakeControl) {
 	t.Helper()
-	fc, ok := o.Control.(*fakeControl)
-	if !ok || fc == nil {
+	if fc == nil {
 		fc = &fakeControl{status: fakeStatus(time.Now())}
-		o.Control = fc
 	}
+	def := testOptions()
 	if o.Listen == "" {
-		o.Listen = "127.0.0.1:0"
+		o.Listen = def.Listen
+	}
+	if o.History == 0 {
+		o.History = def.History
 	}
 	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(context.Background()); err != nil {
+	if err := s.Start(context.Background(), fc); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

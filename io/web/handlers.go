@@ -143,7 +143,11 @@ type healthBody struct {
 // handleHealth answers 200 when the daemon is healthy, else 503 with the
 // problems.
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	st := s.control.Status()
+	d := s.daemon(w)
+	if d == nil {
+		return
+	}
+	st := d.Status()
 	if st.Healthy {
 		writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
 		return
@@ -157,7 +161,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 
 // handleStatus serves inspection.Status.
 func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.control.Status())
+	d := s.daemon(w)
+	if d == nil {
+		return
+	}
+	writeJSON(w, http.StatusOK, d.Status())
 }
 
 // countParam parses the n query parameter: def when absent, else an
@@ -254,7 +262,11 @@ func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.control.Trigger(partID, inspection.TriggerSoftware); err != nil {
+	d := s.daemon(w)
+	if d == nil {
+		return
+	}
+	if err := d.Trigger(partID, inspection.TriggerSoftware); err != nil {
 		s.log.Info("software trigger refused", "part_id", partID, "remote", r.RemoteAddr, "err", err)
 		writeError(w, http.StatusConflict, err.Error())
 		return

@@ -100,7 +100,11 @@ type pageData struct {
 // handlePage renders the status page with the current data; its script
 // then keeps it current by polling the JSON API every second.
 func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request) {
-	st := s.control.Status()
+	host := s.daemon(w)
+	if host == nil {
+		return
+	}
+	st := host.Status()
 	d := pageData{
 		Status:   st,
 		Results:  s.recentResults(pageResults),

@@ -23,6 +23,13 @@
 //
 // plus Options.Extra, mounted as given. JSON errors have the form
 // {"error":"…"}. The package is pure Go (CGO_ENABLED=0).
+//
+// Lifecycle: New checks the options and builds the routes; it binds no
+// socket and starts nothing. Start(ctx, host) binds the listener and
+// serves in a goroutine; host is the daemon, through the two methods the
+// handlers call (Host). Close shuts the server down and waits for that
+// goroutine. Until Start, the routes that need the daemon (/, /healthz,
+// /api/status, /api/trigger) answer 503.
 package web
 
 import (
@@ -42,13 +49,6 @@ import (
 
 	"github.com/inspectd/inspectd/inspection"
 )
-
-// DefaultListen is the address used when Options.Listen is empty: the
-// loopback interface only, as in the default configuration.
-const DefaultListen = "127.0.0.1:9120"
-
-// DefaultHistory is the number of results kept when Options.History is 0.
-const DefaultHistory = 100
 
 // EventHistory is the number of events kept for /api/events and the page.
 const EventHistory = 50
@@ -70,19 +70,31 @@ var (
 	_ inspection.EventSink = (*Server)(nil)
 )
 
+// Host is what the handlers need from the daemon: its status (/,
+// /healthz, /api/status) and the software trigger (POST /api/trigger).
+// *daemon.Daemon implements it, as does any inspection.Control.
+type Host interface {
+	// Trigger asks for one inspected part; the error says why it was
+	// refused.
+	Trigger(partID, source string) error
+	// Status returns a snapshot of the daemon.
+	Status() inspection.Status
+}
+
+var _ Host = inspection.Control(nil)
+
 // Options configures a Server.
 type Options struct {
-	// Listen is the host:port to bind (DefaultListen when empty; port 0
-	// picks a free port, see Server.Addr).
+	// Listen is the host:port to bind, config.HTTP.Listen (required; port
+	// 0 picks a free port, see Server.Addr).
 	Listen string
 	// Logger receives the server's logs (with component=web); nil
 	// discards them.
 	Logger *slog.Logger
-	// Control is the daemon; required.
-	Control inspection.Control
 	// Gatherer is served on /metrics; nil answers 404 there.
 	Gatherer prometheus.Gatherer
-	// History is the number of results kept (DefaultHistory when 0).
+	// History is the number of results kept, config.HTTP.History (at
+	// least 1).
 	History int
 	// Extra are additional routes mounted as given (ServeMux patterns),
 	// e.g. "/api/actuations" from the GPIO package. They must not clash
@@ -93,7 +105,7 @@ type Options struct {
 // Server is the HTTP server, and the "web" sink feeding it.
 type Server struct {
 	log     *slog.Logger
-	control inspection.Control
+	host    atomic.Pointer[Host] // set by Start
 	listen  string
 	history int
 	handler http.Handler
@@ -108,28 +120,25 @@ type Server struct {
 	en      int
 	latest  *snapshotEntry // newest snapshot, nil before the first
 
-	base       time.Time    // monotonic origin for lastImage
-	lastImage  atomic.Int64 // ns since base of the last wanted image; noImage: none
+	base      time.Time    // monotonic origin for lastImage
+	lastImage atomic.Int64 // ns since base of the last wanted image; noImage: none
+
+	life       sync.Mutex // serialises Start and Close; guards the fields below
 	httpServer *http.Server
 	ln         net.Listener
-	serveDone  chan struct{}
-	closeOnce  sync.Once
+	serveDone  chan struct{} // closed when the serving goroutine returns
+	closed     bool
 	closeErr   error
 }
 
-// New checks the options and builds the routes; Start binds the listener.
+// New checks the options and builds the routes. It binds no socket and
+// starts nothing; Start does.
 func New(o Options) (*Server, error) {
-	if o.Control == nil {
-		return nil, errors.New("web: Options.Control is nil")
-	}
-	if o.History < 0 {
-		return nil, fmt.Errorf("web: history %d must not be negative", o.History)
-	}
-	if o.History == 0 {
-		o.History = DefaultHistory
-	}
 	if o.Listen == "" {
-		o.Listen = DefaultListen
+		return nil, errors.New("web: Options.Listen is empty")
+	}
+	if o.History < 1 {
+		return nil, fmt.Errorf("web: history %d must be at least 1", o.History)
 	}
 	log := o.Logger
 	if log == nil {
@@ -141,7 +150,6 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		log:     log.With("component", "web"),
-		control: o.Control,
 		listen:  o.Listen,
 		history: o.History,
 		page:    pg,
@@ -162,12 +170,21 @@ func New(o Options) (*Server, error) {
 // another server.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Start binds the listener and serves in a goroutine until Close. The
+// Start binds the listener and serves in a goroutine until Close; the
+// handlers ask host for the status and for software triggers. A listen
 // error names the address, e.g. "http.listen 127.0.0.1:9120: address
-// already in use".
-func (s *Server) Start(ctx context.Context) error {
-	if s.httpServer != nil {
-		return errors.New("web: already started")
+// already in use"; nothing is left open then. ctx bounds the bind only.
+func (s *Server) Start(ctx context.Context, host Host) error {
+	if host == nil {
+		return errors.New("web: start: host is nil")
+	}
+	s.life.Lock()
+	defer s.life.Unlock()
+	switch {
+	case s.closed:
+		return errors.New("web: start: server is closed")
+	case s.httpServer != nil:
+		return errors.New("web: start: already started")
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.listen)
@@ -182,6 +199,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return fmt.Errorf("http.listen %s: %w", s.listen, err)
 	}
+	s.host.Store(&host)
 	s.ln = ln
 	s.httpServer = &http.Server{
 		Handler:           s.handler,
@@ -193,11 +211,14 @@ func (s *Server) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.serveDone = make(chan struct{})
+	srv, addr := s.httpServer, ln.Addr().String()
 	go func() {
 		defer close(s.serveDone)
-		if err := s.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "addr", addr, "err", err)
+			return
 		}
+		s.log.Info("http server stopped", "addr", addr)
 	}()
 	s.log.Info("http server listening", "addr", ln.Addr().String())
 	return nil
@@ -205,6 +226,12 @@ func (s *Server) Start(ctx context.Context) error {
 
 // Addr returns the bound address (host:port), or "" before Start.
 func (s *Server) Addr() string {
+	s.life.Lock()
+	defer s.life.Unlock()
+	return s.addr()
+}
+
+func (s *Server) addr() string {
 	if s.ln == nil {
 		return ""
 	}
@@ -212,21 +239,35 @@ func (s *Server) Addr() string {
 }
 
 // Close shuts the HTTP server down gracefully within ctx (then closes the
-// remaining connections). It implements inspection.Sink and is safe to
-// call twice or without Start.
+// remaining connections) and waits for the serving goroutine. It is safe
+// to call twice or without Start; a later Start fails.
 func (s *Server) Close(ctx context.Context) error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return s.closeErr
+	}
+	s.closed = true
 	if s.httpServer == nil {
 		return nil
 	}
-	s.closeOnce.Do(func() {
-		if err := s.httpServer.Shutdown(ctx); err != nil {
-			_ = s.httpServer.Close()
-			s.closeErr = fmt.Errorf("http shutdown %s: %w", s.Addr(), err)
-		}
-		<-s.serveDone
-		s.log.Info("http server stopped", "addr", s.Addr())
-	})
+	if err := s.httpServer.Shutdown(ctx); err != nil {
+		_ = s.httpServer.Close()
+		s.closeErr = fmt.Errorf("http shutdown %s: %w", s.addr(), err)
+	}
+	<-s.serveDone
 	return s.closeErr
+}
+
+// daemon returns the Host given to Start, or answers 503 and returns nil
+// before Start.
+func (s *Server) daemon(w http.ResponseWriter) Host {
+	h := s.host.Load()
+	if h == nil {
+		writeError(w, http.StatusServiceUnavailable, "web: server not started")
+		return nil
+	}
+	return *h
 }
 
 // Name returns "web".

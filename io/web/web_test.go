@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"image/jpeg"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,20 +39,25 @@ func do(h http.Handler, method, target, contentType, body string, hdr map[string
 }
 
 func TestNewOptions(t *testing.T) {
-	fc := &fakeControl{}
 	ok := http.NotFoundHandler()
+	with := func(edit func(*Options)) Options {
+		o := testOptions()
+		edit(&o)
+		return o
+	}
 	tests := []struct {
 		name    string
 		o       Options
 		wantErr string
 	}{
-		{"no control", Options{}, "web: Options.Control is nil"},
-		{"negative history", Options{Control: fc, History: -1}, "history -1 must not be negative"},
-		{"extra clashes", Options{Control: fc, Extra: map[string]http.Handler{"/healthz": ok}}, `extra route "/healthz"`},
-		{"extra nil", Options{Control: fc, Extra: map[string]http.Handler{"/api/actuations": nil}}, "nil handler"},
-		{"extra bad pattern", Options{Control: fc, Extra: map[string]http.Handler{"": ok}}, `extra route "": http: invalid pattern`},
-		{"defaults", Options{Control: fc}, ""},
-		{"extra ok", Options{Control: fc, Extra: map[string]http.Handler{"/api/actuations": ok}}, ""},
+		{"no listen", with(func(o *Options) { o.Listen = "" }), "web: Options.Listen is empty"},
+		{"zero history", with(func(o *Options) { o.History = 0 }), "web: history 0 must be at least 1"},
+		{"negative history", with(func(o *Options) { o.History = -1 }), "web: history -1 must be at least 1"},
+		{"extra clashes", with(func(o *Options) { o.Extra = map[string]http.Handler{"/healthz": ok} }), `web: extra route "/healthz"`},
+		{"extra nil", with(func(o *Options) { o.Extra = map[string]http.Handler{"/api/actuations": nil} }), `web: extra route "/api/actuations" has a nil handler`},
+		{"extra bad pattern", with(func(o *Options) { o.Extra = map[string]http.Handler{"": ok} }), `web: extra route "": http: invalid pattern`},
+		{"valid", testOptions(), ""},
+		{"extra ok", with(func(o *Options) { o.Extra = map[string]http.Handler{"/api/actuations": ok} }), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,25 +66,206 @@ func TestNewOptions(t *testing.T) {
 				if err != nil {
 					t.Fatalf("New: %v", err)
 				}
-				if s.listen != DefaultListen || s.history != DefaultHistory {
-					t.Errorf("defaults: listen %q history %d", s.listen, s.history)
+				if s.listen != tt.o.Listen || s.history != tt.o.History || len(s.results) != tt.o.History {
+					t.Errorf("listen %q history %d", s.listen, s.history)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("New error = %v, want it to contain %q", err, tt.wantErr)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Fatalf("New error = %v, want it to start with %q", err, tt.wantErr)
 			}
 		})
 	}
 }
 
-func TestStartAddressInUse(t *testing.T) {
-	s, fc := newTestServer(t, Options{})
-	s2, err := New(Options{Control: fc, Listen: s.Addr()})
+// New binds nothing and the routes that need the daemon answer 503 until
+// Start; Start binds and hands the host to the handlers.
+func TestNewBindsNothingStartServes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s2.Start(context.Background())
+	addr := ln.Addr().String()
+	ln.Close()
+	o := testOptions()
+	o.Listen = addr
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("New is listening")
+	}
+	if s.Addr() != "" {
+		t.Errorf("Addr before Start: %q", s.Addr())
+	}
+	for _, p := range []string{"/", "/healthz", "/api/status"} {
+		if rec := do(s.Handler(), "GET", p, "", "", nil); rec.Code != 503 || !strings.Contains(rec.Body.String(), `"web: server not started"`) {
+			t.Errorf("GET %s before Start: %d %s", p, rec.Code, rec.Body.String())
+		}
+	}
+	if rec := do(s.Handler(), "POST", "/api/trigger", "", "", nil); rec.Code != 503 {
+		t.Errorf("POST /api/trigger before Start: %d %s", rec.Code, rec.Body.String())
+	}
+	fc := &fakeControl{status: fakeStatus(time.Now())}
+	if err := s.Start(context.Background(), fc); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	resp, err := http.Post("http://"+addr+"/api/trigger?part_id=P1", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, _ := fc.triggered(); resp.StatusCode != http.StatusAccepted || fmt.Sprint(got) != "[P1]" {
+		t.Errorf("trigger after Start: %d, host saw %v", resp.StatusCode, got)
+	}
+}
+
+func TestLifecycleErrors(t *testing.T) {
+	ctx := context.Background()
+	fc := &fakeControl{status: fakeStatus(time.Now())}
+	tests := []struct {
+		name string
+		do   func(*Server) error
+		want string
+	}{
+		{"nil host", func(s *Server) error { return s.Start(ctx, nil) }, "web: start: host is nil"},
+		{"started twice", func(s *Server) error {
+			if err := s.Start(ctx, fc); err != nil {
+				return err
+			}
+			return s.Start(ctx, fc)
+		}, "web: start: already started"},
+		{"start after close", func(s *Server) error {
+			if err := s.Close(ctx); err != nil {
+				return err
+			}
+			return s.Start(ctx, fc)
+		}, "web: start: server is closed"},
+		{"close without start, twice", func(s *Server) error { return errors.Join(s.Close(ctx), s.Close(ctx)) }, ""},
+		{"close twice", func(s *Server) error {
+			if err := s.Start(ctx, fc); err != nil {
+				return err
+			}
+			return errors.Join(s.Close(ctx), s.Close(ctx))
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(testOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close(ctx)
+			err = tt.do(s)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Close returns only after the serving goroutine has returned: with a
+// request in progress (cut off when ctx ends), and while the goroutine
+// still logs its last line.
+func TestCloseWaitsForServer(t *testing.T) {
+	t.Run("request in progress", func(t *testing.T) {
+		block, entered := make(chan struct{}), make(chan struct{})
+		defer close(block)
+		o := testOptions()
+		o.Extra = map[string]http.Handler{"/slow": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			select {
+			case <-block:
+			case <-r.Context().Done():
+			}
+		})}
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(context.Background(), &fakeControl{}); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if resp, err := http.Get("http://" + s.Addr() + "/slow"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		<-entered
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		err = s.Close(ctx)
+		if err == nil || !strings.Contains(err.Error(), "context deadline exceeded") {
+			t.Errorf("Close with a request in progress: %v", err)
+		}
+		select {
+		case <-s.serveDone:
+		default:
+			t.Error("Close returned before the serving goroutine")
+		}
+	})
+	t.Run("goroutine still logging", func(t *testing.T) {
+		h := &blockingHandler{msg: "http server stopped", entered: make(chan struct{}), release: make(chan struct{})}
+		o := testOptions()
+		o.Logger = slog.New(h)
+		s, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(context.Background(), &fakeControl{}); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close(context.Background()) }()
+		<-h.entered // the serving goroutine is in its last log line
+		select {
+		case err := <-closed:
+			t.Fatalf("Close returned (%v) while the serving goroutine runs", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		close(h.release)
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// blockingHandler is a slog.Handler that blocks on the record msg until
+// release is closed.
+type blockingHandler struct {
+	msg              string
+	entered, release chan struct{}
+}
+
+func (h *blockingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *blockingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *blockingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *blockingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		close(h.entered)
+		<-h.release
+	}
+	return nil
+}
+
+func TestStartAddressInUse(t *testing.T) {
+	s, fc := newTestServer(t, Options{}, nil)
+	o := testOptions()
+	o.Listen = s.Addr()
+	s2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s2.Start(context.Background(), fc)
 	want := fmt.Sprintf("http.listen %s: address already in use", s.Addr())
 	if err == nil || err.Error() != want {
 		t.Fatalf("Start on a used port: %v, want %q", err, want)
@@ -237,17 +424,14 @@ func TestRoutes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fc := &fakeControl{status: fakeStatus(time.Now())}
-			o := Options{Control: fc, Listen: "127.0.0.1:0", Extra: map[string]http.Handler{
+			o := testOptions()
+			o.Extra = map[string]http.Handler{
 				"/api/actuations": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"actuations":[]}`) }),
-			}}
+			}
 			if tt.gatherer {
 				o.Gatherer = reg
 			}
-			s, err := New(o)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, fc := newTestServer(t, o, nil)
 			feedStation(t, s, time.Now())
 			if tt.setup != nil {
 				tt.setup(fc)
@@ -307,11 +491,7 @@ func decodeResults(t *testing.T, b []byte) resultsBody {
 }
 
 func TestResultRing(t *testing.T) {
-	fc := &fakeControl{status: fakeStatus(time.Now())}
-	s, err := New(Options{Control: fc, History: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newTestServer(t, Options{History: 10}, nil)
 	rec := do(s.Handler(), "GET", "/api/results", "", "", nil)
 	if rb := decodeResults(t, rec.Body.Bytes()); rb.Count != 0 || rb.Results == nil || rb.LatestImage != nil {
 		t.Errorf("empty history: %s", rec.Body.Bytes())
@@ -348,7 +528,7 @@ func TestResultRing(t *testing.T) {
 }
 
 func TestWantsImage(t *testing.T) {
-	s, err := New(Options{Control: &fakeControl{}})
+	s, err := New(testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,11 +583,7 @@ func TestWantsImage(t *testing.T) {
 }
 
 func TestLatestJPEGCaching(t *testing.T) {
-	fc := &fakeControl{status: fakeStatus(time.Now())}
-	s, err := New(Options{Control: fc})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newTestServer(t, Options{}, nil)
 	h := s.Handler()
 	if rec := do(h, "GET", "/api/latest.jpg", "", "", nil); rec.Code != 404 || !strings.Contains(rec.Body.String(), "no image yet") {
 		t.Fatalf("before any image: %d %s", rec.Code, rec.Body.String())
@@ -446,10 +622,7 @@ func TestPageSecurity(t *testing.T) {
 	fc.status.Trigger = "gpio"
 	fc.status.Healthy = false
 	fc.status.Problems = []string{`camera <b>stalled</b> & "reconnecting"`}
-	s, err := New(Options{Control: fc})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newTestServer(t, Options{}, fc)
 	r := fakeResult(1, time.Now(), inspection.NG)
 	r.PartID = `<script>alert("x")</script>`
 	_ = s.Deliver(context.Background(), r)
@@ -494,7 +667,7 @@ func TestPageSecurity(t *testing.T) {
 }
 
 func TestDeliverConcurrentWithReaders(t *testing.T) {
-	s, _ := newTestServer(t, Options{History: 16})
+	s, _ := newTestServer(t, Options{History: 16}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -529,7 +702,7 @@ func TestDeliverConcurrentWithReaders(t *testing.T) {
 }
 
 func BenchmarkDeliver(b *testing.B) {
-	s, err := New(Options{Control: &fakeControl{}})
+	s, err := New(testOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -542,7 +715,7 @@ func BenchmarkDeliver(b *testing.B) {
 }
 
 func BenchmarkWantsImage(b *testing.B) {
-	s, err := New(Options{Control: &fakeControl{}})
+	s, err := New(testOptions())
 	if err != nil {
 		b.Fatal(err)
 	}

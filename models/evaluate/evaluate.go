@@ -87,9 +87,10 @@ type Options struct {
 	// images) and worst false negatives (lowest-scoring defect images) kept
 	// per category for WriteHTML: 0 means DefaultOverlays, negative none.
 	Overlays int
-	// Progress, when not nil, receives a single-line progress bar per
-	// category (redrawn with '\r', ended with '\n'). Write errors are
-	// ignored.
+	// Progress, when not nil, receives the progress of each category: on a
+	// terminal a single-line bar redrawn with '\r' and ended with '\n';
+	// anywhere else (a file, a pipe) plain lines, at most one every 5 s
+	// and the last. Write errors are ignored.
 	Progress io.Writer
 	// Bins is the number of score bins of the pixel accumulator; 0 means
 	// metrics.DefaultBins.
@@ -111,6 +112,9 @@ type Options struct {
 
 	// now is the clock for latency and progress (nil: time.Now); tests set it.
 	now func() time.Time
+	// terminal tells whether Progress is a terminal (nil:
+	// logging.IsTerminal); tests set it.
+	terminal func(io.Writer) bool
 }
 
 // modelHasher and providerNamer are optional Engine methods.
@@ -202,7 +206,7 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 			return nil, fmt.Errorf("evaluate: category %s: %w", c.Name, err)
 		}
 	}
-	prog := newProgress(opts.Progress, c.Name, len(c.Test), opts.now)
+	prog := newProgress(opts.Progress, c.Name, len(c.Test), opts.now, opts.terminal)
 	alignMs := make([]float64, 0, len(c.Test))
 	locMs := make([]float64, 0, len(c.Test))
 	vanished := 0   // defect images whose mask has no pixel left at heatmap resolution

@@ -183,7 +183,7 @@ func TestHandComputedMetrics(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	eng := &fakeEngine{w: 8, h: 8, thr: 0.45, clock: clk}
 	var prog bytes.Buffer
-	rep, err := Run(context.Background(), eng, []*dataset.Category{cat}, Options{Progress: &prog, now: clk.now})
+	rep, err := Run(context.Background(), eng, []*dataset.Category{cat}, Options{Progress: &prog, now: clk.now, terminal: func(io.Writer) bool { return true }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,8 @@ func TestHandComputedMetrics(t *testing.T) {
 		t.Error("align median not below localize median")
 	}
 
-	// Progress: one redraw per image after the initial line, then '\n'.
+	// Progress on a terminal: one redraw per image after the initial line,
+	// then '\n'.
 	p := prog.String()
 	if strings.Count(p, "\r") != 9 || !strings.HasSuffix(p, "\n") || !strings.Contains(p, "8/8") ||
 		!strings.Contains(p, "img/s") || !strings.Contains(p, "ETA") || strings.Count(p, "\n") != 1 {

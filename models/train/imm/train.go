@@ -17,6 +17,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/inspectd/inspectd/models/train/gocompute"
 
+	"github.com/inspectd/inspectd/logging"
 	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
@@ -144,7 +145,8 @@ func (m *Model) PredictBatch(images [][]float32) ([][3]float64, error) {
 // [Config.AuxWeight]: while it is active, a quarter of each batch are
 // augmented copies of the template, whose correct transform is the inverse
 // of the augmentation. progress (may be nil) gets one line per epoch, at
-// most one a second, with the loss, images/s and the ETA.
+// most one a second on a terminal and one every 5 s elsewhere (a log), and
+// the last, with the loss, images/s and the ETA.
 func Train(ctx context.Context, cfg Config, template []float32, images [][]float32, progress io.Writer) (*Model, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -187,7 +189,7 @@ func Train(ctx context.Context, cfg Config, template []float32, images [][]float
 	}
 	model.PoseErrors, model.ValidationLosses = append(model.PoseErrors, e0), append(model.ValidationLosses, l0)
 	var flat plateau
-	rep := &reporter{progress: progress, sc: &st.sc, batch: cfg.Batch, start: time.Now()}
+	rep := newReporter(progress, &st.sc, cfg.Batch, time.Now, logging.IsTerminal)
 	s := 0
 	for ; s < st.sc.steps; s++ {
 		if err := ctx.Err(); err != nil {
@@ -373,16 +375,35 @@ func (st *trainState) step(s int, wAux float64) (lreg, laux float64, err error) 
 	return lreg, laux, nil
 }
 
+// Least time between two progress lines: on a terminal, and in a file or
+// a pipe (a log, which a line a second would flood on long runs).
+const (
+	terminalReportInterval = time.Second
+	plainReportInterval    = 5 * time.Second
+)
+
 // reporter averages the losses per epoch and prints at most one progress
-// line a second (and the last).
+// line per interval (and the last).
 type reporter struct {
 	progress         io.Writer
 	sc               *schedule
 	batch            int
+	now              func() time.Time
+	interval         time.Duration
 	start, lastPrint time.Time
 	epoch            int
 	reg, aux         float64
 	n                int
+}
+
+// newReporter starts the clock now of a reporter to progress (may be nil),
+// which terminal tells whether is a terminal.
+func newReporter(progress io.Writer, sc *schedule, batch int, now func() time.Time, terminal func(io.Writer) bool) *reporter {
+	r := &reporter{progress: progress, sc: sc, batch: batch, now: now, interval: plainReportInterval, start: now()}
+	if progress != nil && terminal(progress) {
+		r.interval = terminalReportInterval
+	}
+	return r
 }
 
 // add records step s's losses; at the end of an epoch it returns the
@@ -396,8 +417,8 @@ func (r *reporter) add(s int, lreg, laux, wAux float64) (float64, bool) {
 	}
 	r.epoch++
 	mean := r.reg / float64(r.n)
-	now := time.Now()
-	if r.progress != nil && (now.Sub(r.lastPrint) >= time.Second || s == r.sc.steps-1) {
+	now := r.now()
+	if r.progress != nil && (now.Sub(r.lastPrint) >= r.interval || s == r.sc.steps-1) {
 		r.lastPrint = now
 		el := now.Sub(r.start)
 		rate := float64((s+1)*r.batch) / el.Seconds()

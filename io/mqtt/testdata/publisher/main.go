@@ -41,17 +41,16 @@ func main() {
 }
 
 func run(broker, outbox, station string, from, to int, interval, keepalive, drain time.Duration, idle bool) error {
-	cfg := config.MQTT{
-		Enabled: true, Broker: broker, TopicPrefix: "inspectd", QoS: 1,
-		KeepAlive: config.Dur(keepalive), ConnectTimeout: config.Dur(2 * time.Second),
-		OutboxDir: outbox, OutboxMaxMessages: 100000, StatsInterval: config.Dur(time.Hour),
-	}
+	cfg := config.Default().MQTT
+	cfg.Broker, cfg.OutboxDir = broker, outbox
+	cfg.KeepAlive, cfg.ConnectTimeout = config.Dur(keepalive), config.Dur(2*time.Second)
+	cfg.StatsInterval = config.Dur(time.Hour)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	c, err := mqtt.New(mqtt.Options{Config: cfg, Station: station, Logger: log, Version: "test"})
 	if err != nil {
 		return err
 	}
-	if err := c.Start(context.Background()); err != nil {
+	if err := c.Start(context.Background(), nil); err != nil {
 		return err
 	}
 	fmt.Println("started")

@@ -37,19 +37,17 @@ func main() {
 }
 
 func run(broker, state, station, group string, results int) error {
-	cfg := config.MQTT{
-		Enabled: true, Broker: broker, TopicPrefix: "inspectd", QoS: 1,
-		KeepAlive: config.Dur(2 * time.Second), ConnectTimeout: config.Dur(2 * time.Second),
-		OutboxDir: filepath.Join(state, "outbox"), OutboxMaxMessages: 100000, StatsInterval: config.Dur(time.Hour),
-		Mode:      config.MQTTModeSparkplug,
-		Sparkplug: config.Sparkplug{GroupID: group, DeviceID: "camera"},
-	}
+	cfg := config.Default().MQTT
+	cfg.Broker, cfg.OutboxDir = broker, filepath.Join(state, "outbox")
+	cfg.KeepAlive, cfg.ConnectTimeout = config.Dur(2*time.Second), config.Dur(2*time.Second)
+	cfg.StatsInterval = config.Dur(time.Hour)
+	cfg.Mode, cfg.Sparkplug = config.MQTTModeSparkplug, config.Sparkplug{GroupID: group, DeviceID: "camera"}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	c, err := mqtt.New(mqtt.Options{Config: cfg, Station: station, StateDir: state, Logger: log, Version: "test"})
 	if err != nil {
 		return err
 	}
-	if err := c.Start(context.Background()); err != nil {
+	if err := c.Start(context.Background(), nil); err != nil {
 		return err
 	}
 	fmt.Println("started")
