@@ -5,7 +5,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS := -X github.com/inspectd/inspectd/buildinfo.Version=$(VERSION) -X github.com/inspectd/inspectd/buildinfo.Commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build build-workstation test bench bench-torch lint clean demo soak quality ablations quality-long
+.PHONY: help deps build build-workstation test bench bench-torch lint clean demo soak soak-reload quality ablations quality-long
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,6 +18,9 @@ demo: ## run the daemon on the built-in demo (replayed parts, status page, simul
 
 soak: ## run the daemon for SOAK_PARTS (10000) parts of a 640x480 replay and check its RSS growth (≤ 5 MB)
 	@bash scripts/soak.sh
+
+soak-reload: ## send RELOADS (200) SIGHUP reloads to a running daemon and check its RSS growth (≤ 20 MB)
+	@bash scripts/soak_reload.sh
 
 quality: ## train + evaluate the default recipe on the shared sets and RTO copies beside the PyTorch peers; one table (hours; QUALITY_SETS, QUALITY_PEERS)
 	@bash scripts/quality.sh

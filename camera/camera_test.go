@@ -149,7 +149,7 @@ func TestROICheckedAgainstFrameSize(t *testing.T) {
 	}{
 		{config.ROI{}, ""},
 		{config.ROI{X: 10, Y: 8, Width: 54, Height: 40}, ""},
-		{config.ROI{X: 60, Y: 0, Width: 10, Height: 10}, "camera.roi: x=60 y=0 width=10 height=10 reaches (70,10), outside the 64x48 frames from images "},
+		{config.ROI{X: 60, Y: 0, Width: 10, Height: 10}, "camera.roi: x=60 y=0 width=10 height=10 reaches (70,10), outside the 64x48 frame (frames from images "},
 	} {
 		cfg := testConfig("images")
 		cfg.Path, cfg.ROI = dir, tc.roi

@@ -92,6 +92,18 @@ func (d *Daemon) SetThresholds(img, pixel *float64) error {
 	return nil
 }
 
+// ClearFaults clears every output's latched fault (the GPIO FIFO
+// overflow) once its cause is fixed; operators reach it through the MQTT
+// clear_fault command, POST /api/clear-fault and SIGHUP. It reports an
+// error when no output can latch a fault.
+func (d *Daemon) ClearFaults() error {
+	if d.sinks.clearFaults() == 0 {
+		return errors.New("no output of this station latches faults")
+	}
+	d.log.Info("operator cleared the latched output faults")
+	return nil
+}
+
 // emitEvent records an event and hands it to the event sinks.
 func (d *Daemon) emitEvent(sev inspection.Severity, kind, msg string, fields map[string]string) {
 	d.ReportEvent(inspection.Event{Severity: sev, Kind: kind, Message: msg, Fields: fields})

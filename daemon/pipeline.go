@@ -294,6 +294,7 @@ func (d *Daemon) engineError(err error) {
 // emit counts a result, records its metrics and hands it to every sink.
 // Only the inspect loop calls it.
 func (d *Daemon) emit(r *inspection.Result) {
+	r.Faults = d.sinks.problems()
 	total := d.stats.count(r)
 	d.metrics.parts.WithLabelValues(string(r.Verdict), r.Reason).Inc()
 	if r.Verdict != inspection.Error {

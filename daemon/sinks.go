@@ -79,6 +79,8 @@ type sinkSet struct {
 	events []inspection.EventSink
 	trigs  []inspection.TriggerObserver
 	lamps  []inspection.ReadyIndicator
+	health []inspection.HealthReporter
+	faults []inspection.FaultClearer
 	wg     sync.WaitGroup
 }
 
@@ -97,6 +99,12 @@ func newSinkSet(sinks []inspection.Sink, capacity int, log *slog.Logger, onDrop 
 		}
 		if ri, ok := sink.(inspection.ReadyIndicator); ok {
 			s.lamps = append(s.lamps, ri)
+		}
+		if hr, ok := sink.(inspection.HealthReporter); ok {
+			s.health = append(s.health, hr)
+		}
+		if fc, ok := sink.(inspection.FaultClearer); ok {
+			s.faults = append(s.faults, fc)
 		}
 	}
 	return s
@@ -138,6 +146,24 @@ func (s *sinkSet) triggered(partID string, at time.Time) {
 	for _, t := range s.trigs {
 		t.PartTriggered(partID, at)
 	}
+}
+
+// problems collects every sink's own problems (nil when none).
+func (s *sinkSet) problems() []string {
+	var out []string
+	for _, h := range s.health {
+		out = append(out, h.Problems()...)
+	}
+	return out
+}
+
+// clearFaults clears every sink's latched fault and reports how many
+// sinks can latch one.
+func (s *sinkSet) clearFaults() int {
+	for _, f := range s.faults {
+		f.ClearFault()
+	}
+	return len(s.faults)
 }
 
 func (s *sinkSet) setReady(ready bool) {

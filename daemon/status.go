@@ -110,6 +110,7 @@ func (d *Daemon) Status() inspection.Status {
 	if lastErr != "" && now.Sub(lastErrAt) < engineErrorWindow {
 		s.Problems = append(s.Problems, fmt.Sprintf("engine error %s ago: %s", now.Sub(lastErrAt).Round(time.Second), lastErr))
 	}
+	s.Problems = append(s.Problems, d.sinks.problems()...)
 	for _, q := range s.Sinks {
 		if q.Capacity > 0 && q.Queued >= q.Capacity*9/10 {
 			s.Problems = append(s.Problems, fmt.Sprintf("sink %s is not keeping up (%d of %d queued)", q.Name, q.Queued, q.Capacity))

@@ -93,6 +93,10 @@ type Result struct {
 	Regions        []Region  `json:"regions"`
 	Alignment      Alignment `json:"alignment"`
 	Model          Model     `json:"model"`
+	// Faults are the outputs' problems at the verdict (see
+	// HealthReporter), e.g. a latched GPIO fault that rejects every part
+	// physically whatever the verdict says; absent when there are none.
+	Faults []string `json:"faults,omitempty"`
 
 	// Snapshot holds the pixels behind the result when a sink asked for
 	// them (see ImageSink); nil otherwise. Never serialised.

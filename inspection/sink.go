@@ -21,6 +21,25 @@ type Sink interface {
 	Deliver(ctx context.Context, r *Result) error
 }
 
+// HealthReporter is implemented by sinks whose own state can stop the
+// station doing its job although inspection runs: a latched GPIO fault
+// (every part rejected physically), an outbox that cannot persist. Each
+// problem is one sentence for a person. Problems is called for every
+// result and every status request: it must be fast and must not block (no
+// I/O, no lock held across I/O). The daemon reports the problems in
+// Status (unhealthy, /healthz 503) and in each Result's Faults.
+type HealthReporter interface {
+	Problems() []string
+}
+
+// FaultClearer is implemented by sinks with a fault that stays latched
+// until an operator clears it after fixing its cause (the GPIO FIFO
+// overflow). The daemon's ClearFaults (MQTT clear_fault, POST
+// /api/clear-fault, SIGHUP) calls it.
+type FaultClearer interface {
+	ClearFault()
+}
+
 // ReadyIndicator is implemented by sinks that show whether the station is
 // inspecting (the ready lamp). SetReady(true) is called once inspection
 // runs, after READY; SetReady(false) when it stops taking triggers, before

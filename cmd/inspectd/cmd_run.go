@@ -75,6 +75,7 @@ type station struct {
 	maxParts int
 	print    bool
 
+	unlock  func() // releases the state_dir lock
 	rt      *infer.Runtime
 	cam     *camera.Camera
 	d       *daemon.Daemon
@@ -124,6 +125,11 @@ func (st *station) build() error {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return keyError(cfg, "state_dir", err)
 	}
+	unlock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return keyError(cfg, "state_dir", err)
+	}
+	st.unlock = unlock
 	rt, err := openRuntime(cfg.Model.OnnxRuntimeLibrary)
 	if err != nil {
 		return keyError(cfg, "model.onnxruntime_library", err)
@@ -302,7 +308,10 @@ func (st *station) run(ctx context.Context) (err error) {
 				return
 			case <-hup:
 			}
-			st.log.Info("SIGHUP: reloading configuration and model", "config", st.path)
+			st.log.Info("SIGHUP: reloading configuration and model, clearing latched output faults", "config", st.path)
+			if err := st.d.ClearFaults(); err != nil {
+				st.log.Debug("SIGHUP: no latched faults to clear", "err", err)
+			}
 			rctx, cancel := context.WithTimeout(hupCtx, 2*time.Minute)
 			if err := st.d.Reload(rctx); err == nil {
 				st.log.Info("reload verified; swapping between two parts")
@@ -351,8 +360,8 @@ func (st *station) closeOutputs(ran bool) {
 	st.outputs = nil
 }
 
-// closeRest releases the camera and the runtime (the daemon closed the
-// camera if it ran; closing twice is safe).
+// closeRest releases the camera, the runtime and the state_dir lock (the
+// daemon closed the camera if it ran; closing twice is safe).
 func (st *station) closeRest() {
 	if st.cam != nil {
 		if err := st.cam.Close(); err != nil {
@@ -361,6 +370,10 @@ func (st *station) closeRest() {
 	}
 	if st.rt != nil {
 		st.rt.Close()
+	}
+	if st.unlock != nil {
+		st.unlock()
+		st.unlock = nil
 	}
 }
 

@@ -151,3 +151,42 @@ func TestModelVerifiedBeforeOutputs(t *testing.T) {
 		t.Errorf("GPIO lines were driven before the model was verified:\n%s", stdout)
 	}
 }
+
+// TestStateDirLocked: a second daemon on the same state_dir is refused,
+// naming the key and the running daemon's PID — also with MQTT (whose
+// outbox has a lock of its own) off.
+func TestStateDirLocked(t *testing.T) {
+	cfg := stationConfig(t, "127.0.0.1:0", "")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "[mqtt]\nenabled = true", "[mqtt]\nenabled = false", 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out, errb bytes.Buffer
+	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &out, &errb) }()
+	lock := filepath.Join(filepath.Dir(cfg), "state", stateLockName)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(lock); err == nil && len(b) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first daemon did not take the state_dir lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, _, stderr := runCLI(t, "run", "-c", cfg)
+	want := fmt.Sprintf("state_dir: %s is in use by another inspectd (pid %d)", filepath.Join(filepath.Dir(cfg), "state"), os.Getpid())
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("second daemon: exit %d, stderr:\n%s\nwant exit 1 and %q", code, stderr, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first daemon: %v\n%s", err, errb.String())
+	}
+}
