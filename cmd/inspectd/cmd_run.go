@@ -282,6 +282,10 @@ func (st *station) run(ctx context.Context) (err error) {
 	}()
 
 	if err := st.d.Load(ctx); err != nil {
+		if ctx.Err() != nil {
+			st.log.Info("stopped during start-up, before the model was verified")
+			return nil
+		}
 		return failure(fmt.Errorf("run: %w", err))
 	}
 	for _, o := range st.outputs {

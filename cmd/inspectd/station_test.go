@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,16 +168,13 @@ func TestStateDirLocked(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out, errb bytes.Buffer
-	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &out, &errb) }()
-	lock := filepath.Join(filepath.Dir(cfg), "state", stateLockName)
+	var out bytes.Buffer
+	errb := &lockedBuffer{}
+	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &out, errb) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, err := os.ReadFile(lock); err == nil && len(b) > 0 {
-			break
-		}
+	for !strings.Contains(errb.String(), "inspection started") {
 		if time.Now().After(deadline) {
-			t.Fatal("the first daemon did not take the state_dir lock")
+			t.Fatalf("the first daemon did not start:\n%s", errb.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -189,4 +187,22 @@ func TestStateDirLocked(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("first daemon: %v\n%s", err, errb.String())
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
