@@ -71,26 +71,24 @@ type Camera struct {
 	arrived   chan struct{} // closed and replaced when latest changes or reading ends
 	seq       uint64
 	stats     inspection.CameraStats
+	onSkip    []func(*ImageError)
 	frameSize image.Point
 	roiErr    error
 	// paceByConsumer: a replay read one frame at a time as frames are taken.
 	paceByConsumer bool
 }
 
-// New checks the parts of cfg that the configuration cannot (an image
-// directory holding images, a video file that is a file) and returns a
-// camera that opens nothing until Start. Errors name the configuration
-// key, as in "camera.path: ...".
+// New checks the parts of cfg that the configuration cannot, as
+// [CheckSource] does (an image directory holding at least one image with a
+// readable header within camera.max_pixels, a video file that is a regular
+// file), and returns a camera that opens nothing until Start. Errors name
+// the configuration key, as in "camera.path: ...", and do not begin with
+// "camera: " (the caller says it is the camera).
 func New(cfg config.Camera, logger *slog.Logger) (*Camera, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	// The defaults live in package config; a section built in code starts
-	// from config.Default().Camera.
-	if cfg.ReadTimeout.D <= 0 || cfg.OpenTimeout.D <= 0 {
-		return nil, fmt.Errorf("camera: camera.read_timeout %s and camera.open_timeout %s must be positive", cfg.ReadTimeout.D, cfg.OpenTimeout.D)
-	}
-	src, err := newSource(cfg)
+	src, err := prepare(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +112,8 @@ func New(cfg config.Camera, logger *slog.Logger) (*Camera, error) {
 func (c *Camera) Description() string { return c.src.description }
 
 // Start opens the source within open_timeout and starts the reader. A
-// source that cannot be opened is an error naming it; Start does not retry.
+// source that cannot be opened is an error naming it ("open images
+// /data/run1: ..."; the caller adds "camera: "); Start does not retry.
 func (c *Camera) Start(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
@@ -147,7 +146,7 @@ func (c *Camera) Start(ctx context.Context) error {
 		return ErrClosed
 	}
 	if err != nil {
-		err = fmt.Errorf("camera: open %s: %w", c.src.description, err)
+		err = fmt.Errorf("open %s: %w", c.src.description, err)
 		c.setState(inspection.CameraOffline, err.Error())
 		return err
 	}
@@ -259,6 +258,45 @@ func (c *Camera) Stats() inspection.CameraStats {
 	return c.stats
 }
 
+// Skipped reports how many replayed images were skipped since New: files
+// that vanished, were empty, were not regular files, had no readable PNG,
+// JPEG or BMP header, claimed more than camera.max_pixels or could not be
+// decoded. Each is logged and passed to the OnSkip functions.
+func (c *Camera) Skipped() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats.Skipped
+}
+
+// OnSkip registers fn, called from the camera's reader with every image a
+// replay skips (the file, the size its header claims where known, and
+// why); fn must not block. Call before Start.
+func (c *Camera) OnSkip(fn func(*ImageError)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onSkip = append(c.onSkip, fn)
+}
+
+// reportSkip counts, logs and passes on one skipped image.
+func (c *Camera) reportSkip(e *ImageError) {
+	c.mu.Lock()
+	c.stats.Skipped++
+	n := c.stats.Skipped
+	fns := c.onSkip
+	if c.closed {
+		fns = nil // a read abandoned at Close; nobody listens any more
+	}
+	c.mu.Unlock()
+	attrs := []any{"file", e.Path, "reason", e.Reason, "skipped_total", n}
+	if e.Width != 0 || e.Height != 0 {
+		attrs = append(attrs, "format", e.Format, "width", e.Width, "height", e.Height)
+	}
+	c.log.Warn("camera skipped an image", attrs...)
+	for _, fn := range fns {
+		fn(e)
+	}
+}
+
 // Watch registers fn, called from the camera's goroutine on every state
 // change; fn must not block. Call before Start.
 func (c *Camera) Watch(fn func(inspection.CameraStatus)) {
@@ -360,7 +398,7 @@ func (c *Camera) startOpen() *openAttempt {
 	c.opens.Add(1)
 	go func() {
 		defer c.background.Done()
-		g, err := c.src.open()
+		g, err := c.src.open(c.reportSkip)
 		c.opens.Add(-1)
 		a.mu.Lock()
 		a.g, a.err, a.finished = g, err, true
@@ -463,15 +501,30 @@ func (c *Camera) read(w *worker) (readResult, readOutcome) {
 	defer timer.Stop()
 	select {
 	case r := <-w.results:
-		if r.err != nil {
-			return r, readFailed
-		}
-		return r, readFrame
+		return classify(r)
 	case <-timer.C:
 		return readResult{}, readTimedOut
 	case <-c.closing:
 		return readResult{}, readClosing
 	}
+}
+
+// awaitRead waits, without a deadline, for the read a timed-out read
+// left in progress.
+func (c *Camera) awaitRead(w *worker) (readResult, readOutcome) {
+	select {
+	case r := <-w.results:
+		return classify(r)
+	case <-c.closing:
+		return readResult{}, readClosing
+	}
+}
+
+func classify(r readResult) (readResult, readOutcome) {
+	if r.err != nil {
+		return r, readFailed
+	}
+	return r, readFrame
 }
 
 // run is the reader goroutine: it reads, publishes, watches for stalls
@@ -487,9 +540,13 @@ func (c *Camera) run(g grabber) {
 	}()
 	pace := newPacer(c, g)
 	freshOpen := true
+	// The reopen backoff grows across reopens that bring no frame (a source
+	// that opens but fails every read, a replay whose files all fail) and
+	// is reset by a frame.
+	backoff := minBackoff
 	for {
 		if w == nil {
-			g, ok := c.reconnect(&pending)
+			g, ok := c.reconnect(&pending, &backoff)
 			if !ok {
 				return
 			}
@@ -505,10 +562,17 @@ func (c *Camera) run(g grabber) {
 			return
 		}
 		r, outcome := c.read(w)
+		if outcome == readTimedOut && c.src.waitSlowReads {
+			// A replayed file that takes long to read or decode: one
+			// decode at a time, and the file is not lost.
+			c.setState(inspection.CameraStalled, fmt.Sprintf("no frame for %s from %s; still reading or decoding a file, waiting for it (raise camera.read_timeout for images this large)", c.readTimeout, c.src.description))
+			r, outcome = c.awaitRead(w)
+		}
 		switch outcome {
 		case readFrame:
 			c.publish(r.img, freshOpen)
 			freshOpen = false
+			backoff = minBackoff
 		case readClosing:
 			c.abandon(w)
 			return
@@ -548,19 +612,20 @@ func (c *Camera) finishOrAbandon(w *worker) {
 }
 
 // reconnect reopens the source with exponential backoff until it opens or
-// the camera closes. An open that outlives open_timeout is abandoned (see
-// maxOpensInFlight).
-func (c *Camera) reconnect(pending **openAttempt) (grabber, bool) {
+// the camera closes: each attempt waits *backoff, which then doubles up
+// to maxBackoff (the caller resets it when a frame arrives). An open that
+// outlives open_timeout is abandoned (see maxOpensInFlight).
+func (c *Camera) reconnect(pending **openAttempt, backoff *time.Duration) (grabber, bool) {
 	reason := c.Status().Detail
-	backoff := minBackoff
 	for attempt := 1; ; attempt++ {
-		timer := time.NewTimer(backoff)
+		timer := time.NewTimer(*backoff)
 		select {
 		case <-timer.C:
 		case <-c.closing:
 			timer.Stop()
 			return nil, false
 		}
+		*backoff = min(2**backoff, maxBackoff)
 		if *pending == nil {
 			*pending = c.startOpen()
 		}
@@ -588,7 +653,6 @@ func (c *Camera) reconnect(pending **openAttempt) (grabber, bool) {
 		}
 		c.log.Debug("camera reopen failed", "attempt", attempt, "err", err)
 		c.setState(inspection.CameraReconnecting, fmt.Sprintf("%s; attempt %d: %v", reason, attempt, err))
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

@@ -280,11 +280,11 @@ func TestOpenErrorsNameTheSource(t *testing.T) {
 	}{
 		{"missing gstreamer element", func(c *config.Camera) {
 			c.Source, c.Pipeline = "gstreamer", "nvarguscamerasrc ! video/x-raw ! appsink"
-		}, 3 * time.Second, `camera: open gstreamer pipeline "nvarguscamerasrc ! video/x-raw ! appsink": OpenCV's GStreamer backend could not open it`},
+		}, 3 * time.Second, `open gstreamer pipeline "nvarguscamerasrc ! video/x-raw ! appsink": OpenCV's GStreamer backend could not open it`},
 		{"open hangs", func(c *config.Camera) { c.Source, c.URL = "rtsp", silentURL }, time.Second,
-			"camera: open " + silentURL + ": timed out after 1s"},
+			"open " + silentURL + ": timed out after 1s"},
 		{"v4l2 device missing", func(c *config.Camera) { c.Source, c.Device = "v4l2", "/dev/video97" }, 3 * time.Second,
-			"camera: open v4l2 /dev/video97: device /dev/video97 does not exist (camera not connected?)"},
+			"open v4l2 /dev/video97: device /dev/video97 does not exist (camera not connected?)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

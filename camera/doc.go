@@ -17,7 +17,12 @@
 // then "reconnecting". A GStreamer capture is closed from the watchdog,
 // which unblocks its Read ~0.1 s later; a V4L2 or FFmpeg capture cannot be
 // unblocked, so it is abandoned and closed by its worker when Read returns.
-// The source is reopened with exponential backoff (100 ms doubling to 5 s).
+// The source is reopened with exponential backoff (100 ms doubling to 5 s,
+// reset by the next frame, so a source that opens but fails every read is
+// not reopened ten times a second).
+// An image replay is the exception: its reads are local files, so a read
+// past read_timeout is reported as "stalled" and then waited for, never
+// abandoned — one decode at a time, and no file lost.
 //
 // Sources:
 //   - v4l2: camera.device is a path such as /dev/video0 or an index;
@@ -31,7 +36,22 @@
 //   - images: the .png/.jpg/.jpeg/.bmp files of a directory in byte-wise
 //     name order (zero-pad numbers), paced at fps; with fps 0 each image
 //     is read when the previous one was taken, so every image is delivered
-//     exactly once (offline evaluation).
+//     exactly once (offline evaluation). Symbolic links to regular files
+//     are followed.
+//
+// Hostile images: before a still image is decoded, its PNG, JPEG or BMP
+// header is read in Go and the size it claims checked against
+// camera.max_pixels and OpenCV's own limit of 2^20 pixels per side (past
+// which OpenCV throws an exception that aborts the process). The file is
+// read once into memory, checked and decoded from those bytes, one decode
+// at a time in the process. A file that cannot be replayed — vanished,
+// empty, a named pipe or device (never opened, so a FIFO cannot block),
+// not a PNG, JPEG or BMP, too large, undecodable — is skipped: logged with
+// its name and claimed size, counted ([Camera.Skipped]) and passed to
+// [Camera.OnSkip]; the replay goes on with the next file. A video source
+// whose capture reports frames past camera.max_pixels is refused when
+// opened. [CheckSource] runs New's checks without building a camera, for
+// check-config.
 //
 // Replays loop with camera.loop; otherwise Next returns
 // inspection.ErrEndOfStream after the last frame.

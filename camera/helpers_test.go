@@ -31,6 +31,7 @@ func testConfig(source string) config.Camera {
 		OpenTimeout: config.Dur(5 * time.Second),
 		ReadTimeout: config.Dur(time.Second),
 		MaxFrameAge: config.Dur(time.Second),
+		MaxPixels:   config.DefaultMaxPixels,
 	}
 }
 

@@ -43,6 +43,25 @@ func TestNoMatLeaks(t *testing.T) {
 		cam.Close()
 	}
 	{
+		// Hostile files: refused from their header, undecodable, or past
+		// max_pixels; none may leave the Mat of a failed decode open.
+		hostile := t.TempDir()
+		writePNGs(t, hostile, 2, 16, 16)
+		truncated := encodePNG(t, 64, 64, 3, true)
+		writeFile(t, filepath.Join(hostile, "000a.png"), truncated[:len(truncated)/2])
+		writeFile(t, filepath.Join(hostile, "000b.png"), pngClaiming(t, 100000, 100000))
+		writeFile(t, filepath.Join(hostile, "000c.bmp"), bmpClaiming(1, -2_000_000_000))
+		writeFile(t, filepath.Join(hostile, "000d.png"), nil)
+		cfg := testConfig("images")
+		cfg.Path, cfg.Loop = hostile, true
+		cam, _ := startCamera(t, cfg)
+		drain(cam, 20)
+		if n := cam.Skipped(); n < 4*9 {
+			t.Errorf("skipped %d files in 10 passes, want ≥36", n)
+		}
+		cam.Close()
+	}
+	{
 		cfg := testConfig("file")
 		cfg.Path, cfg.Loop, cfg.FPS = avi, true, 500
 		cam, _ := startCamera(t, cfg)

@@ -47,7 +47,13 @@ type source struct {
 	kind        string
 	description string // for messages: "rtsp rtsp://host/stream", "images /data/run1"
 	replay      bool   // file or images: paced in Go, may end
-	open        func() (grabber, error)
+	// waitSlowReads: a read past read_timeout is a slow decode of a local
+	// file, not a stalled camera; the reader reports the stall and keeps
+	// waiting for it instead of abandoning it and reopening (which would
+	// start another decode beside it and lose the file).
+	waitSlowReads bool
+	// open opens the source; skipped reports an image a replay skips.
+	open func(skipped func(*ImageError)) (grabber, error)
 }
 
 // newSource checks what the configuration alone cannot and returns the opener.
@@ -57,7 +63,7 @@ func newSource(cfg config.Camera) (source, error) {
 		if strings.TrimSpace(cfg.Device) == "" {
 			return source{}, errors.New(`camera.device: must not be empty for source "v4l2"`)
 		}
-		return source{kind: "v4l2", description: "v4l2 " + cfg.Device, open: func() (grabber, error) { return openV4L2(cfg) }}, nil
+		return source{kind: "v4l2", description: "v4l2 " + cfg.Device, open: func(func(*ImageError)) (grabber, error) { return openV4L2(cfg) }}, nil
 	case "gstreamer":
 		if strings.TrimSpace(cfg.Pipeline) == "" {
 			return source{}, errors.New(`camera.pipeline: must not be empty for source "gstreamer"`)
@@ -65,8 +71,8 @@ func newSource(cfg config.Camera) (source, error) {
 		if !strings.Contains(cfg.Pipeline, "appsink") {
 			return source{}, fmt.Errorf("camera.pipeline: %q has no appsink; end the pipeline with \"! appsink\"", cfg.Pipeline)
 		}
-		return source{kind: "gstreamer", description: fmt.Sprintf("gstreamer pipeline %q", cfg.Pipeline), open: func() (grabber, error) {
-			return openVideo(cfg.Pipeline, gocv.VideoCaptureGstreamer, "GStreamer", true)
+		return source{kind: "gstreamer", description: fmt.Sprintf("gstreamer pipeline %q", cfg.Pipeline), open: func(func(*ImageError)) (grabber, error) {
+			return openVideo(cfg.Pipeline, gocv.VideoCaptureGstreamer, "GStreamer", true, cfg.MaxPixels)
 		}}, nil
 	case "rtsp":
 		u, err := url.Parse(cfg.URL)
@@ -74,8 +80,8 @@ func newSource(cfg config.Camera) (source, error) {
 			return source{}, fmt.Errorf("camera.url: %q is not an rtsp:// or rtsps:// URL with a host", cfg.URL)
 		}
 		pipeline := rtspPipeline(cfg)
-		return source{kind: "rtsp", description: u.Redacted(), open: func() (grabber, error) {
-			return openVideo(pipeline, gocv.VideoCaptureGstreamer, "GStreamer", true)
+		return source{kind: "rtsp", description: u.Redacted(), open: func(func(*ImageError)) (grabber, error) {
+			return openVideo(pipeline, gocv.VideoCaptureGstreamer, "GStreamer", true, cfg.MaxPixels)
 		}}, nil
 	case "file":
 		st, err := os.Stat(cfg.Path)
@@ -85,19 +91,26 @@ func newSource(cfg config.Camera) (source, error) {
 		if st.IsDir() {
 			return source{}, fmt.Errorf("camera.path: %s is a directory; source \"file\" needs a video file (use source \"images\" for a directory)", cfg.Path)
 		}
-		return source{kind: "file", description: "file " + cfg.Path, replay: true, open: func() (grabber, error) {
-			return openFile(cfg.Path, cfg.Loop)
+		if !st.Mode().IsRegular() {
+			// FFmpeg would block opening a named pipe, or read a device
+			// such as /dev/zero for ever.
+			return source{}, fmt.Errorf("camera.path: %s %v; source \"file\" needs a video file", cfg.Path, notRegular(cfg.Path, st.Mode()))
+		}
+		return source{kind: "file", description: "file " + cfg.Path, replay: true, open: func(func(*ImageError)) (grabber, error) {
+			return openFile(cfg.Path, cfg.Loop, cfg.MaxPixels)
 		}}, nil
 	case "images":
 		if _, err := listImages(cfg.Path); err != nil {
 			return source{}, fmt.Errorf("camera.path: %w", err)
 		}
-		return source{kind: "images", description: "images " + cfg.Path, replay: true, open: func() (grabber, error) {
+		pos := &replayPosition{}
+		return source{kind: "images", description: "images " + cfg.Path, replay: true, waitSlowReads: true, open: func(skipped func(*ImageError)) (grabber, error) {
 			files, err := listImages(cfg.Path)
 			if err != nil {
 				return nil, err
 			}
-			return &imageGrabber{files: files, loop: cfg.Loop}, nil
+			return &imageGrabber{files: files, next: pos.resume(files), loop: cfg.Loop, maxPixels: cfg.MaxPixels,
+				pos: pos, skipped: skipped, stop: make(chan struct{})}, nil
 		}}, nil
 	default:
 		return source{}, fmt.Errorf("camera.source: %q is not one of v4l2, gstreamer, rtsp, file, images", cfg.Source)
@@ -121,7 +134,8 @@ func rtspPipeline(cfg config.Camera) string {
 }
 
 // openV4L2 opens a V4L2 device by path or index and requests the
-// configured size and rate.
+// configured size and rate; frames larger than camera.max_pixels are
+// refused.
 func openV4L2(cfg config.Camera) (grabber, error) {
 	var (
 		vc  *gocv.VideoCapture
@@ -151,11 +165,16 @@ func openV4L2(cfg config.Camera) (grabber, error) {
 	if cfg.FPS > 0 {
 		vc.Set(gocv.VideoCaptureFPS, cfg.FPS)
 	}
+	if err := checkFrameSize(vc, cfg.MaxPixels); err != nil {
+		vc.Close()
+		return nil, err
+	}
 	return &videoGrabber{vc: vc, interruptible: false}, nil
 }
 
-// openVideo opens a GStreamer pipeline or a URL with the given backend.
-func openVideo(target string, api gocv.VideoCaptureAPI, backend string, interruptible bool) (grabber, error) {
+// openVideo opens a GStreamer pipeline or a URL with the given backend;
+// frames larger than maxPixels are refused.
+func openVideo(target string, api gocv.VideoCaptureAPI, backend string, interruptible bool, maxPixels int) (grabber, error) {
 	vc, err := gocv.VideoCaptureFileWithAPI(target, api)
 	if err != nil || !vc.IsOpened() {
 		if vc != nil {
@@ -163,18 +182,39 @@ func openVideo(target string, api gocv.VideoCaptureAPI, backend string, interrup
 		}
 		return nil, fmt.Errorf("OpenCV's %s backend could not open it (its warning on stderr names the cause, e.g. a missing element)", backend)
 	}
+	if err := checkFrameSize(vc, maxPixels); err != nil {
+		vc.Close()
+		return nil, err
+	}
 	return &videoGrabber{vc: vc, interruptible: interruptible}, nil
+}
+
+// checkFrameSize refuses an opened capture whose frame size, as its
+// properties report it before the first read, is past camera.max_pixels
+// or OpenCV's per-side limit. A backend that does not know the size yet
+// (0) is let through.
+func checkFrameSize(vc *gocv.VideoCapture, maxPixels int) error {
+	w, h := int64(vc.Get(gocv.VideoCaptureFrameWidth)), int64(vc.Get(gocv.VideoCaptureFrameHeight))
+	switch {
+	case w <= 0 || h <= 0:
+		return nil
+	case w > maxSide || h > maxSide:
+		return fmt.Errorf("its frames are %dx%d pixels; OpenCV handles at most %d per side", w, h, maxSide)
+	case w*h > int64(maxPixels):
+		return fmt.Errorf("its frames are %dx%d pixels (%d), more than camera.max_pixels %d", w, h, w*h, maxPixels)
+	}
+	return nil
 }
 
 // openFile opens a video file with the FFmpeg backend, which reads it
 // unpaced; the camera paces it.
-func openFile(path string, loop bool) (grabber, error) {
-	g, err := openVideo(path, gocv.VideoCaptureFFmpeg, "FFmpeg", false)
+func openFile(path string, loop bool, maxPixels int) (grabber, error) {
+	g, err := openVideo(path, gocv.VideoCaptureFFmpeg, "FFmpeg", false, maxPixels)
 	if err != nil {
 		return nil, err
 	}
 	vg := g.(*videoGrabber)
-	vg.replay, vg.loop, vg.path = true, loop, path
+	vg.replay, vg.loop, vg.path, vg.maxPixels = true, loop, path, maxPixels
 	return vg, nil
 }
 
@@ -187,6 +227,7 @@ type videoGrabber struct {
 
 	replay, loop bool // a video file
 	path         string
+	maxPixels    int
 	sinceRewind  int // frames read since open or the last rewind
 
 	mu          sync.Mutex
@@ -246,6 +287,10 @@ func (g *videoGrabber) rewind() error {
 		}
 		return fmt.Errorf("reopening %s to loop failed", g.path)
 	}
+	if err := checkFrameSize(vc, g.maxPixels); err != nil {
+		vc.Close()
+		return fmt.Errorf("reopening %s to loop: %w", g.path, err)
+	}
 	g.mu.Lock()
 	g.vc, g.vcClosed, g.sinceRewind = vc, false, 0
 	g.mu.Unlock()
@@ -303,8 +348,12 @@ func (g *videoGrabber) nativeFPS() float64 {
 // imageExtensions are the still-image formats replayed by source "images".
 var imageExtensions = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp": true}
 
-// listImages returns the PNG, JPEG and BMP files of dir in byte-wise name
-// order (zero-pad numbered names).
+// listImages returns the entries of dir named .png, .jpg, .jpeg or .bmp
+// (any case) in byte-wise name order (zero-pad numbered names). Regular
+// files and symbolic links are listed, and so are named pipes, devices
+// and sockets with such a name, so that the replay skips them with a
+// message saying what they are instead of passing over them in silence;
+// only subdirectories are left out.
 func listImages(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -312,7 +361,7 @@ func listImages(dir string) ([]string, error) {
 	}
 	var files []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && imageExtensions[strings.ToLower(filepath.Ext(e.Name()))] {
+		if !e.IsDir() && imageExtensions[strings.ToLower(filepath.Ext(e.Name()))] {
 			files = append(files, filepath.Join(dir, e.Name()))
 		}
 	}
@@ -323,32 +372,88 @@ func listImages(dir string) ([]string, error) {
 	return files, nil
 }
 
-// imageGrabber replays a directory of still images.
+// replayPosition is where an image replay stands: the last file it tried.
+// It outlives the grabber, so a reopen continues after that file instead
+// of starting the directory again (which would count its images as new
+// parts and never end a replay without loop).
+type replayPosition struct {
+	mu   sync.Mutex
+	last string
+}
+
+// resume returns the index in files (sorted) of the first file after the
+// last one tried.
+func (p *replayPosition) resume(files []string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == "" {
+		return 0
+	}
+	return sort.Search(len(files), func(i int) bool { return files[i] > p.last })
+}
+
+func (p *replayPosition) set(path string) {
+	p.mu.Lock()
+	p.last = path
+	p.mu.Unlock()
+}
+
+// imageGrabber replays a directory of still images. A file that cannot be
+// replayed (vanished, empty, not a regular file, an unreadable header, a
+// size past camera.max_pixels, undecodable data) is reported to skipped
+// and the next file is read in the same grab; the position is kept.
 type imageGrabber struct {
-	files []string
-	next  int
-	loop  bool
+	files     []string
+	next      int
+	loop      bool
+	maxPixels int
+	pos       *replayPosition
+	skipped   func(*ImageError)
+	buf       []byte        // the file being decoded, reused
+	stop      chan struct{} // closed by interrupt
+	stopOnce  sync.Once
 }
 
 func (g *imageGrabber) grab(pool *bufferPool) (*preprocess.BGR, error) {
-	if g.next >= len(g.files) {
-		if !g.loop {
-			return nil, errEndOfReplay
+	var last error
+	for tried := 0; ; tried++ {
+		if g.next >= len(g.files) {
+			if !g.loop {
+				return nil, errEndOfReplay
+			}
+			g.next = 0
 		}
-		g.next = 0
+		if tried == len(g.files) {
+			// A whole loop without one image: fail, and let the camera
+			// reopen (relist) the directory with backoff.
+			return nil, fmt.Errorf("none of the %d image files could be replayed (the last: %v)", len(g.files), last)
+		}
+		name := g.files[g.next]
+		g.next++
+		g.pos.set(name)
+		img, err := readImage(name, g.maxPixels, &g.buf, pool, g.stop)
+		if err == nil {
+			return img, nil
+		}
+		var skip *ImageError
+		if !errors.As(err, &skip) {
+			return nil, err
+		}
+		last = err
+		if g.skipped != nil {
+			g.skipped(skip)
+		}
 	}
-	name := g.files[g.next]
-	g.next++
-	img := gocv.IMRead(name, gocv.IMReadColor)
-	defer img.Close()
-	if img.Empty() {
-		return nil, fmt.Errorf("cannot decode %s", name)
-	}
-	return copyMat(&img, pool)
 }
 
-func (g *imageGrabber) interrupt() func()  { return nil }
-func (g *imageGrabber) close()             {}
+// interrupt makes a grab waiting for the decode slot return; a decode in
+// progress cannot be cut short (the worker closes the grabber after it).
+func (g *imageGrabber) interrupt() func() {
+	g.stopOnce.Do(func() { close(g.stop) })
+	return nil
+}
+
+func (g *imageGrabber) close()             { g.buf = nil }
 func (g *imageGrabber) nativeFPS() float64 { return 0 }
 
 // replayPeriod is the pacing of a replay: the configured fps, else the

@@ -6,7 +6,9 @@ type Archive struct {
 	Save string `toml:"save"`
 	// Dir is the archive directory; empty means <state_dir>/archive.
 	Dir string `toml:"dir"`
-	// MaxSizeMB is the disk budget; the oldest images are deleted first.
+	// MaxSizeMB is the disk budget in MiB of disk space as du counts it
+	// (allocated blocks, so a small file takes a whole block); the oldest
+	// parts are deleted first.
 	MaxSizeMB int `toml:"max_size_mb"`
 	// HeatmapOverlay also writes the heatmap blended over the image.
 	HeatmapOverlay bool `toml:"heatmap_overlay"`

@@ -39,6 +39,12 @@ type Camera struct {
 	// MaxFrameAge is the oldest frame still inspected; older ones are
 	// dropped and counted.
 	MaxFrameAge Duration `toml:"max_frame_age"`
+	// MaxPixels is the largest frame, in pixels (width × height), the
+	// camera decodes or accepts. An image whose header claims more is
+	// skipped in a replay before it is decoded (a 69-byte PNG can claim
+	// 100,000² pixels, and a small PNG can inflate to gigabytes); a video
+	// source whose frames are larger is refused when opened.
+	MaxPixels int `toml:"max_pixels"`
 	// ROI crops every frame before inspection.
 	ROI ROI `toml:"roi"`
 }
@@ -81,6 +87,22 @@ func (c Camera) FrameTooOld(age time.Duration) bool {
 // Camera source kinds.
 var cameraSources = []string{"v4l2", "gstreamer", "rtsp", "file", "images"}
 
+// Frame size limits, in pixels.
+const (
+	// DefaultMaxPixels is camera.max_pixels by default: 8192×8192, above
+	// every common industrial area-scan sensor (the largest, 65 MP class,
+	// are 9344×7000) and 16k line-scan strips of up to 4096 lines. One
+	// such frame is 192 MiB as BGR, decoded once and copied once.
+	DefaultMaxPixels = 8192 * 8192
+	// MinMaxPixels is the smallest camera.max_pixels accepted (256×256), so
+	// that a value meant in megapixels ("50") is refused, not applied.
+	MinMaxPixels = 256 * 256
+	// MaxMaxPixels is the largest camera.max_pixels accepted: OpenCV's own
+	// limit (CV_IO_MAX_IMAGE_PIXELS, 2^30); past it OpenCV's decoders
+	// throw an exception that ends the process.
+	MaxMaxPixels = 1 << 30
+)
+
 func (c *Camera) defaults() {
 	*c = Camera{
 		Source:      "v4l2",
@@ -88,6 +110,7 @@ func (c *Camera) defaults() {
 		OpenTimeout: Dur(10 * time.Second),
 		ReadTimeout: Dur(2 * time.Second),
 		MaxFrameAge: Dur(time.Second),
+		MaxPixels:   DefaultMaxPixels,
 	}
 }
 
@@ -126,6 +149,10 @@ func (c *Camera) validate(v *Checker) {
 	v.Duration("open_timeout", c.OpenTimeout, 100*time.Millisecond, 5*time.Minute)
 	v.Duration("read_timeout", c.ReadTimeout, 10*time.Millisecond, time.Minute)
 	v.Duration("max_frame_age", c.MaxFrameAge, 10*time.Millisecond, time.Minute)
+	v.IntRange("max_pixels", c.MaxPixels, MinMaxPixels, MaxMaxPixels, "pixels per frame (width × height)")
+	if c.Width > 0 && c.Height > 0 && c.MaxPixels >= MinMaxPixels && c.Width*c.Height > c.MaxPixels {
+		v.Errorf("max_pixels", "%d is less than camera.width × camera.height = %d × %d = %d; raise max_pixels or request a smaller frame", c.MaxPixels, c.Width, c.Height, c.Width*c.Height)
+	}
 
 	roi := v.In("roi")
 	roi.IntRange("x", c.ROI.X, 0, 16384, "pixels")

@@ -16,7 +16,6 @@ package config
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -131,10 +130,20 @@ func tomlName(f reflect.StructField) string {
 	return name
 }
 
+// MaxFileBytes is the largest configuration file Load reads (1 MiB; the
+// commented example with every key is about 20 KiB).
+const MaxFileBytes = tomlcheck.MaxFileBytes
+
 // Load reads, decodes and validates the configuration file at path. The
 // error is a *SyntaxError, a Problems list, or a read error naming the file.
+//
+// path must be a regular file (or a symbolic link to one) of at most
+// MaxFileBytes: a directory, a device such as /dev/zero, a named pipe or a
+// socket is refused before anything is read (wrapping
+// tomlcheck.ErrNotRegular), so that neither check-config nor a reload can
+// hang on a pipe or read a device until memory runs out.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := tomlcheck.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -169,11 +178,17 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !md.IsDefined("station", "id") {
+	switch {
+	case !md.IsDefined("station", "id"):
 		v.ProblemAt("station.id", "required but missing; set a unique station identifier, e.g. \"line1-cam1\"")
+	case cfg.Station.ID == "":
+		v.ProblemAt("station.id", "must not be empty; set a unique station identifier, e.g. \"line1-cam1\" (it names the station in every result and MQTT topic)")
 	}
-	if !md.IsDefined("model", "bundle") {
+	switch {
+	case !md.IsDefined("model", "bundle"):
 		v.ProblemAt("model.bundle", "required but missing; set the path of the model bundle directory")
+	case cfg.Model.Bundle == "":
+		v.ProblemAt("model.bundle", "must not be empty; set the path of the model bundle directory written by `inspectd train`")
 	}
 
 	cfg.File = name
@@ -186,6 +201,8 @@ func Parse(name string, data []byte) (*Config, error) {
 
 	if cfg.StateDir == "" {
 		v.ProblemAt("state_dir", "must not be empty; the daemon keeps its outbox and caches there")
+	} else {
+		v.DataDir("state_dir", cfg.StateDir)
 	}
 	cfg.forEachSection(func(name string, s section) {
 		s.validate(v.In(name))

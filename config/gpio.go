@@ -29,7 +29,12 @@ type GPIO struct {
 	// RejectMode is "time" (actuate reject_delay after the trigger) or
 	// "encoder" (actuate reject_counts encoder pulses after the trigger).
 	RejectMode string `toml:"reject_mode"`
-	// RejectDelay is the time from trigger to the actuation (time mode).
+	// RejectDelay is the time from trigger to the actuation (time mode):
+	// how long a part takes from the trigger point to the reject station,
+	// which is all the time its verdict has. Required (above 0) when GPIO
+	// is enabled in time mode: at 0 no verdict can ever be in time, so
+	// late_policy would decide every part (with energise_to_pass every
+	// part would be rejected while the results say OK).
 	RejectDelay Duration `toml:"reject_delay"`
 	// RejectCounts is the number of encoder pulses from trigger to the
 	// actuation (encoder mode).
@@ -130,6 +135,10 @@ func (g *GPIO) validate(v *Checker) {
 			v.Errorf("reject_counts", `%d is out of range; reject_mode "encoder" needs 1 or more encoder pulses from trigger to reject station`, g.RejectCounts)
 		}
 	}
+	if g.Enabled && g.RejectMode == "time" && g.RejectDelay.Valid() && g.RejectDelay.D == 0 {
+		v.Errorf("reject_delay", `%s leaves no time for a verdict: reject_mode "time" actuates reject_delay after the trigger, so every part would reach the actuator before its verdict and late_policy %q would decide it: %s; set the measured time from the trigger to the reject station`,
+			g.RejectDelay.D, g.LatePolicy, zeroDelayFate(g))
+	}
 	if g.Enabled {
 		v.Required("chip", g.Chip, `name the GPIO chip, e.g. "gpiochip0", or "sim"`)
 		v.Required("reject_line", g.RejectLine, "name the reject actuator line (name or offset)")
@@ -161,6 +170,14 @@ func (g *GPIO) validate(v *Checker) {
 		}
 		seen[id] = l.key
 	}
+}
+
+// zeroDelayFate says what a zero reject_delay would do to every part.
+func zeroDelayFate(g *GPIO) string {
+	if g.LatePolicy == "pass" {
+		return "every part let through, NG ones included"
+	}
+	return "every part rejected physically while the results say OK"
 }
 
 // lineIdentity normalises a line spec for the one-role check: offsets are

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -31,11 +32,63 @@ func TestGPIODefaults(t *testing.T) {
 			t.Errorf("gpio.%s defaults to %v; want %v", c.key, c.got, c.want)
 		}
 	}
+	// Enabled in time mode, the defaults need the measured reject_delay
+	// (issue 24 #5: the old default "0s" rejected every part physically
+	// while the results said OK).
 	g.Enabled, g.RejectLine = true, "PQ.05"
 	v := tomlcheck.NewChecker("f", nil)
 	g.validate(v.In("gpio"))
+	if err := v.Err(); err == nil || !strings.HasPrefix(err.Error(), "f: gpio.reject_delay: 0s leaves no time for a verdict") {
+		t.Errorf("enabled defaults without reject_delay: %v; want reject_delay refused", err)
+	}
+	g.RejectDelay = Dur(400 * time.Millisecond)
+	v = tomlcheck.NewChecker("f", nil)
+	g.validate(v.In("gpio"))
 	if err := v.Err(); err != nil {
-		t.Errorf("enabled defaults with a reject line do not validate: %v", err)
+		t.Errorf("enabled defaults with a reject line and delay do not validate: %v", err)
+	}
+}
+
+// TestGPIORejectDelay: time mode with GPIO enabled needs a reject_delay
+// above 0, whatever the polarity and late_policy (issue 24 #5); encoder
+// mode and a disabled section do not use it.
+func TestGPIORejectDelay(t *testing.T) {
+	const prefix = `f: gpio.reject_delay: 0s leaves no time for a verdict: reject_mode "time" actuates reject_delay after the trigger, so every part would reach the actuator before its verdict and late_policy `
+	const tail = "; set the measured time from the trigger to the reject station"
+	for _, c := range []struct {
+		name string
+		edit func(*GPIO)
+		want string
+	}{
+		{"energise_to_pass, late reject", func(g *GPIO) {},
+			prefix + `"reject" would decide it: every part rejected physically while the results say OK` + tail},
+		{"energise_to_reject, late reject", func(g *GPIO) { g.RejectPolarity = "energise_to_reject" },
+			prefix + `"reject" would decide it: every part rejected physically while the results say OK` + tail},
+		{"late pass", func(g *GPIO) { g.LatePolicy = "pass" },
+			prefix + `"pass" would decide it: every part let through, NG ones included` + tail},
+		{"1ms", func(g *GPIO) { g.RejectDelay = Dur(time.Millisecond) }, ""},
+		{"encoder mode", func(g *GPIO) { g.RejectMode, g.EncoderLine, g.RejectCounts = "encoder", "PQ.06", 100 }, ""},
+		{"disabled", func(g *GPIO) { g.Enabled = false }, ""},
+		{"negative (out of range, once)", func(g *GPIO) { g.RejectDelay = Dur(-time.Second) },
+			"f: gpio.reject_delay: -1s is out of range; allowed 0s to 1m0s"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := Default().GPIO
+			g.Enabled, g.RejectLine = true, "PQ.05"
+			c.edit(&g)
+			v := tomlcheck.NewChecker("f", nil)
+			g.validate(v.In("gpio"))
+			err := v.Err()
+			if c.want == "" {
+				if err != nil {
+					t.Errorf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != c.want {
+				t.Errorf("error %v\nwant %s", err, c.want)
+			}
+		})
 	}
 }
 
@@ -58,7 +111,7 @@ func TestGPIOValidateRefusesUnusable(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := Default().GPIO
-			g.Enabled, g.RejectLine = true, "PQ.05"
+			g.Enabled, g.RejectLine, g.RejectDelay = true, "PQ.05", Dur(400*time.Millisecond)
 			c.edit(&g)
 			v := tomlcheck.NewChecker("f", nil)
 			g.validate(v.In("gpio"))

@@ -1,7 +1,8 @@
 package config
 
-// HTTP configures the status server: the status page, the JSON API,
-// /healthz and Prometheus /metrics (io/web).
+// HTTP configures the status server: the status page, the JSON API
+// (with the software trigger and the clear-fault command), /healthz and
+// Prometheus /metrics (io/web).
 type HTTP struct {
 	// Enabled turns the server on.
 	Enabled bool `toml:"enabled"`

@@ -68,6 +68,7 @@ func newMetrics(reg *prometheus.Registry, d *Daemon, version, commit string) *me
 		cam("inspectd_camera_frames_total", "Frames read from the camera.", func(s inspection.CameraStats) uint64 { return s.Captured }),
 		cam("inspectd_camera_frames_dropped_total", "Camera frames replaced by a newer one before anyone used them.", func(s inspection.CameraStats) uint64 { return s.Dropped }),
 		cam("inspectd_camera_reconnects_total", "Camera reopenings after a stall or an error.", func(s inspection.CameraStats) uint64 { return s.Reconnects }),
+		cam("inspectd_camera_images_skipped_total", "Replayed images skipped: vanished, empty, not a regular file, no readable PNG/JPEG/BMP header, larger than camera.max_pixels, or undecodable.", func(s inspection.CameraStats) uint64 { return s.Skipped }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	for _, v := range []inspection.Verdict{inspection.OK, inspection.NG, inspection.Error} {

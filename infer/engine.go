@@ -208,8 +208,10 @@ func (e *Engine) Localize(frame image.Image, roi image.Rectangle, t preprocess.T
 	return score, nil
 }
 
-// Close releases the sessions. It is safe to call more than once.
+// Close releases the sessions and returns the native memory they held to
+// the system. It is safe to call more than once.
 func (e *Engine) Close() error {
+	defer trimNativeHeap()
 	var errs []error
 	if e.align != nil {
 		errs = append(errs, e.align.Close())

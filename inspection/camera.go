@@ -32,6 +32,7 @@ type CameraStats struct {
 	Delivered  uint64 `json:"delivered"`  // frames returned by Next
 	Dropped    uint64 `json:"dropped"`    // frames overwritten before anyone asked for them
 	Reconnects uint64 `json:"reconnects"` // successful reopenings after a stall or an error
+	Skipped    uint64 `json:"skipped"`    // replayed images skipped: vanished, empty, not a regular file, no readable header, past camera.max_pixels, undecodable
 }
 
 // ErrEndOfStream is returned by Camera.Next when a replay without loop has

@@ -77,6 +77,7 @@ const (
 	EventCameraOnline  = "camera_online"
 	EventCameraOffline = "camera_offline"
 	EventCameraStalled = "camera_stalled"
+	EventImageSkipped  = "camera_image_skipped"
 	EventReloadDone    = "reload_done"
 	EventReloadFailed  = "reload_failed"
 	EventQueueOverflow = "queue_overflow"

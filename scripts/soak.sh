@@ -13,19 +13,7 @@ MAX_GROWTH_MB="${SOAK_MAX_GROWTH_MB:-5}"
 DIR=.soak
 BIN=bin/inspectd
 
-bash scripts/deps.sh
-go build -o "$BIN" ./cmd/inspectd
-mkdir -p "$DIR"
-if [ ! -d "$DIR/replay" ]; then
-  rm -rf "$DIR/.replay.partial"
-  mkdir -p "$DIR/.replay.partial"
-  gst-launch-1.0 -q videotestsrc num-buffers=30 pattern=ball ! video/x-raw,width=640,height=480 \
-    ! videoconvert ! pngenc ! multifilesink location="$DIR/.replay.partial/frame%03d.png"
-  mv "$DIR/.replay.partial" "$DIR/replay"
-fi
-if [ ! -f "$DIR/bundle/manifest.toml" ]; then
-  "$BIN" bench --save-bundle "$DIR/bundle" --iterations 1 >/dev/null
-fi
+. scripts/soak_common.sh
 cat >"$DIR/inspectd.toml" <<CONF
 config_version = 1
 state_dir = "state"

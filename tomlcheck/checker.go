@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -124,14 +125,16 @@ func (v *Checker) Required(name, val, hint string) {
 	}
 }
 
-// ExistingFile checks that path names a readable regular file.
+// ExistingFile checks that path names a regular file (a symbolic link to
+// one is followed): a directory, a device, a named pipe or a socket is
+// refused, naming what it is.
 func (v *Checker) ExistingFile(name, path string) {
 	st, err := os.Stat(path)
 	switch {
 	case err != nil:
 		v.Errorf(name, "%q: %s; expected an existing file", path, statReason(err))
-	case st.IsDir():
-		v.Errorf(name, "%q is a directory; expected a file", path)
+	case !st.Mode().IsRegular():
+		v.Errorf(name, "%q is %s; expected a file", path, FileKind(st.Mode()))
 	}
 }
 
@@ -144,6 +147,37 @@ func (v *Checker) ExistingDir(name, path string) {
 	case !st.IsDir():
 		v.Errorf(name, "%q is not a directory", path)
 	}
+}
+
+// KernelFilesystems are the directories whose files the kernel makes up:
+// nothing a program stores can live below them.
+var KernelFilesystems = []string{"/proc", "/sys", "/dev"}
+
+// DataDir checks, without touching the disk, that path can name a
+// directory a program keeps its data in: an absolute or relative path that
+// is not on a kernel filesystem (/proc, /sys, /dev), where writes vanish,
+// fail or reach a device (/dev/null). Whether the directory exists and is
+// writable is checked where the file system is looked at (check-config's
+// environment checks, the daemon's start).
+func (v *Checker) DataDir(name, path string) {
+	if fs := OnKernelFilesystem(path); fs != "" {
+		v.Errorf(name, "%q is on %s, a kernel filesystem that cannot hold data; use a directory on a disk, e.g. \"/var/lib/inspectd\"", path, fs)
+	}
+}
+
+// OnKernelFilesystem returns the kernel filesystem (one of
+// KernelFilesystems) that the cleaned path lies in, or "".
+func OnKernelFilesystem(path string) string {
+	if path == "" {
+		return ""
+	}
+	p := filepath.Clean(path)
+	for _, k := range KernelFilesystems {
+		if p == k || strings.HasPrefix(p, k+"/") {
+			return k
+		}
+	}
+	return ""
 }
 
 func statReason(err error) string {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/inspectd/inspectd/config"
-	"github.com/inspectd/inspectd/io/mqtt"
 	"github.com/inspectd/inspectd/models/bundle"
 )
 
@@ -34,7 +34,7 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func checkConfig(_ context.Context, s streams, args []string) error {
-	fs := newFlagSet(s, "check-config", "check-config [-c FILE]\n\nValidates the configuration file and prints every problem, one per line, then\nverifies the model bundle it names as the daemon does at start-up (manifest, every\nchecksum, graph shapes, template).\nExit status: 0 valid, 1 invalid, 2 unreadable file or bad usage.")
+	fs := newFlagSet(s, "check-config", "check-config [-c FILE]\n\nValidates the configuration file and prints every problem, one per line, then\nverifies the model bundle it names as the daemon does at start-up (manifest, every\nchecksum, graph shapes and baked-in values, template) and what the daemon needs of\nthis machine: the directories it writes, the HTTP listen address, ONNX Runtime and\nthe execution provider, the GPIO chip, the camera source, the MQTT files.\nThe configuration must be a regular file of at most 1 MiB.\nExit status: 0 valid, 1 invalid, 2 unreadable file or bad usage.")
 	path := addConfigFlag(fs)
 	if done, err := parseFlags(fs, s, args); done {
 		return err
@@ -46,24 +46,39 @@ func checkConfig(_ context.Context, s streams, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := verifyBundle(cfg); err != nil {
-		return err
+	var ps config.Problems
+	if err := bundleProblem(cfg); err != nil {
+		ps = append(ps, *err)
 	}
-	if cfg.MQTT.Enabled {
-		if err := mqtt.CheckFiles(cfg.MQTT); err != nil {
-			return &exitError{code: exitFailure, err: fmt.Errorf("%s is invalid:\n%s: %v", cfg.File, cfg.File, err)}
-		}
+	var env config.Problems
+	if err := verifyEnvironment(cfg); errors.As(err, &env) {
+		ps = append(ps, env...)
+	} else if err != nil {
+		return failure(fmt.Errorf("%s: %w", cfg.File, err))
 	}
-	fmt.Fprintf(s.stdout, "%s: configuration is valid; model bundle %s verified\n", *path, cfg.Model.Bundle)
+	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool { return lineOrder(ps[i]) < lineOrder(ps[j]) })
+		return &exitError{code: exitFailure, err: fmt.Errorf("%s is invalid:\n%w", cfg.File, ps)}
+	}
+	fmt.Fprintf(s.stdout, "%s: configuration is valid; model bundle %s verified; this machine has what it needs\n", *path, cfg.Model.Bundle)
 	return nil
 }
 
-// verifyBundle loads the configured bundle with every check the daemon
-// makes before its first part, reporting a failure as a problem of the
-// model.bundle key.
-func verifyBundle(cfg *config.Config) error {
+// lineOrder sorts problems by line, those without one last.
+func lineOrder(p config.Problem) int {
+	if p.Line <= 0 {
+		return 1 << 30
+	}
+	return p.Line
+}
+
+// bundleProblem loads the configured bundle with every check the daemon
+// makes before its first part and returns the model.bundle problem of a
+// bundle that does not load, or nil.
+func bundleProblem(cfg *config.Config) *config.Problem {
 	if _, err := bundle.Load(cfg.Model.Bundle); err != nil {
-		return &exitError{code: exitFailure, err: fmt.Errorf("%s is invalid:\n%s", cfg.File, cfg.Problem("model.bundle", "%v", err))}
+		p := cfg.Problem("model.bundle", "%v", err)
+		return &p
 	}
 	return nil
 }

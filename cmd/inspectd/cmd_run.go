@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -51,6 +52,11 @@ func runDaemon(ctx context.Context, s streams, args []string) error {
 	logger, err := logging.New(s.stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return failure(fmt.Errorf("run: %w", err))
+	}
+	// What check-config verifies of this machine, run refuses too, before
+	// anything is opened.
+	if err := verifyEnvironment(cfg); err != nil {
+		return failure(fmt.Errorf("run: %s is invalid:\n%w", cfg.File, err))
 	}
 	spareProcessor()
 	steadyHeap()
@@ -138,7 +144,7 @@ func (st *station) build() error {
 
 	cam, err := camera.New(cfg.Camera, st.log)
 	if err != nil {
-		return keyError(cfg, "camera.source", err)
+		return keyedProblems(cfg, "camera", err)
 	}
 	st.cam = cam
 
@@ -231,6 +237,14 @@ func (st *station) build() error {
 		return err
 	}
 	st.d = d
+	cam.OnSkip(func(e *camera.ImageError) {
+		f := map[string]string{"file": e.Path, "reason": e.Reason}
+		if e.Width != 0 || e.Height != 0 {
+			f["format"], f["width"], f["height"] = e.Format, strconv.FormatInt(e.Width, 10), strconv.FormatInt(e.Height, 10)
+		}
+		d.ReportEvent(inspection.Event{Severity: inspection.Warning, Kind: inspection.EventImageSkipped,
+			Message: "camera skipped an image: " + e.Error(), Fields: f})
+	})
 	return nil
 }
 

@@ -206,3 +206,25 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestRunRefusesWhatCheckConfigRefuses: run verifies this machine as
+// check-config does, before it opens anything: a GPIO chip that is not one
+// is refused with file:line and key, and no GPIO line is driven.
+func TestRunRefusesWhatCheckConfigRefuses(t *testing.T) {
+	cfg := stationConfig(t, "127.0.0.1:0", "")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), `chip = "sim"`, `chip = "/dev/null"`, 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "run", "-c", cfg, "--print")
+	if code != 1 || !strings.Contains(stderr, cfg+":") || !strings.Contains(stderr, `gpio.chip: "/dev/null"`) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 1 naming %s:<line>: gpio.chip", code, stderr, cfg)
+	}
+	if strings.Contains(stdout, "gpio") {
+		t.Errorf("GPIO lines were driven:\n%s", stdout)
+	}
+}

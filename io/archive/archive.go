@@ -61,8 +61,9 @@ type Stats struct {
 	Deleted uint64 // sets deleted to stay within the budget
 	Skipped uint64 // sets not written because they alone exceed the budget
 	Errors  uint64 // failures: unusable directory, write, delete or encode errors
-	// Bytes is the current size of the archive (file contents of the
-	// managed sets).
+	// Bytes is the current size of the archive: the disk space the
+	// managed sets' files take (allocated blocks, as du counts them; the
+	// file sizes outside Linux).
 	Bytes int64
 	// LastError describes the most recent failure; empty when none.
 	LastError string
@@ -81,7 +82,8 @@ type Archive struct {
 	host        Host       // set by Start
 	started     bool
 	closed      bool
-	ready       bool // directory created, probed and scanned
+	ready       bool  // directory created, probed and scanned
+	unit        int64 // allocation unit of the directory's file system (allocUnit)
 	idx         index
 	rd          renderer
 	errLimit    limiter
@@ -231,13 +233,31 @@ func (a *Archive) Deliver(ctx context.Context, r *inspection.Result) error {
 // Close stops the archive: it waits for a Deliver in progress (every write
 // is complete when Deliver returns, so nothing else is pending) and later
 // Deliver calls fail. There is no goroutine to stop and no file held open.
-// Safe without Start and safe twice.
-func (a *Archive) Close(context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.closed = true
-	a.rd = renderer{}
-	return nil
+// A write blocked on a frozen or dead disk is waited for only until ctx
+// ends: Close then returns an error naming the directory, and the archive
+// closes as soon as that write returns. Safe without Start and safe twice.
+func (a *Archive) Close(ctx context.Context) error {
+	locked := make(chan struct{})
+	go func() {
+		a.mu.Lock()
+		close(locked)
+	}()
+	finish := func() {
+		a.closed = true
+		a.rd = renderer{}
+		a.mu.Unlock()
+	}
+	select {
+	case <-locked:
+		finish()
+		return nil
+	case <-ctx.Done():
+		go func() {
+			<-locked
+			finish()
+		}()
+		return fmt.Errorf("archive: close: a write to %s is still blocked: %w", a.cfg.Dir, ctx.Err())
+	}
 }
 
 // Stats returns a snapshot of the counters.

@@ -139,11 +139,7 @@ func TestDeliverWritesSet(t *testing.T) {
 		t.Errorf("JSON is not indented:\n%s", b)
 	}
 	s := e.a.Stats()
-	var total int64
-	for _, f := range want {
-		fi, _ := os.Stat(filepath.Join(e.dir, f))
-		total += fi.Size()
-	}
+	total := du(t, e.dir, want...)
 	if s.Written != 1 || s.Errors != 0 || s.Bytes != total || s.LastError != "" {
 		t.Errorf("Stats = %+v, want 1 written, %d bytes", s, total)
 	}
@@ -489,9 +485,15 @@ func TestBudget(t *testing.T) {
 	recent := testStart.Add(-10 * time.Minute)
 	must(t, os.Chtimes(filepath.Join(root, "2026-04-02/.tmp-inflight"), recent, recent))
 
+	// The sets' disk usage (8000 bytes of contents).
+	a1 := du(t, root, "2026-04-01/100000.000_NG_a1.jpg", "2026-04-01/100000.000_NG_a1.json")
+	a2 := du(t, root, "2026-04-01/110000.000_OK_a2.json")
+	b1 := du(t, root, "2026-04-02/090000.000_ERROR_b1.json")
+	b2 := du(t, root, "2026-04-02/095959.999_NG_b2.jpg", "2026-04-02/095959.999_NG_b2.overlay.jpg", "2026-04-02/095959.999_NG_b2.json")
+
 	e := newEnv(t, func(c *config.Archive) { c.Dir = root })
-	if s := e.a.Stats(); s.Bytes != 8000 || s.Deleted != 0 {
-		t.Fatalf("after the scan: %+v, want 8000 bytes", s)
+	if s := e.a.Stats(); s.Bytes != a1+a2+b1+b2 || s.Deleted != 0 {
+		t.Fatalf("after the scan: %+v, want %d bytes", s, a1+a2+b1+b2)
 	}
 	if _, err := os.Stat(filepath.Join(root, "2026-04-02/.tmp-crashed")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale temporary file kept: %v", err)
@@ -503,11 +505,7 @@ func TestBudget(t *testing.T) {
 		if err := e.a.Deliver(t.Context(), r); err != nil {
 			t.Fatal(err)
 		}
-		fi, err := os.Stat(setPath(e, r, suffixJSON))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
+		return du(t, "", setPath(e, r, suffixJSON))
 	}
 	sets := func() []string {
 		var out []string
@@ -519,7 +517,7 @@ func TestBudget(t *testing.T) {
 
 	// Exactly full: the oldest set makes room.
 	e.a.mu.Lock()
-	e.a.budget = 8000
+	e.a.budget = a1 + a2 + b1 + b2
 	e.a.mu.Unlock()
 	s1 := deliver(1)
 	want := []string{"2026-04-01/110000.000_OK_a2", "2026-04-02/090000.000_ERROR_b1", "2026-04-02/095959.999_NG_b2", "2026-05-01/120001.123_NG_st1-20260501T120000-000001"}
@@ -528,7 +526,7 @@ func TestBudget(t *testing.T) {
 	}
 	// Two more must go for the next one.
 	e.a.mu.Lock()
-	e.a.budget = 2000 + 2*s1 + 10
+	e.a.budget = b2 + 2*s1 + 10
 	e.a.mu.Unlock()
 	deliver(2)
 	want = []string{"2026-04-02/095959.999_NG_b2", "2026-05-01/120001.123_NG_st1-20260501T120000-000001", "2026-05-01/120002.123_NG_st1-20260501T120000-000002"}
@@ -589,7 +587,7 @@ func TestEvictionRemovesEmptyDay(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(root, "2026-04-30", "235959.000_NG_old.json"), make([]byte, 3000), 0o640))
 	e := newEnv(t, func(c *config.Archive) { c.Dir = root })
 	e.a.mu.Lock()
-	e.a.budget = 3000
+	e.a.budget = du(t, root, "2026-04-30/235959.000_NG_old.json")
 	e.a.mu.Unlock()
 	e.a.Deliver(t.Context(), result(1, inspection.NG))
 	if _, err := os.Stat(filepath.Join(root, "2026-04-30")); !errors.Is(err, os.ErrNotExist) {
@@ -652,9 +650,8 @@ func TestRedeliveryReplacesSet(t *testing.T) {
 	if got := files(t, e.dir); len(got) != 1 {
 		t.Errorf("files = %v", got)
 	}
-	fi, _ := os.Stat(setPath(e, r, suffixJSON))
-	if s := e.a.Stats(); s.Bytes != fi.Size() || e.a.idx.len() != 1 {
-		t.Errorf("Stats = %+v, want %d bytes", s, fi.Size())
+	if s, want := e.a.Stats(), du(t, "", setPath(e, r, suffixJSON)); s.Bytes != want || e.a.idx.len() != 1 {
+		t.Errorf("Stats = %+v, want %d bytes", s, want)
 	}
 }
 

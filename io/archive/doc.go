@@ -45,11 +45,16 @@
 //
 // # Disk budget
 //
-// max_size_mb (MiB, 2^20 bytes, of file contents) is enforced oldest set
-// first. The archive scans the directory once when it opens it and then
-// tracks the total incrementally: before a set is written, the oldest sets
-// are deleted (whole sets) until the new one fits. A set larger than the
-// whole budget is not written and raises a disk_budget event.
+// max_size_mb (MiB, 2^20 bytes) is enforced oldest set first on the disk
+// space the sets' files take: their allocated blocks, as du counts them,
+// so a 1-byte file on a 4 KiB-block file system costs 4096 bytes and a
+// sparse file only what it holds (outside Linux, the file sizes). The
+// archive scans the directory once when it opens it and then tracks the
+// total incrementally: before a set is written, the oldest sets are
+// deleted (whole sets) until the new one fits, its usage estimated from
+// its sizes rounded up to the file system's allocation unit; once written
+// it counts with its measured usage. A set larger than the whole budget is
+// not written and raises a disk_budget event.
 //
 // # Failures
 //
@@ -66,8 +71,10 @@
 // # Lifecycle and metrics
 //
 // New only checks the configuration; Start (with the Host that receives
-// events) opens the directory; Close waits for a Deliver in progress. The
-// archive starts no goroutine. Archive is a prometheus.Collector of the
-// inspectd_archive_* series, read from counters that a scrape never waits
-// for behind disk I/O.
+// events) opens the directory; Close waits for a Deliver in progress, as
+// long as its ctx allows (a write blocked on a frozen disk does not hang
+// the shutdown). The archive starts no goroutine. Archive is a
+// prometheus.Collector of the inspectd_archive_* series, read from
+// counters that a scrape never waits for behind disk I/O: with the disk
+// frozen, /metrics and the status page still answer.
 package archive

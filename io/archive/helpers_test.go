@@ -202,3 +202,18 @@ func eventKinds(evs []inspection.Event) []string {
 	}
 	return k
 }
+
+// du returns the disk usage the archive counts (diskUsage) of the files
+// rel under dir (dir "" for absolute paths).
+func du(t testing.TB, dir string, rel ...string) int64 {
+	t.Helper()
+	var n int64
+	for _, r := range rel {
+		fi, err := os.Lstat(filepath.Join(dir, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += diskUsage(fi)
+	}
+	return n
+}

@@ -139,12 +139,7 @@ func TestMetrics(t *testing.T) {
 	deliver(3, false)
 	setBudget(100) // too small for any set
 	deliver(4, true)
-	var onDisk int64
-	for _, f := range files(t, e.dir) {
-		fi, err := os.Stat(filepath.Join(e.dir, f))
-		must(t, err)
-		onDisk += fi.Size()
-	}
+	onDisk := du(t, e.dir, files(t, e.dir)...)
 	if onDisk == 0 {
 		t.Fatal("nothing written")
 	}

@@ -226,6 +226,7 @@ func (a *Archive) open() error {
 	}
 	f.Close()
 	os.Remove(f.Name())
+	a.unit = allocUnit(dir)
 	idx, err := a.scan()
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
@@ -296,9 +297,10 @@ func (a *Archive) scanDay(idx *index, day string, cutoff time.Time) {
 			byBase[base] = i
 			idx.sets = append(idx.sets, set{day: day, base: base})
 		}
-		idx.sets[i].size += fi.Size()
+		used := diskUsage(fi)
+		idx.sets[i].size += used
 		idx.sets[i].kinds |= kind
-		idx.total += fi.Size()
+		idx.total += used
 	}
 }
 
@@ -354,12 +356,22 @@ func (a *Archive) deleteSet(s set) {
 	}
 }
 
-// store writes the files of one set atomically, within the budget.
+// onDisk estimates the disk usage of a file of n bytes before it is
+// written: n rounded up to the file system's allocation unit.
+func (a *Archive) onDisk(n int) int64 {
+	u := max(a.unit, 1)
+	return (int64(n) + u - 1) / u * u
+}
+
+// store writes the files of one set atomically, within the budget. The
+// budget counts disk usage (diskUsage): the set's usage is estimated
+// from its sizes to make room before writing, then measured from the
+// written files, and older sets are evicted if it came out larger.
 func (a *Archive) store(r *inspection.Result, day, base string, files []file) {
 	var need int64
 	var kinds uint8
 	for _, f := range files {
-		need += int64(len(f.data))
+		need += a.onDisk(len(f.data))
 		switch f.suffix {
 		case suffixJPG:
 			kinds |= kindJPG
@@ -401,11 +413,30 @@ func (a *Archive) store(r *inspection.Result, day, base string, files []file) {
 		// cut is in doubt. Report, keep the set.
 		a.fail(r.Station, r.ID, fmt.Errorf("sync %s: %w", a.rel(dir), err))
 	}
+	if used, ok := measure(done); ok {
+		s.size = used
+	}
 	a.idx.add(s)
 	a.statsMu.Lock()
 	a.stats.Written++
-	a.stats.Bytes = a.idx.total
 	a.statsMu.Unlock()
+	if a.idx.total > a.budget {
+		a.evict(0, day) // the set took more than estimated
+	}
+	a.setBytes()
+}
+
+// measure returns the disk usage of the written files paths; ok is false
+// when one cannot be read (the estimate stands then).
+func measure(paths []string) (used int64, ok bool) {
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return 0, false
+		}
+		used += diskUsage(fi)
+	}
+	return used, true
 }
 
 // dayDir creates the day directory if needed and refuses one that is not a

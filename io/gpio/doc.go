@@ -61,6 +61,18 @@
 // is off, the fault lamp on, the OK/NG/strobe lines off. A FIFO overflow
 // latches until ClearFault; Halt and Close are final.
 //
+// # Health
+//
+// The Actuator is an inspection.HealthReporter: Problems names a latched
+// fault, halted outputs, and the parts of the last minute whose fate was
+// not decided by their verdict (no verdict at the actuation time, or a
+// result that arrived after its part had passed the actuator). The daemon
+// makes the station unhealthy (/healthz 503, status page) and adds them to
+// every Result's Faults, so no result says OK unnoticed while the line
+// rejects. It is an inspection.FaultClearer: ClearFault, reached through
+// POST /api/clear-fault, the MQTT clear_fault command and SIGHUP, releases
+// a latched fault and reports gpio_fault_cleared.
+//
 // # Inputs
 //
 // The part-present input turns each edge (debounced by the kernel) into a

@@ -295,7 +295,7 @@ func TestHandshakeIdleWhileFaulted(t *testing.T) {
 		t.Fatalf("strobe raised until %v; want +20ms", next.Sub(t0))
 	}
 	a.hs.step(t0.Add(20 * time.Millisecond)) // dropped; the next may follow at +40 ms
-	a.out.latchFault()
+	a.out.latchFault("test")
 	a.hs.enqueue("p2", false)
 	now := t0.Add(time.Second)
 	if next := a.hs.step(now); !next.IsZero() && !next.After(now) {

@@ -45,9 +45,12 @@ type outputs struct {
 	signal   func()
 	inFlight func() int // parts in flight, for the halt message (lock-free)
 
-	// faulted and halted are written under mu and read anywhere.
-	faulted atomic.Bool
-	halted  atomic.Bool
+	// faulted and halted are written under mu and read anywhere, as are
+	// their causes (for Problems).
+	faulted     atomic.Bool
+	halted      atomic.Bool
+	faultReason atomic.Pointer[string]
+	haltReason  atomic.Pointer[string]
 	// gen counts the safe states entered (written under mu): the
 	// handshake drops the verdicts it queued before the last one.
 	gen atomic.Uint64
@@ -95,10 +98,14 @@ func (o *outputs) detach() lines {
 // latched or after Halt.
 func (a *Actuator) SetReady(on bool) { a.out.setReady(on) }
 
-// ClearFault releases a latched FIFO overflow: the actuator returns to
-// rest and scheduling resumes for the parts still tracked. Parts refused
-// during the fault are not tracked: with energise_to_reject they would
-// pass, so clear the fault once they have left the conveyor.
+// ClearFault releases a latched FIFO overflow (inspection.FaultClearer;
+// the daemon's ClearFaults calls it for POST /api/clear-fault, the MQTT
+// clear_fault command and SIGHUP): the actuator returns to rest,
+// scheduling resumes for the parts still tracked and a gpio_fault_cleared
+// event is reported. Parts refused during the fault are not tracked: with
+// energise_to_reject they would pass, so clear the fault once they have
+// left the conveyor. Without a latched fault, and after Halt, it does
+// nothing.
 func (a *Actuator) ClearFault() { a.out.clearFault() }
 
 // Halt puts every output in its safe state and stops actuating, for
@@ -124,10 +131,17 @@ func (o *outputs) clearFault() {
 		return
 	}
 	o.faulted.Store(false)
+	reason := o.faultReason.Swap(nil)
 	o.setReject(false, Tag{Reason: "fault_cleared"})
 	o.write(o.l.fault, false, Tag{Reason: "fault"})
 	o.write(o.l.ready, o.readyWanted, Tag{Reason: "ready"})
-	o.ev.emit(inspection.Info, EventFaultCleared, "GPIO fault cleared; scheduling resumed", nil)
+	msg, fields := "GPIO fault cleared; scheduling resumed", map[string]string(nil)
+	if reason != nil {
+		msg += " (the fault was: " + *reason + ")"
+		fields = map[string]string{"fault": *reason}
+	}
+	o.ev.emit(inspection.Info, EventFaultCleared, msg, fields)
+	o.log.Info("latched fault cleared by the operator", "fault", fields["fault"])
 	o.signal()
 }
 
@@ -141,6 +155,7 @@ func (o *outputs) haltLocked(reason string) {
 	if o.halted.Load() {
 		return
 	}
+	o.haltReason.Store(&reason)
 	o.halted.Store(true)
 	o.safeState()
 	inFlight := o.inFlight()
@@ -150,13 +165,15 @@ func (o *outputs) haltLocked(reason string) {
 	o.signal()
 }
 
-// latchFault enters the safe state until ClearFault.
-func (o *outputs) latchFault() {
+// latchFault enters the safe state until ClearFault; reason says why,
+// for Problems and the cleared event.
+func (o *outputs) latchFault(reason string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.faulted.Load() {
 		return
 	}
+	o.faultReason.Store(&reason)
 	o.faulted.Store(true)
 	o.safeState()
 }

@@ -40,6 +40,13 @@ type schedule struct {
 	noVerdict    atomic.Uint64
 	lateVerdicts atomic.Uint64
 	overflows    atomic.Uint64
+
+	// Parts over the last minute that the actuator could not decide by
+	// their verdict, for Problems: no verdict at the actuation time
+	// (late_policy decided), and results that arrived after their
+	// unregistered part had passed the actuator (no actuation at all).
+	recentNoVerdict   recentCount
+	recentUnscheduled recentCount
 }
 
 type part struct {
@@ -106,7 +113,7 @@ func (s *schedule) add(p *part) {
 		s.ev.emit(inspection.Critical, EventFIFOOverflow,
 			fmt.Sprintf("more than %d parts in flight; part %q is not tracked; every part is rejected until the fault is cleared", s.set.maxInFlight, p.id),
 			map[string]string{"part_id": p.id, "max_parts_in_flight": strconv.Itoa(s.set.maxInFlight)})
-		s.out.latchFault()
+		s.out.latchFault(fmt.Sprintf("FIFO overflow: more than %d parts in flight (gpio.max_parts_in_flight), part %q was not tracked", s.set.maxInFlight, p.id))
 		s.remember(p.id, doneInfo{due: p.due, rejected: true, untracked: true})
 		return
 	}
@@ -146,7 +153,12 @@ func (s *schedule) deliver(r *inspection.Result) {
 	p := s.newPart(r.PartID, trigger, s.in.countAt(trigger))
 	if (!s.set.encoder && !p.due.After(now)) || (s.set.encoder && p.dueCount <= s.in.count.Load()) {
 		s.lateVerdicts.Add(1)
-		s.ev.emit(inspection.Warning, EventUnscheduled, fmt.Sprintf("result for part %q arrived after the part passed the actuator; no actuation", r.PartID),
+		s.recentUnscheduled.add(now)
+		fate := "rejected: energise_to_pass gave it no pass pulse"
+		if !s.set.toPass {
+			fate = "let through: energise_to_reject gave it no reject pulse"
+		}
+		s.ev.emit(inspection.Warning, EventUnscheduled, fmt.Sprintf("result %s for part %q arrived after the part passed the actuator; the part was %s", r.Verdict, r.PartID, fate),
 			map[string]string{"part_id": r.PartID, "verdict": string(r.Verdict)})
 		return
 	}
@@ -229,6 +241,7 @@ func (s *schedule) actuate(p *part, now, intended time.Time) {
 	rejected, held := s.out.actuate(p.id, reject, now, intended)
 	if noVerdict && !held {
 		s.noVerdict.Add(1)
+		s.recentNoVerdict.add(now)
 	}
 	s.remember(p.id, doneInfo{due: intended, rejected: rejected})
 	if rejected {

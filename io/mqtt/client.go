@@ -52,6 +52,10 @@ type Host interface {
 	Resume()
 	// Status returns a snapshot of the daemon.
 	Status() inspection.Status
+	// ClearFaults clears the outputs' latched faults (command
+	// clear_fault, Sparkplug Node Control/Clear Fault); it fails when no
+	// output latches faults.
+	ClearFaults() error
 }
 
 // Options configures a Client.
@@ -90,9 +94,18 @@ type Stats struct {
 	// error; each may reach subscribers twice.
 	PublishRetries uint64
 	// Dropped counts messages dropped because the outbox was full (oldest
-	// first) or could not be written; EventsDropped events dropped because
-	// the in-memory event queue was full.
+	// first) and messages lost because the outbox could not be written
+	// and publishing them directly failed (Lost); EventsDropped events
+	// dropped because the in-memory event queue was full.
 	Dropped, EventsDropped uint64
+	// PublishedUnpersisted counts messages published directly, without
+	// the outbox, because it could not be written (at most once).
+	PublishedUnpersisted uint64
+	// Lost counts messages neither written to the outbox nor published;
+	// ResultsLost the results among them.
+	Lost, ResultsLost uint64
+	// OutboxWritable is false while writes to the outbox fail.
+	OutboxWritable bool
 	// Quarantined counts corrupt outbox records moved aside.
 	Quarantined uint64
 	// OutboxDepth is the number of messages waiting; OutboxMax the bound.
@@ -188,9 +201,12 @@ type Client struct {
 	dropsPending  uint64
 
 	accepted, persisted, published, publishedResults atomic.Uint64
-	retries, writeDropped, eventsDropped             atomic.Uint64
+	retries, eventsDropped                           atomic.Uint64
 	commands, commandErrors, statsPublished          atomic.Uint64
 	acceptedSeq                                      atomic.Uint64
+	direct, lostMsgs, resultsLost                    atomic.Uint64
+
+	health health // what Problems reports (health.go)
 }
 
 // testHooks let the package's tests observe or hold the goroutines.
@@ -199,6 +215,8 @@ type testHooks struct {
 	beforeWrite func()
 	// retryDelay replaces writeRetryDelay when set.
 	retryDelay time.Duration
+	// stalledAfter replaces stalledWriteAfter when set.
+	stalledAfter time.Duration
 }
 
 // New checks the options (the configuration with config.MQTT.Validate, the
@@ -251,23 +269,45 @@ func (c *Client) Deliver(ctx context.Context, r *inspection.Result) error {
 	if err != nil {
 		return err
 	}
+	// While the outbox cannot be written, the writer publishes results
+	// directly: wait for its verdict so that a result it could not keep
+	// is an error here (the daemon counts sink errors), not a silent loss.
+	var done chan error
+	if c.health.degraded() {
+		done = make(chan error, 1)
+	}
 	c.sendMu.RLock()
-	defer c.sendMu.RUnlock()
 	switch {
 	case c.closed:
+		c.sendMu.RUnlock()
 		return ErrClosed
 	case !c.accepting:
+		c.sendMu.RUnlock()
 		return ErrNotStarted
 	}
 	select {
-	case c.stage <- item{kind: kindResult, payload: payload}:
+	case c.stage <- item{kind: kindResult, payload: payload, done: done}:
 		c.accepted.Add(1)
 		c.acceptedSeq.Add(1)
-		return nil
+		c.sendMu.RUnlock()
 	case <-c.closing:
+		c.sendMu.RUnlock()
 		return ErrClosed
 	case <-ctx.Done():
+		c.sendMu.RUnlock()
 		return fmt.Errorf("mqtt: result %s: outbox writer is behind: %w", r.ID, ctx.Err())
+	}
+	if done == nil {
+		return nil
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("mqtt: result %s: %w", r.ID, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt: result %s: outbox not writable, waiting for the direct publish: %w", r.ID, ctx.Err())
 	}
 }
 
@@ -376,12 +416,13 @@ func (c *Client) start(ctx context.Context, host Host) (err error) {
 			}
 		}
 	}()
-	if aside != "" {
-		c.log.Error("outbox was corrupt: moved it aside and started an empty one; its undelivered messages are not sent",
-			"corrupt_file", aside, "outbox", c.box.path)
+	if aside.Aside != "" {
+		c.health.setDamaged(c.box.path, aside, time.Now())
+		c.log.Error("outbox was damaged: moved it aside and started an empty one; the messages it held are not sent",
+			"reason", aside.Reason, "corrupt_file", aside.Aside, "outbox", c.box.path)
 		c.Event(inspection.Event{Time: time.Now(), Severity: inspection.Critical, Kind: inspection.EventOutboxDrop,
-			Message: "outbox file was corrupt and was moved aside; its undelivered messages are not sent",
-			Fields:  map[string]string{"corrupt_file": aside}})
+			Message: fmt.Sprintf("outbox file was damaged (%v) and was moved aside to %s; an empty outbox was started and the messages it held are not sent", aside.Reason, aside.Aside),
+			Fields:  map[string]string{"corrupt_file": aside.Aside, "reason": aside.Reason.Error()}})
 	}
 	if depth := c.box.depth(); depth > 0 {
 		c.log.Info("outbox holds messages from an earlier run; they are sent first", "depth", depth, "outbox", c.box.path)
@@ -454,9 +495,12 @@ func (c *Client) Stats() Stats {
 		Connected: c.conn.isUp(),
 		Accepted:  c.accepted.Load(), Persisted: c.persisted.Load(),
 		Published: c.published.Load(), PublishedResults: c.publishedResults.Load(),
-		PublishRetries: c.retries.Load(),
-		Dropped:        c.box.dropped.Load() + c.writeDropped.Load(),
-		EventsDropped:  c.eventsDropped.Load(),
+		PublishRetries:       c.retries.Load(),
+		Dropped:              c.box.dropped.Load() + c.lostMsgs.Load(),
+		EventsDropped:        c.eventsDropped.Load(),
+		PublishedUnpersisted: c.direct.Load(),
+		Lost:                 c.lostMsgs.Load(), ResultsLost: c.resultsLost.Load(),
+		OutboxWritable: c.health.unwritable.Load() == nil,
 		Quarantined:    c.box.quarantined.Load(),
 		OutboxDepth:    c.box.depth(), OutboxMax: c.cfg.OutboxMaxMessages,
 		Reconnects: uint64(max(n-1, 0)),
@@ -470,8 +514,10 @@ func (c *Client) Stats() Stats {
 // announces offline (JSON: retained status; Sparkplug: NDEATH) and
 // disconnects, waits for every goroutine Start started, then closes the
 // outbox. What was not published stays in the outbox for the next start.
-// Close is safe without Start and safe to call twice; it waits for a Start
-// in progress (which gives up its connection attempt).
+// It logs a summary of the run; when results were lost (the outbox could
+// not be written and publishing them directly failed) it returns an error
+// saying how many. Close is safe without Start and safe to call twice; it
+// waits for a Start in progress (which gives up its connection attempt).
 func (c *Client) Close(ctx context.Context) error {
 	if !c.stopTaking() {
 		return nil
@@ -518,7 +564,19 @@ func (c *Client) Close(ctx context.Context) error {
 	if d := c.box.depth(); d > 0 {
 		c.log.Info("messages left in the outbox for the next start", "depth", d)
 	}
-	return c.box.close()
+	st := c.Stats()
+	c.log.Info("closed", "results_accepted", st.Accepted, "results_persisted", st.Persisted,
+		"results_published", st.PublishedResults, "published_unpersisted", st.PublishedUnpersisted,
+		"results_lost", st.ResultsLost, "messages_lost", st.Lost, "outbox_dropped_full", c.box.dropped.Load(),
+		"outbox_depth", st.OutboxDepth)
+	err := c.box.close()
+	if st.Lost > 0 {
+		lerr := fmt.Errorf("mqtt: %d results and %d events were neither written to the outbox %s nor published (%s)",
+			st.ResultsLost, st.Lost-st.ResultsLost, c.box.path, c.health.lastWriteError())
+		c.log.Error("results lost during this run", "results_lost", st.ResultsLost, "messages_lost", st.Lost, "error", lerr)
+		err = errors.Join(lerr, err)
+	}
+	return err
 }
 
 // goroutines runs goroutines that Wait waits for; once Wait has begun, Go

@@ -27,6 +27,10 @@ const (
 	CmdStatus    = "status"
 	CmdPause     = "pause"
 	CmdResume    = "resume"
+	// CmdClearFault clears the outputs' latched faults (the GPIO FIFO
+	// overflow, this output's damaged-outbox and lost-results notices)
+	// after their cause is fixed.
+	CmdClearFault = "clear_fault"
 )
 
 // Command limits.
@@ -43,12 +47,13 @@ const (
 // commandFields lists the fields each command accepts besides
 // correlation_id.
 var commandFields = map[string][]string{
-	CmdTrigger:   {"part_id"},
-	CmdReload:    nil,
-	CmdThreshold: {"image_threshold", "pixel_threshold"},
-	CmdStatus:    nil,
-	CmdPause:     nil,
-	CmdResume:    nil,
+	CmdTrigger:    {"part_id"},
+	CmdReload:     nil,
+	CmdThreshold:  {"image_threshold", "pixel_threshold"},
+	CmdStatus:     nil,
+	CmdPause:      nil,
+	CmdResume:     nil,
+	CmdClearFault: nil,
 }
 
 // fieldError is a request problem attributed to one field.
@@ -69,6 +74,31 @@ type request struct {
 	correlationID string
 	partID        string
 	image, pixel  *float64
+}
+
+// describe names what a request asks for besides its command and
+// correlation id ("" when nothing): two requests with the same command and
+// description are the same request.
+func (r request) describe() string {
+	var parts []string
+	switch r.name {
+	case CmdTrigger:
+		if r.partID == "" {
+			parts = append(parts, "no part_id")
+		} else {
+			parts = append(parts, fmt.Sprintf("part_id %q", r.partID))
+		}
+	case CmdThreshold:
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"image_threshold", r.image}, {"pixel_threshold", r.pixel}} {
+			if f.v != nil {
+				parts = append(parts, fmt.Sprintf("%s %g", f.name, *f.v))
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // parseRequest validates a command payload completely before anything is
@@ -197,35 +227,56 @@ type inbound struct {
 // commandState is the JSON command machinery: a bounded queue handled by
 // one goroutine (reload runs on its own), and the replies to recent
 // requests so that a redelivered request (QoS 1 duplicate) is answered,
-// not executed twice.
+// not executed twice, and a different request under a used correlation id
+// is refused rather than answered with the old reply.
 type commandState struct {
 	queue     chan inbound
 	reloading atomic.Bool
 
 	mu     sync.Mutex
-	recent map[string][]byte
+	recent map[string]remembered
 	order  []string
+
+	// probe is the retained-command check in flight (retained.go).
+	probeMu sync.Mutex
+	probe   *retainProbe
+	// probeOff is set when the check cannot work on the current
+	// connection (cleared at every connect).
+	probeOff atomic.Bool
+}
+
+// remembered is the reply to an executed request and what the request
+// asked for (request.describe).
+type remembered struct {
+	what  string
+	reply []byte
+}
+
+// memo says under which key a reply is remembered and what the request
+// asked for; the zero memo remembers nothing.
+type memo struct {
+	key, what string
 }
 
 func (s *commandState) init() {
 	s.queue = make(chan inbound, commandQueue)
-	s.recent = make(map[string][]byte)
+	s.recent = make(map[string]remembered)
 }
 
-func (s *commandState) remembered(key string) ([]byte, bool) {
+func (s *commandState) remembered(key string) (remembered, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.recent[key]
-	return b, ok
+	r, ok := s.recent[key]
+	return r, ok
 }
 
-func (s *commandState) remember(key string, reply []byte) {
+func (s *commandState) remember(m memo, reply []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.recent[key]; !ok {
-		s.order = append(s.order, key)
+	if _, ok := s.recent[m.key]; !ok {
+		s.order = append(s.order, m.key)
 	}
-	s.recent[key] = reply
+	s.recent[m.key] = remembered{what: m.what, reply: reply}
 	for len(s.order) > rememberedIDs {
 		delete(s.recent, s.order[0])
 		s.order = s.order[1:]
@@ -249,6 +300,11 @@ func (s *jsonSession) commandWorker() {
 func (s *jsonSession) onCommand(_ paho.Client, m paho.Message) {
 	c := s.c
 	name := strings.TrimPrefix(m.Topic(), c.topics.cmd)
+	if m.Retained() && s.probing(m.Topic(), m.Payload()) {
+		// The retained copy a check of ours asked for (retained.go): the
+		// worker refuses the command it was checking.
+		return
+	}
 	if len(m.Payload()) == 0 {
 		// Someone cleared a retained command: nothing to do, no reply.
 		c.log.Debug("empty command message ignored", "command", name)
@@ -263,7 +319,7 @@ func (s *jsonSession) onCommand(_ paho.Client, m paho.Message) {
 		c.log.Warn("command queue full; command refused", "command", name)
 		req, _ := parseRequest(name, in.payload)
 		s.sendReply(name, Reply{CorrelationID: req.correlationID, Command: name,
-			Error: "busy: too many commands queued; retry later"}, false)
+			Error: "busy: too many commands queued; retry later"}, memo{})
 	}
 }
 
@@ -274,24 +330,40 @@ func (s *jsonSession) handleCommand(in inbound) {
 	if in.retained {
 		// A retained command would run again on every reconnect.
 		req, _ := parseRequest(in.name, in.payload)
-		s.fail(in.name, req.correlationID, "", fmt.Errorf("retained commands are ignored (they would run again on every reconnect); publish without -r and clear it with: mosquitto_pub -r -n -t %s%s", c.topics.cmd, in.name))
+		s.fail(in.name, req.correlationID, memo{}, s.retainedError(in.name))
 		return
 	}
 	req, err := parseRequest(in.name, in.payload)
 	if err != nil {
-		s.fail(in.name, req.correlationID, "", err)
+		s.fail(in.name, req.correlationID, memo{}, err)
 		return
 	}
-	key := in.name + "\x00" + req.correlationID
-	if prev, ok := s.cmds.remembered(key); ok {
+	key := memo{key: in.name + "\x00" + req.correlationID, what: req.describe()}
+	if prev, ok := s.cmds.remembered(key.key); ok {
+		if prev.what != key.what {
+			s.fail(in.name, req.correlationID, memo{}, fieldErr("correlation_id",
+				"%q was already used for a different %s request (%s); this request (%s) was not executed: use a fresh correlation_id per request",
+				req.correlationID, in.name, orNothing(prev.what), orNothing(key.what)))
+			return
+		}
 		c.log.Info("repeated command answered without running it again", "command", in.name, "correlation_id", req.correlationID)
-		s.publishReply(in.name, prev)
+		s.publishReply(in.name, prev.reply)
 		return
 	}
 	host := c.host
 	if host == nil {
 		s.fail(in.name, req.correlationID, key, errors.New("commands are not available in this process"))
 		return
+	}
+	// MQTT 3.1.1 clears the retain flag of a message published while we
+	// are subscribed: ask the broker whether it holds this command as
+	// retained before running it (retained.go).
+	if held, err := s.heldRetained(c.topics.cmd+in.name, in.payload); held {
+		s.fail(in.name, req.correlationID, memo{}, s.retainedError(in.name))
+		return
+	} else if err != nil {
+		c.log.Warn("cannot check whether commands are retained on this connection; running them unchecked until the next connect",
+			"error", err, "command", in.name)
 	}
 	switch in.name {
 	case CmdTrigger:
@@ -320,9 +392,20 @@ func (s *jsonSession) handleCommand(in inbound) {
 	case CmdResume:
 		host.Resume()
 		s.succeed(in.name, req.correlationID, key, map[string]any{"paused": false})
+	case CmdClearFault:
+		if err := host.ClearFaults(); err != nil {
+			s.fail(in.name, req.correlationID, key, fmt.Errorf("clear_fault: %w", err))
+			return
+		}
+		problems := host.Status().Problems
+		if problems == nil {
+			problems = []string{}
+		}
+		c.log.Info("latched faults cleared by command", "problems_left", len(problems))
+		s.succeed(in.name, req.correlationID, key, map[string]any{"cleared": true, "problems": problems})
 	case CmdReload:
 		if !s.cmds.reloading.CompareAndSwap(false, true) {
-			s.fail(in.name, req.correlationID, "", errors.New("a reload is already in progress"))
+			s.fail(in.name, req.correlationID, memo{}, errors.New("a reload is already in progress"))
 			return
 		}
 		started := c.routines.Go(func() {
@@ -342,16 +425,16 @@ func (s *jsonSession) handleCommand(in inbound) {
 		})
 		if !started {
 			s.cmds.reloading.Store(false)
-			s.fail(in.name, req.correlationID, "", errors.New("the MQTT client is stopping"))
+			s.fail(in.name, req.correlationID, memo{}, errors.New("the MQTT client is stopping"))
 		}
 	}
 }
 
-func (s *jsonSession) succeed(name, corrID, key string, result any) {
-	s.sendReply(name, Reply{CorrelationID: corrID, Command: name, OK: true, Result: result}, true, key)
+func (s *jsonSession) succeed(name, corrID string, key memo, result any) {
+	s.sendReply(name, Reply{CorrelationID: corrID, Command: name, OK: true, Result: result}, key)
 }
 
-func (s *jsonSession) fail(name, corrID, key string, err error) {
+func (s *jsonSession) fail(name, corrID string, key memo, err error) {
 	s.c.commandErrors.Add(1)
 	r := Reply{CorrelationID: corrID, Command: name, Error: err.Error()}
 	var fe *fieldError
@@ -359,23 +442,30 @@ func (s *jsonSession) fail(name, corrID, key string, err error) {
 		r.Field = fe.field
 	}
 	s.c.log.Warn("command failed", "command", name, "correlation_id", corrID, "error", err)
-	s.sendReply(name, r, key != "", key)
+	s.sendReply(name, r, key)
 }
 
 // sendReply publishes a reply on <base>/reply/<name> (an unknown command's
 // name is used as is: it cannot contain wildcards, MQTT forbids them in
-// topic names). keep remembers it for repeated requests.
-func (s *jsonSession) sendReply(name string, r Reply, keep bool, key ...string) {
+// topic names). A non-zero key remembers it for repeated requests.
+func (s *jsonSession) sendReply(name string, r Reply, key memo) {
 	r.Time = time.Now().UTC()
 	b, err := json.Marshal(r)
 	if err != nil {
 		s.c.log.Error("cannot encode reply", "command", name, "error", err)
 		return
 	}
-	if keep && len(key) > 0 && key[0] != "" {
-		s.cmds.remember(key[0], b)
+	if key.key != "" {
+		s.cmds.remember(key, b)
 	}
 	s.publishReply(name, b)
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "no fields"
+	}
+	return s
 }
 
 func (s *jsonSession) publishReply(name string, b []byte) {

@@ -35,6 +35,40 @@ func waitReply(t *testing.T, sub *mqtttest.Subscriber, cmd, corr string) mqtt.Re
 	return r
 }
 
+// replies returns the replies to cmd with correlation id corr, in order.
+func replies(msgs []mqtttest.Message, cmd, corr string) []mqtt.Reply {
+	var out []mqtt.Reply
+	for _, m := range msgs {
+		var r mqtt.Reply
+		if strings.HasSuffix(m.Topic, "/reply/"+cmd) && json.Unmarshal(m.Payload, &r) == nil && r.CorrelationID == corr {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func countReplies(sub *mqtttest.Subscriber, cmd, corr string) int {
+	return len(replies(sub.Messages(), cmd, corr))
+}
+
+// askAgain publishes a command whose correlation id was used before and
+// returns the new reply (ask would find the old one).
+func askAgain(t *testing.T, sub *mqtttest.Subscriber, cmd, payload, corr string) mqtt.Reply {
+	t.Helper()
+	before := countReplies(sub, cmd, corr)
+	sub.Publish("inspectd/"+station+"/cmd/"+cmd, []byte(payload), false)
+	var r mqtt.Reply
+	sub.WaitFor(5*time.Second, "another reply "+corr+" to "+cmd, func(msgs []mqtttest.Message) bool {
+		rs := replies(msgs, cmd, corr)
+		if len(rs) > before {
+			r = rs[len(rs)-1]
+			return true
+		}
+		return false
+	})
+	return r
+}
+
 func TestCommands(t *testing.T) {
 	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
 	sub := mqtttest.Subscribe(t, b, mqtttest.SubscriberOptions{Topics: []string{"inspectd/+/reply/#", "inspectd/+/status"}})
@@ -54,6 +88,30 @@ func TestCommands(t *testing.T) {
 			t.Fatalf("%s failed: %s", r.Command, r.Error)
 		}
 	}
+
+	// Issue 24 #15: a command published retained while the station is
+	// connected reaches it as a live message (MQTT 3.1.1 clears the flag
+	// on delivery to an existing subscription); it is refused all the
+	// same, never run, with one error reply.
+	time.Sleep(200 * time.Millisecond) // the SUBSCRIBE follows the CONNACK
+	sub.Publish("inspectd/"+station+"/cmd/pause", []byte(`{"correlation_id":"live-retained"}`), true)
+	if r := waitReply(t, sub, "pause", "live-retained"); r.OK || !strings.Contains(r.Error, "retained commands are ignored") {
+		t.Errorf("retained command published while connected: %+v", r)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := countReplies(sub, "pause", "live-retained"); n != 1 {
+		t.Errorf("%d replies to the retained command, want 1", n)
+	}
+	sub.Publish("inspectd/"+station+"/cmd/pause", nil, true) // clear it
+	ctl.mu.Lock()
+	if ctl.paused {
+		t.Error("a retained command published while connected was executed")
+	}
+	ctl.mu.Unlock()
+	// A command that is not retained runs, quickly, with the check.
+	start := time.Now()
+	ok(ask(t, sub, "status", `{"correlation_id":"after-retained"}`, "after-retained"))
+	t.Logf("status command round trip with the retained check: %s", time.Since(start))
 	ok(ask(t, sub, "trigger", `{"correlation_id":"t1","part_id":"A42"}`, "t1"))
 	ok(ask(t, sub, "threshold", `{"correlation_id":"th1","image_threshold":0.7}`, "th1"))
 	r := ask(t, sub, "status", `{"correlation_id":"s1"}`, "s1")
@@ -104,8 +162,39 @@ func TestCommands(t *testing.T) {
 	}
 	ctl.mu.Unlock()
 
-	// A repeated request (same correlation id) is answered, not run again.
-	ok(ask(t, sub, "trigger", `{"correlation_id":"t1","part_id":"A42"}`, "t1"))
+	// A repeated request (same correlation id) is answered, not run again,
+	// also with its fields in another order.
+	ok(askAgain(t, sub, "trigger", `{"correlation_id":"t1","part_id":"A42"}`, "t1"))
+	ok(askAgain(t, sub, "trigger", `{"part_id":"A42", "correlation_id":"t1"}`, "t1"))
+	// Issue 24 #10: a different request under a used correlation id is
+	// refused, not answered with the old reply (and not run).
+	reused := askAgain(t, sub, "trigger", `{"correlation_id":"t1","part_id":"B99"}`, "t1")
+	const wantReused = `field correlation_id: "t1" was already used for a different trigger request (part_id "A42"); this request (part_id "B99") was not executed: use a fresh correlation_id per request`
+	if reused.OK || reused.Field != "correlation_id" || reused.Error != wantReused {
+		t.Errorf("reused correlation id: reply %+v; want error %q", reused, wantReused)
+	}
+	// The same request again still gets its original reply.
+	if r := askAgain(t, sub, "trigger", `{"correlation_id":"t1","part_id":"A42"}`, "t1"); !r.OK {
+		t.Errorf("the original request repeated after a refused reuse: %+v", r)
+	}
+
+	// clear_fault calls the host and reports what is left.
+	cr := ask(t, sub, "clear_fault", `{"correlation_id":"cf1"}`, "cf1")
+	ok(cr)
+	if res, _ := cr.Result.(map[string]any); res["cleared"] != true || res["problems"] == nil {
+		t.Errorf("clear_fault result %v", cr.Result)
+	}
+	ctl.mu.Lock()
+	ctl.clearErr = errors.New("no output of this station latches faults")
+	ctl.mu.Unlock()
+	if r := ask(t, sub, "clear_fault", `{"correlation_id":"cf2"}`, "cf2"); r.OK || r.Error != "clear_fault: no output of this station latches faults" {
+		t.Errorf("failing clear_fault: %+v", r)
+	}
+	ctl.mu.Lock()
+	if ctl.clears != 2 {
+		t.Errorf("ClearFaults called %d times, want 2", ctl.clears)
+	}
+	ctl.mu.Unlock()
 	b.Stop()
 	b.Start()
 	sub.WaitFor(15*time.Second, "online after broker restart", func(msgs []mqtttest.Message) bool {

@@ -20,7 +20,7 @@ func TestParseRequest(t *testing.T) {
 		{"no correlation", "status", `{}`, "field correlation_id: is required", "correlation_id"},
 		{"correlation number", "status", `{"correlation_id":5}`, "field correlation_id: must be a string", "correlation_id"},
 		{"correlation long", "status", `{"correlation_id":"` + long + `"}`, "field correlation_id: is 129 bytes long; at most 128", "correlation_id"},
-		{"unknown command", "explode", `{"correlation_id":"1"}`, `field command: unknown command "explode"; use one of pause, reload, resume, status, threshold, trigger`, "command"},
+		{"unknown command", "explode", `{"correlation_id":"1"}`, `field command: unknown command "explode"; use one of clear_fault, pause, reload, resume, status, threshold, trigger`, "command"},
 		{"unknown field", "threshold", `{"correlation_id":"1","imge":0.5}`, "field imge: unknown for command threshold; allowed: correlation_id, image_threshold, pixel_threshold", "imge"},
 		{"part id long", "trigger", `{"correlation_id":"1","part_id":"` + long + `"}`, "field part_id: is 129 bytes long; at most 128", "part_id"},
 		{"part id control", "trigger", `{"correlation_id":"1","part_id":"A\u0007"}`, "field part_id: contains the non-printable character U+0007", "part_id"},
@@ -32,6 +32,8 @@ func TestParseRequest(t *testing.T) {
 		{"threshold null", "threshold", `{"correlation_id":"1","image_threshold":null}`, "field image_threshold: must be a number", "image_threshold"},
 		{"threshold none", "threshold", `{"correlation_id":"1"}`, "field image_threshold: set image_threshold and/or pixel_threshold", "image_threshold"},
 		{"pause extra", "pause", `{"correlation_id":"1","now":true}`, "field now: unknown for command pause; allowed: correlation_id", "now"},
+		{"clear_fault ok", "clear_fault", `{"correlation_id":"1"}`, "", ""},
+		{"clear_fault extra", "clear_fault", `{"correlation_id":"1","all":true}`, "field all: unknown for command clear_fault; allowed: correlation_id", "all"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseRequest(tc.cmd, []byte(tc.payload))
@@ -48,5 +50,34 @@ func TestParseRequest(t *testing.T) {
 				t.Fatalf("field %v, want %q", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestRequestDescribe: what makes two requests under one correlation id
+// the same request (issue 24 #10): the command's fields, not their order or
+// spelling in JSON.
+func TestRequestDescribe(t *testing.T) {
+	for _, tc := range []struct {
+		cmd, a, b string
+		same      bool
+	}{
+		{"trigger", `{"correlation_id":"1","part_id":"A"}`, `{ "part_id" : "A", "correlation_id":"1"}`, true},
+		{"trigger", `{"correlation_id":"1","part_id":"A"}`, `{"correlation_id":"1","part_id":"B"}`, false},
+		{"trigger", `{"correlation_id":"1"}`, `{"correlation_id":"1","part_id":""}`, true},
+		{"threshold", `{"correlation_id":"1","image_threshold":0.5}`, `{"correlation_id":"1","image_threshold":5e-1}`, true},
+		{"threshold", `{"correlation_id":"1","image_threshold":0.5}`, `{"correlation_id":"1","pixel_threshold":0.5}`, false},
+		{"pause", `{"correlation_id":"1"}`, `{"correlation_id":"1"}`, true},
+	} {
+		ra, err := parseRequest(tc.cmd, []byte(tc.a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := parseRequest(tc.cmd, []byte(tc.b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ra.describe() == rb.describe(); got != tc.same {
+			t.Errorf("%s %s vs %s: same=%v (%q, %q), want %v", tc.cmd, tc.a, tc.b, got, ra.describe(), rb.describe(), tc.same)
+		}
 	}
 }

@@ -1,7 +1,7 @@
 // Package mqtt publishes inspection results, events, availability and
 // statistics to the plant broker and executes commands (trigger, reload,
-// threshold, status, pause, resume). docs/mqtt.md is the integrator's
-// reference; docs/schema holds a JSON Schema per payload.
+// threshold, status, pause, resume, clear_fault). docs/mqtt.md is the
+// integrator's reference; docs/schema holds a JSON Schema per payload.
 //
 // Delivery: every result and event goes through a bounded bbolt outbox
 // (outbox_dir/outbox.db) before it is published. Deliver encodes the result
@@ -12,8 +12,17 @@
 // while the broker is down, and arrive in order, at least once (subscribers
 // drop duplicates by result_id). A full outbox drops its oldest messages,
 // counted and reported as an outbox_drop event. A corrupt record is
-// quarantined with a log line; a database bbolt cannot open is moved aside
-// and replaced, never a crash loop.
+// quarantined with a log line. The database file is verified with plain
+// reads before bbolt maps it (verify.go); a damaged one is moved aside and
+// replaced, with a critical event and a health problem, never a crash
+// loop. When the outbox cannot be written, messages are published
+// directly (at most once) or counted as lost, and Deliver returns an error
+// for a result it could not keep.
+//
+// Health: the Client implements inspection.HealthReporter (Problems: a
+// damaged outbox, lost results, an unwritable or stalled outbox, a
+// suspected client-id takeover) and inspection.FaultClearer (ClearFault:
+// clears the latched ones).
 //
 // paho runs with CleanSession(true) and keeps no store: the outbox, not
 // the broker session or paho, holds unacknowledged messages and sends them
@@ -43,8 +52,10 @@
 // closes the outbox. The Client is a prometheus.Collector of its own
 // series.
 //
-// Code: client.go (API, lifecycle), writer.go (stage → outbox), link.go
-// (connection, supervisor, publisher), session.go (the session interface
-// and mode "json"), commands.go (JSON commands), sparkplug.go (mode
-// "sparkplug"), outbox.go, metrics.go.
+// Code: client.go (API, lifecycle), writer.go (stage → outbox, direct
+// publishing when it cannot be written), link.go (connection, supervisor,
+// publisher), session.go (the session interface and mode "json"),
+// commands.go (JSON commands), retained.go (the retained-command check),
+// sparkplug.go (mode "sparkplug"), outbox.go, verify.go (the outbox file
+// check), health.go (Problems, ClearFault), metrics.go.
 package mqtt

@@ -218,6 +218,8 @@ type fakeControl struct {
 	reloads       int
 	reloadErr     error
 	thresholdFrom string
+	clears        int
+	clearErr      error
 }
 
 func newFakeControl() *fakeControl {
@@ -255,6 +257,14 @@ func (f *fakeControl) SetThresholds(image, pixel *float64) error {
 	}
 	f.thresholdFrom = "runtime"
 	return nil
+}
+
+// ClearFaults counts the calls; clearErr makes it fail.
+func (f *fakeControl) ClearFaults() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clears++
+	return f.clearErr
 }
 
 func (f *fakeControl) Pause()  { f.mu.Lock(); f.paused = true; f.mu.Unlock() }

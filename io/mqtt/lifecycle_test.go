@@ -289,8 +289,10 @@ func TestCloseInterruptsWriteRetries(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("Close took %s: it waited for the writer's retry pauses", d)
 	}
-	if s := c.Stats(); s.Dropped != 1 || s.Persisted != 0 {
-		t.Fatalf("dropped %d persisted %d, want the result counted as dropped", s.Dropped, s.Persisted)
+	// The result is lost (no broker to publish it to), and so are the
+	// events saying so: counted, not silent.
+	if s := c.Stats(); s.ResultsLost != 1 || s.Dropped < 1 || s.Persisted != 0 {
+		t.Fatalf("results lost %d, dropped %d, persisted %d; want the result counted as lost", s.ResultsLost, s.Dropped, s.Persisted)
 	}
 }
 
@@ -298,8 +300,8 @@ func TestCloseInterruptsWriteRetries(t *testing.T) {
 // the station's dashboards use, and their values.
 func TestMetrics(t *testing.T) {
 	c, _ := newTestClient(t)
-	if n := testutil.CollectAndCount(c); n != 10 {
-		t.Fatalf("%d series, want 10", n)
+	if n := testutil.CollectAndCount(c); n != 13 {
+		t.Fatalf("%d series, want 13", n)
 	}
 	if err := c.Start(context.Background(), nil); err != nil {
 		t.Fatal(err)
@@ -325,6 +327,12 @@ inspectd_mqtt_outbox_dropped_total 0
 # HELP inspectd_mqtt_outbox_messages Messages waiting in the durable outbox.
 # TYPE inspectd_mqtt_outbox_messages gauge
 inspectd_mqtt_outbox_messages 2
+# HELP inspectd_mqtt_outbox_writable 0 while writes to the MQTT outbox fail (results are then published directly, at most once).
+# TYPE inspectd_mqtt_outbox_writable gauge
+inspectd_mqtt_outbox_writable 1
+# HELP inspectd_mqtt_published_unpersisted_total Messages published directly, without the outbox, because it could not be written (at most once).
+# TYPE inspectd_mqtt_published_unpersisted_total counter
+inspectd_mqtt_published_unpersisted_total 0
 # HELP inspectd_mqtt_outbox_quarantined_total Corrupt outbox records moved aside.
 # TYPE inspectd_mqtt_outbox_quarantined_total counter
 inspectd_mqtt_outbox_quarantined_total 0
@@ -340,6 +348,9 @@ inspectd_mqtt_reconnects_total 0
 # HELP inspectd_mqtt_results_accepted_total Results handed to the MQTT output (not yet on disk).
 # TYPE inspectd_mqtt_results_accepted_total counter
 inspectd_mqtt_results_accepted_total 2
+# HELP inspectd_mqtt_results_lost_total Results neither written to the outbox nor published (outbox not writable and the broker not reachable).
+# TYPE inspectd_mqtt_results_lost_total counter
+inspectd_mqtt_results_lost_total 0
 # HELP inspectd_mqtt_results_persisted_total Results written (fsync) to the MQTT outbox: from here on they survive a crash.
 # TYPE inspectd_mqtt_results_persisted_total counter
 inspectd_mqtt_results_persisted_total 2
@@ -362,7 +373,7 @@ func TestCollectDoesNotWaitForTheOutbox(t *testing.T) {
 	go func() { done <- testutil.CollectAndCount(c) }()
 	select {
 	case n := <-done:
-		if n != 10 {
+		if n != 13 {
 			t.Fatalf("%d series", n)
 		}
 	case <-time.After(5 * time.Second):

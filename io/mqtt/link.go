@@ -37,6 +37,7 @@ func (c *Client) noteConnected(cl paho.Client) bool {
 		cl.Disconnect(0)
 		return false
 	}
+	c.health.connectedAt.Store(time.Now().UnixNano())
 	if n := c.connected.Add(1); n > 1 {
 		c.log.Info("reconnected to broker", "broker", c.cfg.Broker, "reconnects", n-1, "outbox_depth", c.box.depth())
 	} else {
@@ -100,7 +101,7 @@ func (c *Client) onConnectionLost(cl paho.Client, err error) {
 	}
 	c.conn.set(false)
 	c.sess.connectionLost()
-	c.log.Warn("lost the broker connection; results are kept in the outbox", "error", err, "outbox_depth", c.box.depth())
+	c.noteConnectionLost(err)
 }
 
 // supervise keeps the client connected: once the connection it starts
@@ -145,6 +146,7 @@ func (c *Client) supervise(connected bool) {
 		if connected = err == nil; connected {
 			continue
 		}
+		c.health.shortEOF.Store(0) // refused: not a takeover
 		_, why := connectError(c.cfg.Broker, c.cfg.Username, err)
 		c.log.Warn("still cannot connect to the broker", "error", why, "retry_in", backoff, "outbox_depth", c.box.depth())
 		backoff = min(backoff*2, maxBackoff)

@@ -39,6 +39,13 @@ var metrics = []metric{
 		func(s Stats) float64 { return float64(s.Accepted) }),
 	newMetric("inspectd_mqtt_results_persisted_total", "Results written (fsync) to the MQTT outbox: from here on they survive a crash.", prometheus.CounterValue,
 		func(s Stats) float64 { return float64(s.Persisted) }),
+	// While the outbox cannot be written (read-only or full disk).
+	newMetric("inspectd_mqtt_outbox_writable", "0 while writes to the MQTT outbox fail (results are then published directly, at most once).", prometheus.GaugeValue,
+		func(s Stats) float64 { return boolValue(s.OutboxWritable) }),
+	newMetric("inspectd_mqtt_published_unpersisted_total", "Messages published directly, without the outbox, because it could not be written (at most once).", prometheus.CounterValue,
+		func(s Stats) float64 { return float64(s.PublishedUnpersisted) }),
+	newMetric("inspectd_mqtt_results_lost_total", "Results neither written to the outbox nor published (outbox not writable and the broker not reachable).", prometheus.CounterValue,
+		func(s Stats) float64 { return float64(s.ResultsLost) }),
 }
 
 func boolValue(b bool) float64 {

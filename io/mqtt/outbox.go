@@ -118,8 +118,9 @@ type outbox struct {
 	quarantined atomic.Uint64 // corrupt records moved to the quarantine bucket
 
 	// onCommit, when set (tests), runs inside every transaction that
-	// appends records, just before it commits.
-	onCommit func(tx *bolt.Tx)
+	// appends records, just before it commits; an error fails the commit
+	// (rolled back), as a write error of the disk would.
+	onCommit func(tx *bolt.Tx) error
 }
 
 // closedChan is a channel that is always closed.
@@ -136,42 +137,121 @@ func newOutbox(dir string, max int) *outbox {
 }
 
 // openOutbox is newOutbox followed by open.
-func openOutbox(dir string, max int) (*outbox, string, error) {
+func openOutbox(dir string, max int) (*outbox, outboxDamage, error) {
 	o := newOutbox(dir, max)
-	aside, err := o.open()
+	dmg, err := o.open()
 	if err != nil {
-		return nil, "", err
+		return nil, outboxDamage{}, err
 	}
-	return o, aside, nil
+	return o, dmg, nil
 }
 
-// open opens (creating) the database file. A database locked by another
-// process is a clear error naming the file. A database that bbolt reports
-// as corrupt is renamed to outbox.db.corrupt-<time> (kept for a
-// post-mortem) and replaced by an empty one, so that a damaged file never
-// turns into a crash loop; the returned name says where it went ("" when
-// nothing was moved).
-func (o *outbox) open() (string, error) {
+// outboxDamage describes a damaged outbox file that open moved aside; the
+// zero value means none was.
+type outboxDamage struct {
+	// Aside is where the damaged file went (kept for a post-mortem).
+	Aside string
+	// Reason says what was wrong with it.
+	Reason error
+}
+
+// errLocked: another process holds the outbox file's lock.
+var errLocked = errors.New("locked by another process")
+
+// open opens (creating) the database file. What is at the path is checked
+// first, without bbolt and without mapping it (verify.go): a file bbolt
+// would crash on (truncated, a page overwritten, empty) or something that
+// is not a regular file (a directory, a link, a device) is renamed to
+// outbox.db.corrupt-<time> (kept for a post-mortem) and replaced by an
+// empty database, so that a damaged file never turns into a crash loop;
+// the returned damage says where it went and why. A database locked by
+// another process is an error naming the file, and is never touched.
+func (o *outbox) open() (outboxDamage, error) {
 	dir := filepath.Dir(o.path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", fmt.Errorf("outbox: create directory %s: %w", dir, err)
+		return outboxDamage{}, fmt.Errorf("outbox: create directory %s: %w", dir, err)
 	}
-	err := o.openDB()
-	var corrupt *corruptError
-	if !errors.As(err, &corrupt) {
-		return "", err
+	dmg, err := o.verify()
+	if err != nil {
+		return outboxDamage{}, err
 	}
-	aside := fmt.Sprintf("%s.corrupt-%s", o.path, time.Now().UTC().Format("20060102T150405Z"))
-	if rerr := os.Rename(o.path, aside); rerr != nil {
-		return "", fmt.Errorf("outbox %s is corrupt (%v) and could not be moved aside: %w", o.path, corrupt.err, rerr)
+	if dmg.Aside == "" {
+		err = o.openDB()
+		var corrupt *corruptError
+		if !errors.As(err, &corrupt) {
+			return outboxDamage{}, err
+		}
+		// bbolt refused a file the verification accepted (an error, not
+		// a crash): damaged all the same.
+		if dmg, err = o.moveAside(corrupt.err); err != nil {
+			return outboxDamage{}, err
+		}
 	}
 	if err := o.openDB(); err != nil {
-		return "", err
+		return outboxDamage{}, err
 	}
-	return aside, nil
+	return dmg, nil
 }
 
-// corruptError marks a database file bbolt cannot use.
+// verify checks what is at the outbox path (see open). It returns the zero
+// outboxDamage when there is nothing or a sound database, the damage when
+// the file was damaged and has been moved aside, and an error when the
+// path cannot be examined or the file is locked by another process.
+func (o *outbox) verify() (outboxDamage, error) {
+	exists, err := checkOutboxPath(o.path)
+	var dmg *damageError
+	switch {
+	case errors.As(err, &dmg):
+		return o.moveAside(dmg)
+	case err != nil:
+		return outboxDamage{}, fmt.Errorf("outbox %s: %w", o.path, err)
+	case !exists:
+		return outboxDamage{}, nil
+	}
+	f, err := openNoFollow(o.path)
+	if err != nil {
+		return outboxDamage{}, fmt.Errorf("outbox %s: open to verify: %w", o.path, err)
+	}
+	defer f.Close() // releases the lock
+	// The lock bbolt takes: a second daemon must not verify (or move) the
+	// file the first one is writing.
+	if err := lockFile(f, lockTimeout); err != nil {
+		if errors.Is(err, errLocked) {
+			return outboxDamage{}, o.inUse()
+		}
+		return outboxDamage{}, fmt.Errorf("outbox %s: lock: %w", o.path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return outboxDamage{}, fmt.Errorf("outbox %s: %w", o.path, err)
+	}
+	if cur, err := os.Lstat(o.path); err != nil || !os.SameFile(fi, cur) {
+		return outboxDamage{}, fmt.Errorf("outbox %s was replaced while it was being verified (by another process?)", o.path)
+	}
+	if !fi.Mode().IsRegular() {
+		return o.moveAside(fmt.Errorf("it is %s, not a regular file", fileKind(fi.Mode())))
+	}
+	if err := verifyOutboxFile(f, fi.Size()); err != nil {
+		return o.moveAside(err)
+	}
+	return outboxDamage{}, nil
+}
+
+// moveAside renames the damaged outbox (damaged because of why) to
+// outbox.db.corrupt-<time>.
+func (o *outbox) moveAside(why error) (outboxDamage, error) {
+	aside := fmt.Sprintf("%s.corrupt-%s", o.path, time.Now().UTC().Format("20060102T150405.000Z"))
+	if err := os.Rename(o.path, aside); err != nil {
+		return outboxDamage{}, fmt.Errorf("outbox %s is damaged (%v) and could not be moved aside: %w", o.path, why, err)
+	}
+	return outboxDamage{Aside: aside, Reason: why}, nil
+}
+
+func (o *outbox) inUse() error {
+	return fmt.Errorf("outbox %s is in use by another process (is a second inspectd running with the same outbox_dir?)", o.path)
+}
+
+// corruptError marks a database file bbolt refuses as invalid.
 type corruptError struct {
 	path string
 	err  error
@@ -192,36 +272,29 @@ func boltOptions() *bolt.Options {
 	}
 }
 
+// openDB opens the database (verified by verify) and makes sure its
+// buckets exist.
 func (o *outbox) openDB() (err error) {
 	path := o.path
 	db, err := bolt.Open(path, 0o640, boltOptions())
 	switch {
 	case errors.Is(err, bolt.ErrTimeout):
-		return fmt.Errorf("outbox %s is in use by another process (is a second inspectd running with the same outbox_dir?)", path)
+		return o.inUse()
 	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
 		return &corruptError{path, err}
 	case err != nil:
 		return fmt.Errorf("outbox %s: open: %w", path, err)
 	}
 	defer func() {
-		// bbolt panics on some kinds of page corruption; at open that
-		// means the file is unusable, not that the daemon must die.
+		// Our own transaction below runs on this goroutine: a panic in
+		// it means the file is unusable, not that the daemon must die.
 		if p := recover(); p != nil {
 			db.Close()
 			err = &corruptError{path, fmt.Errorf("%v", p)}
 		}
 	}()
-	var (
-		problems []error
-		n        int
-	)
+	var n int
 	err = db.Update(func(tx *bolt.Tx) error {
-		for e := range tx.Check() {
-			problems = append(problems, e)
-		}
-		if len(problems) > 0 {
-			return nil
-		}
 		b, err := tx.CreateBucketIfNotExists(bucketOutbox)
 		if err != nil {
 			return err
@@ -232,11 +305,12 @@ func (o *outbox) openDB() (err error) {
 		n = b.Stats().KeyN
 		return nil
 	})
-	if len(problems) > 0 {
+	switch {
+	case errors.Is(err, bolt.ErrIncompatibleValue):
+		// A plain value where a bucket belongs: not our database.
 		db.Close()
-		return &corruptError{path, errors.Join(problems...)}
-	}
-	if err != nil {
+		return &corruptError{path, err}
+	case err != nil:
 		db.Close()
 		return fmt.Errorf("outbox %s: initialise: %w", path, err)
 	}
@@ -276,6 +350,10 @@ func (o *outbox) whenEmpty() <-chan struct{} {
 type item struct {
 	kind    kind
 	payload []byte
+	// done, when not nil (buffered, capacity 1), receives the item's fate
+	// from the writer: nil once it is persisted or published, else why it
+	// was lost. Deliver sets it while the outbox cannot be written.
+	done chan<- error
 }
 
 // append stores messages at the end of the outbox in one transaction,
@@ -313,7 +391,7 @@ func (o *outbox) append(items ...item) (int, error) {
 			n++
 		}
 		if o.onCommit != nil {
-			o.onCommit(tx)
+			return o.onCommit(tx)
 		}
 		return nil
 	})

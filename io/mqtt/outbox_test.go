@@ -200,7 +200,7 @@ func TestStartMovesCorruptOutboxAside(t *testing.T) {
 	if len(aside) != 1 {
 		t.Fatalf("corrupt file not kept aside: %v", aside)
 	}
-	if !strings.Contains(logs.String(), "outbox was corrupt") || !strings.Contains(logs.String(), aside[0]) {
+	if !strings.Contains(logs.String(), "outbox was damaged") || !strings.Contains(logs.String(), aside[0]) {
 		t.Fatalf("no log line naming the file: %s", logs.String())
 	}
 	if err := c.Flush(context.Background()); err != nil {
@@ -223,11 +223,12 @@ func TestOutboxCommitsAreSynced(t *testing.T) {
 	}
 	defer o.close()
 	commits := 0
-	o.onCommit = func(tx *bolt.Tx) {
+	o.onCommit = func(tx *bolt.Tx) error {
 		commits++
 		if db := tx.DB(); db.NoSync || db.NoGrowSync {
 			t.Errorf("commit %d: NoSync=%v NoGrowSync=%v: records would be committed without fsync", commits, db.NoSync, db.NoGrowSync)
 		}
+		return nil
 	}
 	for i := range 3 {
 		if _, err := o.append(payloads(2, 2*i)...); err != nil {

@@ -103,6 +103,7 @@ func (s *jsonSession) onConnect(cl paho.Client) {
 	if !c.noteConnected(cl) {
 		return
 	}
+	s.cmds.probeOff.Store(false)
 	sub := cl.Subscribe(c.topics.cmd+"+", 1, s.onCommand)
 	c.conn.set(true)
 	if !sub.WaitTimeout(c.cfg.ConnectTimeout.D) || sub.Error() != nil {

@@ -436,6 +436,17 @@ func (s *spbNode) handleCommand(in inbound) {
 				return
 			}
 		}
+		if cmd.ClearFault {
+			if c.host == nil {
+				s.reject(topic, errors.New("Node Control/Clear Fault refused: commands are not available in this process"))
+				return
+			}
+			if err := c.host.ClearFaults(); err != nil {
+				s.reject(topic, fmt.Errorf("Node Control/Clear Fault: %w", err))
+				return
+			}
+			s.log.Info("latched faults cleared by Node Control/Clear Fault", "problems_left", len(c.host.Status().Problems))
+		}
 		if cmd.Rebirth {
 			s.log.Info("rebirth requested")
 			s.rebirth()

@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -377,6 +378,25 @@ func TestSparkplugRebirthAndCommands(t *testing.T) {
 		t.Errorf("births %d with bdSeq %v; want 2 with the same bdSeq", rep.births, rep.birthBd)
 	}
 
+	// Node Control/Clear Fault calls the host.
+	h.command(sparkplug.NCMD, cmd(t, boolM(sparkplug.MetricClearFault, true)))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctl.mu.Lock()
+		n := ctl.clears
+		ctl.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Node Control/Clear Fault: ClearFaults called %d times, want 1", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctl.mu.Lock()
+	ctl.clearErr = errors.New("no output of this station latches faults")
+	ctl.mu.Unlock()
+
 	// Malformed and refused commands: an event each, nothing changes.
 	bad := []struct {
 		mt      sparkplug.MessageType
@@ -386,6 +406,7 @@ func TestSparkplugRebirthAndCommands(t *testing.T) {
 		{sparkplug.NCMD, []byte("not protobuf \xff\xff"), "NCMD payload is not a Sparkplug B protobuf"},
 		{sparkplug.NCMD, cmd(t, boolM("Node Control/Self Destruct", true)), `NCMD metric "Node Control/Self Destruct" is unknown`},
 		{sparkplug.NCMD, cmd(t, boolM(sparkplug.MetricReboot, true)), "Node Control/Reboot refused: mqtt.sparkplug.allow_reboot is false"},
+		{sparkplug.NCMD, cmd(t, boolM(sparkplug.MetricClearFault, true)), "Node Control/Clear Fault: no output of this station latches faults"},
 		{sparkplug.DCMD, cmd(t, dblM(sparkplug.MetricThresholdImage, 1.5)), `DCMD metric "Thresholds/Image": 1.5 is out of range (0, 1]`},
 		{sparkplug.DCMD, cmd(t, dblM(sparkplug.MetricThresholdImage, 0.7), strM(sparkplug.MetricThresholdPixel, "0.2")), `DCMD metric "Thresholds/Pixel": must be a Double or Float`},
 		{sparkplug.DCMD, []byte{0x0a}, "DCMD payload is not a Sparkplug B protobuf"},
@@ -435,7 +456,7 @@ func TestSparkplugRebirthAndCommands(t *testing.T) {
 		}
 		return false
 	})
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for {
 		ctl.mu.Lock()
 		n := len(ctl.triggers)

@@ -113,6 +113,33 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Logf("DOM:\n%s", tail(dom))
 	}
 
+	// A station with a latched GPIO fault (issue 24 #6): the script
+	// renders the faults of the results it polls and keeps the banner
+	// with the clear-fault button.
+	const fault = "GPIO fault latched (FIFO overflow): every part is rejected physically whatever its verdict says"
+	fc := &fakeControl{status: fakeStatus(time.Now())}
+	fc.status.Healthy, fc.status.Problems = false, []string{fault}
+	fs, _ := newTestServer(t, Options{}, fc)
+	feedStation(t, fs, time.Now())
+	fr := fakeResult(20000, time.Now(), "OK")
+	fr.Faults = []string{fault}
+	_ = fs.Deliver(context.Background(), fr)
+	fdom := string(run("--dump-dom", "http://"+fs.Addr()+"/"))
+	for _, want := range []string{
+		`<tr class="faulted"><td>`,
+		`<div class="err">output fault: ` + fault + `</div>`,
+		`<div id="last-faults" class="faults">output fault at this verdict`,
+		`<li>` + fault + `</li>`,
+		`<form id="clear-fault" class="clear-fault" method="post" action="/api/clear-fault">`,
+	} {
+		if !strings.Contains(fdom, want) {
+			t.Errorf("faulted station: DOM lacks %s", want)
+		}
+	}
+	if strings.Contains(fdom, `<span id="updated">at load</span>`) {
+		t.Error("faulted station: the page's script did not update the page (it failed on the faults?)")
+	}
+
 	shot := filepath.Join(dir, "status.png")
 	run("--window-size=1280,900", "--screenshot="+shot, url)
 	b, err := os.ReadFile(shot)

@@ -15,15 +15,38 @@ import (
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
-// fakeControl is the Server's Host: its status and trigger answer what
-// the test sets. It has only Host's two methods, which is all the handlers
-// may call.
+// fakeControl is the Server's Host: its status, trigger and clear-fault
+// answer what the test sets. It has only Host's methods, which is all the
+// handlers may call.
 type fakeControl struct {
 	mu         sync.Mutex
 	status     inspection.Status
 	triggerErr error
 	triggers   []string // part IDs, in order
 	sources    []string
+	clearErr   error
+	clearLeft  []string // the problems after ClearFaults; nil: none
+	clears     int      // ClearFaults calls
+}
+
+// ClearFaults counts the call and, unless clearErr is set, leaves the
+// problems in clearLeft (healthy when none).
+func (f *fakeControl) ClearFaults() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clears++
+	if f.clearErr != nil {
+		return f.clearErr
+	}
+	f.status.Problems = append([]string{}, f.clearLeft...)
+	f.status.Healthy = len(f.clearLeft) == 0
+	return nil
+}
+
+func (f *fakeControl) clearCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clears
 }
 
 func (f *fakeControl) Trigger(partID, source string) error {

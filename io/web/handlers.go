@@ -28,18 +28,29 @@ const (
 	jsonContentType = "application/json; charset=utf-8"
 )
 
+// The body types POST /api/trigger reads.
+const (
+	mediaJSON = "application/json"
+	mediaForm = "application/x-www-form-urlencoded"
+	// triggerTypes is the Accept-Post header of a 415 answer.
+	triggerTypes = mediaJSON + ", " + mediaForm
+	// triggerHowTo ends every 415 answer's error text.
+	triggerHowTo = `send application/json {"part_id":"…"}, an HTML form (application/x-www-form-urlencoded) with part_id, or no body and no Content-Type (part_id in the query, or none)`
+)
+
 // routes builds the mux: the server's own routes, then extra.
 func (s *Server) routes(g prometheus.Gatherer, extra map[string]http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
 	own := map[string]http.Handler{
-		"/{$}":            s.readOnly(http.HandlerFunc(s.handlePage)),
-		"/healthz":        s.readOnly(http.HandlerFunc(s.handleHealth)),
-		"/api/status":     s.readOnly(http.HandlerFunc(s.handleStatus)),
-		"/api/results":    s.readOnly(http.HandlerFunc(s.handleResults)),
-		"/api/events":     s.readOnly(http.HandlerFunc(s.handleEvents)),
-		"/api/latest.jpg": s.readOnly(http.HandlerFunc(s.handleLatestJPEG)),
-		"/api/trigger":    http.HandlerFunc(s.handleTrigger),
-		"/metrics":        s.metricsHandler(g),
+		"/{$}":             s.readOnly(http.HandlerFunc(s.handlePage)),
+		"/healthz":         s.readOnly(http.HandlerFunc(s.handleHealth)),
+		"/api/status":      s.readOnly(http.HandlerFunc(s.handleStatus)),
+		"/api/results":     s.readOnly(http.HandlerFunc(s.handleResults)),
+		"/api/events":      s.readOnly(http.HandlerFunc(s.handleEvents)),
+		"/api/latest.jpg":  s.readOnly(http.HandlerFunc(s.handleLatestJPEG)),
+		"/api/trigger":     http.HandlerFunc(s.handleTrigger),
+		"/api/clear-fault": http.HandlerFunc(s.handleClearFault),
+		"/metrics":         s.metricsHandler(g),
 	}
 	for p, h := range own {
 		mux.Handle(p, h)
@@ -259,7 +270,14 @@ func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 	partID, err := triggerPartID(w, r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		code := http.StatusBadRequest
+		var ue unsupportedTypeError
+		if errors.As(err, &ue) {
+			code = http.StatusUnsupportedMediaType
+			w.Header().Set("Accept-Post", triggerTypes)
+		}
+		s.log.Info("software trigger refused", "remote", r.RemoteAddr, "content_type", r.Header.Get("Content-Type"), "err", err)
+		writeError(w, code, err.Error())
 		return
 	}
 	d := s.daemon(w)
@@ -280,17 +298,43 @@ func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, triggerResponse{Accepted: true, PartID: partID})
 }
 
-// triggerPartID reads the part ID from a JSON body, or else from the form
-// body or the query.
+// unsupportedTypeError is a trigger request whose body the handler does
+// not read (415): its part ID would be lost.
+type unsupportedTypeError struct{ msg string }
+
+func (e unsupportedTypeError) Error() string { return e.msg }
+
+// triggerPartID reads the part ID of a trigger request: from a JSON body
+// (the query's part_id when the body has none), from an HTML form body
+// (part_id, the only field), or from the query when there is neither a
+// body nor a Content-Type. Other content types, and a body without one,
+// are an unsupportedTypeError.
 func triggerPartID(w http.ResponseWriter, r *http.Request) (string, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxTriggerBody)
+	raw := r.Header.Get("Content-Type")
+	var ct string
+	if strings.TrimSpace(raw) != "" {
+		var err error
+		ct, _, err = mime.ParseMediaType(raw)
+		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+			return "", unsupportedTypeError{fmt.Sprintf("Content-Type %q cannot be parsed (%v); %s", raw, err, triggerHowTo)}
+		}
+	}
 	var id string
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch ct {
-	case "application/json":
-		b, err := io.ReadAll(r.Body)
+	case "":
+		b, err := readBody(r)
 		if err != nil {
-			return "", fmt.Errorf("body: %w", err)
+			return "", err
+		}
+		if len(strings.TrimSpace(string(b))) > 0 {
+			return "", unsupportedTypeError{"a body without a Content-Type is not read (its part ID would be lost); " + triggerHowTo}
+		}
+		id = r.URL.Query().Get("part_id")
+	case mediaJSON:
+		b, err := readBody(r)
+		if err != nil {
+			return "", err
 		}
 		if len(strings.TrimSpace(string(b))) > 0 {
 			var req triggerRequest
@@ -304,7 +348,7 @@ func triggerPartID(w http.ResponseWriter, r *http.Request) (string, error) {
 		if id == "" {
 			id = r.URL.Query().Get("part_id")
 		}
-	default:
+	case mediaForm:
 		if err := r.ParseForm(); err != nil {
 			var mb *http.MaxBytesError
 			if errors.As(err, &mb) {
@@ -312,7 +356,16 @@ func triggerPartID(w http.ResponseWriter, r *http.Request) (string, error) {
 			}
 			return "", fmt.Errorf("form: %w", err)
 		}
-		id = r.FormValue("part_id")
+		for k := range r.PostForm {
+			if k != "part_id" {
+				// e.g. curl -d '{"part_id":"A1"}' without a JSON
+				// Content-Type: the part ID would be lost.
+				return "", fmt.Errorf("form: unknown field %q; the only field is part_id (for a JSON body set Content-Type: application/json)", k)
+			}
+		}
+		id = r.Form.Get("part_id")
+	default:
+		return "", unsupportedTypeError{fmt.Sprintf("Content-Type %q is not accepted on /api/trigger (its part ID would be lost); %s", ct, triggerHowTo)}
 	}
 	id = strings.TrimSpace(id)
 	if len([]rune(id)) > maxPartIDLen {
@@ -322,6 +375,61 @@ func triggerPartID(w http.ResponseWriter, r *http.Request) (string, error) {
 		return "", errors.New("part_id: contains control characters")
 	}
 	return id, nil
+}
+
+// readBody reads a trigger body within maxTriggerBody.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, fmt.Errorf("body larger than %d bytes", maxTriggerBody)
+		}
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	return b, nil
+}
+
+// clearFaultResponse is the body of a successful POST /api/clear-fault.
+type clearFaultResponse struct {
+	Cleared bool `json:"cleared"`
+	// Problems are the station's problems after clearing (empty when
+	// healthy): a fault whose cause persists latches again.
+	Problems []string `json:"problems"`
+}
+
+// handleClearFault asks the daemon to clear its outputs' latched faults
+// (the operator's command after fixing the cause). It reads no body.
+func (s *Server) handleClearFault(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on /api/clear-fault; use POST", r.Method))
+		return
+	}
+	if crossSite(r) {
+		writeError(w, http.StatusForbidden, "cross-site clear-fault refused")
+		return
+	}
+	d := s.daemon(w)
+	if d == nil {
+		return
+	}
+	if err := d.ClearFaults(); err != nil {
+		s.log.Info("clear-fault refused", "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	s.log.Info("operator cleared the latched output faults over HTTP", "remote", r.RemoteAddr)
+	if isBrowserForm(r) {
+		// The page's no-JavaScript button: back to the page.
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	p := d.Status().Problems
+	if p == nil {
+		p = []string{}
+	}
+	writeJSON(w, http.StatusOK, clearFaultResponse{Cleared: true, Problems: p})
 }
 
 // crossSite reports whether a browser sent the request from another site

@@ -67,6 +67,7 @@ func newPage() (*page, error) {
 		"rate":     func(v float64) string { return fmt.Sprintf("%.2f", v) },
 		"camClass": cameraClass,
 		"lower":    strings.ToLower,
+		"join":     strings.Join,
 	}).Parse(html)
 	if err != nil {
 		return nil, fmt.Errorf("web: status page template: %w", err)

@@ -18,18 +18,41 @@
 //	GET  /api/status       inspection.Status
 //	GET  /api/results?n=N  {"count":…,"results":[…]} newest first (N: 1…History, default 20)
 //	GET  /api/events?n=N   {"count":…,"events":[…]} newest first (N: 1…50, default 20)
-//	POST /api/trigger      software trigger; JSON {"part_id":…} or form/query part_id
+//	POST /api/trigger      software trigger (see below)
+//	POST /api/clear-fault  clear the outputs' latched faults (see below)
 //	GET  /api/latest.jpg   newest snapshot with overlay (ETag = result id)
+//
+// POST /api/trigger takes the part ID from a JSON body {"part_id":"…"}
+// (Content-Type application/json), from an HTML form field part_id
+// (application/x-www-form-urlencoded: the status page without
+// JavaScript), or, with no body and no Content-Type, from the query
+// (?part_id=…; none: the daemon numbers the part). Any other Content-Type
+// (text/plain, multipart/form-data, …), or a body without one, is refused
+// with 415 naming the accepted types and nothing is triggered, so a part ID
+// is never dropped silently. It answers 202 {"accepted":true,"part_id":…},
+// 400 for a malformed body or part ID, 409 when the daemon refuses the
+// trigger (paused, another trigger mode), and a browser's form submission
+// is redirected to / (303).
+//
+// POST /api/clear-fault asks the daemon to clear the latched faults of its
+// outputs (the GPIO FIFO overflow that rejects every part physically) once
+// their cause is fixed; the same as the MQTT clear_fault command and
+// SIGHUP. It reads no body. It answers 200 {"cleared":true,"problems":[…]}
+// with the problems that remain, 409 {"error":…} with the daemon's reason
+// when it cannot (no output of the station latches faults), and a
+// browser's form submission (the status page's button without
+// JavaScript) is redirected to / (303). Cross-site browser requests to
+// either POST route are refused with 403.
 //
 // plus Options.Extra, mounted as given. JSON errors have the form
 // {"error":"…"}. The package is pure Go (CGO_ENABLED=0).
 //
 // Lifecycle: New checks the options and builds the routes; it binds no
 // socket and starts nothing. Start(ctx, host) binds the listener and
-// serves in a goroutine; host is the daemon, through the two methods the
+// serves in a goroutine; host is the daemon, through the methods the
 // handlers call (Host). Close shuts the server down and waits for that
 // goroutine. Until Start, the routes that need the daemon (/, /healthz,
-// /api/status, /api/trigger) answer 503.
+// /api/status, /api/trigger, /api/clear-fault) answer 503.
 package web
 
 import (
@@ -71,17 +94,19 @@ var (
 )
 
 // Host is what the handlers need from the daemon: its status (/,
-// /healthz, /api/status) and the software trigger (POST /api/trigger).
-// *daemon.Daemon implements it, as does any inspection.Control.
+// /healthz, /api/status), the software trigger (POST /api/trigger) and
+// the operator's clear-fault command (POST /api/clear-fault).
+// *daemon.Daemon implements it.
 type Host interface {
 	// Trigger asks for one inspected part; the error says why it was
 	// refused.
 	Trigger(partID, source string) error
 	// Status returns a snapshot of the daemon.
 	Status() inspection.Status
+	// ClearFaults clears every output's latched fault; the error says why
+	// it could not (no output latches faults).
+	ClearFaults() error
 }
-
-var _ Host = inspection.Control(nil)
 
 // Options configures a Server.
 type Options struct {

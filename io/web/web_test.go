@@ -11,6 +11,7 @@ import (
 	"image/jpeg"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -723,5 +724,179 @@ func BenchmarkWantsImage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = s.WantsImage(r)
+	}
+}
+
+// TestTriggerContentTypes (issue 24 #9): a body the handler does not read
+// is refused with 415 naming the accepted types, and nothing is
+// triggered; the accepted ones carry the part ID through.
+func TestTriggerContentTypes(t *testing.T) {
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	_ = mw.WriteField("part_id", "M-1")
+	_ = mw.Close()
+	const howTo = `send application/json {"part_id":"…"}, an HTML form (application/x-www-form-urlencoded) with part_id, or no body and no Content-Type (part_id in the query, or none)`
+	tests := []struct {
+		name        string
+		target      string
+		ctype, body string
+		wantCode    int
+		wantErr     string   // the JSON error text, exactly ("" for accepted)
+		wantIDs     []string // part IDs the daemon saw
+	}{
+		{"text/plain", "/api/trigger", "text/plain", "part_id=T-1", 415,
+			`Content-Type "text/plain" is not accepted on /api/trigger (its part ID would be lost); ` + howTo, nil},
+		{"text/plain with charset", "/api/trigger", "text/plain; charset=utf-8", "T-1", 415,
+			`Content-Type "text/plain" is not accepted on /api/trigger (its part ID would be lost); ` + howTo, nil},
+		{"multipart", "/api/trigger", mw.FormDataContentType(), mp.String(), 415,
+			`Content-Type "multipart/form-data" is not accepted on /api/trigger (its part ID would be lost); ` + howTo, nil},
+		{"xml", "/api/trigger?part_id=Q-9", "application/xml", "<part>X</part>", 415,
+			`Content-Type "application/xml" is not accepted on /api/trigger (its part ID would be lost); ` + howTo, nil},
+		{"body without type", "/api/trigger", "", `{"part_id":"A-1"}`, 415,
+			"a body without a Content-Type is not read (its part ID would be lost); " + howTo, nil},
+		{"unparseable type", "/api/trigger", "/json", `{"part_id":"A-1"}`, 415,
+			`Content-Type "/json" cannot be parsed (mime: no media type); ` + howTo, nil},
+		{"JSON sent as a form (curl -d)", "/api/trigger", "application/x-www-form-urlencoded", `{"part_id":"A-1"}`, 400,
+			`form: unknown field "{\"part_id\":\"A-1\"}"; the only field is part_id (for a JSON body set Content-Type: application/json)`, nil},
+		{"form with another field", "/api/trigger", "application/x-www-form-urlencoded", "part_id=F-1&id=F-2", 400,
+			`form: unknown field "id"; the only field is part_id (for a JSON body set Content-Type: application/json)`, nil},
+		{"JSON with charset", "/api/trigger", "application/json; charset=utf-8", `{"part_id":"J-1"}`, 202, "", []string{"J-1"}},
+		{"JSON in capitals", "/api/trigger", "Application/JSON", `{"part_id":"J-2"}`, 202, "", []string{"J-2"}},
+		{"form", "/api/trigger", "application/x-www-form-urlencoded", "part_id=F-9", 202, "", []string{"F-9"}},
+		{"form, part id in the query", "/api/trigger?part_id=F-10", "application/x-www-form-urlencoded", "", 202, "", []string{"F-10"}},
+		{"no body, no type", "/api/trigger", "", "", 202, "", []string{""}},
+		{"no body, no type, query", "/api/trigger?part_id=Q-1", "", "", 202, "", []string{"Q-1"}},
+		{"blank body, no type", "/api/trigger", "", " \n", 202, "", []string{""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, fc := newTestServer(t, Options{}, nil)
+			rec := do(s.Handler(), "POST", tt.target, tt.ctype, tt.body, nil)
+			if rec.Code != tt.wantCode {
+				t.Fatalf("status %d, want %d; body %s", rec.Code, tt.wantCode, rec.Body.String())
+			}
+			if tt.wantErr != "" {
+				var e apiError
+				if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error != tt.wantErr {
+					t.Errorf("error %q\nwant  %q", e.Error, tt.wantErr)
+				}
+			}
+			if got := rec.Header().Get("Accept-Post"); (rec.Code == 415) != (got == "application/json, application/x-www-form-urlencoded") {
+				t.Errorf("Accept-Post %q on %d", got, rec.Code)
+			}
+			got, _ := fc.triggered()
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.wantIDs) {
+				t.Errorf("daemon triggered %q, want %q", got, tt.wantIDs)
+			}
+		})
+	}
+}
+
+// TestClearFault (issue 24 #6): POST /api/clear-fault calls the daemon's
+// ClearFaults and answers with the problems left; a refusal is 409 with
+// the daemon's reason; the status page's button works without
+// JavaScript (form POST, then back to /).
+func TestClearFault(t *testing.T) {
+	faulted := func(fc *fakeControl) {
+		fc.set(func(s *inspection.Status) {
+			s.Healthy = false
+			s.Problems = []string{"GPIO fault latched (FIFO overflow): every part is rejected physically"}
+		})
+	}
+	tests := []struct {
+		name      string
+		setup     func(*fakeControl)
+		method    string
+		ctype     string
+		hdr       map[string]string
+		wantCode  int
+		wantBody  string // exact JSON body
+		wantCalls int
+		wantLoc   string
+	}{
+		{name: "cleared", setup: faulted, method: "POST", wantCode: 200, wantBody: `{"cleared":true,"problems":[]}` + "\n", wantCalls: 1},
+		{name: "cleared, JSON body ignored", setup: faulted, method: "POST", ctype: "application/json", wantCode: 200, wantCalls: 1,
+			wantBody: `{"cleared":true,"problems":[]}` + "\n"},
+		{name: "problems remain", setup: func(fc *fakeControl) {
+			faulted(fc)
+			fc.mu.Lock()
+			fc.clearLeft = []string{"camera stalled for 12s"}
+			fc.mu.Unlock()
+		}, method: "POST", wantCode: 200, wantCalls: 1, wantBody: `{"cleared":true,"problems":["camera stalled for 12s"]}` + "\n"},
+		{name: "no output latches faults", setup: func(fc *fakeControl) {
+			fc.mu.Lock()
+			fc.clearErr = errors.New("no output of this station latches faults")
+			fc.mu.Unlock()
+		}, method: "POST", wantCode: 409, wantBody: `{"error":"no output of this station latches faults"}` + "\n", wantCalls: 1},
+		{name: "browser form", setup: faulted, method: "POST", ctype: "application/x-www-form-urlencoded",
+			hdr: map[string]string{"Accept": "text/html,application/xhtml+xml"}, wantCode: 303, wantCalls: 1, wantLoc: "/"},
+		{name: "GET", method: "GET", wantCode: 405, wantBody: `{"error":"method GET not allowed on /api/clear-fault; use POST"}` + "\n"},
+		{name: "cross-site", setup: faulted, method: "POST", hdr: map[string]string{"Origin": "http://evil.example"},
+			wantCode: 403, wantBody: `{"error":"cross-site clear-fault refused"}` + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, fc := newTestServer(t, Options{}, nil)
+			if tt.setup != nil {
+				tt.setup(fc)
+			}
+			rec := do(s.Handler(), tt.method, "/api/clear-fault", tt.ctype, "", tt.hdr)
+			if rec.Code != tt.wantCode {
+				t.Fatalf("status %d, want %d; body %s", rec.Code, tt.wantCode, rec.Body.String())
+			}
+			if tt.wantBody != "" && rec.Body.String() != tt.wantBody {
+				t.Errorf("body %s\nwant %s", rec.Body.String(), tt.wantBody)
+			}
+			if loc := rec.Header().Get("Location"); loc != tt.wantLoc {
+				t.Errorf("Location %q, want %q", loc, tt.wantLoc)
+			}
+			if n := fc.clearCalls(); n != tt.wantCalls {
+				t.Errorf("ClearFaults called %d times, want %d", n, tt.wantCalls)
+			}
+		})
+	}
+	// Before Start: 503 like the other routes that need the daemon.
+	s, err := New(testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := do(s.Handler(), "POST", "/api/clear-fault", "", "", nil); rec.Code != 503 {
+		t.Errorf("before Start: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+// TestPageShowsFaults (issue 24 #6): a latched fault is on the page
+// where a person looks — the problem banner with the clear-fault button
+// (a plain form: it works without JavaScript), the last part and the
+// results whose verdict the line did not act on.
+func TestPageShowsFaults(t *testing.T) {
+	const fault = "GPIO fault latched (FIFO overflow: more than 4 parts in flight): every part is rejected physically whatever its verdict says"
+	fc := &fakeControl{status: fakeStatus(time.Now())}
+	fc.status.Healthy, fc.status.Problems = false, []string{fault}
+	s, _ := newTestServer(t, Options{}, fc)
+	ok := fakeResult(1, time.Now().Add(-time.Second), inspection.OK)
+	_ = s.Deliver(context.Background(), ok)
+	r := fakeResult(2, time.Now(), inspection.OK)
+	r.Faults = []string{fault}
+	_ = s.Deliver(context.Background(), r)
+	body := do(s.Handler(), "GET", "/", "", "", nil).Body.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`<div id="problems" class="banner bad">\s*<strong>UNHEALTHY</strong>\s*<ul id="problem-list"><li>` + regexp.QuoteMeta(fault) + `</li></ul>`),
+		regexp.MustCompile(`<form id="clear-fault" class="clear-fault" method="post" action="/api/clear-fault">\s*<button type="submit">Clear latched fault</button>`),
+		regexp.MustCompile(`<div id="last-faults" class="faults">output fault at this verdict — the line did not act on it: <span id="last-faults-text">` + regexp.QuoteMeta(fault) + `</span></div>`),
+		regexp.MustCompile(`<tr class="faulted"><td>[^<]*</td><td>` + r.PartID + `</td>.*<div class="err">output fault: ` + regexp.QuoteMeta(fault) + `</div></td></tr>`),
+		regexp.MustCompile(`<tr><td>[^<]*</td><td>` + ok.PartID + `</td>`),
+	} {
+		if !want.MatchString(body) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	// Healthy: no banner, no fault line.
+	fc.set(func(st *inspection.Status) { st.Healthy, st.Problems = true, []string{} })
+	_ = s.Deliver(context.Background(), fakeResult(3, time.Now(), inspection.OK))
+	body = do(s.Handler(), "GET", "/", "", "", nil).Body.String()
+	if !regexp.MustCompile(`<div id="problems" class="banner bad" hidden>`).MatchString(body) ||
+		!regexp.MustCompile(`<div id="last-faults" class="faults" hidden>`).MatchString(body) {
+		t.Error("fault banner or last-part fault line shown while healthy")
 	}
 }

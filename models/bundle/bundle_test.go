@@ -165,7 +165,7 @@ func TestLoadRejectsBrokenBundles(t *testing.T) {
 		{"unknown format version", func(t *testing.T, dir string) { editManifest(t, dir, "format_version = 1", "format_version = 9") }, "manifest.toml:@format_version = @: format_version: format_version 9 is not supported"},
 		{"missing format version", func(t *testing.T, dir string) { editManifest(t, dir, "format_version = 1\n", "") }, "manifest.toml: format_version: missing; every manifest starts with format_version = 1"},
 		{"unknown key", func(t *testing.T, dir string) { editManifest(t, dir, "product = ", "colour = 1\nproduct = ") }, "manifest.toml:@colour = @: colour: unknown key"},
-		{"listed file missing", func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, AlignGraphName))) }, "align.onnx: listed in the manifest but cannot be read"},
+		{"listed file missing", func(t *testing.T, dir string) { must(t, os.Remove(filepath.Join(dir, AlignGraphName))) }, "align.onnx: listed in the manifest but missing from the bundle directory"},
 		{"tampered file", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, LocalizeGraphName)
 			data, _ := os.ReadFile(p)

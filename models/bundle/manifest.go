@@ -361,6 +361,9 @@ func (m *Manifest) check(c *tomlcheck.Checker) {
 	default:
 		loc.Errorf("method", "%q, want %q or %q", m.Localize.Method, LocalizeCentres, LocalizeMemory)
 	}
+	if s := m.Localize.BlurSigma; s != 0 {
+		loc.FloatRange("blur_sigma", s, 0.1, 32, "pixels (or 0 for the default, 4)")
+	}
 	if m.Backbone.Fingerprint == "" {
 		c.In("backbone").Errorf("fingerprint", "required (identifies the frozen feature extractor)")
 	}

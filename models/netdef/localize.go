@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/inspectd/inspectd/models/backbone"
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/onnx"
 )
 
@@ -68,22 +69,9 @@ func RandomMapping(seed uint64, d, layers int) MappingWeights {
 }
 
 // GaussianKernel returns the normalised 1-D Gaussian of standard deviation
-// sigma with 2·⌈3σ⌉+1 taps.
-func GaussianKernel(sigma float64) []float32 {
-	r := int(math.Ceil(3 * sigma))
-	k := make([]float64, 2*r+1)
-	var sum float64
-	for i := range k {
-		x := float64(i - r)
-		k[i] = math.Exp(-x * x / (2 * sigma * sigma))
-		sum += k[i]
-	}
-	out := make([]float32, len(k))
-	for i, v := range k {
-		out[i] = float32(v / sum)
-	}
-	return out
-}
+// sigma with 2·⌈3σ⌉+1 taps. It is [bundle.GaussianKernel], the kernel a
+// bundle's Load expects the graph's blur to be built with.
+func GaussianKernel(sigma float64) []float32 { return bundle.GaussianKernel(sigma) }
 
 // LocalizeGraph emits the anomaly localisation network. Input "image" float32
 // [1,3,H,W] RGB in [0,1]. F_M = N_M(mixed) is compared per location with the
@@ -211,41 +199,10 @@ func emitFirstMapping(e emitter, l ConvWeights, l1, l2, l3 string, h4, w4 int64)
 // resizes a signal of length in to out samples bilinearly (half_pixel
 // coordinates, clamped at the edges, as ONNX Resize and torch's
 // interpolate(align_corners=False)) and then convolves it with kernel under
-// reflect padding (as torch's F.pad(mode="reflect")).
+// reflect padding (as torch's F.pad(mode="reflect")). It is
+// [bundle.UpsampleBlurMatrix], the matrices a bundle's Load expects.
 func UpsampleBlurMatrix(in, out int, kernel []float32) []float32 {
-	up := make([]float64, out*in)
-	scale := float64(in) / float64(out)
-	for i := range out {
-		x := max((float64(i)+0.5)*scale-0.5, 0)
-		x0 := int(math.Floor(x))
-		f := x - float64(x0)
-		x0 = min(x0, in-1)
-		x1 := min(x0+1, in-1)
-		up[i*in+x0] += 1 - f
-		up[i*in+x1] += f
-	}
-	r := len(kernel) / 2
-	reflect := func(j int) int {
-		for j < 0 || j >= out {
-			if j < 0 {
-				j = -j
-			}
-			if j >= out {
-				j = 2*(out-1) - j
-			}
-		}
-		return j
-	}
-	a := make([]float32, out*in)
-	for i := range out {
-		for k, g := range kernel {
-			src := reflect(i + k - r)
-			for j := range in {
-				a[i*in+j] += g * float32(up[src*in+j])
-			}
-		}
-	}
-	return a
+	return bundle.UpsampleBlurMatrix(in, out, kernel)
 }
 
 // transpose returns the transpose of the row-major rows×cols matrix m.

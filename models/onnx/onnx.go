@@ -18,7 +18,8 @@
 //
 // The reader ([ReadModelInfo]) decodes only what a loader needs to check a model
 // without cgo: opsets, graph inputs and outputs with their dimensions, initializer
-// names and the operator types used.
+// names and the operator types used. [ReadInitializers] finds named initializers
+// with their element types and dims, and decodes float32 data on demand.
 package onnx
 
 import (
@@ -420,11 +421,13 @@ const (
 	attrInts   = 8
 	attrType   = 20
 
-	tensorDims      = 1
-	tensorDataType  = 2
-	tensorInt64Data = 7
-	tensorName      = 8
-	tensorRawData   = 9
+	tensorDims         = 1
+	tensorDataType     = 2
+	tensorFloatData    = 4
+	tensorInt64Data    = 7
+	tensorName         = 8
+	tensorRawData      = 9
+	tensorDataLocation = 14
 
 	valueInfoName = 1
 	valueInfoType = 2

@@ -3,6 +3,7 @@ package onnx
 import (
 	"bytes"
 	"encoding/hex"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -225,5 +226,116 @@ func TestInitializerInt8(t *testing.T) {
 	g.InitializerUint8("z", []int64{2}, []uint8{1})
 	if len(g.errs) != 1 || !strings.Contains(g.errs[0].Error(), `initializer "z": dims [2] need 2 values, got 1`) {
 		t.Errorf("errors %v, want the count of z's values named", g.errs)
+	}
+}
+
+// TestReadInitializers reads back the initializers a Graph wrote: only the
+// ones asked for, with their types and dims, float32 data decoded.
+func TestReadInitializers(t *testing.T) {
+	g := NewGraph("inits")
+	x := g.Input("x", Float, 2, 3)
+	w := g.Initializer("w", []int64{2, 3}, []float32{1, -2, 3.5, 0, 1e-7, -0.25})
+	q := g.InitializerInt8("q", []int64{3}, []int8{-1, 0, 1})
+	s := g.InitializerInt64("s", []int64{1}, []int64{6})
+	g.Output(g.Op("Reshape", []string{g.Op("Mul", []string{x, w}), s}), Float, 6)
+	g.Output(g.Op("Cast", []string{q}, AttrInt("to", int64(Float))), Float, 3)
+	model, err := g.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := ReadInitializers(model, "w", "q", "absent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d initializers, want w and q: %v", len(got), got)
+	}
+	wt := got["w"]
+	if wt.Name != "w" || wt.Type != Float || !reflect.DeepEqual(wt.Dims, []int64{2, 3}) || wt.External {
+		t.Fatalf("w = %+v", wt)
+	}
+	if v, err := wt.Floats(); err != nil || !reflect.DeepEqual(v, []float32{1, -2, 3.5, 0, 1e-7, -0.25}) {
+		t.Fatalf("w.Floats() = %v, %v", v, err)
+	}
+	qt := got["q"]
+	if qt.Type != Int8 || !reflect.DeepEqual(qt.Dims, []int64{3}) {
+		t.Fatalf("q = %+v", qt)
+	}
+	if _, err := qt.Floats(); err == nil || err.Error() != "element type int8, want float32" {
+		t.Fatalf("q.Floats() error %v", err)
+	}
+
+	all, err := ReadInitializers(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 || all["s"].Type != Int64 {
+		t.Fatalf("ReadInitializers(model) = %v, want w, q and s", all)
+	}
+
+	if _, err := ReadInitializers(model[:len(model)-1]); err == nil {
+		t.Fatal("a truncated model read without error")
+	}
+}
+
+// TestStoredTensorFloats decodes float_data, packed and not, and refuses
+// data that does not fit the dims or lies outside the file.
+func TestStoredTensorFloats(t *testing.T) {
+	tensor := func(fields func(b []byte) []byte, dims ...int64) []byte {
+		var b []byte
+		for _, d := range dims {
+			b = appendInt(b, tensorDims, d)
+		}
+		b = appendInt(b, tensorDataType, int64(Float))
+		b = appendString(b, tensorName, "t")
+		return fields(b)
+	}
+	model := func(tensor []byte) []byte {
+		return appendMessage(nil, modelGraph, appendMessage(nil, graphInitializer, tensor))
+	}
+	fixed := func(v ...float32) []byte {
+		var b []byte
+		for _, f := range v {
+			b = protowire.AppendFixed32(b, math.Float32bits(f))
+		}
+		return b
+	}
+	tests := []struct {
+		name    string
+		tensor  []byte
+		want    []float32
+		wantErr string
+	}{
+		{"packed float_data", tensor(func(b []byte) []byte { return appendMessage(b, tensorFloatData, fixed(1, 2, 3)) }, 3), []float32{1, 2, 3}, ""},
+		{"unpacked float_data", tensor(func(b []byte) []byte {
+			for _, f := range []float32{4, 5} {
+				b = protowire.AppendTag(b, tensorFloatData, protowire.Fixed32Type)
+				b = protowire.AppendFixed32(b, math.Float32bits(f))
+			}
+			return b
+		}, 1, 2), []float32{4, 5}, ""},
+		{"empty", tensor(func(b []byte) []byte { return b }, 0), nil, ""},
+		{"too few values", tensor(func(b []byte) []byte { return appendMessage(b, tensorFloatData, fixed(1)) }, 2), nil, "1 values for shape [2] (2 values)"},
+		{"raw_data of the wrong size", tensor(func(b []byte) []byte { return appendMessage(b, tensorRawData, make([]byte, 7)) }, 2), nil, "7 bytes of data for shape [2] (2 values)"},
+		{"no data", tensor(func(b []byte) []byte { return b }, 2), nil, "no data for shape [2]"},
+		{"negative dim", tensor(func(b []byte) []byte { return b }, -1), nil, "shape [-1] is not a plausible constant"},
+		{"external", tensor(func(b []byte) []byte { return appendInt(b, tensorDataLocation, 1) }, 2), nil, ErrExternalData.Error()},
+	}
+	for _, tc := range tests {
+		got, err := ReadInitializers(model(tc.tensor), "t")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		v, err := got["t"].Floats()
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("%s: error %v, want %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(v, tc.want) {
+			t.Errorf("%s: Floats() = %v, %v, want %v", tc.name, v, err, tc.want)
+		}
 	}
 }

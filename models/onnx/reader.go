@@ -1,7 +1,10 @@
 package onnx
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -191,6 +194,143 @@ func readValueInfo(b []byte) (ValueInfo, error) {
 		return vi, fmt.Errorf("value_info %q type: %w", vi.Name, err)
 	}
 	return vi, nil
+}
+
+// StoredTensor is an initializer as [ReadInitializers] finds it in a
+// serialized model: its name, element type and dims, with its data left
+// where the model holds it (not copied, not decoded) until [StoredTensor.Floats]
+// decodes it.
+type StoredTensor struct {
+	Name string
+	Type ElemType
+	Dims []int64
+	// External is true when the data is stored outside the model file
+	// (data_location EXTERNAL); Floats refuses it.
+	External bool
+
+	raw      []byte    // raw_data, pointing into the model
+	floatBuf []byte    // float_data written packed: little-endian fixed32
+	unpacked []float32 // float_data written unpacked
+}
+
+// ErrExternalData is the error of [StoredTensor.Floats] for data stored
+// outside the model file.
+var ErrExternalData = errors.New("data stored outside the graph file")
+
+// Floats decodes a float32 tensor's values, from raw_data or float_data
+// (packed or not). It refuses another element type, external data, and a
+// value count that is not the product of the dims.
+func (t StoredTensor) Floats() ([]float32, error) {
+	if t.Type != Float {
+		return nil, fmt.Errorf("element type %v, want float32", t.Type)
+	}
+	if t.External {
+		return nil, ErrExternalData
+	}
+	n := int64(1)
+	for _, d := range t.Dims {
+		if d < 0 || (d > 0 && n > math.MaxInt32/d) {
+			return nil, fmt.Errorf("shape %v is not a plausible constant", t.Dims)
+		}
+		n *= d
+	}
+	var out []float32
+	switch {
+	case t.raw != nil:
+		if int64(len(t.raw)) != 4*n {
+			return nil, fmt.Errorf("%d bytes of data for shape %v (%d values)", len(t.raw), t.Dims, n)
+		}
+		out = make([]float32, n)
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.raw[4*i:]))
+		}
+	case t.floatBuf != nil || t.unpacked != nil:
+		out = make([]float32, 0, n)
+		for b := t.floatBuf; len(b) >= 4; b = b[4:] {
+			out = append(out, math.Float32frombits(binary.LittleEndian.Uint32(b)))
+		}
+		out = append(out, t.unpacked...)
+		if int64(len(out)) != n {
+			return nil, fmt.Errorf("%d values for shape %v (%d values)", len(out), t.Dims, n)
+		}
+	default:
+		if n != 0 {
+			return nil, fmt.Errorf("no data for shape %v", t.Dims)
+		}
+	}
+	return out, nil
+}
+
+// ReadInitializers returns, by name, those of the named initializers that
+// the main graph of a serialized ModelProto holds (all of them when no name
+// is given). Their data points into model, which must not change while they
+// are in use. A model without a graph holds none.
+func ReadInitializers(model []byte, names ...string) (map[string]StoredTensor, error) {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	var graph []byte
+	if err := walk(model, func(num protowire.Number, typ protowire.Type, _ uint64, b []byte) error {
+		if num == modelGraph && typ == protowire.BytesType {
+			graph = b
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := map[string]StoredTensor{}
+	err := walk(graph, func(num protowire.Number, typ protowire.Type, _ uint64, b []byte) error {
+		if num != graphInitializer || typ != protowire.BytesType {
+			return nil
+		}
+		t, err := readStoredTensor(b)
+		if err != nil {
+			return fmt.Errorf("initializer: %w", err)
+		}
+		if len(names) == 0 || want[t.Name] {
+			out[t.Name] = t
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("graph: %w", err)
+	}
+	return out, nil
+}
+
+// readStoredTensor reads a TensorProto's name, type, dims and where its
+// data is.
+func readStoredTensor(b []byte) (StoredTensor, error) {
+	var t StoredTensor
+	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
+		switch {
+		case num == tensorName && typ == protowire.BytesType:
+			t.Name = string(b)
+		case num == tensorDims && typ == protowire.VarintType:
+			t.Dims = append(t.Dims, int64(v))
+		case num == tensorDims && typ == protowire.BytesType: // packed
+			for len(b) > 0 {
+				d, n := protowire.ConsumeVarint(b)
+				if n < 0 {
+					return fmt.Errorf("dims: %w", protowire.ParseError(n))
+				}
+				t.Dims, b = append(t.Dims, int64(d)), b[n:]
+			}
+		case num == tensorDataType && typ == protowire.VarintType:
+			t.Type = ElemType(v)
+		case num == tensorRawData && typ == protowire.BytesType:
+			t.raw = b
+		case num == tensorFloatData && typ == protowire.BytesType:
+			t.floatBuf = append(t.floatBuf, b...)
+		case num == tensorFloatData && typ == protowire.Fixed32Type:
+			t.unpacked = append(t.unpacked, math.Float32frombits(uint32(v)))
+		case num == tensorDataLocation && typ == protowire.VarintType:
+			t.External = v == 1
+		}
+		return nil
+	})
+	return t, err
 }
 
 // walk calls fn for every field of a message. For varint and fixed fields v holds

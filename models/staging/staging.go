@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/inspectd/inspectd/tomlcheck"
 )
 
 // ErrNotEmpty is wrapped by Check and New when the destination exists and
@@ -149,16 +151,8 @@ func resolve(p string) (string, error) {
 
 // FileKind names what a non-directory path is ("a file", "a named pipe"…),
 // for error messages.
-func FileKind(m os.FileMode) string {
-	switch {
-	case m&os.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	case m.IsRegular():
-		return "a file"
-	}
-	return "not a regular file"
+func FileKind(m os.FileMode) string { return fileKinds.Name(m) }
+
+var fileKinds = tomlcheck.FileKindNames{
+	NamedPipe: "a named pipe", Socket: "a socket", Device: "a device", Regular: "a file", Other: "not a regular file",
 }

@@ -28,6 +28,8 @@ type NodeCommand struct {
 	Rebirth bool
 	// Reboot asks the daemon to restart.
 	Reboot bool
+	// ClearFault asks to clear the outputs' latched faults.
+	ClearFault bool
 }
 
 // DeviceCommand is a validated DCMD to the camera device.
@@ -41,7 +43,8 @@ type DeviceCommand struct {
 
 // ParseNodeCommand decodes and validates an NCMD payload completely: a
 // malformed command changes nothing. Accepted metrics: Node Control/Rebirth
-// and Node Control/Reboot, Boolean (true acts, false is a no-op).
+// Node Control/Reboot and Node Control/Clear Fault, Boolean (true acts,
+// false is a no-op).
 func ParseNodeCommand(b []byte) (NodeCommand, error) {
 	var cmd NodeCommand
 	p, err := decodeCommand(NCMD, b)
@@ -58,6 +61,8 @@ func ParseNodeCommand(b []byte) (NodeCommand, error) {
 			cmd.Rebirth = v
 		case MetricReboot:
 			cmd.Reboot = v
+		case MetricClearFault:
+			cmd.ClearFault = v
 		}
 	}
 	return cmd, nil
@@ -109,8 +114,8 @@ func decodeCommand(mt MessageType, b []byte) (*pb.Payload, error) {
 	if err := proto.Unmarshal(b, p); err != nil {
 		return nil, fmt.Errorf("sparkplug: %s payload is not a Sparkplug B protobuf: %w", mt, err)
 	}
-	known := map[string]bool{MetricRebirth: true, MetricReboot: true}
-	allowed := "Node Control/Rebirth, Node Control/Reboot"
+	known := map[string]bool{MetricRebirth: true, MetricReboot: true, MetricClearFault: true}
+	allowed := "Node Control/Rebirth, Node Control/Reboot, Node Control/Clear Fault"
 	if mt == DCMD {
 		known = map[string]bool{MetricThresholdImage: true, MetricThresholdPixel: true, MetricControlTrigger: true}
 		allowed = "Thresholds/Image, Thresholds/Pixel, Control/Trigger"

@@ -15,6 +15,8 @@ const (
 	MetricBdSeq   = "bdSeq"
 	MetricRebirth = "Node Control/Rebirth"
 	MetricReboot  = "Node Control/Reboot"
+	// MetricClearFault clears the station's latched output faults.
+	MetricClearFault = "Node Control/Clear Fault"
 
 	MetricSoftwareVersion = "Properties/Software Version"
 	MetricModelProduct    = "Properties/Model Product"
@@ -205,6 +207,7 @@ func NodeBirth(now time.Time, seq uint64, s NodeState) *pb.Payload {
 		u64Metric(MetricBdSeq, s.BdSeq, now),
 		boolMetric(MetricRebirth, false, now),
 		boolMetric(MetricReboot, false, now),
+		boolMetric(MetricClearFault, false, now),
 		strMetric(MetricSoftwareVersion, s.Version, now),
 		strMetric(MetricModelProduct, s.Model.Product, now),
 		strMetric(MetricModelBundleHash, s.Model.BundleHash, now),

@@ -81,9 +81,10 @@ func TestParseNodeCommand(t *testing.T) {
 	}{
 		{"rebirth", cmdPayload(t, boolMetric(MetricRebirth, true, time.Time{})), NodeCommand{Rebirth: true}, ""},
 		{"reboot", cmdPayload(t, boolMetric(MetricReboot, true, time.Time{})), NodeCommand{Reboot: true}, ""},
+		{"clear fault", cmdPayload(t, boolMetric(MetricClearFault, true, time.Time{})), NodeCommand{ClearFault: true}, ""},
 		{"false is a no-op", cmdPayload(t, boolMetric(MetricRebirth, false, time.Time{})), NodeCommand{}, ""},
 		{"garbage", []byte{0xff, 0xff, 0xff}, NodeCommand{}, "sparkplug: NCMD payload is not a Sparkplug B protobuf"},
-		{"empty", nil, NodeCommand{}, "sparkplug: NCMD has no metrics; write one of Node Control/Rebirth, Node Control/Reboot"},
+		{"empty", nil, NodeCommand{}, "sparkplug: NCMD has no metrics; write one of Node Control/Rebirth, Node Control/Reboot, Node Control/Clear Fault"},
 		{"unknown", cmdPayload(t, boolMetric("Node Control/Explode", true, time.Time{})), NodeCommand{}, `sparkplug: NCMD metric "Node Control/Explode" is unknown`},
 		{"string", cmdPayload(t, strMetric(MetricRebirth, "true", time.Time{})), NodeCommand{}, `sparkplug: NCMD metric "Node Control/Rebirth": must be a Boolean, got datatype String with string_value`},
 		{"null", cmdPayload(t, nullMetric(MetricRebirth, pb.DataType_Boolean, time.Time{})), NodeCommand{}, `sparkplug: NCMD metric "Node Control/Rebirth" has no value`},

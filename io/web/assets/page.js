@@ -111,13 +111,19 @@
       text('last-reason', last.reason + (last.detail ? ': ' + last.detail : ''));
       text('last-time', clock(last.verdict_time));
       text('last-ms', fix(last.latency.total_ms, 1));
+      var lf = last.faults || [];
+      text('last-faults-text', lf.join('; '));
+      show('last-faults', lf.length > 0);
     }
     var tb = $('results'), rows = res.map(function (r) {
-      var tr = el('tr'), v = el('td');
+      var faults = r.faults || [];
+      var tr = el('tr', faults.length ? 'faulted' : ''), v = el('td');
       v.append(vtag(r.verdict));
+      var reason = el('td', '', r.reason + (r.detail ? ': ' + r.detail : ''));
+      if (faults.length) reason.appendChild(el('div', 'err', 'output fault: ' + faults.join('; ')));
       tr.append(el('td', '', clock(r.verdict_time)), el('td', '', r.part_id), v,
         el('td', 'num', fix(r.score, 3)), el('td', 'num', String((r.regions || []).length)),
-        el('td', 'num', fix(r.latency.total_ms, 1)), el('td', '', r.reason + (r.detail ? ': ' + r.detail : '')));
+        el('td', 'num', fix(r.latency.total_ms, 1)), reason);
       return tr;
     });
     if (!rows.length) { var tr = el('tr'), td = el('td', 'empty', 'no results yet'); td.colSpan = 7; tr.append(td); rows = [tr]; }
@@ -174,6 +180,16 @@
         text('trigger-msg', r.ok ? 'accepted' + (b.part_id ? ' (part ' + b.part_id + ')' : '') : 'refused: ' + (b.error || r.status));
       });
     }).catch(function (e) { text('trigger-msg', 'failed: ' + e.message); });
+  });
+
+  $('clear-fault').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    text('clear-msg', 'sending…');
+    fetch('/api/clear-fault', { method: 'POST', headers: { Accept: 'application/json' } }).then(function (r) {
+      return r.json().then(function (b) {
+        text('clear-msg', r.ok ? 'cleared' + ((b.problems || []).length ? '; still: ' + b.problems.join('; ') : '') : 'refused: ' + (b.error || r.status));
+      });
+    }).catch(function (e) { text('clear-msg', 'failed: ' + e.message); });
   });
 
   tick();
