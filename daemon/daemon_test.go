@@ -48,19 +48,22 @@ func startHarness(t *testing.T, mode string, tweak func(*Deps)) *harness {
 	h.cancel = cancel
 	h.done = make(chan error, 1)
 	go func() { h.done <- d.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
+	t.Cleanup(func() { h.stop() })
+	// Start-up verifies a real bundle (checksums, graphs): generous for a
+	// loaded machine under the race detector.
+	deadline := time.Now().Add(30 * time.Second)
 	for h.notify.count("READY=1") == 0 {
 		select {
 		case err := <-h.done:
+			h.done <- err
 			t.Fatalf("Run ended during start-up: %v", err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("daemon not ready within 5 s")
+			t.Fatal("daemon not ready within 30 s")
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	t.Cleanup(func() { h.stop() })
 	return h
 }
 

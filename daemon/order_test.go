@@ -230,8 +230,10 @@ func TestShutdownGivesUpInOrder(t *testing.T) {
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 900*time.Millisecond {
-		t.Errorf("shutdown took %s with a 600 ms timeout", took)
+	// Inspecting all 40 parts would take 2.4 s; giving up at half the
+	// timeout bounds it (with room for a loaded machine).
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("shutdown took %s with a 600 ms timeout: the queued parts were not given up", took)
 	}
 	checkOnceInOrder(t, ids, h.sink)
 	res := h.sink.snapshot()
@@ -292,8 +294,8 @@ func TestReloadGivenUpClosesLateModel(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("reload given up during the load: %v", err)
 		}
-	case <-time.After(time.Second):
-		t.Fatal("reload did not return within 1 s of its context ending")
+	case <-time.After(3 * time.Second):
+		t.Fatal("reload did not return within 3 s of its context ending")
 	}
 	if err := h.d.Reload(context.Background()); !errors.Is(err, errLoadRunning) {
 		t.Errorf("second reload while the first still loads: %v", err)
