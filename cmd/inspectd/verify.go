@@ -212,13 +212,9 @@ const elfMagic = "\x7fELF"
 // problem belongs to.
 func checkRuntime(m config.Model) (string, error) {
 	const libKey = "model.onnxruntime_library"
-	path := m.OnnxRuntimeLibrary
-	if path == "" {
-		p, err := infer.DefaultLibraryPath()
-		if err != nil {
-			return libKey, fmt.Errorf("not set, and %v", err)
-		}
-		path = p
+	path, err := runtimeLibrary(m.OnnxRuntimeLibrary)
+	if err != nil {
+		return libKey, fmt.Errorf("not set, and %v", err)
 	}
 	if err := checkSharedLibrary(path); err != nil {
 		return libKey, err
