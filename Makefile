@@ -8,7 +8,7 @@ LDFLAGS := -X github.com/inspectd/inspectd/buildinfo.Version=$(VERSION) -X githu
 .PHONY: help deps build build-workstation test bench bench-torch lint clean demo soak soak-reload hostile quality ablations quality-long
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 deps: ## install apt packages, the ONNX Runtime library and Go modules (idempotent)
 	@bash scripts/deps.sh
@@ -39,6 +39,40 @@ build: ## build the edge binary into bin/inspectd
 
 build-workstation: ## build the workstation binary (training, evaluation) into bin/inspectd-workstation
 	$(GO) build -tags workstation -ldflags "$(LDFLAGS)" -o bin/inspectd-workstation ./cmd/inspectd
+
+# The arm64 edge binary, cross-compiled with Debian's aarch64 gcc against the
+# Debian 12 arm64 sysroot that scripts/sysroot-arm64.sh makes (OpenCV and its
+# dependencies; no `dpkg --add-architecture` on this machine).
+SYSROOT_ARM64 := $(CURDIR)/.deps/sysroot-arm64
+ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
+	PKG_CONFIG_PATH= PKG_CONFIG_SYSROOT_DIR=$(SYSROOT_ARM64) \
+	PKG_CONFIG_LIBDIR=$(SYSROOT_ARM64)/usr/lib/aarch64-linux-gnu/pkgconfig:$(SYSROOT_ARM64)/usr/share/pkgconfig \
+	CGO_CFLAGS="-O2 -g --sysroot=$(SYSROOT_ARM64)" CGO_CXXFLAGS="-O2 -g --sysroot=$(SYSROOT_ARM64)" \
+	CGO_LDFLAGS="--sysroot=$(SYSROOT_ARM64) -Wl,-rpath-link=$(SYSROOT_ARM64)/usr/lib/aarch64-linux-gnu -Wl,-rpath-link=$(SYSROOT_ARM64)/lib/aarch64-linux-gnu"
+.PHONY: build-arm64 check-arm64
+
+build-arm64: ## cross-build the arm64 edge binary into bin/linux-arm64/inspectd (first run: ~1 GB Debian arm64 sysroot, a few minutes)
+	@bash scripts/sysroot-arm64.sh
+	@INSPECTD_ORT_ARCH=arm64 bash scripts/deps.sh
+	$(ARM64_ENV) $(GO) build -ldflags "$(LDFLAGS)" -o bin/linux-arm64/inspectd ./cmd/inspectd
+
+check-arm64: build-arm64 build ## run the arm64 binary under qemu (version, check-config, bench, 12 demo parts) and compare with amd64
+	@bash scripts/check_arm64.sh
+
+# Debian packages (scripts/package.sh, templates in packaging/). PACKAGE_ARCHES
+# picks the architectures: on amd64 both (arm64 cross-built by build-arm64),
+# on an arm64 box (a Jetson) its own, from `make build`; PACKAGE_VERSION
+# overrides the version derived from git describe.
+HOST_DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+PACKAGE_ARCHES ?= $(if $(filter amd64,$(HOST_DEB_ARCH)),amd64 arm64,$(HOST_DEB_ARCH))
+PACKAGE_CROSS_ARM64 := $(and $(filter arm64,$(PACKAGE_ARCHES)),$(filter-out arm64,$(HOST_DEB_ARCH)))
+.PHONY: package check-package
+
+package: build $(if $(PACKAGE_CROSS_ARM64),build-arm64) ## build dist/inspectd_<version>_<arch>.deb for PACKAGE_ARCHES (on amd64: amd64 arm64) with dpkg-deb; lintian-clean
+	@PACKAGE_ARCHES="$(PACKAGE_ARCHES)" bash scripts/package.sh
+
+check-package: build ## install the amd64 .deb in a booted Debian 12 systemd container: start, reload, watchdog, stop, upgrade, purge (~2.5 min; first run ~8 min: 241 MB root, 270 MB of .debs, cached)
+	@bash scripts/check_package.sh
 
 test: deps lint ## set up this machine, then run lint and every test (what CI runs)
 	@bash scripts/test.sh

@@ -8,6 +8,7 @@ require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/gomlx/compute v0.1.6
 	github.com/gomlx/gomlx v0.28.8
+	github.com/google/flatbuffers v25.12.19+incompatible
 	github.com/nlpodyssey/gopickle v0.2.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3

@@ -169,7 +169,9 @@ func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
 // unless it was called. After a Load error the daemon cannot run.
 func (d *Daemon) Load(ctx context.Context) error {
 	cfg := d.state.config()
+	stopExtending := d.extendStartup(loadExtendEvery, loadExtendMax)
 	model, err := LoadModel(ctx, cfg, d.deps.NewEngine)
+	stopExtending()
 	if err != nil {
 		d.endLife()
 		d.intake.close(errStopping)
@@ -178,8 +180,10 @@ func (d *Daemon) Load(ctx context.Context) error {
 	_, thr := d.state.install(model, cfg)
 	d.metrics.modelInfo.WithLabelValues(model.Bundle.Manifest.Product, model.Bundle.Hash, model.Engine.Provider()).Set(1)
 	d.log.Info("model loaded", "bundle", model.Bundle.Dir, "product", model.Bundle.Manifest.Product,
-		"hash", short(model.Bundle.Hash), "provider", model.Engine.Provider(), "warm_up", model.WarmUp.Round(time.Millisecond),
+		"hash", short(model.Bundle.Hash), "provider", model.Engine.Provider(),
+		"build", model.Build.Round(time.Millisecond), "warm_up", model.WarmUp.Round(time.Millisecond),
 		"threshold", thr.image, "pixel_threshold", thr.pixel, "threshold_source", thr.source)
+	d.warnFallback(model, cfg.Model.Provider)
 	// Loading decoded and verified megabytes that are garbage now: return
 	// them before the first part, so that the heap's growth target is set by
 	// what inspection really keeps (a steady RSS in `make soak`).

@@ -41,7 +41,7 @@ func newMetrics(reg *prometheus.Registry, d *Daemon, version, commit string) *me
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "inspectd_reloads_total",
 			Help: "Configuration and model reloads by result (ok, failed)."}, []string{"result"}),
 		modelInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inspectd_model_info",
-			Help: "The loaded model bundle (value 1)."}, []string{"product", "bundle_hash", "provider"}),
+			Help: "The loaded model bundle (value 1); provider is \"cpu (fallback)\" when model.allow_fallback runs it on the CPU instead of the configured GPU provider."}, []string{"product", "bundle_hash", "provider"}),
 		cameraState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "inspectd_camera_state",
 			Help: "1 for the camera's current state, 0 for the others."}, []string{"state"}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "inspectd_paused", Help: "1 while inspection is paused."}),

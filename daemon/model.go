@@ -23,6 +23,9 @@ type Model struct {
 	Engine   inspection.Engine
 	Bundle   *bundle.Bundle
 	LoadedAt time.Time
+	// Build is how long building the engine took: compiling the graphs,
+	// and for TensorRT building (or loading from its cache) the engine.
+	Build time.Duration
 	// WarmUp is how long the first (dummy) frame took through the engine.
 	WarmUp time.Duration
 }
@@ -46,7 +49,9 @@ func LoadModel(ctx context.Context, cfg *config.Config, newEngine EngineFactory)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("model.bundle %s: %w", b.Dir, err)
 	}
+	buildStart := time.Now()
 	eng, err := newEngine(b, cfg.Model)
+	build := time.Since(buildStart)
 	if err != nil {
 		return nil, fmt.Errorf("model.bundle %s: %w", b.Dir, err)
 	}
@@ -54,7 +59,7 @@ func LoadModel(ctx context.Context, cfg *config.Config, newEngine EngineFactory)
 	// 12 MB for a 256² bundle) would only make the Go heap, and with it
 	// the garbage collector's goal, bigger for the daemon's whole life.
 	b.AlignGraph, b.LocalizeGraph = nil, nil
-	m := &Model{Engine: eng, Bundle: b, LoadedAt: time.Now()}
+	m := &Model{Engine: eng, Bundle: b, LoadedAt: time.Now(), Build: build}
 	start := time.Now()
 	err = ctx.Err()
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
@@ -159,7 +160,9 @@ func (d *Daemon) swapModel() {
 	}
 	m := p.model
 	d.metrics.modelInfo.WithLabelValues(m.Bundle.Manifest.Product, m.Bundle.Hash, m.Engine.Provider()).Set(1)
-	d.log.Info("reload done", "bundle", m.Bundle.Dir, "hash", short(m.Bundle.Hash), "threshold", thr.image, "pixel_threshold", thr.pixel)
+	d.log.Info("reload done", "bundle", m.Bundle.Dir, "hash", short(m.Bundle.Hash), "provider", m.Engine.Provider(),
+		"build", m.Build.Round(time.Millisecond), "warm_up", m.WarmUp.Round(time.Millisecond), "threshold", thr.image, "pixel_threshold", thr.pixel)
+	d.warnFallback(m, p.cfg.Model.Provider)
 	d.emitEvent(inspection.Info, inspection.EventReloadDone, fmt.Sprintf("now inspecting with %s (%s)", m.Bundle.Manifest.Product, short(m.Bundle.Hash)),
 		map[string]string{"bundle_hash": m.Bundle.Hash})
 }

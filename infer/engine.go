@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"image"
 	"math"
-	"os"
-	"path/filepath"
 
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/ecc"
@@ -24,8 +22,8 @@ type EngineOptions = SessionOptions
 type Engine struct {
 	m        bundle.Manifest
 	hash     string
-	align    *Session
-	localize *Session
+	align    GraphSession
+	localize GraphSession
 
 	alignIn, templateIn, transformOut []float32
 	imageIn, heatmapOut, scoreOut     []float32
@@ -39,34 +37,98 @@ type Engine struct {
 	refiner ecc.Refiner
 }
 
-// NewEngine compiles the bundle's graphs. An alignment method the engine
-// cannot run is an error, never a silent skip.
-func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, err error) {
+// NewEngine compiles the bundle's graphs with ONNX Runtime. An alignment
+// method the engine cannot run is an error, never a silent skip.
+func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (*Engine, error) {
+	if opts.Provider == ProviderTensorRT && opts.EngineCacheDir != "" {
+		// TensorRT engines are specific to the model, the GPU, the runtime
+		// and the precision: keep each combination in its own directory
+		// (enginecache.go), and the GPU's layer timings beside them.
+		var err error
+		if opts.EngineCacheDir, opts.TimingCacheDir, err = tensorRTCacheDirs(opts.EngineCacheDir, "/", b.Hash, rt.Version(), opts.TensorRTFP16); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
+	return NewEngineWithSessions(b, func(g Graph) (GraphSession, error) {
+		o, model := opts, b.LocalizeGraph
+		if g == GraphAlign {
+			// The regressor is tiny (≈1 ms): run it on the calling thread. A
+			// second multi-threaded session would keep its pool threads spinning
+			// after each call and steal the cores from localisation (measured:
+			// localise 30 ms → 50-70 ms when the two alternate on 2 cores).
+			o.IntraOpThreads = 1
+			model = b.AlignGraph
+		}
+		s, err := rt.NewSession(model, o)
+		if err != nil {
+			return nil, err // never a typed nil inside the interface
+		}
+		return s, nil
+	})
+}
+
+// GraphSession is one compiled graph of a bundle as the Engine runs it:
+// float32 tensors named as in the bundle's ONNX graphs ([bundle.InputImage],
+// [bundle.OutputHeatmap], ...), in the ONNX graphs' memory order (NCHW
+// images; a heatmap [1,1,H,W]), allocated once. Input and Output return
+// the tensors' memory, valid until Close; Run reads the inputs and
+// overwrites the outputs in place. A runtime whose graphs are laid out
+// otherwise (TFLite's NHWC twins) converts inside its GraphSession.
+// *Session (ONNX Runtime) is one; infer/tflite provides another.
+type GraphSession interface {
+	Input(name string) ([]float32, error)
+	Output(name string) ([]float32, error)
+	Run() error
+	Close() error
+}
+
+// Graph names one graph of a bundle for a [SessionOpener].
+type Graph string
+
+// The graphs of a bundle.
+const (
+	// GraphAlign is the alignment regressor (bundle.AlignIMM only): inputs
+	// InputImage and InputTemplate, output OutputTransform. It takes about a
+	// millisecond: openers run it on one thread.
+	GraphAlign Graph = "align"
+	// GraphLocalize is the localisation graph: input InputImage, outputs
+	// OutputHeatmap and OutputScore.
+	GraphLocalize Graph = "localize"
+)
+
+// SessionOpener opens the session of one graph of the bundle an engine is
+// built for. It returns a nil GraphSession with every error.
+type SessionOpener func(g Graph) (GraphSession, error)
+
+// providerReporter is implemented by sessions that know where they run.
+type providerReporter interface{ Provider() string }
+
+// NewEngineWithSessions builds the Engine of bundle b over the sessions
+// open returns: every runtime shares this one Engine (alignment, its
+// refinement, preprocessing, localisation and outside suppression). An
+// alignment method the engine cannot run is an error, never a silent skip.
+func NewEngineWithSessions(b *bundle.Bundle, open SessionOpener) (_ *Engine, err error) {
 	e := &Engine{m: b.Manifest, hash: b.Hash}
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
-	if opts.Provider == ProviderTensorRT && opts.EngineCacheDir != "" {
-		// TensorRT engines are specific to the model, the runtime and the
-		// precision: keep each combination in its own directory.
-		opts.EngineCacheDir = filepath.Join(opts.EngineCacheDir, EngineCacheKey(b.Hash, rt.Version(), opts.TensorRTFP16))
-		if err := os.MkdirAll(opts.EngineCacheDir, 0o750); err != nil {
-			return nil, fmt.Errorf("engine: TensorRT engine cache: %w", err)
+	openGraph := func(g Graph) (GraphSession, error) {
+		s, err := open(g)
+		if err != nil {
+			return nil, fmt.Errorf("engine: %s graph of bundle %s: %w", g, b.Dir, err)
 		}
+		if s == nil {
+			return nil, fmt.Errorf("engine: %s graph of bundle %s: the session opener returned no session", g, b.Dir)
+		}
+		return s, nil
 	}
 	switch b.Manifest.Align.Method {
 	case bundle.AlignNone:
 	case bundle.AlignIMM:
-		// The regressor is tiny (≈1 ms): run it on the calling thread. A
-		// second multi-threaded session would keep its pool threads spinning
-		// after each call and steal the cores from localisation (measured:
-		// localise 30 ms → 50-70 ms when the two alternate on 2 cores).
-		alignOpts := opts
-		alignOpts.IntraOpThreads = 1
-		if e.align, err = rt.NewSession(b.AlignGraph, alignOpts); err != nil {
-			return nil, fmt.Errorf("engine: align graph of bundle %s: %w", b.Dir, err)
+		if e.align, err = openGraph(GraphAlign); err != nil {
+			return nil, err
 		}
 		if e.alignIn, err = e.align.Input(bundle.InputImage); err != nil {
 			return nil, err
@@ -75,6 +137,13 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 			return nil, err
 		}
 		if e.transformOut, err = e.align.Output(bundle.OutputTransform); err != nil {
+			return nil, err
+		}
+		al := b.Manifest.Align
+		if err := checkSizes(b, GraphAlign,
+			sized{bundle.InputImage, e.alignIn, al.Channels * al.Width * al.Height},
+			sized{bundle.InputTemplate, e.templateIn, al.Channels * al.Width * al.Height},
+			sized{bundle.OutputTransform, e.transformOut, 3}); err != nil {
 			return nil, err
 		}
 		// The template never changes: fill its tensor once.
@@ -90,8 +159,8 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 		return nil, fmt.Errorf("engine: bundle %s uses align method %q, which this engine cannot run (supported: %q, %q)",
 			b.Dir, b.Manifest.Align.Method, bundle.AlignNone, bundle.AlignIMM)
 	}
-	if e.localize, err = rt.NewSession(b.LocalizeGraph, opts); err != nil {
-		return nil, fmt.Errorf("engine: localize graph of bundle %s: %w", b.Dir, err)
+	if e.localize, err = openGraph(GraphLocalize); err != nil {
+		return nil, err
 	}
 	if e.imageIn, err = e.localize.Input(bundle.InputImage); err != nil {
 		return nil, err
@@ -102,20 +171,34 @@ func NewEngine(rt *Runtime, b *bundle.Bundle, opts EngineOptions) (_ *Engine, er
 	if e.scoreOut, err = e.localize.Output(bundle.OutputScore); err != nil {
 		return nil, err
 	}
+	in := b.Manifest.Input
+	if err := checkSizes(b, GraphLocalize,
+		sized{bundle.InputImage, e.imageIn, 3 * in.Width * in.Height},
+		sized{bundle.OutputHeatmap, e.heatmapOut, in.Width * in.Height},
+		sized{bundle.OutputScore, e.scoreOut, 1}); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
-// EngineCacheKey names the TensorRT engine-cache subdirectory of a model:
-// its hash, the ONNX Runtime version and the precision.
-func EngineCacheKey(modelHash, runtimeVersion string, fp16 bool) string {
-	prec := "fp32"
-	if fp16 {
-		prec = "fp16"
+// sized is a tensor of a session and the number of values the manifest
+// gives it.
+type sized struct {
+	name string
+	data []float32
+	want int
+}
+
+// checkSizes checks that each tensor of graph g holds the values the
+// manifest implies, so that a session that disagrees with its bundle is
+// an error here, never an index out of range on the first frame.
+func checkSizes(b *bundle.Bundle, g Graph, ts ...sized) error {
+	for _, t := range ts {
+		if len(t.data) != t.want {
+			return fmt.Errorf("engine: %s graph of bundle %s: tensor %q has %d values, the manifest implies %d", g, b.Dir, t.name, len(t.data), t.want)
+		}
 	}
-	if len(modelHash) > 16 {
-		modelHash = modelHash[:16]
-	}
-	return fmt.Sprintf("%s-ort%s-%s", modelHash, runtimeVersion, prec)
+	return nil
 }
 
 func (e *Engine) alignSpec() preprocess.Spec {
@@ -128,12 +211,13 @@ func (e *Engine) Manifest() bundle.Manifest { return e.m }
 // ModelHash returns the bundle's identity (SHA-256 of its manifest).
 func (e *Engine) ModelHash() string { return e.hash }
 
-// Provider reports the execution provider the localisation graph runs on.
+// Provider reports the execution provider the localisation graph runs on
+// ("" when its session does not say).
 func (e *Engine) Provider() string {
-	if e.localize == nil {
-		return ""
+	if p, ok := e.localize.(providerReporter); ok {
+		return p.Provider()
 	}
-	return e.localize.Provider()
+	return ""
 }
 
 // NewHeatmap allocates a heatmap of the model input size for Localize.

@@ -35,7 +35,8 @@ const EnvLibrary = "INSPECTD_ONNXRUNTIME_LIB"
 // SystemLibraryPath is the last place [DefaultLibraryPath] looks.
 const SystemLibraryPath = "/usr/lib/inspectd/libonnxruntime.so.1"
 
-// WantVersion is the ONNX Runtime release series this package is built and tested against.
+// WantVersion is the ONNX Runtime release series this package is tested
+// against; other releases from [MinVersion] on load with a warning.
 const WantVersion = "1.30."
 
 // Execution providers accepted in SessionOptions.Provider.
@@ -93,16 +94,20 @@ func isFile(p string) bool {
 // global environment, so every Runtime shares it; it is created by the first
 // OpenRuntime and destroyed when the last Runtime is closed.
 var env struct {
-	mu      sync.Mutex
-	refs    int
-	path    string
-	version string
+	mu        sync.Mutex
+	refs      int
+	path      string
+	version   string
+	warning   string
+	providers []string
 }
 
 // Runtime is a handle on the loaded ONNX Runtime library. Close it after
 // closing its sessions.
 type Runtime struct {
 	path, version string
+	warning       string   // see Warning
+	providers     []string // compiled into the library, ONNX Runtime's names
 	once          sync.Once
 	closed        atomic.Bool
 	closeErr      error
@@ -111,7 +116,13 @@ type Runtime struct {
 // OpenRuntime loads the ONNX Runtime shared library at libraryPath (see
 // [DefaultLibraryPath]) and initialises the environment, once per process. Later
 // calls with the same library share it; a different path while a Runtime is
-// open is an error. A library that is not ONNX Runtime 1.30.x is refused.
+// open is an error.
+//
+// Before onnxruntime_go touches it, the library is probed with its own
+// dlopen handle (version, API level, compiled-in providers): a library
+// older than [MinVersion] is refused with one line naming it, the version
+// found and what to install; one other than the tested [WantVersion]
+// series loads with [Runtime.Warning] set.
 func OpenRuntime(libraryPath string) (*Runtime, error) {
 	if libraryPath == "" {
 		return nil, errors.New("onnxruntime: empty library path")
@@ -130,25 +141,22 @@ func OpenRuntime(libraryPath string) (*Runtime, error) {
 			return nil, fmt.Errorf("onnxruntime library %s: this process already uses %s", libraryPath, env.path)
 		}
 		env.refs++
-		return &Runtime{path: abs, version: env.version}, nil
+		return &Runtime{path: abs, version: env.version, warning: env.warning, providers: env.providers}, nil
+	}
+	probe, err := probeLibrary(abs)
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime library %s: %w", libraryPath, err)
+	}
+	warning, err := checkVersion(libraryPath, probe.version, probe.apiOK)
+	if err != nil {
+		return nil, err
 	}
 	ort.SetSharedLibraryPath(abs)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return nil, fmt.Errorf("onnxruntime library %s: %w", libraryPath, err)
 	}
-	version := ort.GetVersion()
-	if err := checkVersion(libraryPath, version); err != nil {
-		return nil, errors.Join(err, ort.DestroyEnvironment())
-	}
-	env.refs, env.path, env.version = 1, abs, version
-	return &Runtime{path: abs, version: version}, nil
-}
-
-func checkVersion(path, version string) error {
-	if !strings.HasPrefix(version, WantVersion) {
-		return fmt.Errorf("onnxruntime library %s is version %q, want %sx", path, version, WantVersion)
-	}
-	return nil
+	env.refs, env.path, env.version, env.warning, env.providers = 1, abs, probe.version, warning, probe.providers
+	return &Runtime{path: abs, version: probe.version, warning: warning, providers: probe.providers}, nil
 }
 
 // Version returns the ONNX Runtime version reported by the library.
@@ -166,7 +174,7 @@ func (r *Runtime) Close() error {
 		defer env.mu.Unlock()
 		env.refs--
 		if env.refs == 0 {
-			env.path, env.version = "", ""
+			env.path, env.version, env.warning, env.providers = "", "", "", nil
 			if err := ort.DestroyEnvironment(); err != nil {
 				r.closeErr = fmt.Errorf("onnxruntime: destroy environment: %w", err)
 			}
@@ -186,11 +194,17 @@ type SessionOptions struct {
 	// TensorRTFP16 lets TensorRT build FP16 engines.
 	TensorRTFP16 bool
 	// EngineCacheDir, if set, enables the TensorRT engine cache in that directory.
-	// Engines are device and TensorRT-version specific: callers use one directory
-	// per model hash and TensorRT version.
+	// Engines are specific to the model, the GPU, the runtime and the
+	// precision: NewEngine uses one directory per combination
+	// ([TensorRTCacheKey]).
 	EngineCacheDir string
+	// TimingCacheDir, if set, enables TensorRT's timing cache (measured
+	// layer timings, which make a later engine build faster) in that
+	// directory. Timings are specific to the GPU and the runtime.
+	TimingCacheDir string
 	// AllowFallback runs on the CPU when the requested provider is unavailable
-	// instead of failing; Session.Provider reports what was used.
+	// instead of failing; Session.Provider reports [ProviderCPUFallback] and
+	// Session.FallbackReason why.
 	AllowFallback bool
 }
 
@@ -233,18 +247,17 @@ func (r *Runtime) NewSession(model []byte, opts SessionOptions) (_ *Session, err
 	default:
 		return nil, fmt.Errorf("onnxruntime session: unknown provider %q, want cpu, cuda or tensorrt", opts.Provider)
 	}
-	so, err := sessionOptions(opts, p)
-	if err != nil && p != ProviderCPU && opts.AllowFallback {
-		s.fallback = err
-		so, err = sessionOptions(opts, ProviderCPU)
-	} else if err == nil {
-		s.provider = p
+	// A provider the library lacks is refused before ONNX Runtime is asked
+	// (the error lists what it has); one it has can still fail to start
+	// (CUDA or TensorRT libraries missing, no GPU) when it is appended or
+	// when the session is created.
+	var provErr error
+	if p != ProviderCPU {
+		provErr = r.CheckProvider(p)
 	}
-	if err != nil {
-		return nil, err
+	if provErr != nil && !opts.AllowFallback {
+		return nil, provErr
 	}
-	defer so.Destroy()
-
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -277,11 +290,47 @@ func (r *Runtime) NewSession(model []byte, opts SessionOptions) (_ *Session, err
 			vals[k] = append(vals[k], t)
 		}
 	}
-	s.sess, err = ort.NewAdvancedSessionWithONNXData(model, names[0], names[1], vals[0], vals[1], so)
-	if err != nil {
-		return nil, fmt.Errorf("onnxruntime session (%s, graph %q): %w", s.provider, info.GraphName, err)
+	if provErr == nil {
+		s.sess, err = r.createSession(model, names, vals, opts, p)
+		if err == nil {
+			s.provider = p
+			return s, nil
+		}
+		if p == ProviderCPU || !opts.AllowFallback || !errors.As(err, new(*providerFailure)) {
+			return nil, fmt.Errorf("onnxruntime session (%s, graph %q): %w", p, info.GraphName, err)
+		}
+		provErr = err
+	}
+	s.fallback, s.provider = provErr, ProviderCPUFallback
+	if s.sess, err = r.createSession(model, names, vals, opts, ProviderCPU); err != nil {
+		return nil, fmt.Errorf("onnxruntime session (cpu, graph %q, falling back from %s: %v): %w", info.GraphName, p, provErr, err)
 	}
 	return s, nil
+}
+
+// providerFailure marks an error of a GPU provider that did not start:
+// a reason to fall back to the CPU when that is allowed.
+type providerFailure struct{ err error }
+
+func (f *providerFailure) Error() string { return f.err.Error() }
+func (f *providerFailure) Unwrap() error { return f.err }
+
+// createSession compiles model for provider p on the given tensors. A
+// failure of a GPU provider is a *providerFailure.
+func (r *Runtime) createSession(model []byte, names [2][]string, vals [2][]ort.Value, opts SessionOptions, p string) (*ort.AdvancedSession, error) {
+	so, err := sessionOptions(opts, p)
+	if err != nil {
+		if p != ProviderCPU {
+			return nil, &providerFailure{providerStartError(p, r.path, r.version, err)}
+		}
+		return nil, err
+	}
+	defer so.Destroy()
+	sess, err := ort.NewAdvancedSessionWithONNXData(model, names[0], names[1], vals[0], vals[1], so)
+	if err != nil && p != ProviderCPU {
+		return nil, &providerFailure{providerStartError(p, r.path, r.version, err)}
+	}
+	return sess, err
 }
 
 // sessionOptions creates ONNX Runtime session options for provider p.
@@ -333,18 +382,18 @@ func appendProvider(so *ort.SessionOptions, p string, opts SessionOptions) error
 	if p == ProviderTensorRT {
 		to, err := ort.NewTensorRTProviderOptions()
 		if err != nil {
-			return fmt.Errorf("onnxruntime execution provider %q unavailable: %w", p, err)
+			return fmt.Errorf("TensorRT: %w", err)
 		}
 		defer to.Destroy()
 		if err := to.Update(tensorRTOptions(opts)); err != nil {
-			return fmt.Errorf("onnxruntime execution provider %q options: %w", p, err)
+			return fmt.Errorf("TensorRT options: %w", err)
 		}
 		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
-			return fmt.Errorf("onnxruntime execution provider %q unavailable: %w", p, err)
+			return fmt.Errorf("TensorRT: %w", err)
 		}
 	}
 	if err := cuda(); err != nil {
-		return fmt.Errorf("onnxruntime execution provider %q unavailable (CUDA): %w", p, err)
+		return fmt.Errorf("CUDA: %w", err)
 	}
 	return nil
 }
@@ -356,6 +405,10 @@ func tensorRTOptions(opts SessionOptions) map[string]string {
 		o["trt_engine_cache_enable"] = "1"
 		o["trt_engine_cache_path"] = opts.EngineCacheDir
 	}
+	if opts.TimingCacheDir != "" {
+		o["trt_timing_cache_enable"] = "1"
+		o["trt_timing_cache_path"] = opts.TimingCacheDir
+	}
 	return o
 }
 
@@ -366,7 +419,9 @@ func boolString(b bool) string {
 	return "0"
 }
 
-// Provider returns the execution provider the session runs on.
+// Provider returns the execution provider the session runs on:
+// "cpu", "cuda", "tensorrt", or [ProviderCPUFallback] when the requested
+// one was unavailable and AllowFallback let it run on the CPU.
 func (s *Session) Provider() string { return s.provider }
 
 // FallbackReason returns why the requested provider was not used, or nil.

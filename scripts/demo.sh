@@ -7,7 +7,8 @@
 # printing one line per part and a summary. Stops after DEMO_PARTS parts
 # (default 50) or on Ctrl-C. Everything it creates lives in .demo/, apart
 # from links to the demo bundle's files in testdata/demo-bundle (which the
-# example configuration names).
+# example configuration names). DEMO_PREPARE_ONLY=1 only prepares the bundle
+# and the replay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,12 @@ if [ ! -d "$DEMO/replay" ]; then
     fi
   done
   mv "$stage" "$DEMO/replay"
+fi
+# DEMO_PREPARE_ONLY=1: stop here, with the bundle and the replay ready
+# (scripts/check_arm64.sh runs them on both architectures).
+if [ "${DEMO_PREPARE_ONLY:-0}" = 1 ]; then
+  say "prepared $DEMO/bundle and $DEMO/replay"
+  exit 0
 fi
 
 # A local broker and a SCADA-side subscriber: what the plant would receive.

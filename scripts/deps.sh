@@ -2,6 +2,8 @@
 # Installs everything inspectd needs on a fresh Debian 12 machine, idempotently:
 # apt packages, the ONNX Runtime CPU library (from the npm package onnxruntime-node,
 # checksum-verified and cached), and the Go modules. Quiet when everything is present.
+# INSPECTD_ORT_ARCH (arm64, x64) picks the ONNX Runtime library's architecture;
+# INSPECTD_DEPS_APT=0 skips the apt packages (a box that is not Debian 12).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -47,16 +49,25 @@ if command -v npm >/dev/null 2>&1; then
   missing=("${missing[@]/npm}")
 fi
 read -r -a missing <<<"${missing[*]:-}"
+# INSPECTD_DEPS_APT=0 leaves apt alone: on a box that is not Debian 12 (a
+# Jetson's Ubuntu), whoever builds there installs Go, libopencv-dev,
+# pkg-config and npm from its own distribution.
+if [ "${INSPECTD_DEPS_APT:-1}" = 0 ]; then
+  [ "${#missing[@]}" -eq 0 ] || log "INSPECTD_DEPS_APT=0: not installing ${missing[*]}"
+  missing=()
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing apt packages: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-case "$(uname -m)" in
-  x86_64) ort_arch=x64 ;;
+# INSPECTD_ORT_ARCH=arm64 (or x64) fetches the library of another architecture
+# instead of this machine's, e.g. for the arm64 cross build (make build-arm64).
+case "${INSPECTD_ORT_ARCH:-$(uname -m)}" in
+  x86_64|x64) ort_arch=x64 ;;
   aarch64|arm64) ort_arch=arm64 ;;
-  *) echo "deps: unsupported architecture $(uname -m) for the ONNX Runtime library" >&2; exit 1 ;;
+  *) echo "deps: unsupported architecture ${INSPECTD_ORT_ARCH:-$(uname -m)} for the ONNX Runtime library" >&2; exit 1 ;;
 esac
 ort_lib="$ORT_DIR/linux-$ort_arch/libonnxruntime.so.1"
 want_lib_sha="${ORT_LIB_SHA256[$ort_arch]}"
@@ -88,6 +99,18 @@ if [ ! -f "$ort_lib" ] || [ "$(sha_of "$ort_lib")" != "$want_lib_sha" ]; then
   mkdir -p "$(dirname "$ort_lib")"
   install -m 0644 "$tmp/package/bin/napi-v6/linux/$ort_arch/libonnxruntime.so.1" "$ort_lib"
   log "ONNX Runtime $ORT_VERSION installed at $ort_lib"
+fi
+
+# The two WASM TensorFlow Lite interpreters the TFLite export test runs
+# (tools/tflite-check, pinned by its package-lock.json): installed with
+# `npm ci` from the npm cache under $CACHE_DIR (works offline once cached),
+# skipped while node_modules matches the lock file.
+TFLITE_CHECK=tools/tflite-check
+tflite_stamp="$TFLITE_CHECK/node_modules/.inspectd-lock.sha256"
+if [ ! -f "$tflite_stamp" ] || [ "$(cat "$tflite_stamp")" != "$(sha_of "$TFLITE_CHECK/package-lock.json")" ]; then
+  log "installing the TFLite WASM interpreters into $TFLITE_CHECK/node_modules (npm cache in $CACHE_DIR/npm)"
+  (cd "$TFLITE_CHECK" && npm ci --prefer-offline --no-audit --no-fund --silent --cache "$CACHE_DIR/npm")
+  sha_of "$TFLITE_CHECK/package-lock.json" >"$tflite_stamp"
 fi
 
 go mod download

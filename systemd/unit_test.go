@@ -21,7 +21,7 @@ func TestUnitVerifies(t *testing.T) {
 	if err := os.WriteFile(stand, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	unit := strings.ReplaceAll(Unit, "/usr/local/bin/inspectd", stand)
+	unit := strings.ReplaceAll(Unit, "/usr/bin/inspectd", stand)
 	path := filepath.Join(dir, "inspectd.service")
 	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
 		t.Fatal(err)
@@ -34,17 +34,55 @@ func TestUnitVerifies(t *testing.T) {
 	}
 }
 
-// TestUnitHasRequiredSettings guards the settings the product relies on.
+// directives returns the unit's lines that are not comments or blank.
+func directives() []string {
+	var out []string
+	for _, line := range strings.Split(Unit, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, ";") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestUnitHasRequiredSettings guards the settings the product and the
+// Debian package (scripts/package.sh installs the binary as
+// /usr/bin/inspectd, the configuration as /etc/inspectd/inspectd.toml)
+// rely on. Each entry is the start of a directive line; comments do not
+// count.
 func TestUnitHasRequiredSettings(t *testing.T) {
+	lines := directives()
 	for _, want := range []string{
-		"Type=notify", "WatchdogSec=", "Restart=on-failure",
-		"ExecStartPre=/usr/local/bin/inspectd check-config",
+		"Type=notify", "WatchdogSec=10s", "Restart=on-failure",
+		"ExecStartPre=/usr/bin/inspectd check-config -c /etc/inspectd/inspectd.toml",
+		"ExecStart=/usr/bin/inspectd run -c /etc/inspectd/inspectd.toml",
+		"ExecReload=/bin/kill -HUP $MAINPID", "StartLimitBurst=", "StartLimitIntervalSec=",
 		"StateDirectory=inspectd", "ConfigurationDirectory=inspectd",
 		"ProtectSystem=strict", "NoNewPrivileges=yes", "User=inspectd",
 		"DevicePolicy=closed", "DeviceAllow=char-gpiochip", "DeviceAllow=char-video4linux",
 	} {
-		if !strings.Contains(Unit, want) {
-			t.Errorf("unit lacks %q", want)
+		found := false
+		for _, line := range lines {
+			if strings.HasPrefix(line, want) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("unit lacks a directive starting %q", want)
+		}
+	}
+}
+
+// TestUnitNamesNoOptionalGroup guards against SupplementaryGroups=: a
+// group that does not exist on the machine (most have no gpio group) fails
+// every start with status 216/GROUP. The package puts the user in the
+// groups that exist instead, and User= brings them.
+func TestUnitNamesNoOptionalGroup(t *testing.T) {
+	for _, line := range directives() {
+		if strings.HasPrefix(line, "SupplementaryGroups=") {
+			t.Errorf("unit sets %q; the package adds the user to the groups that exist instead", line)
 		}
 	}
 }

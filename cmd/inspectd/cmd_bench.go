@@ -30,6 +30,13 @@ type benchFlags struct {
 	pipeline bool
 	frames   string
 	parts    int
+	// GPU providers and comparing them (scripts/gpu-check.sh).
+	fp16                     bool
+	engineCache              string
+	dumpHeatmap, compareWith string
+	tolerance                float64
+	// The TFLite runtime (bench_tflite.go).
+	runtime, tfliteLib, tfliteDelegate string
 }
 
 func runBench(ctx context.Context, s streams, args []string) error {
@@ -42,6 +49,11 @@ func runBench(ctx context.Context, s streams, args []string) error {
 		return failure(err)
 	}
 	defer rt.Close()
+	newEngine, closeEngines, err := benchEngineFactory(f)
+	if err != nil {
+		return failure(err)
+	}
+	defer closeEngines()
 	b, cleanup, err := benchBundle(f)
 	if err != nil {
 		return failure(err)
@@ -61,18 +73,23 @@ func runBench(ctx context.Context, s streams, args []string) error {
 		return failure(err)
 	}
 	res, err := bench.Stages(ctx, rt, b, bench.Options{
-		Session:    infer.SessionOptions{IntraOpThreads: f.threads, Provider: f.provider},
+		Session: infer.SessionOptions{IntraOpThreads: f.threads, Provider: f.provider,
+			TensorRTFP16: f.fp16, EngineCacheDir: f.engineCache},
 		Iterations: f.iterations,
 		Backbone:   bb,
+		NewEngine:  newEngine,
 	})
 	if err != nil {
 		return failure(err)
 	}
 	if f.asJSON {
-		return printBenchJSON(s, res)
+		if err := printBenchJSON(s, res); err != nil {
+			return err
+		}
+	} else {
+		printBenchTable(s, res)
 	}
-	printBenchTable(s, res)
-	return nil
+	return benchHeatmap(s, f, res)
 }
 
 // parseBenchFlags parses and checks the flags; done reports that the
@@ -94,6 +111,12 @@ func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error
 	fs.BoolVar(&f.pipeline, "pipeline", false, "time the whole daemon pipeline instead of the stages")
 	fs.StringVar(&f.frames, "frames", "640x480,1920x1080", "comma-separated camera frame `sizes` for --pipeline")
 	fs.IntVar(&f.parts, "parts", 300, "`parts` per frame size for --pipeline")
+	fs.BoolVar(&f.fp16, "tensorrt-fp16", false, "let TensorRT build FP16 engines (--provider tensorrt)")
+	fs.StringVar(&f.engineCache, "engine-cache-dir", "", "TensorRT engine and timing cache `dir` (--provider tensorrt; default: none, every run builds)")
+	fs.StringVar(&f.dumpHeatmap, "dump-heatmap", "", "write the localise stage's heatmap to `file` (.npy, float32 H×W)")
+	fs.StringVar(&f.compareWith, "compare-heatmap", "", "compare the localise stage's heatmap with `file` (from --dump-heatmap) and exit 1 if it differs by more than --tolerance")
+	fs.Float64Var(&f.tolerance, "tolerance", 1e-3, "largest allowed max|Δ| / max(1, max|reference|) for --compare-heatmap")
+	tfliteBenchFlags(fs, &f)
 	if done, err := parseFlags(fs, s, args); done {
 		return f, true, err
 	}
@@ -111,6 +134,12 @@ func parseBenchFlags(s streams, args []string) (_ benchFlags, done bool, _ error
 	}
 	if !f.pipeline && (flagSet(fs, "frames") || flagSet(fs, "parts")) {
 		return f, true, usageErr("bench: --frames and --parts apply to --pipeline")
+	}
+	if err := checkGPUBenchFlags(fs, f); err != nil {
+		return f, true, err
+	}
+	if err := checkTFLiteBenchFlags(fs, f); err != nil {
+		return f, true, err
 	}
 	if f.pipeline {
 		for _, fr := range strings.Split(f.frames, ",") {

@@ -83,6 +83,7 @@ type station struct {
 
 	unlock  func() // releases the state_dir lock
 	rt      *infer.Runtime
+	tfl     tfliteLibraries // model.runtime = "tflite"
 	cam     *camera.Camera
 	d       *daemon.Daemon
 	gpio    *gpio.Actuator
@@ -141,6 +142,13 @@ func (st *station) build() error {
 		return keyError(cfg, "model.onnxruntime_library", err)
 	}
 	st.rt = rt
+	logRuntime(st.log, rt)
+	st.tfl.log = st.log
+	if cfg.Model.Runtime == config.RuntimeTFLite {
+		if _, err := st.tfl.open(cfg.Model.TFLite.Library); err != nil {
+			return keyError(cfg, "model.tflite.library", err)
+		}
+	}
 
 	cam, err := camera.New(cfg.Camera, st.log)
 	if err != nil {
@@ -248,8 +256,12 @@ func (st *station) build() error {
 	return nil
 }
 
-// newEngine builds an ONNX Runtime engine for a verified bundle.
+// newEngine builds the engine of a verified bundle for model.runtime:
+// ONNX Runtime's, or TFLite's (engine_select.go).
 func (st *station) newEngine(b *bundle.Bundle, m config.Model) (inspection.Engine, error) {
+	if m.Runtime == config.RuntimeTFLite {
+		return st.tfl.newEngine(b, m)
+	}
 	return infer.NewEngine(st.rt, b, infer.EngineOptions{
 		IntraOpThreads: m.Threads,
 		Provider:       m.Provider,
@@ -389,6 +401,7 @@ func (st *station) closeRest() {
 	if st.rt != nil {
 		st.rt.Close()
 	}
+	st.tfl.Close()
 	if st.unlock != nil {
 		st.unlock()
 		st.unlock = nil

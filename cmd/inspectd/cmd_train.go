@@ -14,7 +14,7 @@ import (
 )
 
 func trainCommand(ctx context.Context, s streams, args []string) error {
-	fs := newFlagSet(s, "train", "train --good DIR --out BUNDLE [--backbone PATH] [--recipe FILE] [--defects DIR]\n\nTrains a model bundle from defect-free images only: template choice, the image\nmatching module (align = \"imm\"), the anomaly localisation module with synthetic\ndefects, threshold calibration on held-out good images, ONNX export, and a final\ncheck that the exported bundle scores the held-out images as training did.\nSettings come from the recipe (see models/train/recipe.example.toml). An\ninterrupted or failed run leaves no bundle at --out.")
+	fs := newFlagSet(s, "train", "train --good DIR --out BUNDLE [--backbone PATH] [--recipe FILE] [--defects DIR] [--tflite]\n\nTrains a model bundle from defect-free images only: template choice, the image\nmatching module (align = \"imm\"), the anomaly localisation module with synthetic\ndefects, threshold calibration on held-out good images, ONNX export, and a final\ncheck that the exported bundle scores the held-out images as training did.\nSettings come from the recipe (see models/train/recipe.example.toml). An\ninterrupted or failed run leaves no bundle at --out.")
 	good := fs.String("good", "", "`folder` of defect-free images")
 	out := fs.String("out", "", "bundle `dir` to write")
 	bb := fs.String("backbone", "", "ResNet-18 weights: a folder of .npy files or a torchvision .pth `path` (default: $INSPECTD_BACKBONE or ../shared/backbones/resnet18)")
@@ -22,6 +22,7 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 	defects := fs.String("defects", "", "optional MVTec-style category `dir` with test/<defect> images (for the F1-optimal threshold only)")
 	lib := fs.String("onnxruntime-library", "", libraryFlagUsage)
 	quiet := fs.Bool("quiet", false, "no progress output")
+	tfl := fs.Bool("tflite", false, "also write TensorFlow Lite twins of the graphs (localize.tflite, align.tflite) for model.runtime = \"tflite\"")
 	if done, err := parseFlags(fs, s, args); done {
 		return err
 	}
@@ -45,7 +46,7 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 	}
 	defer rt.Close()
 	res, err := train.Run(ctx, train.Options{GoodDir: *good, Backbone: *bb, Out: *out, Recipe: recipe,
-		Defects: *defects, Backend: infer.NewBackend(rt), Progress: progress})
+		Defects: *defects, Backend: infer.NewBackend(rt), Progress: progress, TFLite: *tfl})
 	if err != nil {
 		return failure(err)
 	}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"log/slog"
+	"strings"
+
 	"github.com/inspectd/inspectd/infer"
 )
 
@@ -23,4 +26,17 @@ func openRuntime(path string) (*infer.Runtime, error) {
 		return nil, err
 	}
 	return infer.OpenRuntime(path)
+}
+
+// logRuntime logs the loaded ONNX Runtime library, its version and the
+// providers it can offer, and the library's warning (a version other than
+// the tested one) at WARN. A model.provider it lacks was refused before,
+// by verifyEnvironment, in one line; with model.allow_fallback the daemon
+// logs the fallback when the model loads.
+func logRuntime(log *slog.Logger, rt *infer.Runtime) {
+	log = log.With("component", "onnxruntime")
+	if w := rt.Warning(); w != "" {
+		log.Warn(w)
+	}
+	log.Info("onnxruntime loaded", "library", rt.LibraryPath(), "version", rt.Version(), "providers", strings.Join(rt.Providers(), ","))
 }

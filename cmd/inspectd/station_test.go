@@ -13,10 +13,10 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/inspectd/inspectd/logging/logtest"
 	"github.com/inspectd/inspectd/models/netdef"
 )
 
@@ -169,7 +169,7 @@ func TestStateDirLocked(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out bytes.Buffer
-	errb := &lockedBuffer{}
+	errb := &logtest.Buffer{}
 	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &out, errb) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(errb.String(), "inspection started") {
@@ -187,24 +187,6 @@ func TestStateDirLocked(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("first daemon: %v\n%s", err, errb.String())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestRunRefusesWhatCheckConfigRefuses: run verifies this machine as

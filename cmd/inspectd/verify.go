@@ -38,7 +38,9 @@ const lookupTimeout = 2 * time.Second
 // ONNX Runtime, and a model.provider other than "cpu" is available
 // (unless model.allow_fallback); gpio.chip is a GPIO chip; the camera
 // source's keys hold (camera.CheckSource: for "images", at least one
-// decodable image); the MQTT credential files load.
+// decodable image); the MQTT credential files load; with model.runtime =
+// "tflite", TensorFlow Lite's C library, its delegate and the bundle's
+// twins are there (checkTFLite).
 //
 // It returns nil or a config.Problems (ErrInvalid) with every problem,
 // each naming its key and line as check-config prints them. It starts
@@ -71,6 +73,9 @@ func verifyEnvironment(cfg *config.Config) error {
 	}
 	key, err := checkRuntime(cfg.Model)
 	add(key, err)
+	if cfg.Model.Runtime == config.RuntimeTFLite {
+		add(checkTFLite(cfg.Model))
+	}
 	if cfg.GPIO.Enabled {
 		add("gpio.chip", checkGPIOChip(cfg.GPIO))
 	}
@@ -226,6 +231,9 @@ func checkRuntime(m config.Model) (string, error) {
 	defer rt.Close()
 	if m.Provider == "" || m.Provider == infer.ProviderCPU || m.AllowFallback {
 		return "", nil
+	}
+	if err := rt.CheckProvider(m.Provider); err != nil {
+		return "model.provider", fmt.Errorf("%q is not available on this machine: %v; or use \"cpu\", or set model.allow_fallback = true to run on the CPU without it", m.Provider, err)
 	}
 	model, err := providerProbe()
 	if err != nil {

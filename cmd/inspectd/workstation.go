@@ -8,5 +8,6 @@ func workstationCommands() []command {
 		{"train", "train a model bundle from good images", trainCommand},
 		{"eval", "evaluate a bundle on a dataset (metrics, latency, HTML report)", evalCommand},
 		{"dataset", "prepare datasets: rto (rotated/shifted copy), synth (synthetic parts)", datasetCommand},
+		{"export-tflite", "copy a bundle adding TensorFlow Lite twins of its graphs", exportTFLiteCommand},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
 )
 
@@ -153,9 +154,14 @@ radius = 1
 	}
 	out := filepath.Join(dir, "bundle")
 	code, stdout, stderr := runCLI(t, "train", "--good", filepath.Join(synthRoot, "gear", "train", "good"), "--out", out,
-		"--recipe", recipe, "--defects", filepath.Join(synthRoot, "gear"), "--quiet")
+		"--recipe", recipe, "--defects", filepath.Join(synthRoot, "gear"), "--quiet", "--tflite")
 	if code != 0 {
 		t.Fatalf("train: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if b, err := bundle.Load(out); err != nil || len(b.LocalizeTFLite) == 0 || (b.Manifest.Align.Method == bundle.AlignIMM && len(b.AlignTFLite) == 0) {
+		t.Errorf("train --tflite: the bundle does not load with its TFLite twins (error %v)", err)
+	} else {
+		checkTrainedTwins(t, out)
 	}
 	for _, want := range []string{"wrote " + out, "localise memory of 16-value entries, 8 per location", "alignment: 20 steps", "thresholds: image", "F1-optimal threshold", "verified"} {
 		if !strings.Contains(stdout, want) {

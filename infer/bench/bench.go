@@ -29,6 +29,12 @@ type Result struct {
 	Iterations int                    `json:"iterations"`
 	Provider   string                 `json:"provider"`
 	Stages     map[string]StageTiming `json:"stages"`
+	// Heatmap is the last localisation's heatmap (Width×Height, row-major)
+	// and Score its image score, for comparing providers
+	// (`inspectd bench --dump-heatmap`, scripts/gpu-check.sh): every round
+	// localises the same synthetic frame.
+	Heatmap []float32 `json:"-"`
+	Score   float32   `json:"-"`
 }
 
 // Options configures Stages.
@@ -38,6 +44,10 @@ type Options struct {
 	// Backbone weights for the backbone-only stage; nil means random
 	// weights (the cost does not depend on the values).
 	Backbone *backbone.Weights
+	// NewEngine builds the engine of the align and localise stages (the
+	// TFLite runtime's, for `bench --runtime tflite`); nil means ONNX
+	// Runtime's with Session. The backbone stage always runs on rt.
+	NewEngine func(b *bundle.Bundle) (*infer.Engine, error)
 }
 
 // Stages times, on this machine, the backbone-only graph (ResNet-18
@@ -74,7 +84,11 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 	for i := range in {
 		in[i] = float32(i%251) / 251
 	}
-	e, err := infer.NewEngine(rt, b, o.Session)
+	newEngine := o.NewEngine
+	if newEngine == nil {
+		newEngine = func(b *bundle.Bundle) (*infer.Engine, error) { return infer.NewEngine(rt, b, o.Session) }
+	}
+	e, err := newEngine(b)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -116,7 +130,7 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 			}
 		}
 		mid := time.Now()
-		if _, err := e.Localize(frame, image.Rectangle{}, tr, hm); err != nil {
+		if res.Score, err = e.Localize(frame, image.Rectangle{}, tr, hm); err != nil {
 			return nil, fmt.Errorf("bench: localize: %w", err)
 		}
 		end := time.Now()
@@ -131,5 +145,6 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 		res.Stages["align"] = latency.Summarise(alignMs)
 	}
 	res.Stages["localize"] = latency.Summarise(locMs)
+	res.Heatmap = hm.Values
 	return res, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
+	"github.com/inspectd/inspectd/logging/logtest"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
@@ -55,31 +56,13 @@ func (r *recorder) all() []inspection.Event {
 	return append([]inspection.Event(nil), r.events...)
 }
 
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one archive under test.
 type env struct {
 	a     *Archive
 	dir   string
 	clk   *clock
 	rec   *recorder
-	logs  *syncBuffer
+	logs  *logtest.Buffer
 	start time.Time
 }
 
@@ -93,7 +76,7 @@ func testConfig(dir string) config.Archive {
 // configuration.
 func newEnv(t testing.TB, edit func(*config.Archive)) *env {
 	t.Helper()
-	e := &env{dir: filepath.Join(t.TempDir(), "archive"), clk: &clock{t: testStart}, rec: &recorder{}, logs: &syncBuffer{}, start: testStart}
+	e := &env{dir: filepath.Join(t.TempDir(), "archive"), clk: &clock{t: testStart}, rec: &recorder{}, logs: &logtest.Buffer{}, start: testStart}
 	cfg := testConfig(e.dir)
 	if edit != nil {
 		edit(&cfg)

@@ -18,11 +18,12 @@ import (
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/io/mqtt/mqtttest"
+	"github.com/inspectd/inspectd/logging/logtest"
 )
 
 // brokerClient starts a client (package-internal, for the seams) on a real
 // broker and closes it at the end of the test.
-func brokerClient(t *testing.T, b *mqtttest.Broker, logs *syncBuffer) *Client {
+func brokerClient(t *testing.T, b *mqtttest.Broker, logs *logtest.Buffer) *Client {
 	t.Helper()
 	cfg := config.Default().MQTT
 	cfg.Broker = b.URL
@@ -76,7 +77,7 @@ var errDiskFull = errors.New("write outbox.db: no space left on device (injected
 func TestUnwritableOutbox(t *testing.T) {
 	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
 	sub := mqtttest.Subscribe(t, b, mqtttest.SubscriberOptions{Topics: []string{"inspectd/+/result", "inspectd/+/event"}})
-	var logs syncBuffer
+	var logs logtest.Buffer
 	c := brokerClient(t, b, &logs)
 	var failing atomic.Bool
 	c.box.onCommit = func(*bolt.Tx) error {
@@ -259,7 +260,7 @@ func TestNothingWaitsForABlockedWrite(t *testing.T) {
 func TestClientIDTakeover(t *testing.T) {
 	b := mqtttest.StartBroker(t, mqtttest.BrokerOptions{})
 	sub := mqtttest.Subscribe(t, b, mqtttest.SubscriberOptions{Topics: []string{"inspectd/+/event"}})
-	var logs syncBuffer
+	var logs logtest.Buffer
 	c := brokerClient(t, b, &logs)
 	if err := c.Start(context.Background(), nil); err != nil {
 		t.Fatal(err)

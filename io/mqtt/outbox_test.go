@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/inspection"
+	"github.com/inspectd/inspectd/logging/logtest"
 )
 
 func payloads(n int, from int) []item {
@@ -187,7 +187,7 @@ func TestStartMovesCorruptOutboxAside(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, OutboxFile), bytes.Repeat([]byte("garbage!"), 2048), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs logtest.Buffer
 	c, err := New(Options{Config: testConfig(dir), Station: "s1", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -238,22 +238,4 @@ func TestOutboxCommitsAreSynced(t *testing.T) {
 	if commits != 3 {
 		t.Fatalf("%d commits observed for 3 appends", commits)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the client's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/inspectd/inspectd/inspection"
+	"github.com/inspectd/inspectd/logging/logtest"
 )
 
 // isolatedEnv names the test a child process runs (see isolated).
@@ -464,7 +465,7 @@ func TestStartWithDamagedOutbox(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs syncBuffer
+			var logs logtest.Buffer
 			c, err := New(Options{Config: testConfig(dir), Station: "s1", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)

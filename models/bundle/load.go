@@ -33,6 +33,11 @@ type Bundle struct {
 	LocalizeGraph []byte
 	// Template is the alignment template (nil for AlignNone).
 	Template image.Image
+	// LocalizeTFLite and AlignTFLite are the verified TensorFlow Lite twins
+	// of the graphs (LocalizeTFLiteName, AlignTFLiteName), nil when the
+	// bundle does not carry them.
+	LocalizeTFLite []byte
+	AlignTFLite    []byte
 }
 
 // ErrInvalid is matched (errors.Is) by every verification failure.
@@ -126,6 +131,9 @@ func Load(dir string) (*Bundle, error) {
 			return nil, err
 		}
 	}
+	if err := checkTwins(dir, files, m, b); err != nil {
+		return nil, err
+	}
 	if m.Align.Template != "" {
 		img, err := decodeTemplate(filepath.Join(dir, m.Align.Template), files[m.Align.Template], m.Align)
 		if err != nil {
@@ -174,7 +182,7 @@ func listedFileError(path string, err error) error {
 // fileLimit is the size limit of the listed file name: MaxGraphBytes for
 // a graph, MaxOtherFileBytes for anything else.
 func fileLimit(m *Manifest, name string) int64 {
-	if name == m.Localize.Graph || name == m.Align.Graph {
+	if name == m.Localize.Graph || name == m.Align.Graph || name == LocalizeTFLiteName || name == AlignTFLiteName {
 		return MaxGraphBytes
 	}
 	return MaxOtherFileBytes

@@ -88,19 +88,11 @@ func LocalizeGraph(spec LocalizeSpec, bb *backbone.Weights, head MappingWeights,
 	if spec.D <= 0 {
 		return nil, fmt.Errorf("localize graph: D = %d, want > 0", spec.D)
 	}
-	sigma := spec.BlurSigma
-	if sigma == 0 {
-		sigma = DefaultBlurSigma
+	kernel, err := blurKernel("localize graph", spec.BlurSigma, spec.Height, spec.Width)
+	if err != nil {
+		return nil, err
 	}
-	if sigma < 0 || math.IsNaN(sigma) {
-		return nil, fmt.Errorf("localize graph: BlurSigma = %g, want ≥ 0", spec.BlurSigma)
-	}
-	kernel := GaussianKernel(sigma)
-	rad := int64(len(kernel) / 2)
 	H, W, D := int64(spec.Height), int64(spec.Width), int64(spec.D)
-	if rad >= H || rad >= W {
-		return nil, fmt.Errorf("localize graph: blur radius %d (σ=%g) needs an input larger than %d×%d", rad, sigma, H, W)
-	}
 	if err := head.Validate(spec.D); err != nil {
 		return nil, fmt.Errorf("localize graph: %w", err)
 	}

@@ -240,6 +240,19 @@ func (e emitter) boxAverage(x string, channels int) string {
 		onnx.AttrInt("group", int64(channels)))
 }
 
+// heatmapKernel checks the heatmap's blur and scale (see [blurKernel])
+// and returns the blur kernel; what names the emitter in the errors.
+func (spec MemorySpec) heatmapKernel(what string) ([]float32, error) {
+	kernel, err := blurKernel(what, spec.BlurSigma, spec.Height, spec.Width)
+	if err != nil {
+		return nil, err
+	}
+	if !(spec.Scale > 0) || math.IsInf(spec.Scale, 0) {
+		return nil, fmt.Errorf("%s: Scale = %g, want a positive finite number", what, spec.Scale)
+	}
+	return kernel, nil
+}
+
 // MemoryGraph emits the local-memory localisation network. Input "image"
 // float32 [1,3,H,W] RGB in [0,1]; x = the features of
 // [MemoryFeaturesGraph]; at each grid location p the distance to the
@@ -256,26 +269,15 @@ func (e emitter) boxAverage(x string, channels int) string {
 // b/(b+Scale). Outputs "heatmap" [1,1,H,W] and "score" [1], the heatmap
 // maximum.
 func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, bank, global []float32) ([]byte, error) {
-	sigma := spec.BlurSigma
-	if sigma == 0 {
-		sigma = DefaultBlurSigma
+	kernel, err := spec.heatmapKernel("memory graph")
+	if err != nil {
+		return nil, err
 	}
-	if sigma < 0 || math.IsNaN(sigma) {
-		return nil, fmt.Errorf("memory graph: BlurSigma = %g, want ≥ 0", spec.BlurSigma)
-	}
-	if !(spec.Scale > 0) || math.IsInf(spec.Scale, 0) {
-		return nil, fmt.Errorf("memory graph: Scale = %g, want a positive finite number", spec.Scale)
-	}
-	kernel := GaussianKernel(sigma)
-	rad := int64(len(kernel) / 2)
 	g, x, err := memoryFeatures("memory", spec, bb, projection)
 	if err != nil {
 		return nil, err
 	}
 	H, W := int64(spec.Height), int64(spec.Width)
-	if rad >= H || rad >= W {
-		return nil, fmt.Errorf("memory graph: blur radius %d (σ=%g) needs an input larger than %d×%d", rad, sigma, H, W)
-	}
 	e := emitter{g}
 	dist, err := e.memoryDistances("memory graph", spec, x, bank, global)
 	if err != nil {

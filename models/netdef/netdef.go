@@ -144,6 +144,23 @@ func (e emitter) scalar(name string, v float32) string {
 	return e.g.Initializer(name, []int64{1}, []float32{v})
 }
 
+// blurKernel returns the heatmap's Gaussian blur kernel for sigma (0 means
+// DefaultBlurSigma), refusing a negative or NaN sigma and a kernel wider
+// than an h×w input; what names the emitter in the errors.
+func blurKernel(what string, sigma float64, h, w int) ([]float32, error) {
+	if sigma == 0 {
+		sigma = DefaultBlurSigma
+	}
+	if sigma < 0 || math.IsNaN(sigma) {
+		return nil, fmt.Errorf("%s: BlurSigma = %g, want ≥ 0", what, sigma)
+	}
+	kernel := GaussianKernel(sigma)
+	if rad := len(kernel) / 2; rad >= h || rad >= w {
+		return nil, fmt.Errorf("%s: blur radius %d (σ=%g) needs an input larger than %d×%d", what, rad, sigma, h, w)
+	}
+	return kernel, nil
+}
+
 // checkSize validates an input height and width.
 func checkSize(what string, h, w int) error {
 	if h <= 0 || w <= 0 || h%16 != 0 || w%16 != 0 {

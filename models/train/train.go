@@ -10,6 +10,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -56,6 +57,10 @@ type Options struct {
 	Backend backend.Backend
 	// Progress receives phase lines and progress bars (nil = silent).
 	Progress io.Writer
+	// TFLite also writes the graphs' TensorFlow Lite twins
+	// (bundle.LocalizeTFLiteName, bundle.AlignTFLiteName), re-emitted
+	// from the exported ONNX graphs' weights by netdef.TFLiteTwins.
+	TFLite bool
 }
 
 // Result summarises a finished training.
@@ -568,6 +573,13 @@ func (t *trainer) export(ctx context.Context) error {
 		return fmt.Errorf("train: export localise graph: %w", err)
 	}
 	t.files[bundle.LocalizeGraphName] = loc
+	if t.opts.TFLite {
+		twins, err := netdef.TFLiteTwins(&bundle.Bundle{Manifest: t.man, LocalizeGraph: loc, AlignGraph: t.files[bundle.AlignGraphName]})
+		if err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		maps.Copy(t.files, twins)
+	}
 	t.man.Training.RecipeSHA256 = r.sha256()
 	t.staging = fmt.Sprintf("%s.verifying-%d", filepath.Clean(t.opts.Out), os.Getpid())
 	if err := bundle.Write(t.staging, &t.man, t.files); err != nil {
