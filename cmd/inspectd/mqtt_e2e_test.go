@@ -36,15 +36,7 @@ type mqttStation struct {
 
 func newMQTTStation(t *testing.T, env e2e, broker *mqtttest.Broker, mode string) mqttStation {
 	t.Helper()
-	dir := t.TempDir()
-	replay := filepath.Join(dir, "replay")
-	if err := os.Mkdir(replay, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	goods, _ := filepath.Glob(filepath.Join(env.synth, "plate", "test", "good", "*.png"))
-	if len(goods) == 0 {
-		t.Fatal("no good test images")
-	}
+	dir, replay, goods := goodReplay(t, env, 1)
 	for i, g := range goods {
 		writePNG(t, filepath.Join(replay, fmt.Sprintf("%02d.png", i)), loadPNG(t, g))
 	}

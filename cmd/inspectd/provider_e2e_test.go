@@ -21,15 +21,7 @@ import (
 // and the given allow_fallback and HTTP port.
 func providerConfig(t *testing.T, env e2e, provider string, fallback bool, httpPort int) string {
 	t.Helper()
-	dir := t.TempDir()
-	replay := filepath.Join(dir, "replay")
-	if err := os.Mkdir(replay, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	goods, _ := filepath.Glob(filepath.Join(env.synth, "plate", "test", "good", "*.png"))
-	if len(goods) == 0 {
-		t.Fatal("no good test images")
-	}
+	dir, replay, goods := goodReplay(t, env, 1)
 	writePNG(t, filepath.Join(replay, "00.png"), loadPNG(t, goods[0]))
 	cfg := writeRunConfig(t, dir, env.bundle, fmt.Sprintf(`[camera]
 source = "images"

@@ -178,15 +178,7 @@ func archivedResults(t *testing.T, dir string) []inspection.Result {
 // OK, and exit 0 after --max-parts with every output flushed.
 func TestRunReplayEndToEnd(t *testing.T) {
 	env := setupE2E(t)
-	dir := t.TempDir()
-	replay := filepath.Join(dir, "replay")
-	if err := os.Mkdir(replay, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	goods, _ := filepath.Glob(filepath.Join(env.synth, "plate", "test", "good", "*.png"))
-	if len(goods) < 6 {
-		t.Fatalf("%d good test images", len(goods))
-	}
+	dir, replay, goods := goodReplay(t, env, 6)
 	type part struct {
 		defect image.Rectangle // empty for a good part
 	}
@@ -428,6 +420,23 @@ listen = "127.0.0.1:%d"
 	if want := 10; len(rows) != want {
 		t.Errorf("%d results for %d triggers", len(rows), want)
 	}
+}
+
+// goodReplay makes a temporary directory with an empty "replay" folder in
+// it and returns both with the synthetic plates' good test images (at
+// least want of them), for a test to lay out its replay.
+func goodReplay(t *testing.T, env e2e, want int) (dir, replay string, goods []string) {
+	t.Helper()
+	dir = t.TempDir()
+	replay = filepath.Join(dir, "replay")
+	if err := os.Mkdir(replay, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	goods, _ = filepath.Glob(filepath.Join(env.synth, "plate", "test", "good", "*.png"))
+	if len(goods) < want {
+		t.Fatalf("%d good test images of the synthetic plates, want at least %d", len(goods), want)
+	}
+	return dir, replay, goods
 }
 
 func writeRunConfig(t *testing.T, dir, bundleDir, extra string) string {

@@ -299,6 +299,21 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	return g.Marshal()
 }
 
+// squaredNorms returns ‖e‖² of each d-long entry of entries (in float64,
+// rounded once), the constant term of the distances the memory graphs
+// compute as ‖e‖² − 2·x·e.
+func squaredNorms(entries []float32, d int) []float32 {
+	out := make([]float32, len(entries)/d)
+	for j := range out {
+		var s float64
+		for _, v := range entries[j*d : (j+1)*d] {
+			s += float64(v) * float64(v)
+		}
+		out[j] = float32(s)
+	}
+	return out
+}
+
 // Int8Step returns v in whole steps of step, rounded and clamped to ±127:
 // how a GlobalInt8 memory stores an entry's value (entry ≈ step × result).
 func Int8Step(v, step float32) int8 {
@@ -381,14 +396,7 @@ func (e emitter) memoryDistances(what string, spec MemorySpec, x string, bank, g
 	}
 	if G > 0 {
 		// Every location against the same G entries: one [n,D]×[D,G] MatMul.
-		gsq := make([]float32, G)
-		for j := range G {
-			var s float64
-			for _, v := range global[j*D : (j+1)*D] {
-				s += float64(v) * float64(v)
-			}
-			gsq[j] = float32(s)
-		}
+		gsq := squaredNorms(global, int(D))
 		// 1-D, so that ONNX Runtime folds the Add into the product's bias.
 		gsqName := g.Initializer("memory_global_sq", []int64{G}, gsq)
 		var prod string // [n,G]: −2·x·g

@@ -181,14 +181,7 @@ func (e temitter) memoryDistances(spec MemorySpec, x tt, bank, global []float32)
 	if G > 0 {
 		// One FULLY_CONNECTED with weights −2·g and bias ‖g‖²: [n,G] of
 		// ‖g‖² − 2·x·g (the factor −2 is exact in float and in int8).
-		gsq := make([]float32, G)
-		for j := range G {
-			var s float64
-			for _, v := range global[j*D : (j+1)*D] {
-				s += float64(v) * float64(v)
-			}
-			gsq[j] = float32(s)
-		}
+		gsq := squaredNorms(global, D)
 		bias := e.m.Const("memory_global_sq", []int{G}, gsq)
 		var w tt
 		if spec.GlobalInt8 {
