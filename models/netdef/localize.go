@@ -173,11 +173,7 @@ func LocalizeGraph(spec LocalizeSpec, bb *backbone.Weights, head MappingWeights,
 // weights are the ordinary 448→D layer; training sees F_Mixed unchanged.
 func emitFirstMapping(e emitter, l ConvWeights, l1, l2, l3 string, h4, w4 int64) string {
 	part := func(x, name string, from, n int) string {
-		w := make([]float32, l.Out*n)
-		for o := range l.Out {
-			copy(w[o*n:(o+1)*n], l.Weight[o*l.In+from:o*l.In+from+n])
-		}
-		wi := e.g.Initializer(name+".weight", []int64{int64(l.Out), int64(n), 1, 1}, w)
+		wi := e.g.Initializer(name+".weight", []int64{int64(l.Out), int64(n), 1, 1}, l.inputSlice(from, n))
 		return e.g.Op("Conv", []string{x, wi}, onnx.AttrInts("kernel_shape", 1, 1))
 	}
 	y1 := part(l1, "mapping.0.layer1", 0, Layer1Channels)

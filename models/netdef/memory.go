@@ -140,27 +140,45 @@ func MemoryFeaturesGraph(spec MemorySpec, bb *backbone.Weights, projection ConvW
 	return g.Marshal()
 }
 
-func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projection ConvWeights) (*onnx.Graph, string, error) {
-	if err := checkSize(name, spec.Height, spec.Width); err != nil {
-		return nil, "", err
+// checkFeatures validates the input size, layers, entry counts, stride
+// and projection of spec for the memory emitters (what names the emitter in
+// the errors); project says whether the features are projected to D.
+func (spec MemorySpec) checkFeatures(what string, projection ConvWeights) (project bool, err error) {
+	if err := checkSize(what, spec.Height, spec.Width); err != nil {
+		return false, err
 	}
 	channels, err := MemoryChannels(spec.Layers)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", name, err)
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	if spec.D <= 0 || spec.Entries < 0 || spec.Global < 0 || spec.Entries+spec.Global == 0 {
-		return nil, "", fmt.Errorf("%s: D = %d, %d entries per location and %d global ones, want D > 0 and entries of either kind", name, spec.D, spec.Entries, spec.Global)
+		return false, fmt.Errorf("%s: D = %d, %d entries per location and %d global ones, want D > 0 and entries of either kind", what, spec.D, spec.Entries, spec.Global)
 	}
 	if spec.Stride != 0 && !slices.Contains(MemoryStrides, spec.Stride) {
-		return nil, "", fmt.Errorf("%s: stride %d, want 4, 8 or 16", name, spec.Stride)
+		return false, fmt.Errorf("%s: stride %d, want 4, 8 or 16", what, spec.Stride)
 	}
-	project := projection.Out != 0 || len(projection.Weight) != 0
+	project = projection.Out != 0 || len(projection.Weight) != 0
 	if project {
-		if err := projection.check(name+": projection", spec.D, channels, 1); err != nil {
-			return nil, "", err
+		if err := projection.check(what+": projection", spec.D, channels, 1); err != nil {
+			return false, err
 		}
 	} else if spec.D != channels {
-		return nil, "", fmt.Errorf("%s: D = %d without a projection, want the layers' %d channels", name, spec.D, channels)
+		return false, fmt.Errorf("%s: D = %d without a projection, want the layers' %d channels", what, spec.D, channels)
+	}
+	return project, nil
+}
+
+// mapsLayersFirst says whether the memory's projection applies to all
+// three layers at their own resolution before one resize to the 4-pixel
+// grid (emitFirstMapping), the cheapest order when it is equivalent.
+func (spec MemorySpec) mapsLayersFirst(project bool) bool {
+	return project && slices.Equal(spec.MemoryLayers(), []int{1, 2, 3}) && spec.GridStride() == 4 && !spec.AverageEachLayer
+}
+
+func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projection ConvWeights) (*onnx.Graph, string, error) {
+	project, err := spec.checkFeatures(name, projection)
+	if err != nil {
+		return nil, "", err
 	}
 	H, W, D := int64(spec.Height), int64(spec.Width), int64(spec.D)
 	gh, gw := spec.Grid()
@@ -174,7 +192,7 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 	layers := spec.MemoryLayers()
 	outs := [3]string{l1, l2, l3}
 	var x string
-	if project && slices.Equal(layers, []int{1, 2, 3}) && spec.GridStride() == 4 && !spec.AverageEachLayer {
+	if spec.mapsLayersFirst(project) {
 		x = emitFirstMapping(e, projection, l1, l2, l3, int64(gh), int64(gw))
 	} else {
 		// Each layer projected at its own resolution (1×1 convolutions and
@@ -185,10 +203,7 @@ func memoryFeatures(name string, spec MemorySpec, bb *backbone.Weights, projecti
 		for _, l := range layers {
 			f, n := outs[l-1], layerChannels[l-1]
 			if project {
-				w := make([]float32, projection.Out*n)
-				for o := range projection.Out {
-					copy(w[o*n:(o+1)*n], projection.Weight[o*projection.In+from:o*projection.In+from+n])
-				}
+				w := projection.inputSlice(from, n)
 				wi := g.Initializer(fmt.Sprintf("projection.layer%d.weight", l), []int64{D, int64(n), 1, 1}, w)
 				f = g.Op("Conv", []string{f, wi}, onnx.AttrInts("kernel_shape", 1, 1))
 				n = projection.Out
@@ -299,6 +314,25 @@ func MemoryGraph(spec MemorySpec, bb *backbone.Weights, projection ConvWeights, 
 	return g.Marshal()
 }
 
+// bankByLocation lays out the per-location entries bank ([n][K][D]) for
+// the batched product: bankT [n][D][K], and sq [n][K] = ‖m_pk‖² (float64
+// sums, rounded once).
+func bankByLocation(bank []float32, n, K, D int) (bankT, sq []float32) {
+	bankT = make([]float32, len(bank))
+	sq = make([]float32, n*K)
+	for p := range n {
+		for k := range K {
+			var s float64
+			for c, v := range bank[(p*K+k)*D : (p*K+k+1)*D] {
+				bankT[(p*D+c)*K+k] = v
+				s += float64(v) * float64(v)
+			}
+			sq[p*K+k] = float32(s)
+		}
+	}
+	return bankT, sq
+}
+
 // squaredNorms returns ‖e‖² of each d-long entry of entries (in float64,
 // rounded once), the constant term of the distances the memory graphs
 // compute as ‖e‖² − 2·x·e.
@@ -373,20 +407,7 @@ func (e emitter) memoryDistances(what string, spec MemorySpec, x string, bank, g
 	minusTwo := e.scalar("minus_two", -2)
 	var nearest string // [n,1]: min over entries of ‖m‖² − 2·x·m
 	if K > 0 {
-		// Per location: bankT [D][K] for the MatMul and ‖m_pk‖² (float64 sums).
-		bankT := make([]float32, len(bank))
-		sq := make([]float32, n*K)
-		for p := range n {
-			for k := range K {
-				row := bank[(p*K+k)*D : (p*K+k+1)*D]
-				var s float64
-				for c, v := range row {
-					bankT[(p*D+int64(c))*K+k] = v
-					s += float64(v) * float64(v)
-				}
-				sq[p*K+k] = float32(s)
-			}
-		}
+		bankT, sq := bankByLocation(bank, int(n), int(K), int(D))
 		bankName := g.Initializer("memory_bank", []int64{n, D, K}, bankT)
 		sqName := g.Initializer("memory_bank_sq", []int64{n, 1, K}, sq)
 		perLoc := g.Op("Reshape", []string{rows, g.InitializerInt64("location_rows_shape", []int64{3}, []int64{n, 1, D})})

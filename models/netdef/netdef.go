@@ -64,6 +64,17 @@ type DenseWeights struct {
 	Bias []float32
 }
 
+// inputSlice returns the weights of 1×1 conv c that read input channels
+// from … from+n-1, [Out, n] row-major: the part of c applied to one of
+// several concatenated inputs.
+func (c ConvWeights) inputSlice(from, n int) []float32 {
+	w := make([]float32, c.Out*n)
+	for o := range c.Out {
+		copy(w[o*n:(o+1)*n], c.Weight[o*c.In+from:o*c.In+from+n])
+	}
+	return w
+}
+
 func (c ConvWeights) check(what string, out, in, kernel int) error {
 	if c.Out != out || c.In != in || c.Kernel != kernel {
 		return fmt.Errorf("%s: conv %d→%d k%d, want %d→%d k%d", what, c.In, c.Out, c.Kernel, in, out, kernel)

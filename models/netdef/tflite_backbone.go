@@ -246,11 +246,7 @@ func emitBackboneTFLite(e temitter, w *backbone.Weights, img tt) (l1, l2, l3 tt,
 // the layer1 grid, summed, plus the bias.
 func emitFirstMappingTFLite(e temitter, l ConvWeights, prefix string, l1, l2, l3 tt, h4, w4 int) tt {
 	part := func(x tt, name string, from, n int) tt {
-		w := make([]float32, l.Out*n)
-		for o := range l.Out {
-			copy(w[o*n:(o+1)*n], l.Weight[o*l.In+from:o*l.In+from+n])
-		}
-		return e.conv(x, name, ConvWeights{Out: l.Out, In: n, Kernel: 1, Weight: w}, 1, 0, false)
+		return e.conv(x, name, ConvWeights{Out: l.Out, In: n, Kernel: 1, Weight: l.inputSlice(from, n)}, 1, 0, false)
 	}
 	y1 := part(l1, prefix+".layer1", 0, Layer1Channels)
 	y2 := e.resize(part(l2, prefix+".layer2", Layer1Channels, Layer2Channels), h4, w4)

@@ -3,7 +3,6 @@ package netdef
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/tflite"
@@ -43,26 +42,9 @@ func MemoryTFLite(spec MemorySpec, bb *backbone.Weights, projection ConvWeights,
 // [1,gridH,gridW,D], as memoryFeatures does for ONNX.
 func (e temitter) memoryFeatures(spec MemorySpec, bb *backbone.Weights, projection ConvWeights) (tt, error) {
 	const name = "memory tflite"
-	if err := checkSize(name, spec.Height, spec.Width); err != nil {
-		return 0, err
-	}
-	channels, err := MemoryChannels(spec.Layers)
+	project, err := spec.checkFeatures(name, projection)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
-	}
-	if spec.D <= 0 || spec.Entries < 0 || spec.Global < 0 || spec.Entries+spec.Global == 0 {
-		return 0, fmt.Errorf("%s: D = %d, %d entries per location and %d global ones, want D > 0 and entries of either kind", name, spec.D, spec.Entries, spec.Global)
-	}
-	if spec.Stride != 0 && !slices.Contains(MemoryStrides, spec.Stride) {
-		return 0, fmt.Errorf("%s: stride %d, want 4, 8 or 16", name, spec.Stride)
-	}
-	project := projection.Out != 0 || len(projection.Weight) != 0
-	if project {
-		if err := projection.check(name+": projection", spec.D, channels, 1); err != nil {
-			return 0, err
-		}
-	} else if spec.D != channels {
-		return 0, fmt.Errorf("%s: D = %d without a projection, want the layers' %d channels", name, spec.D, channels)
+		return 0, err
 	}
 	gh, gw := spec.Grid()
 	img := e.m.Input("image", tflite.Float32, 1, spec.Height, spec.Width, 3)
@@ -73,7 +55,7 @@ func (e temitter) memoryFeatures(spec MemorySpec, bb *backbone.Weights, projecti
 	layers := spec.MemoryLayers()
 	outs := [3]tt{l1, l2, l3}
 	var x tt
-	if project && slices.Equal(layers, []int{1, 2, 3}) && spec.GridStride() == 4 && !spec.AverageEachLayer {
+	if spec.mapsLayersFirst(project) {
 		x = emitFirstMappingTFLite(e, projection, "projection", l1, l2, l3, gh, gw)
 	} else {
 		var parts []tt
@@ -81,10 +63,7 @@ func (e temitter) memoryFeatures(spec MemorySpec, bb *backbone.Weights, projecti
 		for _, l := range layers {
 			f, n := outs[l-1], layerChannels[l-1]
 			if project {
-				w := make([]float32, projection.Out*n)
-				for o := range projection.Out {
-					copy(w[o*n:(o+1)*n], projection.Weight[o*projection.In+from:o*projection.In+from+n])
-				}
+				w := projection.inputSlice(from, n)
 				f = e.conv(f, fmt.Sprintf("projection.layer%d", l), ConvWeights{Out: spec.D, In: n, Kernel: 1, Weight: w}, 1, 0, false)
 				n = projection.Out
 			}
@@ -158,19 +137,7 @@ func (e temitter) memoryDistances(spec MemorySpec, x tt, bank, global []float32)
 	xSq := e.fc(e.binary(tflite.OpMul, rows, rows), "channel_sum", DenseWeights{Out: 1, In: D, Weight: ones}, false) // [n,1]
 	var nearest tt = tflite.NoTensor
 	if K > 0 {
-		bankT := make([]float32, len(bank))
-		sq := make([]float32, n*K)
-		for p := range n {
-			for k := range K {
-				row := bank[(p*K+k)*D : (p*K+k+1)*D]
-				var s float64
-				for c, v := range row {
-					bankT[(p*D+c)*K+k] = v
-					s += float64(v) * float64(v)
-				}
-				sq[p*K+k] = float32(s)
-			}
-		}
+		bankT, sq := bankByLocation(bank, n, K, D)
 		bankName := e.m.Const("memory_bank", []int{n, D, K}, bankT)
 		sqName := e.m.Const("memory_bank_sq", []int{n, 1, K}, sq)
 		perLoc := e.reshape(rows, n, 1, D)
