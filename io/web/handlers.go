@@ -259,13 +259,7 @@ type triggerResponse struct {
 
 // handleTrigger asks the daemon for one inspected part.
 func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on /api/trigger; use POST", r.Method))
-		return
-	}
-	if crossSite(r) {
-		writeError(w, http.StatusForbidden, "cross-site trigger refused")
+	if !acceptPost(w, r, "/api/trigger", "trigger") {
 		return
 	}
 	partID, err := triggerPartID(w, r)
@@ -401,13 +395,7 @@ type clearFaultResponse struct {
 // handleClearFault asks the daemon to clear its outputs' latched faults
 // (the operator's command after fixing the cause). It reads no body.
 func (s *Server) handleClearFault(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on /api/clear-fault; use POST", r.Method))
-		return
-	}
-	if crossSite(r) {
-		writeError(w, http.StatusForbidden, "cross-site clear-fault refused")
+	if !acceptPost(w, r, "/api/clear-fault", "clear-fault") {
 		return
 	}
 	d := s.daemon(w)
@@ -430,6 +418,23 @@ func (s *Server) handleClearFault(w http.ResponseWriter, r *http.Request) {
 		p = []string{}
 	}
 	writeJSON(w, http.StatusOK, clearFaultResponse{Cleared: true, Problems: p})
+}
+
+// acceptPost refuses a request to the state-changing endpoint path that
+// is not a same-site POST — 405 with Allow: POST, or 403 for a cross-site
+// one, action naming what was refused — and says whether the handler may
+// go on.
+func acceptPost(w http.ResponseWriter, r *http.Request, path, action string) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use POST", r.Method, path))
+		return false
+	}
+	if crossSite(r) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("cross-site %s refused", action))
+		return false
+	}
+	return true
 }
 
 // crossSite reports whether a browser sent the request from another site
