@@ -6,12 +6,12 @@ import (
 	"image"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/inspectd/inspectd/infer/tflite"
+	"github.com/inspectd/inspectd/infer/tflite/faketflite"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
 )
@@ -21,21 +21,7 @@ const tfliteHint = "install TensorFlow Lite's C library (libtensorflowlite_c.so,
 
 // fakeTFLite builds infer/tflite's stand-in for libtensorflowlite_c.so (it
 // has the C API's symbols, not TFLite's kernels).
-func fakeTFLite(t *testing.T) string {
-	t.Helper()
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "gcc"
-	}
-	if _, err := exec.LookPath(cc); err != nil {
-		t.Skipf("no C compiler (%v)", err)
-	}
-	lib := filepath.Join(t.TempDir(), tflite.LibraryName)
-	if out, err := exec.Command(cc, "-shared", "-fPIC", "-o", lib, "../../infer/tflite/testdata/fake_tflite.c", "-lpthread").CombinedOutput(); err != nil {
-		t.Fatalf("fake_tflite.c: %v\n%s", err, out)
-	}
-	return lib
-}
+func fakeTFLite(t *testing.T) string { return faketflite.Build(t).Library }
 
 // TestTFLiteRuntimeSelected: with model.runtime = "tflite", check-config
 // and run check TensorFlow Lite's C library (one line naming what was

@@ -11,37 +11,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inspectd/inspectd/infer/tflite/faketflite"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/preprocess"
 )
 
-// fakeLibs builds testdata/fake_tflite.c as libtensorflowlite_c.so and
-// testdata/fake_delegate.c as an external delegate, and points their log
-// at a file the test reads. They stand in for the real libraries, which no
-// machine of this project has: the binding (symbol table, calls, buffers,
-// delegates, the interpreter's thread) is exercised against C code with
-// the C API's signatures, not against TFLite itself.
+// fakeLibs builds the stand-ins for libtensorflowlite_c.so and an
+// external delegate (package faketflite) and points their log at a file
+// the test reads.
 func fakeLibs(t *testing.T) (lib, delegate, logPath string) {
 	t.Helper()
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "gcc"
+	if faketflite.LibraryName != LibraryName {
+		t.Fatalf("faketflite builds %s, the binding looks for %s", faketflite.LibraryName, LibraryName)
 	}
-	if _, err := exec.LookPath(cc); err != nil {
-		t.Skipf("no C compiler (%v)", err)
-	}
-	dir := t.TempDir()
-	lib = filepath.Join(dir, LibraryName)
-	delegate = filepath.Join(dir, "libfake_delegate.so")
-	for _, b := range [][2]string{{"testdata/fake_tflite.c", lib}, {"testdata/fake_delegate.c", delegate}} {
-		if out, err := exec.Command(cc, "-shared", "-fPIC", "-o", b[1], b[0], "-lpthread").CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", b[0], err, out)
-		}
-	}
-	logPath = filepath.Join(dir, "calls.log")
-	t.Setenv("FAKE_TFLITE_LOG", logPath)
-	return lib, delegate, logPath
+	l := faketflite.Build(t)
+	return l.Library, l.Delegate, l.Log
 }
 
 func readLog(t *testing.T, path string) string {
