@@ -597,20 +597,6 @@ func (c *Camera) run(g grabber) {
 	}
 }
 
-// finishOrAbandon stops a worker at Close: a healthy read finishes within
-// a frame interval, so it is given a moment before being interrupted.
-func (c *Camera) finishOrAbandon(w *worker) {
-	timer := time.NewTimer(min(c.readTimeout, 250*time.Millisecond))
-	defer timer.Stop()
-	select {
-	case r := <-w.results:
-		c.pool.put(r.img)
-		w.stop()
-	case <-timer.C:
-		c.abandon(w)
-	}
-}
-
 // reconnect reopens the source with exponential backoff until it opens or
 // the camera closes: each attempt waits *backoff, which then doubles up
 // to maxBackoff (the caller resets it when a frame arrives). An open that

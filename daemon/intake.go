@@ -118,10 +118,3 @@ func (in *intake) close(why error) {
 	}
 	in.cond.Broadcast()
 }
-
-// len reports the entries waiting in the queue.
-func (in *intake) len() int {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return len(in.queue)
-}

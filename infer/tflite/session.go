@@ -115,16 +115,6 @@ func find(ts []tensor, what, name string) ([]float32, error) {
 	return nil, fmt.Errorf("tflite session: no %s %q (have %s)", what, name, strings.Join(have, ", "))
 }
 
-// shape returns the interpreter's dims of the named tensor.
-func shapeOf(list []tensorInfo, name string) ([]int, bool) {
-	for _, t := range list {
-		if t.name == name {
-			return t.dims, true
-		}
-	}
-	return nil, false
-}
-
 // Run transposes the image inputs to NHWC, invokes the interpreter and
 // brings NHWC outputs back to CHW. It allocates nothing.
 func (s *Session) Run() error {
