@@ -5,7 +5,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS := -X github.com/inspectd/inspectd/buildinfo.Version=$(VERSION) -X github.com/inspectd/inspectd/buildinfo.Commit=$(COMMIT)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build build-workstation test bench bench-torch lint clean demo soak soak-reload hostile quality ablations quality-long
+.PHONY: help deps build build-workstation test bench bench-torch lint clean demo soak soak-reload hostile quality ablations quality-long fleet-demo
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,6 +21,9 @@ soak: ## run the daemon for SOAK_PARTS (10000) parts of a 640x480 replay and che
 
 soak-reload: ## send RELOADS (200) SIGHUP reloads to a running daemon and check its RSS growth (≤ 20 MB)
 	@bash scripts/soak_reload.sh
+
+fleet-demo: build ## 20 stations on one broker: signed rollout to all, 3 corrupt downloads, a mosquitto bridge outage; PASS/FAIL lines (~5 min)
+	@bash scripts/fleet-demo.sh
 
 hostile: ## replay issue 24's hostile inputs and faults against a real daemon and broker; one PASS/FAIL line per class (~1 min)
 	@bash scripts/hostile.sh

@@ -52,6 +52,15 @@ type Config struct {
 	HTTP     HTTP     `toml:"http"`
 	Log      Log      `toml:"log"`
 
+	// Changeover chooses the active product among Products.
+	Changeover Changeover `toml:"changeover"`
+	// Products are the [[product]] tables: the station's recipes, each
+	// with its own bundle; none means the one product of model.bundle
+	// (see ProductList).
+	Products []Product `toml:"product"`
+	// Rollout configures the installation of signed model bundles.
+	Rollout Rollout `toml:"rollout"`
+
 	// File is the path the configuration was read from ("" when parsed from
 	// memory without a name). Relative paths inside the file were resolved
 	// against its directory.
@@ -119,6 +128,8 @@ func (c *Config) sections() []namedSection {
 		{"archive", &c.Archive},
 		{"http", &c.HTTP},
 		{"log", &c.Log},
+		{"changeover", &c.Changeover},
+		{"rollout", &c.Rollout},
 	}
 }
 
@@ -185,8 +196,10 @@ func Parse(name string, data []byte) (*Config, error) {
 		v.ProblemAt("station.id", "must not be empty; set a unique station identifier, e.g. \"line1-cam1\" (it names the station in every result and MQTT topic)")
 	}
 	switch {
+	case len(cfg.Products) > 0:
+		// Each product names its bundle (validateProducts).
 	case !md.IsDefined("model", "bundle"):
-		v.ProblemAt("model.bundle", "required but missing; set the path of the model bundle directory")
+		v.ProblemAt("model.bundle", "required but missing; set the path of the model bundle directory, or configure [[product]] tables")
 	case cfg.Model.Bundle == "":
 		v.ProblemAt("model.bundle", "must not be empty; set the path of the model bundle directory written by `inspectd train`")
 	}
@@ -208,6 +221,8 @@ func Parse(name string, data []byte) (*Config, error) {
 		s.validate(v.In(name))
 	})
 	cfg.validateAcrossSections(v)
+	cfg.validateProducts(v, md.IsDefined("model", "bundle"))
+	cfg.validateChangeover(v)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -251,6 +266,9 @@ func (c *Config) resolvePaths(r pathResolver) {
 			pr.resolvePaths(r)
 		}
 	})
+	for i := range c.Products {
+		c.Products[i].Bundle = r.path(c.Products[i].Bundle)
+	}
 }
 
 // pathResolver turns relative paths into paths relative to the config

@@ -24,10 +24,12 @@ func (d *Daemon) Trigger(partID, source string) error {
 		d.metrics.triggers.WithLabelValues(source, "refused").Inc()
 		return fmt.Errorf("%w: trigger.mode is %q, the trigger came from %s", inspection.ErrTriggerMode, mode, source)
 	}
-	t, overloaded, err := d.intake.accept(trigger{partID: partID, source: source, at: time.Now()}, d.runID,
+	sel := d.bind()
+	t, overloaded, err := d.intake.accept(trigger{partID: partID, source: source, at: time.Now(), sel: sel}, d.runID,
 		func(t trigger) { d.sinks.triggered(t.partID, t.at) })
 	switch {
 	case err != nil:
+		sel.unbind()
 		d.metrics.triggers.WithLabelValues(source, "refused").Inc()
 		if errors.Is(err, errIntakeFull) {
 			d.emitEvent(inspection.Warning, inspection.EventQueueOverflow, "trigger refused: "+err.Error(), map[string]string{"part_id": partID})
@@ -69,7 +71,9 @@ func (d *Daemon) Resume() {
 	}
 }
 
-// SetThresholds changes the thresholds until the next restart.
+// SetThresholds changes the thresholds of the active product until the
+// next restart; every other product keeps its own (each product's
+// thresholds come from its bundle and [product.decision]).
 func (d *Daemon) SetThresholds(img, pixel *float64) error {
 	check := func(name string, v *float64) error {
 		if v == nil {
@@ -86,9 +90,12 @@ func (d *Daemon) SetThresholds(img, pixel *float64) error {
 	if img == nil && pixel == nil {
 		return errors.New("give image and/or pixel")
 	}
-	thr := d.state.setRuntime(img, pixel)
-	d.emitEvent(inspection.Info, inspection.EventThreshold, fmt.Sprintf("thresholds set at runtime: image %g, pixel %g", thr.image, thr.pixel),
-		map[string]string{"image": fmt.Sprint(thr.image), "pixel": fmt.Sprint(thr.pixel)})
+	name, thr := d.state.setRuntime(img, pixel)
+	if name == "" {
+		return errors.New("no product is active: select a product first")
+	}
+	d.emitEvent(inspection.Info, inspection.EventThreshold, fmt.Sprintf("thresholds of product %s set at runtime: image %g, pixel %g", name, thr.image, thr.pixel),
+		map[string]string{"image": fmt.Sprint(thr.image), "pixel": fmt.Sprint(thr.pixel), "product": name})
 	return nil
 }
 

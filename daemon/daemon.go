@@ -53,6 +53,9 @@ type Deps struct {
 	// one more is still accepted, in order, as an ERROR "overload" part.
 	// Default 64.
 	TriggerQueue int
+	// Rollout installs signed bundles (models/rollout.Store) for the
+	// model commands (rollout.go); nil: they fail, rollout not enabled.
+	Rollout RolloutStore
 }
 
 // Daemon is one running inspection station. Create it with New, then call
@@ -78,26 +81,26 @@ type Daemon struct {
 	stats  *stats
 	intake *intake
 
-	pending  atomic.Pointer[pendingModel] // a reloaded model waiting for the inspect loop
-	swapped  chan struct{}                // wakes the inspect loop for a swap
-	reloadMu sync.Mutex                   // one reload at a time
-	loading  atomic.Bool                  // a model load is running (maybe abandoned by its reload)
-	loaders  sync.WaitGroup               // model loads started by Reload
-	life     context.Context              // ends when shutdown begins: cancels loads, refuses reloads
-	endLife  context.CancelFunc
+	pendingMu  sync.Mutex
+	pending    []*pendingSwap  // reloaded models waiting for the inspect loop, in order
+	hasPending atomic.Bool     // pending is not empty
+	swapped    chan struct{}   // wakes the inspect loop for a swap
+	reloadMu   sync.Mutex      // one reload at a time
+	loading    atomic.Bool     // a model load is running (maybe abandoned by its reload)
+	loaders    sync.WaitGroup  // model loads started by Reload
+	life       context.Context // ends when shutdown begins: cancels loads, refuses reloads
+	endLife    context.CancelFunc
+
+	// modelOps serializes the model commands' activations and rollbacks
+	// (rollout.go): the daemon's model and the store's record change
+	// together, never interleaved with another command's.
+	modelOps sync.Mutex
 
 	paused    atomic.Bool
 	resultSeq atomic.Uint64
 	busySince atomic.Int64 // unix nanos the inspect loop started its current part, 0 when idle
 	stop      chan struct{}
 	stopOnce  sync.Once
-}
-
-// pendingModel is a model waiting to replace the running one, with the
-// configuration it was loaded for.
-type pendingModel struct {
-	model *Model
-	cfg   *config.Config
 }
 
 var _ inspection.Control = (*Daemon)(nil)
@@ -163,27 +166,22 @@ func New(deps Deps) (*Daemon, error) {
 // Registry returns the registry holding the daemon's metrics, for /metrics.
 func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
 
-// Load verifies the configured bundle (every checksum), builds its engine
+// Load verifies every product's bundle (every checksum), builds its engine
 // and runs the warm-up frame (see LoadModel), starting nothing else, so that
-// a station can verify everything before it opens its outputs. Run calls it
-// unless it was called. After a Load error the daemon cannot run.
+// a station can verify everything before it opens its outputs; the initial
+// product's model and those that fit changeover.memory_budget_mb stay
+// loaded. Run calls it unless it was called. After a Load error the daemon
+// cannot run.
 func (d *Daemon) Load(ctx context.Context) error {
 	cfg := d.state.config()
 	stopExtending := d.extendStartup(loadExtendEvery, loadExtendMax)
-	model, err := LoadModel(ctx, cfg, d.deps.NewEngine)
+	err := d.loadProducts(ctx, cfg)
 	stopExtending()
 	if err != nil {
 		d.endLife()
 		d.intake.close(errStopping)
 		return err
 	}
-	_, thr := d.state.install(model, cfg)
-	d.metrics.modelInfo.WithLabelValues(model.Bundle.Manifest.Product, model.Bundle.Hash, model.Engine.Provider()).Set(1)
-	d.log.Info("model loaded", "bundle", model.Bundle.Dir, "product", model.Bundle.Manifest.Product,
-		"hash", short(model.Bundle.Hash), "provider", model.Engine.Provider(),
-		"build", model.Build.Round(time.Millisecond), "warm_up", model.WarmUp.Round(time.Millisecond),
-		"threshold", thr.image, "pixel_threshold", thr.pixel, "threshold_source", thr.source)
-	d.warnFallback(model, cfg.Model.Provider)
 	// Loading decoded and verified megabytes that are garbage now: return
 	// them before the first part, so that the heap's growth target is set by
 	// what inspection really keeps (a steady RSS in `make soak`).
@@ -206,12 +204,13 @@ func (d *Daemon) Close() {
 // closes the camera and the model, and returns nil. A start-up failure
 // returns an error naming what failed; nothing is left running then.
 func (d *Daemon) Run(ctx context.Context) error {
-	if model, _, _ := d.state.snapshot(); model == nil {
+	if d.state.selected() == nil {
 		if err := d.Load(ctx); err != nil {
 			return err
 		}
 	}
 	model, cfg, _ := d.state.snapshot()
+	active := d.state.selected().name
 
 	d.camera.Watch(d.onCamera)
 	openCtx, cancelOpen := context.WithTimeout(ctx, cfg.Camera.OpenTimeout.D+time.Second)
@@ -270,7 +269,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.notifyState("READY=1")
 	d.notifyState("STATUS=inspecting; " + d.statusLine())
 	d.sinks.setReady(true)
-	d.emitEvent(inspection.Info, inspection.EventStarted, fmt.Sprintf("inspecting with %s (%s), trigger mode %s", model.Bundle.Manifest.Product, short(model.Bundle.Hash), cfg.Trigger.Mode), nil)
+	d.emitEvent(inspection.Info, inspection.EventStarted, fmt.Sprintf("inspecting %s with %s (%s), trigger mode %s", active, model.Bundle.Manifest.Product, short(model.Bundle.Hash), cfg.Trigger.Mode),
+		map[string]string{"product": active, "bundle_hash": model.Bundle.Hash})
 	d.log.Info("inspection started", "station", cfg.Station.ID, "trigger", cfg.Trigger.Mode, "camera", cfg.Camera.Source)
 
 	select {
@@ -321,8 +321,12 @@ func (d *Daemon) shutdown(freeRun bool, stopCapture, abandon context.CancelFunc,
 	}
 	d.closeModel()
 	d.reloadMu.Lock() // a Reload still running hands its model over or closes it
-	if p := d.pending.Swap(nil); p != nil {
-		p.model.Close()
+	d.pendingMu.Lock()
+	swaps := d.pending
+	d.pending = nil
+	d.pendingMu.Unlock()
+	for _, s := range swaps {
+		s.close(d)
 	}
 	d.reloadMu.Unlock()
 	if !waitGroupWithin(ctx, &d.loaders) {
@@ -349,9 +353,10 @@ func waitGroupWithin(ctx context.Context, wg *sync.WaitGroup) bool {
 }
 
 func (d *Daemon) closeModel() {
-	m := d.state.take()
-	if err := m.Close(); err != nil {
-		d.log.Warn("closing the engine", "err", err)
+	for _, m := range d.state.takeAll() {
+		if err := m.Close(); err != nil {
+			d.log.Warn("closing the engine", "err", err)
+		}
 	}
 }
 

@@ -12,6 +12,9 @@ type trigger struct {
 	partID string
 	source string
 	at     time.Time
+	// sel is the product selection active when the trigger was accepted:
+	// the part is inspected with that product's model and settings.
+	sel *selection
 }
 
 // entry is one accepted trigger in the intake queue. An entry with an

@@ -102,11 +102,12 @@ func (d *Daemon) captureFreeRun(ctx context.Context, ready <-chan struct{}, jobs
 				f.Release()
 				continue
 			}
-			t := trigger{partID: "f" + strconv.FormatUint(f.Seq, 10), source: inspection.TriggerFreeRun, at: f.Time}
+			t := trigger{partID: "f" + strconv.FormatUint(f.Seq, 10), source: inspection.TriggerFreeRun, at: f.Time, sel: d.bind()}
 			select {
 			case jobs <- job{trig: t, frame: f}:
 			case <-ctx.Done():
 				f.Release()
+				t.sel.unbind()
 				return
 			}
 			break
@@ -142,18 +143,21 @@ func (d *Daemon) inspectLoop(abandon context.Context, jobs <-chan job, ready cha
 			// --max-parts: exactly N results; later free-run frames are
 			// not parts of anyone.
 			j.frame.Release()
+			j.trig.sel.unbind()
 			continue
 		}
 		if j.reason == "" && j.frame != nil && abandon.Err() != nil && j.trig.source != inspection.TriggerFreeRun {
 			j.reason, j.detail = inspection.ReasonShutdown, "the daemon stopped before the part was inspected"
 		}
-		if d.pending.Load() != nil {
+		if d.hasPending.Load() {
 			d.swapModel()
 		}
 		d.busySince.Store(time.Now().UnixNano())
-		r := d.inspect(&dec, heat, j)
+		r := d.inspect(abandon, &dec, heat, j)
 		d.busySince.Store(0)
+		j.trig.sel.unbind()
 		d.emit(r)
+		d.evict()
 	}
 }
 
@@ -171,12 +175,28 @@ func (c *heatmapCache) get(m *Model) *preprocess.Heatmap {
 	return c.hm
 }
 
-// inspect runs one job through the engine and the decision.
-func (d *Daemon) inspect(dec *Decider, heat *heatmapCache, j job) *inspection.Result {
+// inspect runs one job through the engine and the decision, with the
+// model and settings of the product its trigger was bound to (waiting for
+// the product's bundle when it loads on demand).
+func (d *Daemon) inspect(abandon context.Context, dec *Decider, heat *heatmapCache, j job) *inspection.Result {
 	defer j.frame.Release()
-	m, cfg, thr := d.state.snapshot()
 	if j.reason != "" {
 		return d.errorResult(j.trig, nil, j.reason, j.detail)
+	}
+	var m *Model
+	var cfg *config.Config
+	var thr thresholds
+	var wait time.Duration
+	if j.err == nil {
+		var unavailable string
+		m, cfg, thr, wait, unavailable = d.modelFor(abandon, j.trig.sel)
+		if unavailable != "" {
+			r := d.errorResult(j.trig, j.frame, inspection.ReasonProductUnavailable, unavailable)
+			r.Latency.ModelWaitMs = ms(wait)
+			return r
+		}
+	} else {
+		cfg = d.state.config()
 	}
 	if j.err != nil {
 		reason, detail := inspection.ReasonCamera, j.err.Error()
@@ -191,8 +211,10 @@ func (d *Daemon) inspect(dec *Decider, heat *heatmapCache, j job) *inspection.Re
 	}
 	f := j.frame
 	start := time.Now()
-	if cfg.Camera.FrameTooOld(f.Age(start)) {
-		return d.errorResult(j.trig, f, inspection.ReasonStaleFrame, fmt.Sprintf("frame %d was %s old, camera.max_frame_age is %s", f.Seq, f.Age(start).Round(time.Millisecond), cfg.Camera.MaxFrameAge.D))
+	// The time the part waited for its product's bundle (a reported,
+	// deliberate wait of the line) does not age its frame.
+	if age := f.Age(start) - wait; cfg.Camera.FrameTooOld(age) {
+		return d.errorResult(j.trig, f, inspection.ReasonStaleFrame, fmt.Sprintf("frame %d was %s old, camera.max_frame_age is %s", f.Seq, age.Round(time.Millisecond), cfg.Camera.MaxFrameAge.D))
 	}
 	if err := cfg.Camera.ROI.Fits(f.Image.Bounds().Size()); err != nil {
 		return d.errorResult(j.trig, f, inspection.ReasonEngine, err.Error())
@@ -233,7 +255,8 @@ func (d *Daemon) inspect(dec *Decider, heat *heatmapCache, j job) *inspection.Re
 	}
 	r.Threshold, r.PixelThreshold = thr.image, thr.pixel
 	r.Alignment = inspection.Alignment{Tx: tf.Tx, Ty: tf.Ty, ThetaDeg: tf.Degrees()}
-	r.Model = inspection.Model{Product: m.Bundle.Manifest.Product, BundleHash: m.Bundle.Hash}
+	r.Model = inspection.Model{Product: j.trig.sel.name, BundleHash: m.Bundle.Hash}
+	r.Latency.ModelWaitMs = ms(wait)
 	r.Latency.AlignMs = ms(tAlign.Sub(start))
 	r.Latency.LocalizeMs = ms(tLoc.Sub(tAlign))
 	r.Latency.DecideMs = ms(tDec.Sub(tLoc))
@@ -273,14 +296,20 @@ func finish(r *inspection.Result, at time.Time) {
 	r.Latency.TotalMs = ms(at.Sub(r.TriggerTime))
 }
 
-// errorResult is the ERROR verdict of a part that could not be inspected.
+// errorResult is the ERROR verdict of a part that could not be inspected;
+// it names the part's product and, where known, its bundle.
 func (d *Daemon) errorResult(t trigger, f *inspection.Frame, reason, detail string) *inspection.Result {
-	m, cfg, thr := d.state.snapshot()
+	cfg := d.state.config()
 	r := d.newResult(cfg, t, f)
 	r.Verdict, r.Reason, r.Detail = inspection.Error, reason, detail
-	r.Threshold, r.PixelThreshold = thr.image, thr.pixel
-	if m != nil {
-		r.Model = inspection.Model{Product: m.Bundle.Manifest.Product, BundleHash: m.Bundle.Hash}
+	if sel := t.sel; sel != nil {
+		r.Model.Product = sel.name
+		if p := sel.p; p != nil {
+			d.state.mu.Lock()
+			r.Threshold, r.PixelThreshold = p.thr.image, p.thr.pixel
+			r.Model.BundleHash = p.hash
+			d.state.mu.Unlock()
+		}
 	}
 	finish(r, time.Now())
 	return r
@@ -296,7 +325,7 @@ func (d *Daemon) engineError(err error) {
 func (d *Daemon) emit(r *inspection.Result) {
 	r.Faults = d.sinks.problems()
 	total := d.stats.count(r)
-	d.metrics.parts.WithLabelValues(string(r.Verdict), r.Reason).Inc()
+	d.metrics.parts.WithLabelValues(string(r.Verdict), r.Reason, r.Model.Product).Inc()
 	if r.Verdict != inspection.Error {
 		d.metrics.score.Observe(r.Score)
 		d.metrics.stage.WithLabelValues("align").Observe(r.Latency.AlignMs / 1000)

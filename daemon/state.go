@@ -8,50 +8,70 @@ import (
 	"github.com/inspectd/inspectd/inspection"
 )
 
-// modelState is the configuration, model and thresholds in force. The
-// inspect loop installs models (between two parts); Control sets runtime
-// thresholds; everyone else reads a consistent snapshot.
+// modelState is the station configuration, the product registry and the
+// active product selection. The inspect loop installs models (between two
+// parts); the loaders and Control read and change the selection; everyone
+// else reads a consistent snapshot. Products keep their identity for the
+// daemon's life (a reload updates them in place), so a part bound to a
+// product at its trigger always finds it.
 type modelState struct {
-	mu      sync.Mutex
-	cfg     *config.Config
-	model   *Model
-	thr     thresholds
-	runtime *thresholds // thresholds set at runtime, nil if none
+	mu       sync.Mutex
+	cfg      *config.Config
+	products []*product
+	active   *selection
 }
 
-// config returns the configuration in force.
+// config returns the station configuration in force.
 func (s *modelState) config() *config.Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cfg
 }
 
-// snapshot returns the model, configuration and thresholds in force.
+// snapshot returns the active product's model (nil while it loads or is
+// unavailable), its configuration (the station's with the product's
+// bundle, decision and ROI) and thresholds.
 func (s *modelState) snapshot() (*Model, *config.Config, thresholds) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.model, s.cfg, s.thr
+	if s.active == nil || s.active.p == nil {
+		return nil, s.cfg, thresholds{}
+	}
+	p := s.active.p
+	return p.model, p.cfg, p.thr
 }
 
-// install makes m (loaded for cfg) the model in force and returns the one
-// it replaces and the thresholds now in force.
-func (s *modelState) install(m *Model, cfg *config.Config) (*Model, thresholds) {
+// selected returns the active selection.
+func (s *modelState) selected() *selection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.model
-	s.model, s.cfg = m, cfg
-	s.thr = resolveThresholds(m, cfg.Decision, s.runtime)
-	return old, s.thr
+	return s.active
 }
 
-// setRuntime overrides the image and/or pixel threshold (nil keeps one)
-// and returns the thresholds now in force.
-func (s *modelState) setRuntime(img, pixel *float64) thresholds {
+// lookup returns the product named name, or nil.
+func (s *modelState) lookup(name string) *product {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, p := range s.products {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// setRuntime overrides the active product's image and/or pixel threshold
+// (nil keeps one) and returns the thresholds now in force for it.
+func (s *modelState) setRuntime(img, pixel *float64) (string, thresholds) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == nil || s.active.p == nil {
+		return "", thresholds{}
+	}
+	p := s.active.p
 	rt := thresholds{}
-	if s.runtime != nil {
-		rt = *s.runtime
+	if p.runtime != nil {
+		rt = *p.runtime
 	}
 	if img != nil {
 		rt.image = *img
@@ -59,20 +79,23 @@ func (s *modelState) setRuntime(img, pixel *float64) thresholds {
 	if pixel != nil {
 		rt.pixel = *pixel
 	}
-	s.runtime = &rt
-	if s.model != nil {
-		s.thr = resolveThresholds(s.model, s.cfg.Decision, s.runtime)
-	}
-	return s.thr
+	p.runtime = &rt
+	p.resolve()
+	return p.name, p.thr
 }
 
-// take removes the model in force and returns it, for closing.
-func (s *modelState) take() *Model {
+// takeAll removes every loaded model and returns them, for closing.
+func (s *modelState) takeAll() []*Model {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.model
-	s.model = nil
-	return m
+	var out []*Model
+	for _, p := range s.products {
+		if p.model != nil {
+			out = append(out, p.model)
+			p.model = nil
+		}
+	}
+	return out
 }
 
 // stats are the counters and recent history behind Status: parts by
@@ -81,6 +104,7 @@ func (s *modelState) take() *Model {
 type stats struct {
 	mu        sync.Mutex
 	counts    inspection.Counts
+	byProduct map[string]*inspection.Counts
 	latencies ring
 	rates     ring // verdict times, unix seconds
 	lastEvent *inspection.Event
@@ -90,7 +114,7 @@ type stats struct {
 }
 
 func newStats(now time.Time) *stats {
-	return &stats{latencies: newRing(1024), rates: newRing(4096),
+	return &stats{latencies: newRing(1024), rates: newRing(4096), byProduct: map[string]*inspection.Counts{},
 		camera: inspection.CameraStatus{State: inspection.CameraStarting, Since: now}}
 }
 
@@ -98,18 +122,35 @@ func newStats(now time.Time) *stats {
 func (s *stats) count(r *inspection.Result) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.counts.Total++
-	switch r.Verdict {
-	case inspection.OK:
-		s.counts.OK++
-	case inspection.NG:
-		s.counts.NG++
-	default:
-		s.counts.Error++
+	pc := s.byProduct[r.Model.Product]
+	if pc == nil {
+		pc = &inspection.Counts{}
+		s.byProduct[r.Model.Product] = pc
+	}
+	for _, c := range []*inspection.Counts{&s.counts, pc} {
+		c.Total++
+		switch r.Verdict {
+		case inspection.OK:
+			c.OK++
+		case inspection.NG:
+			c.NG++
+		default:
+			c.Error++
+		}
 	}
 	s.latencies.add(r.Latency.TotalMs)
 	s.rates.add(float64(r.VerdictTime.UnixNano()) / 1e9)
 	return s.counts.Total
+}
+
+// productCounts returns the counts of the product named name.
+func (s *stats) productCounts(name string) inspection.Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.byProduct[name]; c != nil {
+		return *c
+	}
+	return inspection.Counts{}
 }
 
 // total returns the number of results so far.

@@ -70,6 +70,7 @@ func (d *Daemon) Status() inspection.Status {
 		s.LastEvent = &e
 	}
 	d.stats.mu.Unlock()
+	s.Products = d.productsStatus()
 	if m != nil {
 		man := m.Bundle.Manifest
 		s.Model = inspection.ModelStatus{Product: man.Product, BundleHash: m.Bundle.Hash, BundleDir: m.Bundle.Dir,
@@ -97,7 +98,17 @@ func (d *Daemon) Status() inspection.Status {
 	s.CameraN = d.camera.Stats()
 	s.Sinks = d.sinks.statuses()
 
-	if s.Model.BundleHash == "" {
+	switch {
+	case s.Products.Unavailable != "":
+		s.Problems = append(s.Problems, fmt.Sprintf("product %s is unavailable, every part is rejected: %s", s.Products.Active, s.Products.Unavailable))
+	case m == nil && s.Products.Active != "":
+		// The active product's bundle is loading on demand.
+		for _, p := range s.Products.Products {
+			if p.Active {
+				s.Model.Product, s.Model.BundleHash, s.Model.BundleDir = p.Name, p.BundleHash, p.BundleDir
+			}
+		}
+	case s.Model.BundleHash == "":
 		s.Problems = append(s.Problems, "no model loaded")
 	}
 	if s.Camera.State != inspection.CameraOnline {

@@ -34,6 +34,10 @@ const (
 	ReasonCamera        = "camera_error"   // ERROR: the camera failed or ended
 	ReasonOverload      = "overload"       // ERROR: too many parts waiting; the trigger queue was full
 	ReasonOutOfFrame    = "out_of_frame"   // ERROR: the aligned part lay too far outside the ROI to inspect
+	// ReasonProductUnavailable: ERROR: the part's product cannot be
+	// inspected (changeover.on_failure = "reject" holds an unknown or
+	// failed product, or the product's bundle failed to load).
+	ReasonProductUnavailable = "product_unavailable"
 )
 
 // Region is one connected defect region, in pixels of the original frame
@@ -62,6 +66,9 @@ type Latency struct {
 	LocalizeMs    float64 `json:"localize_ms"`
 	DecideMs      float64 `json:"decide_ms"`
 	TotalMs       float64 `json:"total_ms"` // trigger → verdict
+	// ModelWaitMs is how long the part waited for its product's bundle
+	// to load on demand (product changeover); 0 when it was loaded.
+	ModelWaitMs float64 `json:"model_wait_ms,omitempty"`
 }
 
 // Model identifies the bundle that produced a result.

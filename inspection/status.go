@@ -21,6 +21,8 @@ type Status struct {
 	Sinks     []SinkStatus `json:"sinks"`
 	Latency   LatencyStats `json:"latency_ms"`
 	LastEvent *Event       `json:"last_event,omitempty"`
+	// Products is the product changeover state (issue 26).
+	Products ProductsStatus `json:"products"`
 }
 
 // Station identifies the inspection station.

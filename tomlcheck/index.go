@@ -1,6 +1,7 @@
 package tomlcheck
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -13,10 +14,16 @@ type Index struct {
 // NewIndex scans text for table headers and key/value lines. It handles
 // [table] and [[array]] headers, bare, quoted and dotted keys; a key inside
 // an inline table resolves to the line of the key holding that table.
+//
+// The tables of an array of tables are also indexed by their 1-based
+// position: the keys of the second [[product]] are "product[2].name" and
+// so on, and a [product.decision] table after it is "product[2].decision"
+// (the plain "product.name" keeps the line of the first).
 func NewIndex(text string) *Index {
 	idx := &Index{lines: map[string]int{}}
 	table := ""
-	open := "" // the delimiter of a multi-line string still open, if any
+	arrays := map[string]int{} // array of tables → how many seen so far
+	open := ""                 // the delimiter of a multi-line string still open, if any
 	for i, raw := range strings.Split(text, "\n") {
 		ln := i + 1
 		if open != "" {
@@ -35,6 +42,13 @@ func NewIndex(text string) *Index {
 			name := strings.Trim(line, "[] \t")
 			table = normaliseKey(name)
 			idx.add(table, ln)
+			if strings.HasPrefix(line, "[[") {
+				arrays[table]++
+			}
+			if at := arrayElement(table, arrays); at != table {
+				idx.add(at, ln)
+				table = at
+			}
 			continue
 		}
 		k, _, ok := strings.Cut(line, "=")
@@ -46,11 +60,46 @@ func NewIndex(text string) *Index {
 			continue
 		}
 		if table != "" {
+			idx.add(plainKey(table)+"."+key, ln)
 			key = table + "." + key
 		}
 		idx.add(key, ln)
 	}
 	return idx
+}
+
+// arrayElement returns table with its array-of-tables part numbered by
+// the element it belongs to ("product.decision" in the second [[product]]
+// is "product[2].decision"), or table itself when it is in no array.
+func arrayElement(table string, arrays map[string]int) string {
+	// The longest prefix of whole keys that is an array (depth steps, so
+	// that a file of many tables stays linear).
+	for end := len(table); end > 0; end = strings.LastIndexByte(table[:end], '.') {
+		if n, ok := arrays[table[:end]]; ok {
+			return table[:end] + "[" + strconv.Itoa(n) + "]" + table[end:]
+		}
+	}
+	return table
+}
+
+// plainKey drops the element numbers of arrayElement.
+func plainKey(key string) string {
+	if !strings.Contains(key, "[") {
+		return key
+	}
+	var b strings.Builder
+	skip := false
+	for _, r := range key {
+		switch {
+		case r == '[':
+			skip = true
+		case r == ']':
+			skip = false
+		case !skip:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func (idx *Index) add(key string, line int) {

@@ -161,3 +161,30 @@ func TestCheckerHelpers(t *testing.T) {
 		t.Error("empty Checker has an error")
 	}
 }
+
+// TestIndexArrayOfTables: each [[array]] element's keys are found by
+// their 1-based position, with the sub-tables that follow the element.
+func TestIndexArrayOfTables(t *testing.T) {
+	text := `[[product]]
+name = "gear"
+[product.decision]
+threshold = 0.5
+[[product]]
+name = "shaft"
+[product.roi]
+x = 1
+[other]
+name = "x"
+`
+	idx := NewIndex(text)
+	for key, want := range map[string]int{
+		"product": 1, "product[1]": 1, "product[1].name": 2, "product[1].decision.threshold": 4,
+		"product[2]": 5, "product[2].name": 6, "product[2].roi": 7, "product[2].roi.x": 8,
+		"product[2].decision.threshold": 5, "product.name": 2, "product.roi.x": 8, "other.name": 10,
+		"product[3].name": 0,
+	} {
+		if got := idx.Line(key); got != want {
+			t.Errorf("Line(%q) = %d, want %d", key, got, want)
+		}
+	}
+}

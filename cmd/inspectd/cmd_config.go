@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/models/bundle"
@@ -46,10 +47,7 @@ func checkConfig(_ context.Context, s streams, args []string) error {
 	if err != nil {
 		return err
 	}
-	var ps config.Problems
-	if err := bundleProblem(cfg); err != nil {
-		ps = append(ps, *err)
-	}
+	ps := bundleProblems(cfg)
 	var env config.Problems
 	if err := verifyEnvironment(cfg); errors.As(err, &env) {
 		ps = append(ps, env...)
@@ -59,6 +57,14 @@ func checkConfig(_ context.Context, s streams, args []string) error {
 	if len(ps) > 0 {
 		sort.SliceStable(ps, func(i, j int) bool { return lineOrder(ps[i]) < lineOrder(ps[j]) })
 		return &exitError{code: exitFailure, err: fmt.Errorf("%s is invalid:\n%w", cfg.File, ps)}
+	}
+	if len(cfg.Products) > 0 {
+		var names []string
+		for _, p := range cfg.Products {
+			names = append(names, fmt.Sprintf("%s (%s)", p.Name, p.Bundle))
+		}
+		fmt.Fprintf(s.stdout, "%s: configuration is valid; model bundles of %d products verified: %s; this machine has what it needs\n", *path, len(names), strings.Join(names, ", "))
+		return nil
 	}
 	fmt.Fprintf(s.stdout, "%s: configuration is valid; model bundle %s verified; this machine has what it needs\n", *path, cfg.Model.Bundle)
 	return nil
@@ -72,13 +78,22 @@ func lineOrder(p config.Problem) int {
 	return p.Line
 }
 
-// bundleProblem loads the configured bundle with every check the daemon
-// makes before its first part and returns the model.bundle problem of a
-// bundle that does not load, or nil.
-func bundleProblem(cfg *config.Config) *config.Problem {
-	if _, err := bundle.Load(cfg.Model.Bundle); err != nil {
-		p := cfg.Problem("model.bundle", "%v", err)
-		return &p
+// bundleProblems loads every configured bundle (model.bundle, or each
+// [[product]]'s) with every check the daemon makes before its first part
+// and returns a problem of the bundle's key (model.bundle, or
+// product[N].bundle naming the product) for each that does not load.
+func bundleProblems(cfg *config.Config) config.Problems {
+	var ps config.Problems
+	if len(cfg.Products) == 0 {
+		if _, err := bundle.Load(cfg.Model.Bundle); err != nil {
+			ps = append(ps, cfg.Problem("model.bundle", "%v", err))
+		}
+		return ps
 	}
-	return nil
+	for i, p := range cfg.Products {
+		if _, err := bundle.Load(p.Bundle); err != nil {
+			ps = append(ps, cfg.Problem(fmt.Sprintf("product[%d].bundle", i+1), "product %q: %v", p.Name, err))
+		}
+	}
+	return ps
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/inspectd/inspectd/io/web"
 	"github.com/inspectd/inspectd/logging"
 	"github.com/inspectd/inspectd/models/bundle"
+	"github.com/inspectd/inspectd/models/rollout"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -90,6 +91,8 @@ type station struct {
 	web     *web.Server
 	outputs []output // in start order; closed in reverse
 
+	store *rollout.Store // [rollout] enabled: installed bundles (run_rollout.go)
+
 	// rebootRequested is set by Sparkplug's Node Control/Reboot (when
 	// mqtt.sparkplug.allow_reboot): the daemon stops cleanly and exits 1,
 	// and systemd's Restart=on-failure starts it again.
@@ -137,6 +140,9 @@ func (st *station) build() error {
 		return keyError(cfg, "state_dir", err)
 	}
 	st.unlock = unlock
+	if err := st.openRollout(); err != nil {
+		return err
+	}
 	rt, err := openRuntime(cfg.Model.OnnxRuntimeLibrary)
 	if err != nil {
 		return keyError(cfg, "model.onnxruntime_library", err)
@@ -174,7 +180,11 @@ func (st *station) build() error {
 			start: func(ctx context.Context, d *daemon.Daemon) error { return a.Start(ctx, d) }})
 	}
 	if cfg.PLC.Enabled {
-		p, err := plc.New(cfg.PLC, plc.Options{Logger: st.log, Station: cfg.Station.ID})
+		po := plc.Options{Logger: st.log, Station: cfg.Station.ID}
+		if cfg.Changeover.Source == config.ChangeoverPLC { // the PLC writes the product code (io/plc/product.go)
+			po.ProductRegister, po.ProductPoll = cfg.Changeover.PLCRegister, cfg.Changeover.PLCPoll.D
+		}
+		p, err := plc.New(cfg.PLC, po)
 		if err != nil {
 			return keyError(cfg, "plc.address", err)
 		}
@@ -185,7 +195,8 @@ func (st *station) build() error {
 	}
 	if cfg.MQTT.Enabled {
 		m, err := mqtt.New(mqtt.Options{Config: cfg.MQTT, Station: cfg.Station.ID, StateDir: cfg.StateDir,
-			Logger: st.log, Version: buildinfo.Version, Reboot: st.reboot})
+			Logger: st.log, Version: buildinfo.Version, Reboot: st.reboot,
+			ModelInstallTimeout: cfg.Rollout.DownloadTimeout.D + 5*time.Minute}) // download + verify, load, warm-up
 		if err != nil {
 			return keyError(cfg, "mqtt.broker", err)
 		}
@@ -202,11 +213,16 @@ func (st *station) build() error {
 		}
 		if sim, ok := chip.(*gpio.Sim); ok {
 			extra["/api/actuations"] = sim.Handler()
+			extra["/api/sim-inputs"] = sim.InputHandler() // the demo sets the code lines and part-present edges
 			if st.print {
 				sim.Observe(st.printActuation)
 			}
 		}
-		act, err := gpio.New(cfg.GPIO, chip, gpio.Options{Logger: st.log, Station: cfg.Station.ID, Realtime: true})
+		gpo := gpio.Options{Logger: st.log, Station: cfg.Station.ID, Realtime: true}
+		if cfg.Changeover.Source == config.ChangeoverGPIO { // product code lines read at each part-present edge
+			gpo.ProductLines = cfg.Changeover.GPIOLines
+		}
+		act, err := gpio.New(cfg.GPIO, chip, gpo)
 		if err != nil {
 			chip.Close()
 			return keyError(cfg, "gpio", err)
@@ -230,7 +246,7 @@ func (st *station) build() error {
 
 	d, err := daemon.New(daemon.Deps{
 		Config:       cfg,
-		ReloadConfig: func() (*config.Config, error) { return config.Load(st.path) },
+		ReloadConfig: st.reloadConfig, // config.Load with the installed bundles (run_rollout.go)
 		Camera:       cam,
 		NewEngine:    st.newEngine,
 		Sinks:        sinks,
@@ -240,6 +256,7 @@ func (st *station) build() error {
 		Version:      buildinfo.Version,
 		Commit:       buildinfo.Commit,
 		MaxParts:     st.maxParts,
+		Rollout:      st.rolloutStore(),
 	})
 	if err != nil {
 		return err
@@ -325,6 +342,7 @@ func (st *station) run(ctx context.Context) (err error) {
 	if st.web != nil {
 		st.log.Info("status page", "url", "http://"+st.web.Addr()+"/")
 	}
+	st.reportRolloutCleaned()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

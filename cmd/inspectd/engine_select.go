@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -93,7 +94,8 @@ func (t *tfliteLibraries) newEngine(b *bundle.Bundle, m config.Model) (inspectio
 // loads, it carries its TFLite twins. The twins are not compiled here (a
 // GPU delegate takes seconds to set up): the daemon does that before
 // READY. It returns the key a problem belongs to.
-func checkTFLite(m config.Model) (string, error) {
+func checkTFLite(cfg *config.Config) (string, error) {
+	m := cfg.Model
 	lib, err := tflite.Open(m.TFLite.Library)
 	if err != nil {
 		return "model.tflite.library", err
@@ -105,12 +107,19 @@ func checkTFLite(m config.Model) (string, error) {
 		}
 		return "model.tflite.delegate", err
 	}
-	b, err := bundle.Load(m.Bundle)
-	if err != nil {
-		return "", nil // model.bundle's own problem, reported on its own
-	}
-	if _, err := tflite.ReadTwins(b); err != nil {
-		return "model.runtime", err
+	// Every product's bundle must carry its twins: a changeover to one
+	// without them would fail on the line.
+	for i, p := range cfg.ProductList() {
+		b, err := bundle.Load(p.Bundle)
+		if err != nil {
+			continue // the bundle's own problem, reported on its own
+		}
+		if _, err := tflite.ReadTwins(b); err != nil {
+			if len(cfg.Products) > 0 {
+				return "model.runtime", fmt.Errorf("product[%d] %q (%s): %w", i+1, p.Name, p.Bundle, err)
+			}
+			return "model.runtime", err
+		}
 	}
 	return "", nil
 }

@@ -96,6 +96,10 @@ func commands() []command {
 		{"check-config", "validate a configuration file", checkConfig},
 		{"version", "print version, commit, Go version and build flavour", printVersion},
 		{"bench", "time the inference stages on this machine", runBench},
+		{"keys", "generate and show the publisher keys that sign bundle archives", keysCommand},
+		{"sign", "sign a bundle archive for the fleet rollout", signCommand},
+		{"pack", "pack a verified bundle into an archive for the fleet rollout", packCommand},
+		{"fleet", "install, activate or roll back a signed bundle on many stations over MQTT", runFleet},
 	}
 	cmds = append(cmds, workstationCommands()...)
 	sort.SliceStable(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

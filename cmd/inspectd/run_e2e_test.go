@@ -361,7 +361,7 @@ listen = "127.0.0.1:%d"
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`inspectd_parts_total{reason="camera_timeout",verdict="ERROR"} 2`,
+		`inspectd_parts_total{product="e2e-plate",reason="camera_timeout",verdict="ERROR"} 2`,
 		`inspectd_camera_state{state="online"} 1`,
 		"inspectd_archive_written_total",
 		`inspectd_stage_duration_seconds_count{stage="localize"}`,

@@ -74,7 +74,7 @@ func verifyEnvironment(cfg *config.Config) error {
 	key, err := checkRuntime(cfg.Model)
 	add(key, err)
 	if cfg.Model.Runtime == config.RuntimeTFLite {
-		add(checkTFLite(cfg.Model))
+		add(checkTFLite(cfg))
 	}
 	if cfg.GPIO.Enabled {
 		add("gpio.chip", checkGPIOChip(cfg.GPIO))

@@ -22,6 +22,10 @@ const (
 	EventOutputError   = "gpio_output_error"   // an output write failed
 	EventUnscheduled   = "gpio_unscheduled"    // a result for a part already past the actuator
 	EventHandshakeDrop = "gpio_handshake_drop" // the OK/NG handshake queue was full
+	// EventProductCode: the product code lines could not be read at a
+	// part-present edge (reported once until a read succeeds); the part
+	// keeps the active product.
+	EventProductCode = "gpio_product_code"
 )
 
 // Host is what the Actuator calls on the daemon (*daemon.Daemon implements
@@ -36,6 +40,10 @@ type Host interface {
 	// handlers and from the realtime scheduler thread.
 	ReportEvent(e inspection.Event)
 }
+
+// A Host that also implements inspection.ProductSelector gets the
+// product code of Options.ProductLines through SelectProductCode (source
+// "gpio") on the trigger goroutine, right before the part's Trigger.
 
 // Options are the settings of an Actuator that are not configuration.
 type Options struct {
@@ -53,7 +61,17 @@ type Options struct {
 	// busy (inspectd run sets it). Off, the scheduler uses Go timers only,
 	// which testing/synctest's fake clock can drive.
 	Realtime bool
+	// ProductLines are the product code input lines of changeover source
+	// "gpio" (changeover.gpio_lines), least significant bit first, at
+	// most 16. They are read at every part-present edge; the code (active
+	// = 1) is selected before the part's trigger unless it is the code
+	// selected last (a refused code is tried again at the next part; code
+	// 0: no product selected, ignored).
+	ProductLines []string
 }
+
+// maxProductLines bounds Options.ProductLines (codes up to 65535).
+const maxProductLines = 16
 
 // FineWindow is how long before an actuation a Realtime scheduler stops
 // waiting on Go timers and sleeps in the kernel instead.
@@ -216,6 +234,12 @@ func New(cfg config.GPIO, chip Chip, o Options) (*Actuator, error) {
 	if o.PartIDPrefix == "" {
 		o.PartIDPrefix = "gpio-"
 	}
+	if len(o.ProductLines) > maxProductLines {
+		return nil, fmt.Errorf("gpio: %d product code lines; at most %d (codes up to 65535)", len(o.ProductLines), maxProductLines)
+	}
+	if len(o.ProductLines) > 0 && cfg.PartPresentLine == "" {
+		return nil, errors.New("gpio: product code lines are read at the part-present edge, but gpio.part_present_line is not set")
+	}
 	a := &Actuator{
 		cfg:  cfg,
 		set:  set,
@@ -316,6 +340,14 @@ func (a *Actuator) request() (l lines, err error) {
 			return l, fmt.Errorf("gpio.encoder_line: %w", err)
 		}
 		l.inputs = append(l.inputs, in)
+	}
+	if len(a.opt.ProductLines) > 0 {
+		codes, err := a.chip.Levels(a.opt.ProductLines, InputOptions{ActiveLow: a.cfg.ActiveLow, Bias: a.set.bias})
+		if err != nil {
+			return l, fmt.Errorf("changeover.gpio_lines: %w", err)
+		}
+		a.in.codes.Store(&codeLines{r: codes})
+		l.inputs = append(l.inputs, codes)
 	}
 	if a.cfg.PartPresentLine != "" {
 		po := io

@@ -99,6 +99,18 @@ type InputOptions struct {
 	EventBuffer int // kernel edge-event buffer, in events
 }
 
+// LevelReader is a group of input lines requested without edge events,
+// whose levels are read on demand (the product code lines of changeover
+// source "gpio").
+type LevelReader interface {
+	// Read returns the logical level of each line (true = active, after
+	// active-low inversion), in the order requested. It must be fast (one
+	// ioctl per line at most): edge handlers call it.
+	Read() ([]bool, error)
+	// Close releases the lines.
+	Close() error
+}
+
 // Chip is a GPIO chip (the Linux driver or Sim).
 type Chip interface {
 	// Output requests line (a name or an offset) as an output.
@@ -106,6 +118,9 @@ type Chip interface {
 	// Input requests line as an edge-reporting input; h receives its
 	// edges and must not block.
 	Input(line string, o InputOptions, h EdgeHandler) (Input, error)
+	// Levels requests lines as plain inputs (o's Edges, Debounce and
+	// EventBuffer are not used) read with LevelReader.Read.
+	Levels(lines []string, o InputOptions) (LevelReader, error)
 	// Close releases the chip (lines are closed separately).
 	Close() error
 }

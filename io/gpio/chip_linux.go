@@ -86,7 +86,74 @@ func (c *linuxChip) Input(line string, o InputOptions, h EdgeHandler) (Input, er
 	return l, nil
 }
 
+// Levels requests each line as a plain input; Read reads them one ioctl
+// each (GPIO_V2_LINE_GET_VALUES_IOCTL), in order. On error the lines
+// already requested are released.
+func (c *linuxChip) Levels(lines []string, o InputOptions) (LevelReader, error) {
+	r := &linuxLevels{}
+	for _, line := range lines {
+		chip, off, err := c.resolve(line)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		l, err := gpiocdev.RequestLine(chip, off, levelReqOptions(o)...)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("request input %q (%s offset %d): %w", line, chip, off, err)
+		}
+		r.lines, r.names = append(r.lines, l), append(r.names, line)
+	}
+	return r, nil
+}
+
 func (c *linuxChip) Close() error { return c.chip.Close() }
+
+// linuxLevels are the lines of Levels.
+type linuxLevels struct {
+	lines []*gpiocdev.Line
+	names []string
+}
+
+func (r *linuxLevels) Read() ([]bool, error) {
+	out := make([]bool, len(r.lines))
+	for i, l := range r.lines {
+		v, err := l.Value()
+		if err != nil {
+			return nil, fmt.Errorf("read %q: %w", r.names[i], err)
+		}
+		out[i] = v != 0
+	}
+	return out, nil
+}
+
+func (r *linuxLevels) Close() error {
+	var first error
+	for _, l := range r.lines {
+		if err := l.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// levelReqOptions maps InputOptions to the request options of a plain
+// input (no edge detection: the kernel only reports the level).
+func levelReqOptions(o InputOptions) []gpiocdev.LineReqOption {
+	opts := []gpiocdev.LineReqOption{gpiocdev.WithConsumer("inspectd"), gpiocdev.AsInput}
+	if o.ActiveLow {
+		opts = append(opts, gpiocdev.AsActiveLow)
+	}
+	switch o.Bias {
+	case BiasDisabled:
+		opts = append(opts, gpiocdev.WithBiasDisabled)
+	case BiasPullUp:
+		opts = append(opts, gpiocdev.WithPullUp)
+	case BiasPullDown:
+		opts = append(opts, gpiocdev.WithPullDown)
+	}
+	return opts
+}
 
 type linuxOutput struct {
 	l    *gpiocdev.Line
@@ -129,18 +196,7 @@ func outputReqOptions(o OutputOptions) []gpiocdev.LineReqOption {
 
 // inputReqOptions maps InputOptions to go-gpiocdev request options.
 func inputReqOptions(o InputOptions, eh gpiocdev.EventHandler) []gpiocdev.LineReqOption {
-	opts := []gpiocdev.LineReqOption{gpiocdev.WithConsumer("inspectd"), gpiocdev.AsInput}
-	if o.ActiveLow {
-		opts = append(opts, gpiocdev.AsActiveLow)
-	}
-	switch o.Bias {
-	case BiasDisabled:
-		opts = append(opts, gpiocdev.WithBiasDisabled)
-	case BiasPullUp:
-		opts = append(opts, gpiocdev.WithPullUp)
-	case BiasPullDown:
-		opts = append(opts, gpiocdev.WithPullDown)
-	}
+	opts := levelReqOptions(o)
 	switch o.Edges {
 	case EdgeFalling:
 		opts = append(opts, gpiocdev.WithFallingEdge)

@@ -81,4 +81,13 @@
 // encoder input counts rising edges. Lost edges — gaps in the kernel's
 // per-line sequence numbers, or a full hand-off queue — are reported as
 // EventLostEdges; the encoder count adds the lost edges back.
+//
+// Product code lines (Options.ProductLines, changeover source "gpio") are
+// requested as plain inputs (Chip.Levels) and read in the part-present
+// edge handler, least significant bit first; the code travels with the
+// part to the trigger goroutine, which hands it to the host's
+// inspection.ProductSelector.SelectProductCode right before the part's
+// Trigger — unless it is the code selected last (a refused code is tried
+// again at the next part; 0 selects nothing). Sim's SetInput and SetCode,
+// and its InputHandler over HTTP, drive the code lines in tests and demos.
 package gpio

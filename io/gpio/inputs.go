@@ -32,13 +32,24 @@ type inputs struct {
 	encNs   [encRing]atomic.Int64
 	lastSeq sync.Map // line → *atomic.Uint32, last LineSeq seen
 	lost    atomic.Uint64
+
+	// codes are the product code lines (Options.ProductLines), nil
+	// without; codeFailing is set while their reads fail (reported once).
+	codes       atomic.Pointer[codeLines]
+	codeFailing atomic.Bool
 }
+
+// codeLines are the requested product code lines.
+type codeLines struct{ r LevelReader }
 
 // trig is a part-present edge handed to the trigger goroutine.
 type trig struct {
 	id    string
 	at    time.Time
 	count uint64
+	// code is the product code read at the edge; -1 when there are no
+	// code lines or they could not be read.
+	code int
 }
 
 // newInputs sizes the part-present hand-off like the kernel's edge-event
@@ -92,7 +103,7 @@ func (in *inputs) countAt(t time.Time) uint64 {
 // full hand-off counts as a lost edge.
 func (in *inputs) onPartPresent(e Edge) {
 	in.checkSeq(e)
-	t := trig{id: in.prefix + strconv.FormatUint(in.partN.Add(1), 10), at: e.Time, count: in.count.Load()}
+	t := trig{id: in.prefix + strconv.FormatUint(in.partN.Add(1), 10), at: e.Time, count: in.count.Load(), code: in.readCode(e.Line)}
 	select {
 	case in.trigCh <- t:
 	default:
@@ -100,6 +111,33 @@ func (in *inputs) onPartPresent(e Edge) {
 		in.ev.emit(inspection.Critical, EventLostEdges, fmt.Sprintf("part-present hand-off full; part %q not triggered", t.id),
 			map[string]string{"line": e.Line, "lost": "1"})
 	}
+}
+
+// readCode reads the product code lines at a part-present edge: bit i is
+// line i's level (least significant first). It returns -1 without code
+// lines or when the read fails; a failure is reported once until a read
+// succeeds.
+func (in *inputs) readCode(line string) int {
+	cl := in.codes.Load()
+	if cl == nil {
+		return -1
+	}
+	levels, err := cl.r.Read()
+	if err != nil {
+		if !in.codeFailing.Swap(true) {
+			in.ev.emit(inspection.Warning, EventProductCode, fmt.Sprintf("product code lines cannot be read at the part-present edge (%v): parts keep the active product until they can", err),
+				map[string]string{"line": line, "error": err.Error()})
+		}
+		return -1
+	}
+	in.codeFailing.Store(false)
+	code := 0
+	for i, v := range levels {
+		if v {
+			code |= 1 << i
+		}
+	}
+	return code
 }
 
 // checkSeq reports lost edges from a gap in the line's sequence numbers
@@ -124,12 +162,21 @@ func (in *inputs) checkSeq(e Edge) uint32 {
 // and asks the host for its inspection, off the edge handler's goroutine.
 func (a *Actuator) triggers() {
 	defer close(a.trigDone)
+	lastCode := -1 // the code last selected successfully
 	for {
 		select {
 		case <-a.stop:
 			return
 		case t := <-a.in.trigCh:
 			a.sched.register(t.id, t.at, t.count)
+			if t.code >= 0 && t.code != lastCode {
+				// A code selected successfully is not selected again for
+				// every part; a refused one is retried at the next part.
+				lastCode = -1
+				if a.selectCode(t) {
+					lastCode = t.code
+				}
+			}
 			ok, err := a.ev.trigger(t.id)
 			switch {
 			case !ok:
@@ -139,4 +186,30 @@ func (a *Actuator) triggers() {
 			}
 		}
 	}
+}
+
+// selectCode hands the product code read at t's edge to the host's
+// SelectProductCode (source "gpio"), before t's trigger, and reports
+// whether it was selected. Code 0 selects no product; a refused selection
+// is logged (the daemon reports it).
+func (a *Actuator) selectCode(t trig) bool {
+	if t.code == 0 {
+		a.log.Debug("product code lines read 0: no product selected", "part_id", t.id)
+		return true
+	}
+	h := a.ev.host.Load()
+	if h == nil {
+		return false
+	}
+	sel, ok := (*h).(inspection.ProductSelector)
+	if !ok {
+		a.log.Warn("product code lines are read but the daemon has no product changeover; ignored", "part_id", t.id, "code", t.code)
+		return true
+	}
+	if err := sel.SelectProductCode(t.code, inspection.ProductSourceGPIO); err != nil {
+		a.log.Warn("product selection by the code lines refused; retried at the next part", "part_id", t.id, "code", t.code, "err", err)
+		return false
+	}
+	a.log.Info("product selected by the code lines", "part_id", t.id, "code", t.code)
+	return true
 }

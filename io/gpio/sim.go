@@ -3,8 +3,10 @@ package gpio
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,10 +39,14 @@ type Sim struct {
 	mu      sync.Mutex
 	outputs map[string]*simOutput
 	inputs  map[string]*simInput
-	ring    []Actuation
-	next    int
-	total   uint64
-	watch   chan Actuation // nil without an observer
+	levels  map[string]*simLevel // lines requested by Levels
+	// input are the levels of input lines set with SetInput (logical:
+	// true = active), whether requested or not.
+	input map[string]bool
+	ring  []Actuation
+	next  int
+	total uint64
+	watch chan Actuation // nil without an observer
 }
 
 // Observe calls fn for every later output change, in order, from a
@@ -61,7 +67,8 @@ func (s *Sim) Observe(fn func(Actuation)) {
 
 // NewSim returns an empty simulated chip.
 func NewSim() *Sim {
-	return &Sim{start: time.Now(), outputs: map[string]*simOutput{}, inputs: map[string]*simInput{}}
+	return &Sim{start: time.Now(), outputs: map[string]*simOutput{}, inputs: map[string]*simInput{},
+		levels: map[string]*simLevel{}, input: map[string]bool{}}
 }
 
 type simOutput struct {
@@ -116,6 +123,9 @@ func (s *Sim) used(line string) bool {
 		return true
 	}
 	if i, ok := s.inputs[line]; ok && !i.closed {
+		return true
+	}
+	if l, ok := s.levels[line]; ok && !l.closed {
 		return true
 	}
 	return false
@@ -301,4 +311,136 @@ func (h *simInputHandle) Close() error {
 	defer h.s.mu.Unlock()
 	h.in.closed = true
 	return nil
+}
+
+// simLevel is one line requested by Levels.
+type simLevel struct {
+	closed bool
+}
+
+// Levels requests lines as plain inputs; Read returns the levels set with
+// SetInput (false for a line never set).
+func (s *Sim) Levels(lines []string, o InputOptions) (LevelReader, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for _, line := range lines {
+		if _, err := ParseLine(line); err != nil {
+			return nil, err
+		}
+		if s.used(line) || seen[line] {
+			return nil, fmt.Errorf("line %q is already requested; each line has one role", line)
+		}
+		seen[line] = true
+	}
+	r := &simLevels{s: s, names: append([]string(nil), lines...)}
+	for _, line := range lines {
+		l := &simLevel{}
+		s.levels[line] = l
+		r.lines = append(r.lines, l)
+	}
+	return r, nil
+}
+
+// SetInput sets the logical level of an input line (true = active), as
+// the wiring would: LevelReader.Read returns it. It emits no edge (Emit
+// does).
+func (s *Sim) SetInput(line string, active bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.input[line] = active
+}
+
+// SetCode sets lines, least significant bit first, to the binary code:
+// line i is active when bit i of code is set.
+func (s *Sim) SetCode(lines []string, code uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, line := range lines {
+		s.input[line] = code&(1<<i) != 0
+	}
+}
+
+type simLevels struct {
+	s     *Sim
+	names []string
+	lines []*simLevel
+}
+
+func (r *simLevels) Read() ([]bool, error) {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	out := make([]bool, len(r.names))
+	for i, name := range r.names {
+		if r.lines[i].closed {
+			return nil, fmt.Errorf("read %q: line closed", name)
+		}
+		out[i] = r.s.input[name]
+	}
+	return out, nil
+}
+
+func (r *simLevels) Close() error {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	for _, l := range r.lines {
+		l.closed = true
+	}
+	return nil
+}
+
+// InputHandler lets a demo or an operator drive the simulated inputs over
+// HTTP. GET answers {"inputs":{line: level, …}}. POST sets levels and
+// emits edges, from the query or an HTML form: set=line:1,line:0 (levels
+// first), then edge=line (a rising edge on that edge-reporting input,
+// e.g. the part-present line), and answers the levels and whether the
+// edge was delivered.
+func (s *Sim) InputHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		type answer struct {
+			Inputs    map[string]bool `json:"inputs"`
+			Edge      string          `json:"edge,omitempty"`
+			Delivered bool            `json:"delivered,omitempty"`
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+		case http.MethodPost:
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, "form: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			sets := map[string]bool{}
+			for _, spec := range strings.Split(r.Form.Get("set"), ",") {
+				if spec = strings.TrimSpace(spec); spec == "" {
+					continue
+				}
+				line, v, ok := strings.Cut(spec, ":")
+				if !ok || (v != "0" && v != "1") || strings.TrimSpace(line) == "" {
+					http.Error(w, fmt.Sprintf("set: %q is not line:0 or line:1", spec), http.StatusBadRequest)
+					return
+				}
+				sets[strings.TrimSpace(line)] = v == "1"
+			}
+			for line, v := range sets {
+				s.SetInput(line, v)
+			}
+			if e := r.Form.Get("edge"); e != "" {
+				a := answer{Edge: e, Delivered: s.Emit(e, true)}
+				if !a.Delivered {
+					http.Error(w, fmt.Sprintf("edge: line %q is not a requested edge input (or the edge was debounced)", e), http.StatusConflict)
+					return
+				}
+			}
+		default:
+			w.Header().Set("Allow", "GET, HEAD, POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		s.mu.Lock()
+		a := answer{Inputs: maps.Clone(s.input), Edge: r.Form.Get("edge")}
+		s.mu.Unlock()
+		a.Delivered = a.Edge != ""
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a)
+	})
 }

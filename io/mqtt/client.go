@@ -79,6 +79,10 @@ type Options struct {
 	// the Sparkplug command Node Control/Reboot when
 	// mqtt.sparkplug.allow_reboot is true. nil refuses that command.
 	Reboot func()
+	// ModelInstallTimeout bounds a model_install command (JSON or
+	// Sparkplug) from start to outcome; 0 means ModelInstallTimeout. Give
+	// rollout.download_timeout plus a few minutes for the verification.
+	ModelInstallTimeout time.Duration
 }
 
 // Stats are the client's counters since New, for metrics.
@@ -207,6 +211,11 @@ type Client struct {
 	direct, lostMsgs, resultsLost                    atomic.Uint64
 
 	health health // what Problems reports (health.go)
+
+	// models runs the model commands (JSON and Sparkplug) one at a time;
+	// installTimeout bounds an install.
+	models         modelRunner
+	installTimeout time.Duration
 }
 
 // testHooks let the package's tests observe or hold the goroutines.
@@ -246,7 +255,10 @@ func New(o Options) (*Client, error) {
 		qos: byte(cfg.QoS), creds: creds, box: newOutbox(cfg.OutboxDir, cfg.OutboxMaxMessages),
 		stage: make(chan item, stageCapacity), closing: make(chan struct{}), abort: make(chan struct{}),
 		writerDone: make(chan struct{}), wake: make(chan struct{}, 1),
-		bg: bg, stopBg: stop,
+		bg: bg, stopBg: stop, installTimeout: o.ModelInstallTimeout,
+	}
+	if c.installTimeout <= 0 {
+		c.installTimeout = ModelInstallTimeout
 	}
 	c.conn.init()
 	if c.sess, err = newSession(c, o, base); err != nil {

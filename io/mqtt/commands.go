@@ -31,6 +31,16 @@ const (
 	// overflow, this output's damaged-outbox and lost-results notices)
 	// after their cause is fixed.
 	CmdClearFault = "clear_fault"
+	// CmdProduct selects the active product (changeover; the host must
+	// implement inspection.ProductSelector).
+	CmdProduct = "product"
+	// CmdModelInstall downloads, verifies and installs a signed bundle
+	// archive; CmdModelActivate makes an installed one a product's model;
+	// CmdModelRollback returns a product to its previous bundle (the host
+	// must implement inspection.ModelManager).
+	CmdModelInstall  = "model_install"
+	CmdModelActivate = "model_activate"
+	CmdModelRollback = "model_rollback"
 )
 
 // Command limits.
@@ -42,6 +52,21 @@ const (
 	rememberedIDs    = 256 // replies kept to answer repeated requests
 	// ReloadTimeout bounds Control.Reload started by a command.
 	ReloadTimeout = 2 * time.Minute
+	// ModelInstallTimeout bounds a model_install when
+	// Options.ModelInstallTimeout is 0: the whole download
+	// (rollout.download_timeout, 10 min by default), verification, unpack
+	// and the bundle's load and warm-up.
+	ModelInstallTimeout = 20 * time.Minute
+	// ModelActivateTimeout bounds model_activate and model_rollback (the
+	// bundle's load and warm-up, and the swap between two parts).
+	ModelActivateTimeout = 5 * time.Minute
+	// maxURL bounds the url of model_install, in bytes.
+	maxURL = 2048
+	// maxProductName is the longest product name ([[product]] name).
+	maxProductName = 64
+	// progressEvery is the least time between two model_install progress
+	// events of the same stage (stage changes are always reported).
+	progressEvery = time.Second
 )
 
 // commandFields lists the fields each command accepts besides
@@ -54,7 +79,17 @@ var commandFields = map[string][]string{
 	CmdPause:      nil,
 	CmdResume:     nil,
 	CmdClearFault: nil,
+	CmdProduct:    {"product"},
+	// modelInstallFields, as the NCMD Node Control/Model Install takes
+	// them (without correlation_id).
+	CmdModelInstall:  modelInstallFields,
+	CmdModelActivate: {"sha256", "product"},
+	CmdModelRollback: {"product"},
 }
+
+// modelInstallFields are the fields of a model_install request besides
+// correlation_id.
+var modelInstallFields = []string{"url", "sha256", "signature", "product", "activate", "size"}
 
 // fieldError is a request problem attributed to one field.
 type fieldError struct {
@@ -74,6 +109,11 @@ type request struct {
 	correlationID string
 	partID        string
 	image, pixel  *float64
+	// product is the product of product, model_activate and
+	// model_rollback ("" = the default product for the model commands).
+	product string
+	sha256  string                  // model_activate
+	install inspection.ModelInstall // model_install
 }
 
 // describe names what a request asks for besides its command and
@@ -97,6 +137,14 @@ func (r request) describe() string {
 				parts = append(parts, fmt.Sprintf("%s %g", f.name, *f.v))
 			}
 		}
+	case CmdProduct:
+		parts = append(parts, fmt.Sprintf("product %q", r.product))
+	case CmdModelInstall:
+		parts = append(parts, describeInstall(r.install))
+	case CmdModelActivate:
+		parts = append(parts, fmt.Sprintf("sha256 %s, product %q", r.sha256, r.product))
+	case CmdModelRollback:
+		parts = append(parts, fmt.Sprintf("product %q", r.product))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -166,6 +214,41 @@ func parseRequest(name string, payload []byte) (request, error) {
 		}
 		if req.image == nil && req.pixel == nil {
 			return req, fieldErr("image_threshold", "set image_threshold and/or pixel_threshold")
+		}
+	case CmdProduct:
+		v, ok := raw["product"]
+		if !ok {
+			return req, fieldErr("product", "is required (the name of a [[product]] of the station)")
+		}
+		var err error
+		if req.product, err = productName(v); err != nil {
+			return req, err
+		}
+	case CmdModelInstall:
+		var err error
+		if req.install, err = modelInstall(raw); err != nil {
+			return req, err
+		}
+	case CmdModelActivate:
+		v, ok := raw["sha256"]
+		if !ok {
+			return req, fieldErr("sha256", "is required (the archive's SHA-256 as model_install named it)")
+		}
+		var err error
+		if req.sha256, err = sha256Hex(v); err != nil {
+			return req, err
+		}
+		if v, ok := raw["product"]; ok {
+			if req.product, err = productName(v); err != nil {
+				return req, err
+			}
+		}
+	case CmdModelRollback:
+		if v, ok := raw["product"]; ok {
+			var err error
+			if req.product, err = productName(v); err != nil {
+				return req, err
+			}
 		}
 	}
 	return req, nil
@@ -403,6 +486,43 @@ func (s *jsonSession) handleCommand(in inbound) {
 		}
 		c.log.Info("latched faults cleared by command", "problems_left", len(problems))
 		s.succeed(in.name, req.correlationID, key, map[string]any{"cleared": true, "problems": problems})
+	case CmdProduct:
+		sel, err := c.selector(in.name)
+		if err != nil {
+			s.fail(in.name, req.correlationID, key, err)
+			return
+		}
+		if err := sel.SelectProduct(req.product, inspection.ProductSourceMQTT); err != nil {
+			s.fail(in.name, req.correlationID, key, fmt.Errorf("product %q not selected: %w", req.product, err))
+			return
+		}
+		c.log.Info("product selected by command", "product", req.product, "correlation_id", req.correlationID)
+		s.succeed(in.name, req.correlationID, key, map[string]any{"product": req.product})
+	case CmdModelInstall, CmdModelActivate, CmdModelRollback:
+		mm, err := c.modelManager(in.name)
+		if err != nil {
+			s.fail(in.name, req.correlationID, key, err)
+			return
+		}
+		name, corr := in.name, req.correlationID
+		job := modelJob{cmd: name, corrID: corr, req: req, done: func(out inspection.ModelOutcome, err error) {
+			if err != nil {
+				s.fail(name, corr, key, modelFailure(name, err))
+				return
+			}
+			c.log.Info("model command done", "command", name, "correlation_id", corr, "product", out.Product,
+				"sha256", out.ArchiveSHA256, "state", out.State, "duration_ms", out.DurationMs)
+			s.succeed(name, corr, key, out)
+		}}
+		started, err := c.models.start(c, mm, key.key+"\x00"+key.what, job, c.modelTimeout(name))
+		switch {
+		case err != nil:
+			// Not remembered: the same request may be sent again later.
+			s.fail(in.name, req.correlationID, memo{}, err)
+		case !started:
+			c.log.Info("repeated model command ignored: it is running; its reply follows when it is done",
+				"command", in.name, "correlation_id", req.correlationID)
+		}
 	case CmdReload:
 		if !s.cmds.reloading.CompareAndSwap(false, true) {
 			s.fail(in.name, req.correlationID, memo{}, errors.New("a reload is already in progress"))

@@ -1,7 +1,9 @@
 // Package mqtt publishes inspection results, events, availability and
 // statistics to the plant broker and executes commands (trigger, reload,
-// threshold, status, pause, resume, clear_fault). docs/mqtt.md is the
-// integrator's reference; docs/schema holds a JSON Schema per payload.
+// threshold, status, pause, resume, clear_fault, and — on a host that
+// implements inspection.ProductSelector / inspection.ModelManager —
+// product, model_install, model_activate, model_rollback). docs/mqtt.md is
+// the integrator's reference; docs/schema holds a JSON Schema per payload.
 //
 // Delivery: every result and event goes through a bounded bbolt outbox
 // (outbox_dir/outbox.db) before it is published. Deliver encodes the result
@@ -55,7 +57,9 @@
 // Code: client.go (API, lifecycle), writer.go (stage → outbox, direct
 // publishing when it cannot be written), link.go (connection, supervisor,
 // publisher), session.go (the session interface and mode "json"),
-// commands.go (JSON commands), retained.go (the retained-command check),
+// commands.go (JSON commands), models.go (the product and model commands
+// shared by both modes: validation, one model command at a time, install
+// progress as events), retained.go (the retained-command check),
 // sparkplug.go (mode "sparkplug"), outbox.go, verify.go (the outbox file
 // check), health.go (Problems, ClearFault), metrics.go.
 package mqtt

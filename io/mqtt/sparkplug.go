@@ -56,10 +56,13 @@ type spbNode struct {
 	born      bool      // NBIRTH sent on the current connection
 	sessionAt time.Time // when the current connection came up: older records are historical
 	devBorn   bool
-	last      *inspection.Result
-	lastEvent *inspection.Event
-	model     inspection.Model // model identity last announced
-	counts    inspection.Counts
+	// devProduct is the active product the device last announced
+	// (DBIRTH, DDATA): a change is sent as DDATA.
+	devProduct string
+	last       *inspection.Result
+	lastEvent  *inspection.Event
+	model      inspection.Model // model identity last announced
+	counts     inspection.Counts
 }
 
 // newSpbNode checks the IDs; it reads nothing yet (open does).
@@ -193,8 +196,9 @@ func (s *spbNode) birthLocked(now time.Time, device bool) {
 	s.born = true
 	s.devBorn = false
 	if device {
-		s.watch("DBIRTH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DBIRTH), sparkplug.DeviceBirth(now, s.nextSeq(), s.deviceState())))
-		s.devBorn = true
+		d := s.deviceState()
+		s.watch("DBIRTH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DBIRTH), sparkplug.DeviceBirth(now, s.nextSeq(), d)))
+		s.devBorn, s.devProduct = true, d.ActiveProduct
 	}
 	s.log.Info("NBIRTH sent", "bdSeq", s.bdSeq, "device_born", s.devBorn)
 }
@@ -224,7 +228,16 @@ func (s *spbNode) deviceState() sparkplug.DeviceState {
 	}
 	st := s.c.host.Status()
 	return sparkplug.DeviceState{Camera: st.Camera, Counts: st.CameraN, Image: st.Model.Threshold,
-		Pixel: st.Model.PixelThreshold, Source: st.Model.ThresholdFrom, HasInfo: true}
+		Pixel: st.Model.PixelThreshold, Source: st.Model.ThresholdFrom, ActiveProduct: activeProduct(st), HasInfo: true}
+}
+
+// activeProduct is the station's active product: the changeover's, or the
+// model's product on a station without [[product]]s.
+func activeProduct(st inspection.Status) string {
+	if st.Products.Active != "" {
+		return st.Products.Active
+	}
+	return st.Model.Product
 }
 
 // deviceWanted says whether the camera device should be alive: the
@@ -244,6 +257,8 @@ func (s *spbNode) noteEvent(e inspection.Event) {
 		s.devWant.Store(true)
 	case inspection.EventCameraOffline, inspection.EventCameraStalled:
 		s.devWant.Store(false)
+	case inspection.EventProductSwitched:
+		// syncDevice sends the new Properties/Active Product.
 	default:
 		return
 	}
@@ -283,17 +298,28 @@ func (s *spbNode) start() {
 }
 
 // syncDevice sends DBIRTH or DDEATH when the camera state and the device's
-// birth state differ.
+// birth state differ, and DDATA when the active product changed.
 func (s *spbNode) syncDevice() {
 	want := s.deviceWanted()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.born || want == s.devBorn {
+	if !s.born {
+		return
+	}
+	if want == s.devBorn {
+		if s.devBorn && s.c.host != nil {
+			if d := s.deviceState(); d.ActiveProduct != s.devProduct {
+				s.dataLocked(d)
+				s.log.Info("active product changed: DDATA sent", "product", d.ActiveProduct)
+			}
+		}
 		return
 	}
 	now := time.Now()
 	if want {
-		s.watch("DBIRTH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DBIRTH), sparkplug.DeviceBirth(now, s.nextSeq(), s.deviceState())))
+		d := s.deviceState()
+		s.watch("DBIRTH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DBIRTH), sparkplug.DeviceBirth(now, s.nextSeq(), d)))
+		s.devProduct = d.ActiveProduct
 		s.log.Info("camera online: DBIRTH sent", "device_id", s.topics.Device)
 	} else {
 		s.watch("DDEATH", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDEATH), sparkplug.DeviceDeath(now, s.nextSeq())))
@@ -368,9 +394,15 @@ func (s *spbNode) publishStats() {
 	now := time.Now()
 	s.watch("NDATA", s.publishLocked(s.topics.NodeTopic(sparkplug.NDATA), sparkplug.CountersData(now, s.nextSeq(), s.counters())))
 	if s.devBorn && s.c.host != nil {
-		s.watch("DDATA", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDATA), sparkplug.DeviceData(now, s.nextSeq(), s.deviceState())))
+		s.dataLocked(s.deviceState())
 	}
 	s.c.statsPublished.Add(1)
+}
+
+// dataLocked sends the device's metrics d as DDATA; s.mu is held.
+func (s *spbNode) dataLocked(d sparkplug.DeviceState) {
+	s.watch("DDATA", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDATA), sparkplug.DeviceData(time.Now(), s.nextSeq(), d)))
+	s.devProduct = d.ActiveProduct
 }
 
 // goodbye publishes NDEATH before an intentional disconnect (the broker
@@ -426,6 +458,20 @@ func (s *spbNode) handleCommand(in inbound) {
 			s.reject(topic, err)
 			return
 		}
+		var (
+			install inspection.ModelInstall
+			mm      inspection.ModelManager
+		)
+		if cmd.ModelInstall != "" {
+			if install, err = ParseModelInstall([]byte(cmd.ModelInstall)); err != nil {
+				s.reject(topic, fmt.Errorf("sparkplug: NCMD metric %q: %w", sparkplug.MetricModelInstall, err))
+				return
+			}
+			if mm, err = c.modelManager("Node Control/Model Install"); err != nil {
+				s.reject(topic, err)
+				return
+			}
+		}
 		if cmd.Reboot {
 			switch {
 			case !s.allowReboot:
@@ -451,6 +497,9 @@ func (s *spbNode) handleCommand(in inbound) {
 			s.log.Info("rebirth requested")
 			s.rebirth()
 		}
+		if mm != nil {
+			s.installModel(topic, mm, install)
+		}
 		if cmd.Reboot {
 			s.log.Warn("reboot requested by Node Control/Reboot")
 			c.Event(inspection.Event{Time: time.Now(), Severity: inspection.Warning, Kind: inspection.EventStopping,
@@ -474,6 +523,29 @@ func (s *spbNode) handleCommand(in inbound) {
 			s.reject(topic, fmt.Errorf("device %s is offline (DDEATH); commands wait for its DBIRTH", s.topics.Device))
 			return
 		}
+		if cmd.Product != "" {
+			// First, so that a trigger in the same DCMD is the new
+			// product's, and so that a refused selection changes nothing.
+			if err := checkProductName(cmd.Product); err != nil {
+				s.reject(topic, fmt.Errorf("sparkplug: DCMD metric %q: %w", sparkplug.MetricControlProduct, err))
+				return
+			}
+			sel, err := c.selector(sparkplug.MetricControlProduct)
+			if err != nil {
+				s.reject(topic, err)
+				return
+			}
+			if err := sel.SelectProduct(cmd.Product, inspection.ProductSourceSparkplug); err != nil {
+				s.reject(topic, fmt.Errorf("product %q not selected: %w", cmd.Product, err))
+				return
+			}
+			s.log.Info("product selected by DCMD", "product", cmd.Product)
+			s.mu.Lock()
+			if s.devBorn {
+				s.dataLocked(s.deviceState())
+			}
+			s.mu.Unlock()
+		}
 		if cmd.ImageThreshold != nil || cmd.PixelThreshold != nil {
 			if err := c.host.SetThresholds(cmd.ImageThreshold, cmd.PixelThreshold); err != nil {
 				s.reject(topic, fmt.Errorf("threshold refused: %w", err))
@@ -483,7 +555,7 @@ func (s *spbNode) handleCommand(in inbound) {
 			s.log.Info("thresholds changed by DCMD (runtime only)", "image", m.Threshold, "pixel", m.PixelThreshold)
 			s.mu.Lock()
 			if s.devBorn {
-				s.watch("DDATA", s.publishLocked(s.topics.DeviceTopic(sparkplug.DDATA), sparkplug.DeviceData(time.Now(), s.nextSeq(), s.deviceState())))
+				s.dataLocked(s.deviceState())
 			}
 			s.mu.Unlock()
 		}
@@ -495,5 +567,37 @@ func (s *spbNode) handleCommand(in inbound) {
 		}
 	default:
 		s.reject(topic, errors.New("not an NCMD or DCMD topic"))
+	}
+}
+
+// installModel starts Node Control/Model Install in the background (one
+// model command at a time, JSON or Sparkplug). Its progress and its
+// outcome are events of kind model_install, published as NDATA (Event/*
+// metrics); a refusal is a sparkplug_command_rejected event.
+func (s *spbNode) installModel(topic string, mm inspection.ModelManager, req inspection.ModelInstall) {
+	c := s.c
+	job := modelJob{cmd: CmdModelInstall, req: request{name: CmdModelInstall, install: req},
+		done: func(out inspection.ModelOutcome, err error) {
+			if err != nil {
+				err = modelFailure(CmdModelInstall, err)
+				s.log.Warn("Node Control/Model Install failed", "sha256", req.SHA256, "error", err)
+				c.Event(inspection.Event{Time: time.Now(), Severity: inspection.Warning, Kind: inspection.EventModelInstall,
+					Message: err.Error(), Fields: map[string]string{"stage": "failed", "sha256": req.SHA256, "product": req.Product, "error": err.Error()}})
+				return
+			}
+			msg := fmt.Sprintf("model install done: product %s, archive %s, bundle %s, %s (%.0f ms)", out.Product, out.ArchiveSHA256, out.BundleHash, out.State, out.DurationMs)
+			s.log.Info("Node Control/Model Install done", "product", out.Product, "sha256", out.ArchiveSHA256, "state", out.State)
+			c.Event(inspection.Event{Time: time.Now(), Severity: inspection.Info, Kind: inspection.EventModelInstall, Message: msg,
+				Fields: map[string]string{"stage": "done", "sha256": out.ArchiveSHA256, "product": out.Product, "bundle_hash": out.BundleHash,
+					"state": out.State, "duration_ms": fmt.Sprintf("%.0f", out.DurationMs)}})
+		}}
+	started, err := c.models.start(c, mm, "sparkplug\x00"+describeInstall(req), job, c.modelTimeout(CmdModelInstall))
+	switch {
+	case err != nil:
+		s.reject(topic, fmt.Errorf("Node Control/Model Install: %w", err))
+	case !started:
+		s.log.Info("repeated Node Control/Model Install ignored: it is running", "sha256", req.SHA256)
+	default:
+		s.log.Info("Node Control/Model Install started", "url", req.URL, "sha256", req.SHA256, "product", req.Product)
 	}
 }

@@ -104,6 +104,14 @@ type Host interface {
 type Options struct {
 	Logger  *slog.Logger // component=plc is added; nil discards
 	Station string       // fills Event.Station
+	// ProductRegister, when > 0, is the holding register the PLC writes
+	// the product code into (changeover.plc_register with changeover.source
+	// "plc"): the Output reads it every ProductPoll and hands a changed
+	// value to the host's SelectProductCode (product.go).
+	ProductRegister int
+	// ProductPoll is how often ProductRegister is read
+	// (changeover.plc_poll); 0 means DefaultProductPoll.
+	ProductPoll time.Duration
 }
 
 // Stats are the Output's counters.
@@ -115,6 +123,13 @@ type Stats struct {
 	Reconnects  uint64 `json:"reconnects"`
 	Late        uint64 `json:"late"`     // verdicts older than max_verdict_age (dropped or written as ERROR)
 	LastSeq     uint16 `json:"last_seq"` // sequence number of the last part handed to Deliver
+	// ProductCode is the last value read from the product register (0:
+	// none read yet, or the PLC selects no product).
+	ProductCode uint16 `json:"product_code,omitempty"`
+	// ProductReads counts reads of the product register; ProductSelections
+	// the codes handed to the daemon.
+	ProductReads      uint64 `json:"product_reads,omitempty"`
+	ProductSelections uint64 `json:"product_selections,omitempty"`
 }
 
 // Output is the Modbus TCP result output; it implements inspection.Sink
@@ -139,6 +154,13 @@ type Output struct {
 	nextAttempt time.Time // of the connector while disconnected
 	seq         uint16
 	stats       Stats
+	connGen     uint64 // connections opened; the product poller re-selects after each
+
+	// productReg and productPoll configure the product poller (product.go);
+	// pollDone is closed when it has returned (nil without one).
+	productReg  int
+	productPoll time.Duration
+	pollDone    chan struct{}
 
 	lost chan struct{} // one slot: Deliver lost the connection; the connector reconnects
 	stop chan struct{} // closed by Close
@@ -167,8 +189,16 @@ func New(cfg config.PLC, o Options) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plc: address %q: %w", cfg.Address, err)
 	}
+	if o.ProductRegister > 0xFFFF {
+		return nil, fmt.Errorf("plc: product register %d is not a Modbus address (0..65535)", o.ProductRegister)
+	}
+	poll := o.ProductPoll
+	if poll <= 0 {
+		poll = DefaultProductPoll
+	}
 	return &Output{
 		cfg: cfg, log: log, station: o.Station, client: client,
+		productReg: o.ProductRegister, productPoll: poll,
 		conn: make(chan struct{}, 1),
 		lost: make(chan struct{}, 1),
 		stop: make(chan struct{}),
@@ -200,6 +230,10 @@ func (p *Output) Start(ctx context.Context, host Host) error {
 	}
 	p.host, p.started = host, true
 	go p.connector()
+	if p.productReg > 0 {
+		p.pollDone = make(chan struct{})
+		go p.productPoller()
+	}
 	return nil
 }
 
@@ -507,6 +541,7 @@ func (p *Output) open() error {
 		p.stats.Reconnects++
 	}
 	p.connected, p.everUp = true, true
+	p.connGen++
 	p.mu.Unlock()
 	p.emit(inspection.Info, EventConnected, "PLC connected at "+p.cfg.Address, map[string]string{"address": p.cfg.Address})
 	p.log.Info("connected", "address", p.cfg.Address, "reconnect", reconnect)
@@ -534,6 +569,13 @@ func (p *Output) Close(ctx context.Context) error {
 	case <-p.done:
 	case <-ctx.Done():
 		return fmt.Errorf("plc: close: connector still dialing %s: %w", p.cfg.Address, ctx.Err())
+	}
+	if p.pollDone != nil {
+		select {
+		case <-p.pollDone:
+		case <-ctx.Done():
+			return fmt.Errorf("plc: close: product register read still in progress: %w", ctx.Err())
+		}
 	}
 	select {
 	case p.conn <- struct{}{}:

@@ -28,6 +28,9 @@ type testPLC struct {
 	// stall, when set, blocks reads of holding registers until closed:
 	// a PLC that stops answering mid-handshake.
 	stall chan struct{}
+	// refuse, when not 0, is a holding register whose reads the PLC
+	// refuses (Modbus exception: illegal data address).
+	refuse uint16
 
 	mu    sync.Mutex
 	coils map[uint16]bool
@@ -79,6 +82,9 @@ func (s *testPLC) HandleHoldingRegisters(r *modbus.HoldingRegistersRequest) ([]u
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !r.IsWrite && s.refuse != 0 && r.Addr == s.refuse {
+		return nil, modbus.ErrIllegalDataAddress
+	}
 	if !r.IsWrite {
 		out := make([]uint16, r.Quantity)
 		for i := range out {

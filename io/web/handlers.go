@@ -50,6 +50,7 @@ func (s *Server) routes(g prometheus.Gatherer, extra map[string]http.Handler) (h
 		"/api/latest.jpg":  s.readOnly(http.HandlerFunc(s.handleLatestJPEG)),
 		"/api/trigger":     http.HandlerFunc(s.handleTrigger),
 		"/api/clear-fault": http.HandlerFunc(s.handleClearFault),
+		"/api/product":     http.HandlerFunc(s.handleProduct),
 		"/metrics":         s.metricsHandler(g),
 	}
 	for p, h := range own {
@@ -298,68 +299,26 @@ type unsupportedTypeError struct{ msg string }
 
 func (e unsupportedTypeError) Error() string { return e.msg }
 
+// triggerField is the one field POST /api/trigger reads.
+var triggerField = postedField{
+	path: "/api/trigger", name: "part_id", howTo: triggerHowTo, lost: " (its part ID would be lost)",
+	queryFallback: true,
+	decodeJSON: func(dec *json.Decoder) (string, error) {
+		var req triggerRequest
+		err := dec.Decode(&req)
+		return req.PartID, err
+	},
+}
+
 // triggerPartID reads the part ID of a trigger request: from a JSON body
 // (the query's part_id when the body has none), from an HTML form body
 // (part_id, the only field), or from the query when there is neither a
 // body nor a Content-Type. Other content types, and a body without one,
 // are an unsupportedTypeError.
 func triggerPartID(w http.ResponseWriter, r *http.Request) (string, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxTriggerBody)
-	raw := r.Header.Get("Content-Type")
-	var ct string
-	if strings.TrimSpace(raw) != "" {
-		var err error
-		ct, _, err = mime.ParseMediaType(raw)
-		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
-			return "", unsupportedTypeError{fmt.Sprintf("Content-Type %q cannot be parsed (%v); %s", raw, err, triggerHowTo)}
-		}
-	}
-	var id string
-	switch ct {
-	case "":
-		b, err := readBody(r)
-		if err != nil {
-			return "", err
-		}
-		if len(strings.TrimSpace(string(b))) > 0 {
-			return "", unsupportedTypeError{"a body without a Content-Type is not read (its part ID would be lost); " + triggerHowTo}
-		}
-		id = r.URL.Query().Get("part_id")
-	case mediaJSON:
-		b, err := readBody(r)
-		if err != nil {
-			return "", err
-		}
-		if len(strings.TrimSpace(string(b))) > 0 {
-			var req triggerRequest
-			dec := json.NewDecoder(strings.NewReader(string(b)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				return "", fmt.Errorf("body: want JSON {\"part_id\": \"…\"}: %w", err)
-			}
-			id = req.PartID
-		}
-		if id == "" {
-			id = r.URL.Query().Get("part_id")
-		}
-	case mediaForm:
-		if err := r.ParseForm(); err != nil {
-			var mb *http.MaxBytesError
-			if errors.As(err, &mb) {
-				return "", fmt.Errorf("body larger than %d bytes", maxTriggerBody)
-			}
-			return "", fmt.Errorf("form: %w", err)
-		}
-		for k := range r.PostForm {
-			if k != "part_id" {
-				// e.g. curl -d '{"part_id":"A1"}' without a JSON
-				// Content-Type: the part ID would be lost.
-				return "", fmt.Errorf("form: unknown field %q; the only field is part_id (for a JSON body set Content-Type: application/json)", k)
-			}
-		}
-		id = r.Form.Get("part_id")
-	default:
-		return "", unsupportedTypeError{fmt.Sprintf("Content-Type %q is not accepted on /api/trigger (its part ID would be lost); %s", ct, triggerHowTo)}
+	id, err := triggerField.read(w, r)
+	if err != nil {
+		return "", err
 	}
 	id = strings.TrimSpace(id)
 	if len([]rune(id)) > maxPartIDLen {
@@ -369,6 +328,85 @@ func triggerPartID(w http.ResponseWriter, r *http.Request) (string, error) {
 		return "", errors.New("part_id: contains control characters")
 	}
 	return id, nil
+}
+
+// postedField is the one field a small POST endpoint reads: from a JSON
+// body, from an HTML form body (the only field), or from the query when
+// there is neither a body nor a Content-Type. Other content types, and a
+// body without one, are an unsupportedTypeError.
+type postedField struct {
+	path  string // the endpoint, for messages
+	name  string // the JSON, form and query field
+	howTo string // ends every unsupportedTypeError
+	lost  string // why a body is not read, e.g. " (its part ID would be lost)"
+	// queryFallback: an empty JSON body, or a JSON body without the
+	// field, takes the query's field.
+	queryFallback bool
+	// decodeJSON decodes the JSON body into the endpoint's request type
+	// and returns the field.
+	decodeJSON func(*json.Decoder) (string, error)
+}
+
+// read returns the field's value as sent (unchecked).
+func (f postedField) read(w http.ResponseWriter, r *http.Request) (string, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxTriggerBody)
+	raw := r.Header.Get("Content-Type")
+	var ct string
+	if strings.TrimSpace(raw) != "" {
+		var err error
+		ct, _, err = mime.ParseMediaType(raw)
+		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+			return "", unsupportedTypeError{fmt.Sprintf("Content-Type %q cannot be parsed (%v); %s", raw, err, f.howTo)}
+		}
+	}
+	var v string
+	switch ct {
+	case "":
+		b, err := readBody(r)
+		if err != nil {
+			return "", err
+		}
+		if len(strings.TrimSpace(string(b))) > 0 {
+			return "", unsupportedTypeError{"a body without a Content-Type is not read" + f.lost + "; " + f.howTo}
+		}
+		return r.URL.Query().Get(f.name), nil
+	case mediaJSON:
+		b, err := readBody(r)
+		if err != nil {
+			return "", err
+		}
+		if !f.queryFallback || len(strings.TrimSpace(string(b))) > 0 {
+			dec := json.NewDecoder(strings.NewReader(string(b)))
+			dec.DisallowUnknownFields()
+			if v, err = f.decodeJSON(dec); err != nil {
+				return "", fmt.Errorf("body: want JSON {%q: \"…\"}: %w", f.name, err)
+			}
+		}
+		if v == "" && f.queryFallback {
+			v = r.URL.Query().Get(f.name)
+		}
+		return v, nil
+	case mediaForm:
+		if err := r.ParseForm(); err != nil {
+			var mb *http.MaxBytesError
+			if errors.As(err, &mb) {
+				return "", fmt.Errorf("body larger than %d bytes", maxTriggerBody)
+			}
+			return "", fmt.Errorf("form: %w", err)
+		}
+		for k := range r.PostForm {
+			if k != f.name {
+				// e.g. curl -d '{"part_id":"A1"}' without a JSON
+				// Content-Type: the field would be lost.
+				return "", fmt.Errorf("form: unknown field %q; the only field is %s (for a JSON body set Content-Type: application/json)", k, f.name)
+			}
+		}
+		if f.queryFallback {
+			return r.Form.Get(f.name), nil // the form's, else the query's
+		}
+		return r.PostForm.Get(f.name), nil
+	}
+	return "", unsupportedTypeError{fmt.Sprintf("Content-Type %q is not accepted on %s%s; %s", ct, f.path, f.lost, f.howTo)}
 }
 
 // readBody reads a trigger body within maxTriggerBody.

@@ -20,6 +20,7 @@
 //	GET  /api/events?n=N   {"count":…,"events":[…]} newest first (N: 1…50, default 20)
 //	POST /api/trigger      software trigger (see below)
 //	POST /api/clear-fault  clear the outputs' latched faults (see below)
+//	POST /api/product      select the active product (see below)
 //	GET  /api/latest.jpg   newest snapshot with overlay (ETag = result id)
 //
 // POST /api/trigger takes the part ID from a JSON body {"part_id":"…"}
@@ -43,6 +44,17 @@
 // browser's form submission (the status page's button without
 // JavaScript) is redirected to / (303). Cross-site browser requests to
 // either POST route are refused with 403.
+//
+// POST /api/product selects the active product (product changeover,
+// source "http"): the name from a JSON body {"product":"…"}, an HTML form
+// field product, or, with no body and no Content-Type, the query
+// (?product=…). It answers 200 {"product":…,"active":…}, 400 for a
+// malformed request or name (1-64 of A-Z a-z 0-9 _ . -), 404 with the
+// daemon's reason for a product the station does not have, 409 with the
+// reason when the daemon refuses (changeover.source is not "http", the
+// bundle failed), 501 when the daemon has no product changeover, and a
+// browser's form submission is redirected to / (303). Cross-site browser
+// requests are refused with 403, like every POST route.
 //
 // plus Options.Extra, mounted as given. JSON errors have the form
 // {"error":"…"}. The package is pure Go (CGO_ENABLED=0).

@@ -30,6 +30,10 @@ type NodeCommand struct {
 	Reboot bool
 	// ClearFault asks to clear the outputs' latched faults.
 	ClearFault bool
+	// ModelInstall is the String of Node Control/Model Install: a JSON
+	// model_install request without correlation_id, which package mqtt
+	// validates; "" when the metric is absent.
+	ModelInstall string
 }
 
 // DeviceCommand is a validated DCMD to the camera device.
@@ -39,12 +43,16 @@ type DeviceCommand struct {
 	// Trigger asks for one inspection; PartID may be empty.
 	Trigger bool
 	PartID  string
+	// Product is the String of Device Control/Product: the product to
+	// select, "" when the metric is absent (package mqtt checks the name).
+	Product string
 }
 
 // ParseNodeCommand decodes and validates an NCMD payload completely: a
 // malformed command changes nothing. Accepted metrics: Node Control/Rebirth
 // Node Control/Reboot and Node Control/Clear Fault, Boolean (true acts,
-// false is a no-op).
+// false is a no-op), and Node Control/Model Install, a non-empty String of
+// at most MaxCommandPayload bytes.
 func ParseNodeCommand(b []byte) (NodeCommand, error) {
 	var cmd NodeCommand
 	p, err := decodeCommand(NCMD, b)
@@ -52,6 +60,14 @@ func ParseNodeCommand(b []byte) (NodeCommand, error) {
 		return cmd, err
 	}
 	for _, m := range p.GetMetrics() {
+		if m.GetName() == MetricModelInstall {
+			s, err := stringValue(m, "the JSON of a model_install request without correlation_id")
+			if err != nil {
+				return NodeCommand{}, fmt.Errorf("sparkplug: NCMD metric %q: %w", m.GetName(), err)
+			}
+			cmd.ModelInstall = s
+			continue
+		}
 		v, err := boolValue(m)
 		if err != nil {
 			return NodeCommand{}, fmt.Errorf("sparkplug: NCMD metric %q: %w", m.GetName(), err)
@@ -72,7 +88,7 @@ func ParseNodeCommand(b []byte) (NodeCommand, error) {
 // malformed command changes nothing. Accepted metrics: Thresholds/Image and
 // Thresholds/Pixel (Double or Float in (0, 1]), Control/Trigger (String: the
 // part ID, at most 128 bytes of printable UTF-8; or Boolean true: no part
-// ID).
+// ID), and Device Control/Product (a non-empty String).
 func ParseDeviceCommand(b []byte) (DeviceCommand, error) {
 	var cmd DeviceCommand
 	p, err := decodeCommand(DCMD, b)
@@ -99,6 +115,12 @@ func ParseDeviceCommand(b []byte) (DeviceCommand, error) {
 				return DeviceCommand{}, wrap(err)
 			}
 			cmd.Trigger, cmd.PartID = true, id
+		case MetricControlProduct:
+			s, err := stringValue(m, "the name of a [[product]]")
+			if err != nil {
+				return DeviceCommand{}, wrap(err)
+			}
+			cmd.Product = s
 		}
 	}
 	return cmd, nil
@@ -114,11 +136,11 @@ func decodeCommand(mt MessageType, b []byte) (*pb.Payload, error) {
 	if err := proto.Unmarshal(b, p); err != nil {
 		return nil, fmt.Errorf("sparkplug: %s payload is not a Sparkplug B protobuf: %w", mt, err)
 	}
-	known := map[string]bool{MetricRebirth: true, MetricReboot: true, MetricClearFault: true}
-	allowed := "Node Control/Rebirth, Node Control/Reboot, Node Control/Clear Fault"
+	known := map[string]bool{MetricRebirth: true, MetricReboot: true, MetricClearFault: true, MetricModelInstall: true}
+	allowed := "Node Control/Rebirth, Node Control/Reboot, Node Control/Clear Fault, Node Control/Model Install"
 	if mt == DCMD {
-		known = map[string]bool{MetricThresholdImage: true, MetricThresholdPixel: true, MetricControlTrigger: true}
-		allowed = "Thresholds/Image, Thresholds/Pixel, Control/Trigger"
+		known = map[string]bool{MetricThresholdImage: true, MetricThresholdPixel: true, MetricControlTrigger: true, MetricControlProduct: true}
+		allowed = "Thresholds/Image, Thresholds/Pixel, Control/Trigger, Device Control/Product"
 	}
 	switch n := len(p.GetMetrics()); {
 	case n == 0:
@@ -150,6 +172,19 @@ func boolValue(m *pb.Payload_Metric) (bool, error) {
 		return false, fmt.Errorf("must be a Boolean, got %s", describe(m))
 	}
 	return v.BooleanValue, nil
+}
+
+// stringValue is the value of a String (or Text) metric that must not be
+// empty; what says what it should hold.
+func stringValue(m *pb.Payload_Metric, what string) (string, error) {
+	v, ok := m.GetValue().(*pb.Payload_Metric_StringValue)
+	if !ok || (m.Datatype != nil && m.GetDatatype() != uint32(pb.DataType_String) && m.GetDatatype() != uint32(pb.DataType_Text)) {
+		return "", fmt.Errorf("must be a String (%s), got %s", what, describe(m))
+	}
+	if v.StringValue == "" {
+		return "", fmt.Errorf("is empty; write %s", what)
+	}
+	return v.StringValue, nil
 }
 
 func thresholdValue(m *pb.Payload_Metric) (float64, error) {

@@ -17,6 +17,9 @@ const (
 	MetricReboot  = "Node Control/Reboot"
 	// MetricClearFault clears the station's latched output faults.
 	MetricClearFault = "Node Control/Clear Fault"
+	// MetricModelInstall (String, NCMD) installs a signed bundle: the
+	// JSON of the model_install command without correlation_id.
+	MetricModelInstall = "Node Control/Model Install"
 
 	MetricSoftwareVersion = "Properties/Software Version"
 	MetricModelProduct    = "Properties/Model Product"
@@ -69,6 +72,13 @@ const (
 	MetricThresholdSource = "Thresholds/Source"
 
 	MetricControlTrigger = "Control/Trigger"
+
+	// MetricActiveProduct (String) is the station's active product
+	// (changeover), in DBIRTH and DDATA.
+	MetricActiveProduct = "Properties/Active Product"
+	// MetricControlProduct (String, DCMD) selects the active product by
+	// name; DBIRTH declares it with the active product.
+	MetricControlProduct = "Device Control/Product"
 )
 
 // Property keys of the model identity, attached to Inspection/Score.
@@ -208,6 +218,7 @@ func NodeBirth(now time.Time, seq uint64, s NodeState) *pb.Payload {
 		boolMetric(MetricRebirth, false, now),
 		boolMetric(MetricReboot, false, now),
 		boolMetric(MetricClearFault, false, now),
+		strMetric(MetricModelInstall, "", now),
 		strMetric(MetricSoftwareVersion, s.Version, now),
 		strMetric(MetricModelProduct, s.Model.Product, now),
 		strMetric(MetricModelBundleHash, s.Model.BundleHash, now),
@@ -332,12 +343,15 @@ func CountersData(now time.Time, seq uint64, c Counters) *pb.Payload {
 
 // DeviceState is what a DBIRTH or a DDATA of the camera device says.
 type DeviceState struct {
-	Camera  inspection.CameraStatus
-	Counts  inspection.CameraStats
-	Image   float64
-	Pixel   float64
-	Source  string
-	HasInfo bool // false: no daemon status available; the values are null
+	Camera inspection.CameraStatus
+	Counts inspection.CameraStats
+	Image  float64
+	Pixel  float64
+	Source string
+	// ActiveProduct is the active product (Status().Products.Active, or
+	// the model's product without changeover).
+	ActiveProduct string
+	HasInfo       bool // false: no daemon status available; the values are null
 }
 
 func deviceMetrics(d DeviceState, now time.Time) []*pb.Payload_Metric {
@@ -352,6 +366,7 @@ func deviceMetrics(d DeviceState, now time.Time) []*pb.Payload_Metric {
 			nullMetric(MetricThresholdImage, pb.DataType_Double, now),
 			nullMetric(MetricThresholdPixel, pb.DataType_Double, now),
 			nullMetric(MetricThresholdSource, pb.DataType_String, now),
+			nullMetric(MetricActiveProduct, pb.DataType_String, now),
 		}
 	}
 	return []*pb.Payload_Metric{
@@ -364,14 +379,15 @@ func deviceMetrics(d DeviceState, now time.Time) []*pb.Payload_Metric {
 		dblMetric(MetricThresholdImage, d.Image, now),
 		dblMetric(MetricThresholdPixel, d.Pixel, now),
 		strMetric(MetricThresholdSource, d.Source, now),
+		strMetric(MetricActiveProduct, d.ActiveProduct, now),
 	}
 }
 
 // DeviceBirth builds the DBIRTH of the camera device: camera state and
 // counters, the thresholds in force (writable) and Control/Trigger
-// (writable).
+// (writable), and Device Control/Product (writable, the active product).
 func DeviceBirth(now time.Time, seq uint64, d DeviceState) *pb.Payload {
-	ms := append(deviceMetrics(d, now), strMetric(MetricControlTrigger, "", now))
+	ms := append(deviceMetrics(d, now), strMetric(MetricControlTrigger, "", now), strMetric(MetricControlProduct, d.ActiveProduct, now))
 	return payload(now, &seq, ms)
 }
 

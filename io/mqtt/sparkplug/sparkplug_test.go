@@ -91,6 +91,11 @@ func TestParseNodeCommand(t *testing.T) {
 		{"twice", cmdPayload(t, boolMetric(MetricRebirth, true, time.Time{}), boolMetric(MetricRebirth, true, time.Time{})), NodeCommand{}, `sparkplug: NCMD metric "Node Control/Rebirth" appears twice`},
 		{"alias", cmdPayload(t, &pb.Payload_Metric{Alias: proto.Uint64(3), Value: &pb.Payload_Metric_BooleanValue{BooleanValue: true}}), NodeCommand{}, "sparkplug: NCMD metric without a name (alias 3)"},
 		{"too big", make([]byte, MaxCommandPayload+1), NodeCommand{}, "sparkplug: NCMD payload of 4097 bytes is larger than 4096"},
+		{"model install", cmdPayload(t, strMetric(MetricModelInstall, `{"url":"x"}`, time.Time{})), NodeCommand{ModelInstall: `{"url":"x"}`}, ""},
+		{"model install and rebirth", cmdPayload(t, strMetric(MetricModelInstall, `{}`, time.Time{}), boolMetric(MetricRebirth, true, time.Time{})), NodeCommand{ModelInstall: `{}`, Rebirth: true}, ""},
+		{"model install empty", cmdPayload(t, strMetric(MetricModelInstall, "", time.Time{})), NodeCommand{}, `sparkplug: NCMD metric "Node Control/Model Install": is empty; write the JSON of a model_install request without correlation_id`},
+		{"model install bool", cmdPayload(t, boolMetric(MetricModelInstall, true, time.Time{})), NodeCommand{}, `sparkplug: NCMD metric "Node Control/Model Install": must be a String (the JSON of a model_install request without correlation_id), got datatype Boolean with boolean_value`},
+		{"model install bad then rebirth", cmdPayload(t, boolMetric(MetricRebirth, true, time.Time{}), u64Metric(MetricModelInstall, 1, time.Time{})), NodeCommand{}, `sparkplug: NCMD metric "Node Control/Model Install": must be a String`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseNodeCommand(tc.in)
@@ -137,7 +142,17 @@ func TestParseDeviceCommand(t *testing.T) {
 		{"long part id", cmdPayload(t, strMetric(MetricControlTrigger, strings.Repeat("p", 129), time.Time{})), "", `sparkplug: DCMD metric "Control/Trigger": part ID is 129 bytes long; at most 128 are allowed`},
 		{"control char", cmdPayload(t, strMetric(MetricControlTrigger, "a\nb", time.Time{})), "", `sparkplug: DCMD metric "Control/Trigger": part ID contains the non-printable character U+000A`},
 		{"valid then invalid", cmdPayload(t, dblMetric(MetricThresholdImage, 0.5, time.Time{}), dblMetric(MetricThresholdPixel, 2, time.Time{})), "", `sparkplug: DCMD metric "Thresholds/Pixel": 2 is out of range`},
-		{"node metric on device", cmdPayload(t, boolMetric(MetricRebirth, true, time.Time{})), "", `sparkplug: DCMD metric "Node Control/Rebirth" is unknown; write one of Thresholds/Image, Thresholds/Pixel, Control/Trigger`},
+		{"node metric on device", cmdPayload(t, boolMetric(MetricRebirth, true, time.Time{})), "", `sparkplug: DCMD metric "Node Control/Rebirth" is unknown; write one of Thresholds/Image, Thresholds/Pixel, Control/Trigger, Device Control/Product`},
+		{"product", cmdPayload(t, strMetric(MetricControlProduct, "gear", time.Time{})), "img=- px=- trig=false '' product=gear", ""},
+		{"product and trigger", cmdPayload(t, strMetric(MetricControlTrigger, "P1", time.Time{}), strMetric(MetricControlProduct, "gear", time.Time{})), "img=- px=- trig=true 'P1' product=gear", ""},
+		{"product empty", cmdPayload(t, strMetric(MetricControlProduct, "", time.Time{})), "", `sparkplug: DCMD metric "Device Control/Product": is empty; write the name of a [[product]]`},
+		{"product number", cmdPayload(t, u64Metric(MetricControlProduct, 2, time.Time{})), "", `sparkplug: DCMD metric "Device Control/Product": must be a String (the name of a [[product]]), got datatype UInt64 with long_value`},
+		{"product datatype mismatch", cmdPayload(t, func() *pb.Payload_Metric {
+			m := strMetric(MetricControlProduct, "gear", time.Time{})
+			m.Datatype = proto.Uint32(uint32(pb.DataType_Int32))
+			return m
+		}()), "", `sparkplug: DCMD metric "Device Control/Product": must be a String (the name of a [[product]]), got datatype Int32 with string_value`},
+		{"model install on device", cmdPayload(t, strMetric(MetricModelInstall, "{}", time.Time{})), "", `sparkplug: DCMD metric "Node Control/Model Install" is unknown`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseDeviceCommand(tc.in)
@@ -145,7 +160,7 @@ func TestParseDeviceCommand(t *testing.T) {
 				if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
 					t.Fatalf("error = %v, want prefix %q", err, tc.err)
 				}
-				if got.ImageThreshold != nil || got.PixelThreshold != nil || got.Trigger {
+				if got.ImageThreshold != nil || got.PixelThreshold != nil || got.Trigger || got.Product != "" {
 					t.Errorf("a rejected command returned %+v", got)
 				}
 				return
@@ -167,7 +182,11 @@ func describeCmd(c DeviceCommand) string {
 		}
 		return strconv.FormatFloat(*p, 'g', -1, 64)
 	}
-	return fmt.Sprintf("img=%s px=%s trig=%t '%s'", f(c.ImageThreshold), f(c.PixelThreshold), c.Trigger, c.PartID)
+	s := fmt.Sprintf("img=%s px=%s trig=%t '%s'", f(c.ImageThreshold), f(c.PixelThreshold), c.Trigger, c.PartID)
+	if c.Product != "" {
+		s += " product=" + c.Product
+	}
+	return s
 }
 
 func TestBdSeqPersistsAndWraps(t *testing.T) {
@@ -234,6 +253,9 @@ func TestNodeBirthDeclaresEveryMetric(t *testing.T) {
 	if m := byName[MetricRebirth]; m == nil || m.GetDatatype() != uint32(pb.DataType_Boolean) {
 		t.Errorf("rebirth metric = %v", m)
 	}
+	if m := byName[MetricModelInstall]; m == nil || m.GetDatatype() != uint32(pb.DataType_String) || m.GetStringValue() != "" {
+		t.Errorf("model install metric = %v, want an empty String", m)
+	}
 	for _, d := range resultMetricTypes {
 		if m := byName[d.name]; m == nil || m.GetDatatype() != uint32(d.dt) || !m.GetIsNull() {
 			t.Errorf("result metric %s = %v, want null %s", d.name, m, d.dt)
@@ -263,5 +285,34 @@ func TestNodeBirthDeclaresEveryMetric(t *testing.T) {
 				t.Errorf("score properties %v", ps)
 			}
 		}
+	}
+}
+
+// TestDeviceMetricsActiveProduct: DBIRTH declares Properties/Active Product
+// and the writable Device Control/Product with the active product; DDATA
+// carries Properties/Active Product; without daemon information it is
+// null.
+func TestDeviceMetricsActiveProduct(t *testing.T) {
+	now := time.Now()
+	find := func(p *pb.Payload, name string) *pb.Payload_Metric {
+		for _, m := range p.GetMetrics() {
+			if m.GetName() == name {
+				return m
+			}
+		}
+		return nil
+	}
+	d := DeviceState{ActiveProduct: "gear", HasInfo: true}
+	birth := DeviceBirth(now, 1, d)
+	for _, name := range []string{MetricActiveProduct, MetricControlProduct} {
+		if m := find(birth, name); m == nil || m.GetStringValue() != "gear" || m.GetDatatype() != uint32(pb.DataType_String) {
+			t.Errorf("DBIRTH %s = %v, want String gear", name, m)
+		}
+	}
+	if m := find(DeviceData(now, 2, d), MetricActiveProduct); m == nil || m.GetStringValue() != "gear" {
+		t.Errorf("DDATA %s = %v, want gear", MetricActiveProduct, m)
+	}
+	if m := find(DeviceData(now, 3, DeviceState{}), MetricActiveProduct); m == nil || !m.GetIsNull() {
+		t.Errorf("DDATA without information: %s = %v, want null", MetricActiveProduct, m)
 	}
 }

@@ -87,6 +87,7 @@
     text('m-pthr', fix(st.model.pixel_threshold, 3));
     text('m-thr-from', st.model.threshold_source);
     show('trigger', st.trigger_mode === 'software');
+    renderProducts(st.products || {});
     var sb = $('sinks'), rows = (st.sinks || []).map(function (s) {
       var tr = el('tr'), name = el('td', '', s.name);
       if (s.last_error) name.appendChild(el('div', 'err', s.last_error));
@@ -96,6 +97,33 @@
     });
     if (!rows.length) { var tr = el('tr'), td = el('td', 'empty', 'no sinks'); td.colSpan = 5; tr.append(td); rows = [tr]; }
     sb.replaceChildren.apply(sb, rows);
+  }
+
+  function renderProducts(ps) {
+    var list = ps.products || [];
+    show('products-card', list.length > 0);
+    show('hdr-product-wrap', list.length > 0);
+    text('hdr-product', ps.active);
+    text('p-active', ps.active);
+    text('p-source', ps.source);
+    text('p-unavailable', ps.unavailable);
+    show('p-unavailable', !!ps.unavailable);
+    show('product-form', ps.source === 'http');
+    var tb = $('products');
+    tb.replaceChildren.apply(tb, list.map(function (p) {
+      var tr = el('tr', p.active ? 'active' : ''), h = el('td'), c = el('code', '', shortHash(p.bundle_hash));
+      c.title = p.bundle_hash || '';
+      h.append(c);
+      tr.append(el('td', '', p.name), el('td', 'num', p.code ? String(p.code) : '–'), el('td', '', p.loaded ? 'yes' : 'no'), h,
+        el('td', 'num', String(p.counts.ok)), el('td', 'num', String(p.counts.ng)), el('td', 'num', String(p.counts.error)));
+      return tr;
+    }));
+    var sel = $('product-select'), names = list.map(function (p) { return p.name; });
+    var have = Array.prototype.map.call(sel.options, function (o) { return o.value; });
+    if (names.join('\n') !== have.join('\n')) {
+      sel.replaceChildren.apply(sel, names.map(function (n) { var o = el('option', '', n); o.value = n; return o; }));
+      sel.value = ps.active || '';
+    }
   }
 
   function renderResults(rs) {
@@ -190,6 +218,20 @@
         text('clear-msg', r.ok ? 'cleared' + ((b.problems || []).length ? '; still: ' + b.problems.join('; ') : '') : 'refused: ' + (b.error || r.status));
       });
     }).catch(function (e) { text('clear-msg', 'failed: ' + e.message); });
+  });
+
+  $('product-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var name = $('product-select').value;
+    text('product-msg', 'sending…');
+    fetch('/api/product', {
+      method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ product: name })
+    }).then(function (r) {
+      return r.json().then(function (b) {
+        text('product-msg', r.ok ? 'selected ' + b.product : 'refused: ' + (b.error || r.status));
+      });
+    }).catch(function (e) { text('product-msg', 'failed: ' + e.message); });
   });
 
   tick();
