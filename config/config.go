@@ -60,6 +60,8 @@ type Config struct {
 	Products []Product `toml:"product"`
 	// Rollout configures the installation of signed model bundles.
 	Rollout Rollout `toml:"rollout"`
+	// Review configures the review view and the label log.
+	Review Review `toml:"review"`
 
 	// File is the path the configuration was read from ("" when parsed from
 	// memory without a name). Relative paths inside the file were resolved
@@ -130,6 +132,7 @@ func (c *Config) sections() []namedSection {
 		{"log", &c.Log},
 		{"changeover", &c.Changeover},
 		{"rollout", &c.Rollout},
+		{"review", &c.Review},
 	}
 }
 
@@ -223,6 +226,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	cfg.validateAcrossSections(v)
 	cfg.validateProducts(v, md.IsDefined("model", "bundle"))
 	cfg.validateChangeover(v)
+	cfg.validateReview(v)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}

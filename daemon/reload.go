@@ -229,7 +229,7 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	if cur.Trigger != next.Trigger {
 		out = append(out, "trigger")
 	}
-	if cur.HTTP != next.HTTP {
+	if fmt.Sprint(cur.HTTP) != fmt.Sprint(next.HTTP) { // HTTP holds a slice (open_paths)
 		out = append(out, "http")
 	}
 	if cur.Archive != next.Archive {

@@ -19,7 +19,11 @@ import (
 )
 
 func evalCommand(ctx context.Context, s streams, args []string) error {
-	fs := newFlagSet(s, "eval", "eval --bundle DIR --data ROOT [--categories a,b] [--json FILE] [--report DIR] [--save-maps DIR] [flags]\n\nRuns every test image of each category (MVTec layout: <ROOT>/<category>/test/...)\nthrough the bundle's align and localise stages and reports image AUROC, pixel AUROC,\npixel AP, AUPRO (FPR ≤ 0.3), F1 at the calibrated threshold, the F1-optimal\nthreshold and per-stage latency. Pixel metrics need ground-truth masks; without\nthem only image-level metrics are reported, and the output says so.")
+	compare, args, err := compareArgs(args)
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet(s, "eval", "eval --bundle DIR --data ROOT [--categories a,b] [--json FILE] [--report DIR] [--save-maps DIR] [flags]\n       eval --compare OLD NEW --data ROOT [--categories a,b] [--json FILE] [--report DIR] [flags]\n\nRuns every test image of each category (MVTec layout: <ROOT>/<category>/test/...)\nthrough the bundle's align and localise stages and reports image AUROC, pixel AUROC,\npixel AP, AUPRO (FPR ≤ 0.3), F1 at the calibrated threshold, the F1-optimal\nthreshold and per-stage latency. Pixel metrics need ground-truth masks; without\nthem only image-level metrics are reported, and the output says so.\n\nWith --compare, scores two bundles (e.g. the one in service and one retrained on\nreviewed parts) on the same data, each at its own calibrated threshold, and prints one\ntable per category and defect type: image AUROC, false-reject rate (good images\nrejected) and escapes (defect images passed); --report writes index.html with both\nand each bundle's full report in old/ and new/.")
 	bundleDir := fs.String("bundle", "", "model bundle `dir`")
 	data := fs.String("data", "", "dataset `root` holding one folder per category")
 	categories := fs.String("categories", "", "comma-separated `names` to evaluate (default: all)")
@@ -37,7 +41,18 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	if *bundleDir == "" || *data == "" {
+	if compare != nil {
+		switch {
+		case *bundleDir != "":
+			return usageErr("eval: --bundle and --compare exclude each other; --compare OLD NEW names both bundles")
+		case *data == "":
+			return usageErr("eval: --compare needs --data")
+		case flagSet(fs, "threshold"):
+			return usageErr("eval: --threshold does not apply to --compare: each bundle is scored at its own calibrated threshold")
+		case *mapsDir != "":
+			return usageErr("eval: --save-maps does not apply to --compare")
+		}
+	} else if *bundleDir == "" || *data == "" {
 		return usageErr("eval: --bundle and --data are required")
 	}
 	if math.IsNaN(*threshold) || *threshold < 0 || *threshold > 1 {
@@ -49,7 +64,13 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	if *overlays < 0 {
 		return usageErr("eval: --overlays %d must be 0 or more", *overlays)
 	}
-	if err := checkEvalOutputs(*jsonPath, *reportDir, *mapsDir, *bundleDir, *data); err != nil {
+	if compare != nil {
+		for _, b := range compare {
+			if err := checkEvalOutputs(*jsonPath, *reportDir, *mapsDir, b, *data); err != nil {
+				return usageErr("eval: %v", strings.Replace(err.Error(), "--bundle", "--compare", 1))
+			}
+		}
+	} else if err := checkEvalOutputs(*jsonPath, *reportDir, *mapsDir, *bundleDir, *data); err != nil {
 		return usageErr("eval: %v", err)
 	}
 
@@ -61,6 +82,16 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 		if cats, err = selectCategories(cats, strings.Split(*categories, ",")); err != nil {
 			return usageErr("eval: %v", err)
 		}
+	}
+	opts := evaluate.Options{Threshold: *threshold, Overlays: *overlays}
+	if *reportDir == "" {
+		opts.Overlays = -1
+	}
+	if !*quiet {
+		opts.Progress = s.stderr
+	}
+	if compare != nil {
+		return evalCompare(ctx, s, compare, cats, opts, *lib, *threads, *jsonPath, *reportDir)
 	}
 	b, err := bundle.Load(*bundleDir)
 	if err != nil {
@@ -77,13 +108,6 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	}
 	defer eng.Close()
 
-	opts := evaluate.Options{Threshold: *threshold, Overlays: *overlays}
-	if *reportDir == "" {
-		opts.Overlays = -1
-	}
-	if !*quiet {
-		opts.Progress = s.stderr
-	}
 	var maps *staging.Dir
 	if *mapsDir != "" {
 		if maps, err = staging.New(*mapsDir); err != nil {
@@ -126,6 +150,102 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 		}
 	}
 	printEvalSummary(s, rep)
+	return nil
+}
+
+// compareArgs takes "--compare OLD NEW" (or "-compare OLD NEW") out of
+// args, which the flag package cannot parse (a flag has one value); nil
+// when absent. It stops at "--", as the flag package does.
+func compareArgs(args []string) ([]string, []string, error) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if a != "--compare" && a != "-compare" {
+			if strings.HasPrefix(a, "--compare=") || strings.HasPrefix(a, "-compare=") {
+				return nil, nil, usageErr("eval: --compare takes two bundles: --compare OLD NEW")
+			}
+			continue
+		}
+		if len(args) < i+3 || strings.HasPrefix(args[i+1], "-") || strings.HasPrefix(args[i+2], "-") {
+			return nil, nil, usageErr("eval: --compare takes two bundles: --compare OLD NEW")
+		}
+		rest := append(append([]string(nil), args[:i]...), args[i+3:]...)
+		for _, b := range rest {
+			if b == "--compare" || b == "-compare" {
+				return nil, nil, usageErr("eval: --compare given twice")
+			}
+		}
+		return []string{args[i+1], args[i+2]}, rest, nil
+	}
+	return nil, args, nil
+}
+
+// evalCompare scores both bundles on cats the way eval scores one, each
+// at its own calibrated threshold, and prints (and writes) the comparison.
+func evalCompare(ctx context.Context, s streams, dirs []string, cats []*dataset.Category, opts evaluate.Options, lib string, threads int, jsonPath, reportDir string) error {
+	if same, err := staging.Overlaps(dirs[0], dirs[1]); err != nil {
+		return usageErr("eval: --compare: %v", err)
+	} else if same {
+		return usageErr("eval: --compare %s %s: the same bundle twice (or one inside the other), expected two bundles", dirs[0], dirs[1])
+	}
+	rt, err := openRuntime(lib)
+	if err != nil {
+		return failure(err)
+	}
+	defer rt.Close()
+	var reps [2]*evaluate.Report
+	for i, dir := range dirs {
+		b, err := bundle.Load(dir)
+		if err != nil {
+			return failure(fmt.Errorf("eval: --compare: %w", err))
+		}
+		eng, err := infer.NewEngine(rt, b, infer.EngineOptions{IntraOpThreads: threads})
+		if err != nil {
+			return failure(fmt.Errorf("eval: --compare %s: %w", dir, err))
+		}
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "%s bundle %s\n", [2]string{"old", "new"}[i], dir)
+		}
+		reps[i], err = evaluate.Run(ctx, eng, cats, opts)
+		eng.Close()
+		if err != nil {
+			return failure(err)
+		}
+	}
+	cmp, err := evaluate.Compare(dirs[0], reps[0], dirs[1], reps[1])
+	if err != nil {
+		return failure(err)
+	}
+	if jsonPath != "" {
+		var buf bytes.Buffer
+		if err := cmp.WriteJSON(&buf); err != nil {
+			return failure(err)
+		}
+		if jsonPath == "-" {
+			s.stdout.Write(buf.Bytes())
+		} else if err := writeFileAtomic(jsonPath, buf.Bytes()); err != nil {
+			return failure(fmt.Errorf("eval: --json: %w", err))
+		}
+	}
+	if reportDir != "" {
+		out, err := staging.New(reportDir)
+		if err != nil {
+			return failure(fmt.Errorf("eval: --report: %w", err))
+		}
+		defer out.Abort()
+		if err := cmp.WriteHTML(out.Path()); err != nil {
+			return failure(err)
+		}
+		if err := out.Commit(); err != nil {
+			return failure(fmt.Errorf("eval: --report: %w", err))
+		}
+	}
+	if jsonPath != "-" {
+		if err := cmp.WriteText(s.stdout); err != nil {
+			return failure(err)
+		}
+	}
 	return nil
 }
 

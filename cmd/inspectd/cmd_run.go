@@ -234,7 +234,15 @@ func (st *station) build() error {
 			start: func(ctx context.Context, d *daemon.Daemon) error { return act.Start(ctx, d) }})
 	}
 	if cfg.HTTP.Enabled {
-		w, err := web.New(web.Options{Listen: cfg.HTTP.Listen, History: cfg.HTTP.History, Logger: st.log, Gatherer: reg, Extra: extra})
+		if cfg.HTTP.InsecureRemote() {
+			// Only with http.allow_insecure_remote = true: verifyEnvironment refuses it otherwise.
+			st.log.Warn("http.listen is reachable from other machines without TLS or without users: anyone on the network can operate this station (http.allow_insecure_remote = true; docs/security.md)",
+				"component", "web", "listen", cfg.HTTP.Listen, "tls", cfg.HTTP.TLS(), "users_file", cfg.HTTP.UsersFile)
+		}
+		w, err := web.New(web.Options{Listen: cfg.HTTP.Listen, History: cfg.HTTP.History, Logger: st.log, Gatherer: reg, Extra: extra,
+			UsersFile: cfg.HTTP.UsersFile, SessionTTL: cfg.HTTP.SessionTTL.D, OpenPaths: cfg.HTTP.OpenPaths,
+			TLSCert: cfg.HTTP.TLSCert, TLSKey: cfg.HTTP.TLSKey,
+			Review: reviewOptions(cfg, st.log)})
 		if err != nil {
 			return keyError(cfg, "http.listen", err)
 		}
@@ -340,7 +348,7 @@ func (st *station) run(ctx context.Context) (err error) {
 		}
 	}
 	if st.web != nil {
-		st.log.Info("status page", "url", "http://"+st.web.Addr()+"/")
+		st.log.Info("status page", "url", st.web.URL())
 	}
 	st.reportRolloutCleaned()
 
@@ -359,6 +367,10 @@ func (st *station) run(ctx context.Context) (err error) {
 			st.log.Info("SIGHUP: reloading configuration and model, clearing latched output faults", "config", st.path)
 			if err := st.d.ClearFaults(); err != nil {
 				st.log.Debug("SIGHUP: no latched faults to clear", "err", err)
+			}
+			if st.web != nil {
+				// TLS certificate and users file; what fails to load keeps the running one (logged).
+				_ = st.web.Reload()
 			}
 			rctx, cancel := context.WithTimeout(hupCtx, 2*time.Minute)
 			if err := st.d.Reload(rctx); err == nil {
@@ -454,4 +466,18 @@ func spareProcessor() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
+}
+
+// reviewOptions turns on the status page's review view ([review]) when
+// the archive keeps results to review; with archive.save = "none" it
+// stays off (check-config reports an explicit review.enabled = true).
+func reviewOptions(cfg *config.Config, log *slog.Logger) web.ReviewOptions {
+	if !cfg.Review.Enabled {
+		return web.ReviewOptions{}
+	}
+	if cfg.Archive.Save == archive.SaveNone {
+		log.Info("review view off: archive.save is \"none\", nothing is archived to review")
+		return web.ReviewOptions{}
+	}
+	return web.ReviewOptions{ArchiveDir: cfg.Archive.Dir, LabelLog: cfg.LabelLogPath(), DefectTypes: cfg.Review.DefectTypes}
 }

@@ -100,6 +100,7 @@ func commands() []command {
 		{"sign", "sign a bundle archive for the fleet rollout", signCommand},
 		{"pack", "pack a verified bundle into an archive for the fleet rollout", packCommand},
 		{"fleet", "install, activate or roll back a signed bundle on many stations over MQTT", runFleet},
+		{"passwd", "print a users-file line (bcrypt) for the status page's login", passwdCommand},
 	}
 	cmds = append(cmds, workstationCommands()...)
 	sort.SliceStable(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

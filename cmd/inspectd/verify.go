@@ -20,6 +20,7 @@ import (
 	"github.com/inspectd/inspectd/io/archive"
 	"github.com/inspectd/inspectd/io/gpio"
 	"github.com/inspectd/inspectd/io/mqtt"
+	"github.com/inspectd/inspectd/io/web"
 	"github.com/inspectd/inspectd/models/onnx"
 	"github.com/inspectd/inspectd/tomlcheck"
 )
@@ -69,7 +70,24 @@ func verifyEnvironment(cfg *config.Config) error {
 		add("model.engine_cache_dir", checkDataDir(cfg.Model.EngineCacheDir))
 	}
 	if cfg.HTTP.Enabled {
-		add("http.listen", checkListen(cfg.HTTP.Listen))
+		// One problem for the key: the bind, and whether this address may be
+		// served without TLS and users (allow_insecure_remote).
+		listenErr := checkListen(cfg.HTTP.Listen)
+		if remote := cfg.HTTP.CheckRemote(); remote != nil {
+			if listenErr != nil {
+				listenErr = fmt.Errorf("%v; also, %w", listenErr, remote)
+			} else {
+				listenErr = remote
+			}
+		}
+		add("http.listen", listenErr)
+		if cfg.HTTP.UsersFile != "" {
+			_, _, err := web.LoadUsers(cfg.HTTP.UsersFile)
+			add("http.users_file", err)
+		}
+		if cfg.HTTP.TLS() {
+			add("http.tls_cert", web.CheckTLSFiles(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey))
+		}
 	}
 	key, err := checkRuntime(cfg.Model)
 	add(key, err)

@@ -3,7 +3,6 @@ package archive
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,136 +11,32 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/inspection"
+	"github.com/inspectd/inspectd/io/archive/layout"
+	"github.com/inspectd/inspectd/models/staging"
 )
 
-// File name suffixes of a set.
+// The naming of sets is package layout's (shared with its Reader); these
+// are its names inside the package.
 const (
-	suffixJPG     = ".jpg"
-	suffixOverlay = ".overlay.jpg"
-	suffixJSON    = ".json"
+	suffixJPG     = layout.SuffixFrame
+	suffixOverlay = layout.SuffixOverlay
+	suffixJSON    = layout.SuffixJSON
+	kindJPG       = uint8(layout.KindFrame)
+	kindOverlay   = uint8(layout.KindOverlay)
+	kindJSON      = uint8(layout.KindJSON)
+	tmpPrefix     = layout.TmpPrefix
 )
 
-// kind bits record which files of a set exist.
-const (
-	kindJPG uint8 = 1 << iota
-	kindOverlay
-	kindJSON
+var (
+	setName    = layout.SetName
+	sanitizeID = layout.SanitizeID
+	isDay      = layout.IsDay
 )
 
-const (
-	dayLayout  = "2006-01-02"
-	timeLayout = "150405.000"
-	tmpPrefix  = ".tmp-"
-	maxIDLen   = 64
-	maxVerdict = 8
-)
-
-// setName returns the day directory and base name of r's set. The time is
-// the verdict time in UTC (now when the result has none).
-func setName(r *inspection.Result, now time.Time) (day, base string) {
-	t := r.VerdictTime
-	if t.IsZero() {
-		t = now
-	}
-	t = t.UTC()
-	return t.Format(dayLayout), t.Format(timeLayout) + "_" + verdictName(r.Verdict) + "_" + sanitizeID(r.ID)
-}
-
-// verdictName returns v as 1 to 8 capital letters.
-func verdictName(v inspection.Verdict) string {
-	var b strings.Builder
-	for _, c := range string(v) {
-		if c >= 'a' && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		if c >= 'A' && c <= 'Z' && b.Len() < maxVerdict {
-			b.WriteRune(c)
-		}
-	}
-	if b.Len() == 0 {
-		return "UNKNOWN"
-	}
-	return b.String()
-}
-
-// sanitizeID maps id to at most maxIDLen characters of [A-Za-z0-9_-],
-// appending a hash of the original when anything was changed so that
-// distinct IDs keep distinct names.
-func sanitizeID(id string) string {
-	var b strings.Builder
-	changed := id == ""
-	for _, c := range id {
-		if b.Len() >= maxIDLen {
-			changed = true
-			break
-		}
-		if c < 0x80 && idChar(byte(c)) {
-			b.WriteRune(c)
-		} else {
-			b.WriteByte('_')
-			changed = true
-		}
-	}
-	if changed {
-		h := fnv.New32a()
-		h.Write([]byte(id))
-		fmt.Fprintf(&b, "-%08x", h.Sum32())
-	}
-	return b.String()
-}
-
-func idChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-}
-
-// parseName splits a file name of the archive's pattern into the set's base
-// name and the file's kind; ok is false for any other name.
+// parseName is layout.ParseName with the kind as the index's uint8.
 func parseName(name string) (base string, kind uint8, ok bool) {
-	switch {
-	case strings.HasSuffix(name, suffixOverlay):
-		base, kind = name[:len(name)-len(suffixOverlay)], kindOverlay
-	case strings.HasSuffix(name, suffixJPG):
-		base, kind = name[:len(name)-len(suffixJPG)], kindJPG
-	case strings.HasSuffix(name, suffixJSON):
-		base, kind = name[:len(name)-len(suffixJSON)], kindJSON
-	default:
-		return "", 0, false
-	}
-	// HHMMSS.mmm_VERDICT_ID
-	if len(base) < 14 || base[6] != '.' || base[10] != '_' {
-		return "", 0, false
-	}
-	for i, c := range []byte(base[:10]) {
-		if i != 6 && (c < '0' || c > '9') {
-			return "", 0, false
-		}
-	}
-	rest := base[11:]
-	u := strings.IndexByte(rest, '_')
-	if u < 1 || u > maxVerdict {
-		return "", 0, false
-	}
-	for _, c := range []byte(rest[:u]) {
-		if c < 'A' || c > 'Z' {
-			return "", 0, false
-		}
-	}
-	id := rest[u+1:]
-	if id == "" || len(id) > maxIDLen+9 {
-		return "", 0, false
-	}
-	for _, c := range []byte(id) {
-		if !idChar(c) {
-			return "", 0, false
-		}
-	}
-	return base, kind, true
-}
-
-// isDay reports whether name is a day directory name (a valid date).
-func isDay(name string) bool {
-	t, err := time.Parse(dayLayout, name)
-	return err == nil && t.Format(dayLayout) == name
+	b, k, ok := layout.ParseName(name)
+	return b, uint8(k), ok
 }
 
 // set is one archived result on disk.
@@ -408,7 +303,7 @@ func (a *Archive) store(r *inspection.Result, day, base string, files []file) {
 		}
 		done = append(done, final)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := staging.SyncDir(dir); err != nil {
 		// The files are complete; only their durability across a power
 		// cut is in doubt. Report, keep the set.
 		a.fail(r.Station, r.ID, fmt.Errorf("sync %s: %w", a.rel(dir), err))
@@ -498,18 +393,6 @@ func (a *Archive) writeAtomic(dir, final string, data []byte) (err error) {
 	// rename(2) replaces whatever is at final, a symbolic link included,
 	// without following it.
 	return os.Rename(tmp, final)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func (a *Archive) setBytes() {

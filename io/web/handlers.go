@@ -56,12 +56,15 @@ func (s *Server) routes(g prometheus.Gatherer, extra map[string]http.Handler) (h
 	for p, h := range own {
 		mux.Handle(p, h)
 	}
+	s.reviewRoutes(mux) // review.go
 	for p, h := range extra {
 		if err := mount(mux, p, h); err != nil {
 			return nil, err
 		}
 	}
-	return securityHeaders(mux), nil
+	// The access policy sees every request before any route (default
+	// deny: a route nobody listed in requiredRole needs admin to POST).
+	return securityHeaders(s.guard(mux)), nil
 }
 
 // mount registers an extra route, turning the mux's panics (bad pattern,
@@ -477,8 +480,8 @@ func acceptPost(w http.ResponseWriter, r *http.Request, path, action string) boo
 
 // crossSite reports whether a browser sent the request from another site
 // (a form on some other page posting to the station): Sec-Fetch-Site, or
-// an Origin whose host is not ours. Clients that are not browsers send
-// neither.
+// an Origin whose host is not ours ("null" unless Sec-Fetch-Site says
+// same-origin). Clients that are not browsers send neither.
 func crossSite(r *http.Request) bool {
 	if sfs := r.Header.Get("Sec-Fetch-Site"); sfs == "cross-site" {
 		return true
@@ -488,7 +491,10 @@ func crossSite(r *http.Request) bool {
 		return false
 	}
 	if o == "null" {
-		return true
+		// Browsers send "null" for a form posted from a page served
+		// with Referrer-Policy: no-referrer (ours): then only
+		// Sec-Fetch-Site, which a page cannot forge, says same-origin.
+		return r.Header.Get("Sec-Fetch-Site") != "same-origin"
 	}
 	u, err := url.Parse(o)
 	return err != nil || !strings.EqualFold(u.Host, r.Host)

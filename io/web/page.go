@@ -35,6 +35,8 @@ type page struct {
 	css    template.CSS
 	script template.JS
 	csp    string
+	// cssHash is the CSP source of the stylesheet, for the login page.
+	cssHash string
 }
 
 // newPage parses the embedded template.
@@ -77,9 +79,10 @@ func newPage() (*page, error) {
 		return "'sha256-" + base64.StdEncoding.EncodeToString(h[:]) + "'"
 	}
 	return &page{
-		tmpl:   t,
-		css:    template.CSS(css),
-		script: template.JS(js),
+		tmpl:    t,
+		css:     template.CSS(css),
+		script:  template.JS(js),
+		cssHash: hash(css),
 		csp: "default-src 'none'; img-src 'self'; connect-src 'self'; " +
 			"script-src " + hash(js) + "; style-src " + hash(css) + "; " +
 			"form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
@@ -96,11 +99,14 @@ type pageData struct {
 	Software bool // the trigger mode takes software triggers
 	Script   template.JS
 	CSS      template.CSS
+	// CSRF is the session's token for the forms ("" without login);
+	// User and Role name the logged-in user.
+	CSRF, User, Role string
 }
 
 // handlePage renders the status page with the current data; its script
 // then keeps it current by polling the JSON API every second.
-func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	host := s.daemon(w)
 	if host == nil {
 		return
@@ -113,7 +119,9 @@ func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request) {
 		Software: st.Trigger == inspection.TriggerSoftware,
 		Script:   s.page.script,
 		CSS:      s.page.css,
+		CSRF:     CSRFToken(r),
 	}
+	d.User, d.Role = UserFrom(r.Context())
 	if len(d.Results) > 0 {
 		d.Last = &d.Results[0]
 	}

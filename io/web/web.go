@@ -59,6 +59,19 @@
 // plus Options.Extra, mounted as given. JSON errors have the form
 // {"error":"…"}. The package is pure Go (CGO_ENABLED=0).
 //
+// Access control (docs/security.md): without Options.UsersFile every
+// request is the user "local" with the admin role, as on loopback. With
+// it, every request needs a session (GET /login shows the login page,
+// POST /login logs in, POST /logout ends it) except GET/HEAD of
+// Options.OpenPaths; GET and HEAD need the role viewer, the operator's
+// POSTs (trigger, pause, resume, product, clear-fault, labels,
+// /api/review/…) operator, and every other request admin. Every request
+// that is not GET or HEAD needs the session's CSRF token (header
+// X-CSRF-Token or form field csrf_token) and a same-site origin, and
+// writes an audit line (component=audit). Handlers read the user with
+// UserFrom and the token with CSRFToken. With Options.TLSCert/TLSKey the
+// server speaks HTTPS; Reload swaps in a new certificate and users file.
+//
 // Lifecycle: New checks the options and builds the routes; it binds no
 // socket and starts nothing. Start(ctx, host) binds the listener and
 // serves in a goroutine; host is the daemon, through the methods the
@@ -69,6 +82,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,18 +149,39 @@ type Options struct {
 	History int
 	// Extra are additional routes mounted as given (ServeMux patterns),
 	// e.g. "/api/actuations" from the GPIO package. They must not clash
-	// with the server's own routes.
+	// with the server's own routes. The access policy applies to them
+	// like to every route.
 	Extra map[string]http.Handler
+
+	// UsersFile is config.HTTP.UsersFile: with it every request needs a
+	// login (see the package documentation, "Access control"); empty:
+	// every request is the user "local" (admin), as on loopback.
+	UsersFile string
+	// SessionTTL is how long a login lasts (0: DefaultSessionTTL).
+	SessionTTL time.Duration
+	// OpenPaths are served without login (GET, HEAD) when UsersFile is
+	// set, e.g. "/healthz", "/metrics".
+	OpenPaths []string
+	// TLSCert and TLSKey are PEM files; both set serves HTTPS (the
+	// session cookie is then Secure). Reload re-reads them.
+	TLSCert, TLSKey string
+	// Review turns on the review view of the archive (review.go); zero: off.
+	Review ReviewOptions
 }
 
 // Server is the HTTP server, and the "web" sink feeding it.
 type Server struct {
 	log     *slog.Logger
+	audit   *slog.Logger // component=audit: every state-changing request
+	auth    *auth        // nil: no users file
+	certs   *certStore   // nil: plain HTTP
+	login   *loginPage
 	host    atomic.Pointer[Host] // set by Start
 	listen  string
 	history int
 	handler http.Handler
 	page    *page
+	review  *reviewer // nil: no review view (review.go)
 
 	mu      sync.Mutex
 	results []inspection.Result // ring, Snapshot always nil
@@ -185,8 +220,30 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("web: Options.TLSCert and TLSKey must be set together")
+	}
+	lp, err := newLoginPage(pg)
+	if err != nil {
+		return nil, err
+	}
+	wlog := log.With("component", "web")
+	a, err := newAuth(o, wlog)
+	if err != nil {
+		return nil, err
+	}
+	var certs *certStore
+	if o.TLSCert != "" {
+		if certs, err = newCertStore(o.TLSCert, o.TLSKey, wlog); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{
-		log:     log.With("component", "web"),
+		log:     wlog,
+		audit:   log.With("component", "audit"),
+		auth:    a,
+		certs:   certs,
+		login:   lp,
 		listen:  o.Listen,
 		history: o.History,
 		page:    pg,
@@ -195,6 +252,9 @@ func New(o Options) (*Server, error) {
 		base:    time.Now(),
 	}
 	s.lastImage.Store(noImage)
+	if s.review, err = newReviewer(o.Review, log); err != nil {
+		return nil, err
+	}
 	h, err := s.routes(o.Gatherer, o.Extra)
 	if err != nil {
 		return nil, err
@@ -247,6 +307,10 @@ func (s *Server) Start(ctx context.Context, host Host) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if s.certs != nil {
+		s.httpServer.TLSConfig = s.certs.config()
+		ln = tls.NewListener(ln, s.httpServer.TLSConfig)
+	}
 	s.serveDone = make(chan struct{})
 	srv, addr := s.httpServer, ln.Addr().String()
 	go func() {
@@ -257,8 +321,46 @@ func (s *Server) Start(ctx context.Context, host Host) error {
 		}
 		s.log.Info("http server stopped", "addr", addr)
 	}()
-	s.log.Info("http server listening", "addr", ln.Addr().String())
+	s.log.Info("http server listening", "addr", ln.Addr().String(), "tls", s.certs != nil, "login", s.auth != nil)
 	return nil
+}
+
+// URL returns the status page's address, "http://host:port/" or
+// "https://…", or "" before Start.
+func (s *Server) URL() string {
+	a := s.Addr()
+	if a == "" {
+		return ""
+	}
+	if s.certs != nil {
+		return "https://" + a + "/"
+	}
+	return "http://" + a + "/"
+}
+
+// Reload re-reads the TLS certificate and key and the users file (the
+// daemon's SIGHUP). What does not load keeps the running one, is logged
+// and returned; sessions of users removed or given another role end.
+func (s *Server) Reload() error {
+	var errs []error
+	if s.certs != nil {
+		if err := s.certs.reload(); err != nil {
+			s.log.Error("TLS certificate not reloaded; keeping the running one", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	if s.auth != nil {
+		users, warnings, err := LoadUsers(s.auth.usersFile)
+		if err != nil {
+			s.log.Error("users file not reloaded; keeping the running users", "err", err)
+			errs = append(errs, err)
+		} else {
+			logWarnings(s.log, warnings)
+			s.auth.users.Store(&users)
+			s.log.Info("users file reloaded", "file", s.auth.usersFile, "users", len(users))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Addr returns the bound address (host:port), or "" before Start.

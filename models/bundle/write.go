@@ -57,11 +57,11 @@ func Write(dir string, m *Manifest, files map[string][]byte) error {
 		}
 	}()
 	for _, name := range names {
-		if err := writeFileSync(filepath.Join(tmp, name), files[name]); err != nil {
+		if err := staging.WriteFileSync(filepath.Join(tmp, name), files[name], 0o644); err != nil {
 			return fmt.Errorf("write bundle %s: %w", dir, err)
 		}
 	}
-	if err := writeFileSync(filepath.Join(tmp, ManifestName), manifest.Bytes()); err != nil {
+	if err := staging.WriteFileSync(filepath.Join(tmp, ManifestName), manifest.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("write bundle %s: %w", dir, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -76,22 +76,6 @@ func Write(dir string, m *Manifest, files map[string][]byte) error {
 		d.Close()
 	}
 	return nil
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // ErrNotReplaceable is wrapped by CheckReplaceable and Replace when the

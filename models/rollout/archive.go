@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/inspectd/inspectd/models/staging"
 )
 
 // MaxEntries is the most entries (files and directories) a bundle
@@ -230,7 +232,7 @@ func unpack(ctx context.Context, archivePath, dst string, lim limits, progress f
 		if i+1 < len(dirs) && dirs[i] == dirs[i+1] {
 			continue
 		}
-		if err := syncDir(dirs[i]); err != nil {
+		if err := staging.SyncDir(dirs[i]); err != nil {
 			return err
 		}
 	}

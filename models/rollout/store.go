@@ -24,12 +24,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/inspectd/inspectd/inspection"
+	"github.com/inspectd/inspectd/models/staging"
 )
 
 // Reasons an install, activation or rollback fails; the returned errors
@@ -133,6 +135,9 @@ type state struct {
 	// install's record, so that Open removes a directory left by a crash
 	// between the two only when this store was making it.
 	Pending string `json:"pending,omitempty"`
+	// Pruned are the bundles prune dropped from the state and is removing:
+	// Open finishes their removal after a crash.
+	Pruned []string `json:"pruned,omitempty"`
 }
 
 type productState struct {
@@ -156,8 +161,9 @@ type Store struct {
 
 // Open opens the store in o.Dir: it creates the directory (0750), removes
 // what interrupted installs left (only names the store creates:
-// ".staging-*", ".download-*", ".state-*", and bundle directories that
-// the state file does not list) and loads the state file. A state file
+// ".staging-*", ".download-*", ".state-*", and the bundle directory the
+// state file marks as pending: renamed into place but not yet recorded)
+// and loads the state file. A state file
 // that cannot be read is an error naming it; it is never reset.
 func Open(o Options) (*Store, error) {
 	if o.Dir == "" {
@@ -260,7 +266,7 @@ func (s *Store) clean() error {
 	for _, e := range entries {
 		name := e.Name()
 		ours := strings.HasPrefix(name, stagingPrefix) || strings.HasPrefix(name, downloadPrefix) || strings.HasPrefix(name, statePrefix)
-		if !ours && e.IsDir() && validSHA(name) && name == s.st.Pending {
+		if !ours && e.IsDir() && validSHA(name) && (name == s.st.Pending || slices.Contains(s.st.Pruned, name)) {
 			_, listed := s.st.Installed[name]
 			// Renamed into place but not recorded: the install was
 			// interrupted between the rename and the state file. A
@@ -278,12 +284,12 @@ func (s *Store) clean() error {
 		s.log.Warn("removed the leftover of an interrupted install", "path", p)
 	}
 	if len(s.cleaned) > 0 {
-		if err := syncDir(s.o.Dir); err != nil {
+		if err := staging.SyncDir(s.o.Dir); err != nil {
 			return fmt.Errorf("rollout: %w", err)
 		}
 	}
-	if s.st.Pending != "" {
-		if err := s.update(func(st *state) { st.Pending = "" }); err != nil {
+	if s.st.Pending != "" || len(s.st.Pruned) > 0 {
+		if err := s.update(func(st *state) { st.Pending, st.Pruned = "", nil }); err != nil {
 			return fmt.Errorf("rollout: %w", err)
 		}
 	}
@@ -394,21 +400,21 @@ func (s *Store) Install(ctx context.Context, req inspection.ModelInstall,
 	if err := s.space(info.Bytes, "the unpacked bundle"); err != nil {
 		return Installed{}, err
 	}
-	staging, err := os.MkdirTemp(s.o.Dir, stagingPrefix+sha[:12]+"-")
+	stageDir, err := os.MkdirTemp(s.o.Dir, stagingPrefix+sha[:12]+"-")
 	if err != nil {
 		return Installed{}, fmt.Errorf("rollout: %w", writeErr(err))
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			os.RemoveAll(staging)
+			os.RemoveAll(stageDir)
 		}
 	}()
-	if err := os.Chmod(staging, 0o750); err != nil {
+	if err := os.Chmod(stageDir, 0o750); err != nil {
 		return Installed{}, fmt.Errorf("rollout: %w", err)
 	}
 	progress(inspection.ModelProgress{Stage: "unpack", Total: info.Bytes, Detail: fmt.Sprintf("%d entries", info.Entries)})
-	err = unpack(ctx, part, staging, lim, func(done, total int64, name string) {
+	err = unpack(ctx, part, stageDir, lim, func(done, total int64, name string) {
 		progress(inspection.ModelProgress{Stage: "unpack", Bytes: done, Total: total, Detail: name})
 	}, info.Bytes)
 	if err != nil {
@@ -417,7 +423,7 @@ func (s *Store) Install(ctx context.Context, req inspection.ModelInstall,
 
 	// The caller's verification.
 	progress(inspection.ModelProgress{Stage: "load", Detail: "bundle.Load and warm-up"})
-	product, bundleHash, err := verify(ctx, staging)
+	product, bundleHash, err := verify(ctx, stageDir)
 	if err != nil {
 		return Installed{}, fmt.Errorf("%w: %w", ErrVerify, err)
 	}
@@ -434,12 +440,12 @@ func (s *Store) Install(ctx context.Context, req inspection.ModelInstall,
 	if err := s.update(func(st *state) { st.Pending = sha }); err != nil {
 		return Installed{}, fmt.Errorf("rollout: record the install: %w", writeErr(err))
 	}
-	if err := os.Rename(staging, final); err != nil {
+	if err := os.Rename(stageDir, final); err != nil {
 		return Installed{}, fmt.Errorf("rollout: %w", err)
 	}
 	committed = true
 	in := Installed{SHA256: sha, Dir: final, Product: product, BundleHash: bundleHash, Bytes: size, InstalledAt: time.Now().UTC()}
-	err = syncDir(s.o.Dir)
+	err = staging.SyncDir(s.o.Dir)
 	if err == nil {
 		err = s.update(func(st *state) { st.Installed[sha] = in; st.Pending = "" })
 	}
@@ -588,7 +594,8 @@ func (s *Store) update(fn func(st *state)) error {
 }
 
 func cloneState(st state) state {
-	c := state{Version: 1, Installed: make(map[string]Installed, len(st.Installed)), Products: make(map[string]*productState, len(st.Products)), Pending: st.Pending}
+	c := state{Version: 1, Installed: make(map[string]Installed, len(st.Installed)), Products: make(map[string]*productState, len(st.Products)), Pending: st.Pending,
+		Pruned: slices.Clone(st.Pruned)}
 	for k, v := range st.Installed {
 		c.Installed[k] = v
 	}
@@ -629,13 +636,13 @@ func (s *Store) writeState(st state) error {
 		os.Remove(name)
 		return err
 	}
-	return syncDir(s.o.Dir)
+	return staging.SyncDir(s.o.Dir)
 }
 
 // prune removes installed bundles that are neither current nor previous
 // of a product, beyond the KeepAvailable newest. The state is written
-// first, then the directories go: a crash between leaves an unlisted
-// directory that the next Open removes.
+// first (with the dropped ones marked as pruned), then the directories
+// go: a crash between leaves directories that the next Open removes.
 func (s *Store) prune() {
 	s.mu.Lock()
 	keep := map[string]bool{}
@@ -657,6 +664,7 @@ func (s *Store) prune() {
 	if err := s.update(func(st *state) {
 		for _, in := range drop {
 			delete(st.Installed, in.SHA256)
+			st.Pruned = append(st.Pruned, in.SHA256)
 		}
 	}); err != nil {
 		s.log.Warn("could not prune old bundles", "err", err)
@@ -669,17 +677,7 @@ func (s *Store) prune() {
 		}
 		s.log.Info("pruned an old bundle", "sha256", in.SHA256, "product", in.Product)
 	}
-}
-
-// syncDir fsyncs a directory so that renames and creations in it last.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+	if err := s.update(func(st *state) { st.Pruned = nil }); err != nil {
+		s.log.Warn("could not record the pruning as done; the next start finishes it", "err", err)
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -654,14 +654,15 @@ func TestOpen(t *testing.T) {
 		o := testOptions(t, "", p)
 		os.MkdirAll(o.Dir, 0o750)
 		orphan := strings.Repeat("b", 64)
-		mine := []string{".staging-abc-123", ".download-" + orphan, ".state-1.tmp", orphan}
+		pruned := strings.Repeat("e", 64) // dropped from the state by prune, not yet removed
+		mine := []string{".staging-abc-123", ".download-" + orphan, ".state-1.tmp", orphan, pruned}
 		for _, n := range mine {
 			os.MkdirAll(filepath.Join(o.Dir, n, "x"), 0o750)
 		}
 		// The orphan is this store's only while the state names it as the
 		// install being renamed; a 64-hex directory someone else put
 		// there is not.
-		os.WriteFile(filepath.Join(o.Dir, StateFile), []byte(`{"version":1,"installed":{},"products":{},"pending":"`+orphan+`"}`), 0o640)
+		os.WriteFile(filepath.Join(o.Dir, StateFile), []byte(`{"version":1,"installed":{},"products":{},"pending":"`+orphan+`","pruned":["`+pruned+`"]}`), 0o640)
 		theirs := []string{"notes.txt", "staging-not-ours", strings.Repeat("c", 63)}
 		for _, n := range theirs {
 			os.WriteFile(filepath.Join(o.Dir, n), []byte("x"), 0o644)
@@ -670,8 +671,8 @@ func TestOpen(t *testing.T) {
 		os.MkdirAll(filepath.Join(o.Dir, notRenaming, "x"), 0o750)
 		theirs = append(theirs, notRenaming)
 		s := mustOpen(t, o)
-		if data, _ := os.ReadFile(filepath.Join(o.Dir, StateFile)); strings.Contains(string(data), "pending") {
-			t.Errorf("Open left the pending install recorded: %s", data)
+		if data, _ := os.ReadFile(filepath.Join(o.Dir, StateFile)); strings.Contains(string(data), "pending") || strings.Contains(string(data), "pruned") {
+			t.Errorf("Open left the pending install or the pruning recorded: %s", data)
 		}
 		if got := len(s.Cleaned()); got != len(mine) {
 			t.Errorf("cleaned %v", s.Cleaned())

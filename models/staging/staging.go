@@ -156,3 +156,35 @@ func FileKind(m os.FileMode) string { return fileKinds.Name(m) }
 var fileKinds = tomlcheck.FileKindNames{
 	NamedPipe: "a named pipe", Socket: "a socket", Device: "a device", Regular: "a file", Other: "not a regular file",
 }
+
+// SyncDir fsyncs the directory dir, so that the creations, renames and
+// removals made in it survive a power loss.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// WriteFileSync creates path (which must not exist) with data and perm
+// and fsyncs it before closing.
+func WriteFileSync(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -43,8 +43,17 @@
     if (s === 'starting' || s === 'reconnecting') return 'warn';
     return 'bad';
   }
+  // The session's CSRF token (absent when the station has no login):
+  // every POST carries it in the X-CSRF-Token header.
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute('content') : '';
+  function postHeaders(h) {
+    if (csrf) h['X-CSRF-Token'] = csrf;
+    return h;
+  }
   function getJSON(url) {
     return fetch(url, { cache: 'no-store', headers: { Accept: 'application/json' } }).then(function (r) {
+      if (r.status === 401 && csrf) { window.location.assign('/login?next=%2F'); }
       if (!r.ok) throw new Error(url + ': HTTP ' + r.status);
       return r.json();
     });
@@ -201,7 +210,7 @@
     var part = $('trigger-part').value.trim();
     text('trigger-msg', 'sending…');
     fetch('/api/trigger', {
-      method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      method: 'POST', headers: postHeaders({ 'Content-Type': 'application/json', Accept: 'application/json' }),
       body: JSON.stringify({ part_id: part })
     }).then(function (r) {
       return r.json().then(function (b) {
@@ -213,7 +222,7 @@
   $('clear-fault').addEventListener('submit', function (ev) {
     ev.preventDefault();
     text('clear-msg', 'sending…');
-    fetch('/api/clear-fault', { method: 'POST', headers: { Accept: 'application/json' } }).then(function (r) {
+    fetch('/api/clear-fault', { method: 'POST', headers: postHeaders({ Accept: 'application/json' }) }).then(function (r) {
       return r.json().then(function (b) {
         text('clear-msg', r.ok ? 'cleared' + ((b.problems || []).length ? '; still: ' + b.problems.join('; ') : '') : 'refused: ' + (b.error || r.status));
       });
@@ -225,7 +234,7 @@
     var name = $('product-select').value;
     text('product-msg', 'sending…');
     fetch('/api/product', {
-      method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      method: 'POST', headers: postHeaders({ 'Content-Type': 'application/json', Accept: 'application/json' }),
       body: JSON.stringify({ product: name })
     }).then(function (r) {
       return r.json().then(function (b) {
