@@ -42,6 +42,13 @@ const VerifyTolerance = 1e-3
 type Options struct {
 	// GoodDir holds the defect-free images (PNG, JPEG or BMP), all of one size.
 	GoodDir string
+	// ReviewedGoodDir optionally holds good parts a reviewer confirmed
+	// after a station rejected them (false rejects, e.g. train/good of
+	// `inspectd dataset from-archive`). They join the training images
+	// but never the calibration: a station's false rejects are its
+	// hardest good parts, not a sample of its good parts, and letting
+	// them set the threshold would raise it until defects pass.
+	ReviewedGoodDir string
 	// Backbone is a directory of .npy weights or a torchvision .pth file.
 	Backbone string
 	// Out is the bundle directory to create (replaced atomically).
@@ -88,6 +95,9 @@ type Result struct {
 type goodImage struct {
 	name string
 	img  image.Image
+	// reviewed: from Options.ReviewedGoodDir — trained on, never
+	// calibrated on.
+	reviewed bool
 }
 
 // trainer holds the state passed from one step of Run to the next.
@@ -220,6 +230,12 @@ func (t *trainer) load(context.Context) error {
 	if err := t.split(); err != nil {
 		return err
 	}
+	reviewed, err := t.loadReviewed()
+	if err != nil {
+		return err
+	}
+	// Reviewed parts train every module but are never held out.
+	t.trainSet = append(t.trainSet, reviewed...)
 	t.roi = image.Rect(r.Input.ROI.X, r.Input.ROI.Y, r.Input.ROI.X+r.Input.ROI.Width, r.Input.ROI.Y+r.Input.ROI.Height)
 	if !t.roi.Empty() {
 		for _, g := range goods { // sizes differ only with input.mixed_sizes = "stretch"
@@ -228,7 +244,10 @@ func (t *trainer) load(context.Context) error {
 			}
 		}
 	}
-	fmt.Fprintf(t.progress, "data         %d good images: %d for training, %d held out (seed %d)\n", len(goods), len(t.trainSet), len(t.holdout), r.Seed)
+	fmt.Fprintf(t.progress, "data         %d good images: %d for training, %d held out (seed %d)\n", len(goods), len(t.trainSet)-len(reviewed), len(t.holdout), r.Seed)
+	if len(reviewed) > 0 {
+		fmt.Fprintf(t.progress, "data         %d reviewed good parts (%s): trained on, not used for the thresholds\n", len(reviewed), t.opts.ReviewedGoodDir)
+	}
 	if t.bb, err = loadBackbone(t.opts.Backbone); err != nil {
 		return err
 	}
@@ -241,9 +260,34 @@ func (t *trainer) load(context.Context) error {
 		Localize: bundle.Localize{Graph: bundle.LocalizeGraphName, Method: bundle.LocalizeCentres, D: r.ALM.D, Reduction: r.ALM.Reduction,
 			Centre: r.ALM.Centre, BlurSigma: r.ALM.BlurSigma},
 		Backbone: bundle.Backbone{Name: "resnet18-imagenet-layer3", Fingerprint: t.bb.Fingerprint(), Source: t.opts.Backbone},
-		Training: bundle.Training{GoodImages: len(goods), HoldoutImages: len(t.holdout), Seed: r.Seed},
+		Training: bundle.Training{GoodImages: len(goods) + len(reviewed), HoldoutImages: len(t.holdout), Seed: r.Seed},
 	}
 	return nil
+}
+
+// loadReviewed loads Options.ReviewedGoodDir (none when unset); the
+// images must have the good images' size unless input.mixed_sizes is
+// "stretch".
+func (t *trainer) loadReviewed() ([]goodImage, error) {
+	dir := t.opts.ReviewedGoodDir
+	if dir == "" {
+		return nil, nil
+	}
+	stretch := t.r.Input.MixedSizes == "stretch"
+	imgs, err := loadGoodImages(dir, stretch)
+	if err != nil {
+		return nil, fmt.Errorf("reviewed good parts: %w", err)
+	}
+	want := t.goods[0].img.Bounds().Size()
+	for i := range imgs {
+		if got := imgs[i].img.Bounds().Size(); !stretch && got != want {
+			return nil, fmt.Errorf("train: reviewed good part %s is %dx%d, the good images are %dx%d; set input.mixed_sizes = \"stretch\" to resize them",
+				filepath.Join(dir, imgs[i].name), got.X, got.Y, want.X, want.Y)
+		}
+		imgs[i].name = "reviewed/" + imgs[i].name
+		imgs[i].reviewed = true
+	}
+	return imgs, nil
 }
 
 // split keeps holdout_fraction of the good images (seeded) for calibration.
@@ -540,11 +584,16 @@ func (t *trainer) calibrate(ctx context.Context) error {
 	squash, source := func(v float64) float64 { return v }, fmt.Sprintf("%d held-out good images", len(t.holdout))
 	if t.mem != nil {
 		squash = t.mem.Squash
+		n := 0
 		for i, b := range t.mem.OutOfFold { // in t.memSet's order
+			if t.memSet[i].reviewed {
+				continue // trained on, never calibrated on
+			}
 			scores = append(scores, t.suppressOutside(t.memSet[i], b))
 			addPixels(b)
+			n++
 		}
-		switch n := len(t.mem.OutOfFold); {
+		switch {
 		case n > 0 && t.memHoldsHoldout:
 			source = fmt.Sprintf("%d good images out of fold (%d folds; the memory holds all of them, the %d held out included)", n, t.r.Calibration.Folds, len(t.holdout))
 		case n > 0:

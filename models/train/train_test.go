@@ -422,7 +422,7 @@ func TestCheckAlignment(t *testing.T) {
 func TestAlignImagesChecks(t *testing.T) {
 	const size = 16
 	spec := preprocess.Spec{Width: size, Height: size, Channels: 1}
-	images := []goodImage{{"a.png", image.NewGray(image.Rect(0, 0, 40, 40))}, {"b.png", image.NewGray(image.Rect(0, 0, 40, 40))}}
+	images := []goodImage{{name: "a.png", img: image.NewGray(image.Rect(0, 0, 40, 40))}, {name: "b.png", img: image.NewGray(image.Rect(0, 0, 40, 40))}}
 	tpl := make([]float32, size*size)
 	nan := float32(math.NaN())
 	inf := float32(math.Inf(1))
@@ -502,5 +502,88 @@ func TestRunDetectsDefects(t *testing.T) {
 				t.Errorf("defects AUROC %.3f, want at least %.2f (%s)", res.DefectsAUC, tc.floor, tc.why)
 			}
 		})
+	}
+}
+
+// TestRunReviewedGoodNotCalibrated: a reviewed good part (a station's false
+// reject: an image unlike the other good ones) joins the training images
+// through ReviewedGoodDir but not the calibration: one good score fewer
+// than with the same image among the good images.
+func TestRunReviewedGoodNotCalibrated(t *testing.T) {
+	good, category := synthGood(t)
+	defects, err := filepath.Glob(filepath.Join(category, "test", "*", "*.png"))
+	if err != nil || len(defects) == 0 {
+		t.Fatalf("no synthetic defect image: %v", err)
+	}
+	var outlier string
+	for _, d := range defects {
+		if filepath.Base(filepath.Dir(d)) != "good" {
+			outlier = d
+			break
+		}
+	}
+	data, err := os.ReadFile(outlier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	train := func(goodDir, reviewedDir string) (bundle.Calibration, string) {
+		t.Helper()
+		r := tinyRecipe()
+		r.Align.Method = bundle.AlignNone
+		var progress strings.Builder
+		out := filepath.Join(t.TempDir(), "bundle")
+		if _, err := Run(context.Background(), Options{GoodDir: goodDir, ReviewedGoodDir: reviewedDir, Backbone: backbonePath(t), Out: out,
+			Recipe: r, Backend: testBackend(t), Progress: &progress}); err != nil {
+			t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+		}
+		b, err := bundle.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Manifest.Calibration, progress.String()
+	}
+	// The outlier among the good images.
+	mixed := t.TempDir()
+	entries, err := os.ReadDir(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join(good, e.Name()), filepath.Join(mixed, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mixed, "zz-outlier.png"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reviewed := t.TempDir()
+	if err := os.WriteFile(filepath.Join(reviewed, "zz-outlier.png"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withGood, _ := train(mixed, "")
+	withReviewed, progress := train(good, reviewed)
+	if !strings.Contains(progress, "1 reviewed good parts") {
+		t.Errorf("progress does not report the reviewed part:\n%s", progress)
+	}
+	if withReviewed.GoodScores.Count != withGood.GoodScores.Count-1 {
+		t.Errorf("calibrated on %d good scores with the part reviewed, %d with it among the good images; want one fewer",
+			withReviewed.GoodScores.Count, withGood.GoodScores.Count)
+	}
+	// A reviewed part of another size is refused, naming it.
+	small := t.TempDir()
+	f, err := os.Create(filepath.Join(small, "odd.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, image.NewGray(image.Rect(0, 0, 32, 32))); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r := tinyRecipe()
+	r.Align.Method = bundle.AlignNone
+	_, err = Run(context.Background(), Options{GoodDir: good, ReviewedGoodDir: small, Backbone: backbonePath(t), Out: filepath.Join(t.TempDir(), "b"),
+		Recipe: r, Backend: testBackend(t)})
+	if err == nil || !strings.Contains(err.Error(), "reviewed good part "+filepath.Join(small, "odd.png")+" is 32x32, the good images are 64x64") {
+		t.Errorf("Run with a reviewed part of another size: %v", err)
 	}
 }
