@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,14 +23,7 @@ import (
 // (the cookie goes with fetch). A browser without a session is sent to
 // the login page.
 func TestLoginInBrowser(t *testing.T) {
-	if os.Getenv("INSPECTD_SKIP_BROWSER") == "1" {
-		t.Skip("INSPECTD_SKIP_BROWSER=1: skipping the headless-browser check of the login")
-	}
-	bin := findChromium()
-	if bin == "" {
-		t.Fatal("chromium is not installed (no chromium, chromium-browser or google-chrome on PATH): " +
-			"`make deps` installs it (CI installs it); set INSPECTD_SKIP_BROWSER=1 to skip this check")
-	}
+	bin := requireChromium(t, "the login")
 	// The test page (test code only; the daemon's pages allow no inline
 	// script but their own) logs in with the login page's form fields,
 	// so that the browser's own cookie handling keeps the session, then

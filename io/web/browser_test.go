@@ -34,20 +34,29 @@ func findChromium() string {
 	return ""
 }
 
-// TestStatusPageInBrowser loads the status page with realistic fake data
-// in headless Chromium: the screenshot must be a non-blank page in the
-// page's colours (so the inline stylesheet passed the CSP), and the DOM
-// after the script ran must hold the station and the results (so the
-// script passed the CSP and the JSON API feeds it).
-func TestStatusPageInBrowser(t *testing.T) {
+// requireChromium returns the headless browser to drive: the test is
+// skipped under INSPECTD_SKIP_BROWSER=1 and fails when none is installed
+// (CI installs one). what names the check in the skip message.
+func requireChromium(t *testing.T, what string) string {
+	t.Helper()
 	if os.Getenv("INSPECTD_SKIP_BROWSER") == "1" {
-		t.Skip("INSPECTD_SKIP_BROWSER=1: skipping the headless-browser check of the status page")
+		t.Skip("INSPECTD_SKIP_BROWSER=1: skipping the headless-browser check of " + what)
 	}
 	bin := findChromium()
 	if bin == "" {
 		t.Fatal("chromium is not installed (no chromium, chromium-browser or google-chrome on PATH): " +
 			"`make deps` installs it (CI installs it); set INSPECTD_SKIP_BROWSER=1 to skip this check")
 	}
+	return bin
+}
+
+// TestStatusPageInBrowser loads the status page with realistic fake data
+// in headless Chromium: the screenshot must be a non-blank page in the
+// page's colours (so the inline stylesheet passed the CSP), and the DOM
+// after the script ran must hold the station and the results (so the
+// script passed the CSP and the JSON API feeds it).
+func TestStatusPageInBrowser(t *testing.T) {
+	bin := requireChromium(t, "the status page")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

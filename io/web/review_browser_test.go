@@ -207,14 +207,7 @@ func (c *cdp) key(k string) {
 // undoes the change (z), then reads the label log: every change is a
 // line, with who, old → new, and the current labels are what was typed.
 func TestReviewInBrowser(t *testing.T) {
-	if os.Getenv("INSPECTD_SKIP_BROWSER") == "1" {
-		t.Skip("INSPECTD_SKIP_BROWSER=1: skipping the headless-browser check of the review view")
-	}
-	bin := findChromium()
-	if bin == "" {
-		t.Fatal("chromium is not installed (no chromium, chromium-browser or google-chrome on PATH): " +
-			"`make deps` installs it (CI installs it); set INSPECTD_SKIP_BROWSER=1 to skip this check")
-	}
+	bin := requireChromium(t, "the review view")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
