@@ -268,14 +268,7 @@ func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 	partID, err := triggerPartID(w, r)
 	if err != nil {
-		code := http.StatusBadRequest
-		var ue unsupportedTypeError
-		if errors.As(err, &ue) {
-			code = http.StatusUnsupportedMediaType
-			w.Header().Set("Accept-Post", triggerTypes)
-		}
-		s.log.Info("software trigger refused", "remote", r.RemoteAddr, "content_type", r.Header.Get("Content-Type"), "err", err)
-		writeError(w, code, err.Error())
+		s.refuseBody(w, r, "software trigger refused", err)
 		return
 	}
 	d := s.daemon(w)
@@ -294,6 +287,19 @@ func (s *Server) handleTrigger(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, triggerResponse{Accepted: true, PartID: partID})
+}
+
+// refuseBody answers a POST whose body could not be read (postedField):
+// 415 with Accept-Post for a content type it does not read, 400 otherwise.
+func (s *Server) refuseBody(w http.ResponseWriter, r *http.Request, msg string, err error) {
+	code := http.StatusBadRequest
+	var ue unsupportedTypeError
+	if errors.As(err, &ue) {
+		code = http.StatusUnsupportedMediaType
+		w.Header().Set("Accept-Post", triggerTypes)
+	}
+	s.log.Info(msg, "remote", r.RemoteAddr, "content_type", r.Header.Get("Content-Type"), "err", err)
+	writeError(w, code, err.Error())
 }
 
 // unsupportedTypeError is a trigger request whose body the handler does

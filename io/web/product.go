@@ -40,14 +40,7 @@ func (s *Server) handleProduct(w http.ResponseWriter, r *http.Request) {
 	}
 	name, err := productName(w, r)
 	if err != nil {
-		code := http.StatusBadRequest
-		var ue unsupportedTypeError
-		if errors.As(err, &ue) {
-			code = http.StatusUnsupportedMediaType
-			w.Header().Set("Accept-Post", triggerTypes)
-		}
-		s.log.Info("product selection refused", "remote", r.RemoteAddr, "content_type", r.Header.Get("Content-Type"), "err", err)
-		writeError(w, code, err.Error())
+		s.refuseBody(w, r, "product selection refused", err)
 		return
 	}
 	d := s.daemon(w)
