@@ -220,6 +220,14 @@ func (e *Engine) Provider() string {
 	return ""
 }
 
+// NearestEntry says whether the localisation session compares the shared
+// entries with the fused NearestEntry operator ([Session.NearestEntry]);
+// false for other backends and for graphs without int8 shared entries.
+func (e *Engine) NearestEntry() bool {
+	s, ok := e.localize.(*Session)
+	return ok && s.NearestEntry()
+}
+
 // NewHeatmap allocates a heatmap of the model input size for Localize.
 func (e *Engine) NewHeatmap() *preprocess.Heatmap {
 	return preprocess.NewHeatmap(e.m.Input.Width, e.m.Input.Height)

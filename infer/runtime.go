@@ -206,6 +206,12 @@ type SessionOptions struct {
 	// instead of failing; Session.Provider reports [ProviderCPUFallback] and
 	// Session.FallbackReason why.
 	AllowFallback bool
+	// StandardOperators runs the model's graph as given. Otherwise a CPU
+	// session of a localisation graph with int8 shared entries runs their
+	// comparison as one NearestEntry operator where this machine supports
+	// it ([NearestEntrySupported]; [Session.NearestEntry] says whether it
+	// did): the same distances without the [cells × entries] products.
+	StandardOperators bool
 }
 
 // Tensor describes one model input or output of a Session.
@@ -226,6 +232,10 @@ type Session struct {
 	outputs  []Tensor
 	provider string
 	fallback error
+	nearest  bool
+	// nearestErr is why a graph with the shared-entry comparison runs it
+	// on the standard operators.
+	nearestErr error
 }
 
 // NewSession compiles a serialized ONNX model. Every graph input and output must
@@ -290,6 +300,11 @@ func (r *Runtime) NewSession(model []byte, opts SessionOptions) (_ *Session, err
 			vals[k] = append(vals[k], t)
 		}
 	}
+	if p == ProviderCPU && !opts.StandardOperators && NearestEntrySupported() {
+		if s.sess, s.nearest, s.nearestErr = r.createNearestSession(model, names, vals, opts); s.nearest {
+			return s, nil
+		}
+	}
 	if provErr == nil {
 		s.sess, err = r.createSession(model, names, vals, opts, p)
 		if err == nil {
@@ -331,6 +346,31 @@ func (r *Runtime) createSession(model []byte, names [2][]string, vals [2][]ort.V
 		return nil, &providerFailure{providerStartError(p, r.path, r.version, err)}
 	}
 	return sess, err
+}
+
+// createNearestSession compiles model on the CPU with its int8 shared-entry
+// comparison fused into the NearestEntry operator. ok is false when the
+// model has no such comparison, and err says why when it has one but the
+// fused session could not be created; the caller then compiles the
+// standard graph.
+func (r *Runtime) createNearestSession(model []byte, names [2][]string, vals [2][]ort.Value, opts SessionOptions) (_ *ort.AdvancedSession, ok bool, err error) {
+	fused, ok, err := fuseNearestEntry(model)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	so, err := sessionOptions(opts, ProviderCPU)
+	if err != nil {
+		return nil, false, err
+	}
+	defer so.Destroy()
+	if err := addNearestEntry(so, r.path); err != nil {
+		return nil, false, err
+	}
+	sess, err := ort.NewAdvancedSessionWithONNXData(fused, names[0], names[1], vals[0], vals[1], so)
+	if err != nil {
+		return nil, false, fmt.Errorf("nearest-entry operator: session: %w", err)
+	}
+	return sess, true, nil
 }
 
 // sessionOptions creates ONNX Runtime session options for provider p.
@@ -423,6 +463,16 @@ func boolString(b bool) string {
 // "cpu", "cuda", "tensorrt", or [ProviderCPUFallback] when the requested
 // one was unavailable and AllowFallback let it run on the CPU.
 func (s *Session) Provider() string { return s.provider }
+
+// NearestEntry says whether the session runs its shared-entry comparison
+// as the fused NearestEntry operator (see SessionOptions.StandardOperators).
+func (s *Session) NearestEntry() bool { return s.nearest }
+
+// NearestEntryError says why a graph with the shared-entry comparison runs
+// it on the standard operators although this machine supports the fused
+// one (nil when it runs fused, or has nothing to fuse): the session works
+// either way, only slower.
+func (s *Session) NearestEntryError() error { return s.nearestErr }
 
 // FallbackReason returns why the requested provider was not used, or nil.
 func (s *Session) FallbackReason() error { return s.fallback }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
@@ -23,14 +24,18 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	if err != nil {
 		return err
 	}
-	fs := newFlagSet(s, "eval", "eval --bundle DIR --data ROOT [--categories a,b] [--json FILE] [--report DIR] [--save-maps DIR] [flags]\n       eval --compare OLD NEW --data ROOT [--categories a,b] [--json FILE] [--report DIR] [flags]\n\nRuns every test image of each category (MVTec layout: <ROOT>/<category>/test/...)\nthrough the bundle's align and localise stages and reports image AUROC, pixel AUROC,\npixel AP, AUPRO (FPR ≤ 0.3), F1 at the calibrated threshold, the F1-optimal\nthreshold and per-stage latency. Pixel metrics need ground-truth masks; without\nthem only image-level metrics are reported, and the output says so.\n\nWith --compare, scores two bundles (e.g. the one in service and one retrained on\nreviewed parts) on the same data, each at its own calibrated threshold, and prints one\ntable per category and defect type: image AUROC, false-reject rate (good images\nrejected) and escapes (defect images passed); --report writes index.html with both\nand each bundle's full report in old/ and new/.")
+	fs := newFlagSet(s, "eval", "eval --bundle DIR --data ROOT [--categories a,b] [--json FILE] [--report DIR] [--save-maps DIR] [flags]\n       eval --compare OLD NEW --data ROOT [--categories a,b] [--json FILE] [--report DIR] [flags]\n\nRuns every test image of each category (MVTec layout: <ROOT>/<category>/test/...)\nthrough the bundle's align and localise stages and reports image AUROC, pixel AUROC,\npixel AP, AUPRO (FPR ≤ 0.3), F1, false rejects and escapes of the daemon's own\nverdicts (the decision of `inspectd run`: NG by score above the image threshold, or\nby a defect region above the pixel threshold of at least min_defect_area pixels),\nthe F1-optimal threshold and per-stage latency. --config decides with a station's\n[decision] section (and --product with that product's overrides). Pixel metrics\nneed ground-truth masks; without them only image-level metrics are reported, and the output says so.\n\nWith --compare, scores two bundles (e.g. the one in service and one retrained on\nreviewed parts) on the same data, each at its own calibrated threshold, and prints one\ntable per category and defect type: image AUROC, false-reject rate (good images\nrejected) and escapes (defect images passed); --report writes index.html with both\nand each bundle's full report in old/ and new/.")
 	bundleDir := fs.String("bundle", "", "model bundle `dir`")
 	data := fs.String("data", "", "dataset `root` holding one folder per category")
 	categories := fs.String("categories", "", "comma-separated `names` to evaluate (default: all)")
 	jsonPath := fs.String("json", "", "write the metrics as JSON to `file` (- for standard output)")
 	reportDir := fs.String("report", "", "write an HTML report with plots and overlays into `dir`")
 	mapsDir := fs.String("save-maps", "", "write every test image's heatmap, score and label into `dir` as <category>_maps.npz (the layout of peers.py --save-maps; scripts/peer_metrics.py scores it with the peers' metric code)")
-	threshold := fs.Float64("threshold", 0, "image-score `threshold` (default: the bundle's calibrated one)")
+	threshold := fs.Float64("threshold", 0, "image-score `threshold` (default: the bundle's calibrated one, or --config's)")
+	pixelThreshold := fs.Float64("pixel-threshold", 0, "heatmap `threshold` of the defect regions (default: the bundle's calibrated one, or --config's)")
+	minDefectArea := fs.Int("min-defect-area", 0, "smallest defect region, in `pixels` of the test image, that rejects a part (default: --config's decision.min_defect_area, else 0 as the daemon's default)")
+	configPath := fs.String("config", "", "decide as the station with this config `file` does: its [decision] section (thresholds when set, min_defect_area, max_regions, max_outside_fraction)")
+	product := fs.String("product", "", "with --config: decide with this [[product]]'s decision overrides")
 	overlays := fs.Int("overlays", evaluate.DefaultOverlays, "worst false positives and negatives drawn per category")
 	threads := fs.Int("threads", 2, "intra-op `threads` per inference session")
 	lib := fs.String("onnxruntime-library", "", libraryFlagUsage)
@@ -49,6 +54,8 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 			return usageErr("eval: --compare needs --data")
 		case flagSet(fs, "threshold"):
 			return usageErr("eval: --threshold does not apply to --compare: each bundle is scored at its own calibrated threshold")
+		case flagSet(fs, "pixel-threshold"):
+			return usageErr("eval: --pixel-threshold does not apply to --compare: each bundle is scored at its own calibrated thresholds")
 		case *mapsDir != "":
 			return usageErr("eval: --save-maps does not apply to --compare")
 		}
@@ -57,6 +64,28 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 	}
 	if math.IsNaN(*threshold) || *threshold < 0 || *threshold > 1 {
 		return usageErr("eval: --threshold %g: want a value in (0, 1], or 0 for the calibrated one", *threshold)
+	}
+	if math.IsNaN(*pixelThreshold) || *pixelThreshold < 0 || *pixelThreshold > 1 {
+		return usageErr("eval: --pixel-threshold %g: want a value in (0, 1], or 0 for the calibrated one", *pixelThreshold)
+	}
+	if *minDefectArea < 0 {
+		return usageErr("eval: --min-defect-area %d: want 0 or more pixels", *minDefectArea)
+	}
+	if *product != "" && *configPath == "" {
+		return usageErr("eval: --product needs --config, the station config that defines it")
+	}
+	dec, err := evalDecision(*configPath, *product)
+	if err != nil {
+		return err
+	}
+	if *pixelThreshold > 0 {
+		dec.PixelThreshold = *pixelThreshold
+	}
+	if flagSet(fs, "min-defect-area") {
+		dec.MinDefectArea = *minDefectArea
+	}
+	if compare != nil && (dec.Threshold > 0 || dec.PixelThreshold > 0) {
+		return usageErr("eval: --compare scores each bundle at its own calibrated thresholds; --config %s sets decision.threshold or pixel_threshold", *configPath)
 	}
 	if *threads < 1 || *threads > 64 {
 		return usageErr("eval: --threads %d is out of range; allowed 1 to 64", *threads)
@@ -83,7 +112,7 @@ func evalCommand(ctx context.Context, s streams, args []string) error {
 			return usageErr("eval: %v", err)
 		}
 	}
-	opts := evaluate.Options{Threshold: *threshold, Overlays: *overlays}
+	opts := evaluate.Options{Threshold: *threshold, Overlays: *overlays, Decision: dec}
 	if *reportDir == "" {
 		opts.Overlays = -1
 	}
@@ -249,6 +278,31 @@ func evalCompare(ctx context.Context, s streams, dirs []string, cats []*dataset.
 	return nil
 }
 
+// evalDecision is the decision eval takes its verdicts with: the daemon's
+// defaults, or the [decision] section of the station config at path (with
+// the overrides of its [[product]] named product, when given).
+func evalDecision(path, product string) (config.Decision, error) {
+	def := config.Default().Decision
+	if path == "" {
+		return def, nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return def, usageErr("eval: --config: %v", err)
+	}
+	if product == "" {
+		return cfg.Decision, nil
+	}
+	var names []string
+	for _, p := range cfg.Products {
+		if p.Name == product {
+			return p.EffectiveDecision(cfg.Decision), nil
+		}
+		names = append(names, p.Name)
+	}
+	return def, usageErr("eval: --product %q: %s defines no such product (have %s)", product, path, strings.Join(names, ", "))
+}
+
 // selectCategories keeps the named categories, in the order given.
 func selectCategories(all []*dataset.Category, names []string) ([]*dataset.Category, error) {
 	byName := map[string]*dataset.Category{}
@@ -285,6 +339,9 @@ func printEvalSummary(s streams, rep *evaluate.Report) {
 		}
 		fmt.Fprintf(s.stdout, "%-16s %s %s %s %s %s %9.2f %9.2f\n", c.Name, f(c.ImageAUROC), f(c.PixelAUROC), f(c.PixelAP), f(c.AUPRO), f(f1),
 			c.Latency.Align.MedianMs, c.Latency.Localize.MedianMs)
+		good := c.Count - c.Anomalous
+		fmt.Fprintf(s.stdout, "  verdicts (image threshold %.4g, pixel threshold %.4g, min_defect_area %d): %d of %d good rejected (%d by region), %d of %d defective passed\n",
+			c.Threshold, c.PixelThreshold, rep.Bundle.MinDefectArea, c.FalseRejects, good, c.GoodRejectedByRegion, c.Escapes, c.Anomalous)
 		for _, n := range c.Notes {
 			fmt.Fprintf(s.stdout, "  note: %s\n", n)
 		}

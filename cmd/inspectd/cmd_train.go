@@ -14,9 +14,10 @@ import (
 )
 
 func trainCommand(ctx context.Context, s streams, args []string) error {
-	fs := newFlagSet(s, "train", "train --good DIR --out BUNDLE [--reviewed-good DIR] [--backbone PATH] [--recipe FILE] [--defects DIR] [--tflite]\n\nTrains a model bundle from defect-free images only: template choice, the image\nmatching module (align = \"imm\"), the anomaly localisation module with synthetic\ndefects, threshold calibration on held-out good images, ONNX export, and a final\ncheck that the exported bundle scores the held-out images as training did.\nSettings come from the recipe (see models/train/recipe.example.toml). An\ninterrupted or failed run leaves no bundle at --out.")
+	fs := newFlagSet(s, "train", "train --good DIR --out BUNDLE [--relearned DIR] [--reviewed-good DIR] [--backbone PATH] [--recipe FILE] [--defects DIR] [--tflite]\n\nTrains a model bundle from defect-free images only: template choice, the image\nmatching module (align = \"imm\"), the anomaly localisation module with synthetic\ndefects, threshold calibration on held-out good images, ONNX export, and a final\ncheck that the exported bundle scores the held-out images as training did.\nSettings come from the recipe (see models/train/recipe.example.toml). An\ninterrupted or failed run leaves no bundle at --out.")
 	good := fs.String("good", "", "`folder` of defect-free images")
 	reviewed := fs.String("reviewed-good", "", "optional `folder` of good parts a reviewer confirmed after a station rejected them (train/good of `inspectd dataset from-archive`): trained on, never used to set the thresholds")
+	relearned := fs.String("relearned", "", "optional category `dir` written by `inspectd dataset from-archive`: the good parts the station passed join the good images; those it rejected (false rejects) are trained on, never used to set the thresholds")
 	out := fs.String("out", "", "bundle `dir` to write")
 	bb := fs.String("backbone", "", "ResNet-18 weights: a folder of .npy files or a torchvision .pth `path` (default: $INSPECTD_BACKBONE or ../shared/backbones/resnet18)")
 	recipePath := fs.String("recipe", "", "training recipe TOML `file` (default: built-in defaults)")
@@ -46,7 +47,7 @@ func trainCommand(ctx context.Context, s streams, args []string) error {
 		return failure(fmt.Errorf("train: %w", err))
 	}
 	defer rt.Close()
-	res, err := train.Run(ctx, train.Options{GoodDir: *good, ReviewedGoodDir: *reviewed, Backbone: *bb, Out: *out, Recipe: recipe,
+	res, err := train.Run(ctx, train.Options{GoodDir: *good, ReviewedGoodDir: *reviewed, RelearnedDir: *relearned, Backbone: *bb, Out: *out, Recipe: recipe,
 		Defects: *defects, Backend: infer.NewBackend(rt), Progress: progress, TFLite: *tfl})
 	if err != nil {
 		return failure(err)

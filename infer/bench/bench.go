@@ -35,6 +35,9 @@ type Result struct {
 	// localises the same synthetic frame.
 	Heatmap []float32 `json:"-"`
 	Score   float32   `json:"-"`
+	// NearestEntry says whether the localise stage compared the shared
+	// entries with the fused NearestEntry operator (infer.Session.NearestEntry).
+	NearestEntry bool `json:"nearest_entry"`
 }
 
 // Options configures Stages.
@@ -94,6 +97,7 @@ func Stages(ctx context.Context, rt *infer.Runtime, b *bundle.Bundle, o Options)
 	}
 	defer e.Close()
 	res.Provider = e.Provider()
+	res.NearestEntry = e.NearestEntry()
 	frame := image.NewRGBA(image.Rect(0, 0, w, h))
 	for i := range frame.Pix {
 		frame.Pix[i] = uint8(i * 37)

@@ -202,6 +202,20 @@ type Calibration struct {
 	GoodScores ScoreStats `toml:"good_scores"`
 	// F1OptimalThreshold is set when labelled defects were given (0 if not).
 	F1OptimalThreshold float64 `toml:"f1_optimal_threshold"`
+	// PixelMinDefectArea is the decision.min_defect_area, in frame pixels,
+	// the pixel threshold was calibrated for: the daemon's decision (NG by
+	// score, or by a defect region of at least this area above the pixel
+	// threshold) was applied to the calibration good images with it. A
+	// larger min_defect_area only rejects fewer parts; a smaller one may
+	// reject more than GoodRejects says. 0 in bundles trained before it
+	// was recorded.
+	PixelMinDefectArea int `toml:"pixel_min_defect_area"`
+	// GoodRejects is the number of calibration good images (of
+	// GoodScores.Count) that decision rejects at these thresholds, and
+	// GoodRejectsByRegion those of them rejected by a region alone (their
+	// score at or under the image threshold).
+	GoodRejects         int `toml:"good_rejects"`
+	GoodRejectsByRegion int `toml:"good_rejects_by_region"`
 }
 
 // ScoreStats summarises a score distribution.

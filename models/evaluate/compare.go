@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/metrics"
 )
 
@@ -44,9 +45,9 @@ type CompareRow struct {
 	New       CompareSide `json:"new"`
 }
 
-// CompareSide is one bundle's figures in a row, at the bundle's own image
-// threshold, with eval's convention: an image is rejected when its score
-// is at or above the threshold.
+// CompareSide is one bundle's figures in a row, at the bundle's own
+// thresholds: an image is rejected when the daemon's decision rejects it
+// (its verdict: NG by score or by region, or ERROR).
 type CompareSide struct {
 	// ImageAUROC of the row's defect images against the good images;
 	// absent when undefined (one class only).
@@ -58,8 +59,11 @@ type CompareSide struct {
 	// every row of a category.
 	FalseRejects int      `json:"false_rejects"`
 	FRR          *float64 `json:"frr,omitempty"`
-	// Escapes counts the row's defect images passed (scored below the
-	// threshold); EscapeRate is Escapes/Defective.
+	// FalseRejectsByRegion counts the false rejects NG by a defect
+	// region, their score at or under the image threshold.
+	FalseRejectsByRegion int `json:"false_rejects_by_region"`
+	// Escapes counts the row's defect images passed (verdict OK);
+	// EscapeRate is Escapes/Defective.
 	Escapes    int      `json:"escapes"`
 	EscapeRate *float64 `json:"escape_rate,omitempty"`
 }
@@ -122,12 +126,15 @@ func side(c *CategoryReport, d string) (CompareSide, int, int, error) {
 	good, defective := 0, 0
 	for _, r := range c.Images {
 		anomalous := r.Sample.Anomalous()
-		rejected := r.Score >= c.Threshold
+		rejected := r.Verdict.Rejects()
 		switch {
 		case !anomalous:
 			good++
 			if rejected {
 				s.FalseRejects++
+			}
+			if r.Verdict == inspection.NG && r.Reason == inspection.ReasonRegion {
+				s.FalseRejectsByRegion++
 			}
 		case d == AllDefects || r.Sample.Defect == d:
 			defective++
@@ -165,13 +172,17 @@ func (c *Comparison) WriteText(w io.Writer) error {
 		return fmt.Sprintf("%.3f", *p)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "old: %s (threshold %.4g)\nnew: %s (threshold %.4g)\n", c.OldName, c.Old.Bundle.Threshold, c.NewName, c.New.Bundle.Threshold)
+	fmt.Fprintf(&b, "old: %s (threshold %.4g, pixel threshold %.4g)\nnew: %s (threshold %.4g, pixel threshold %.4g)\n",
+		c.OldName, c.Old.Bundle.Threshold, c.Old.Bundle.PixelThreshold, c.NewName, c.New.Bundle.Threshold, c.New.Bundle.PixelThreshold)
 	fmt.Fprintf(&b, "%-16s %-12s %5s %5s | %-14s %-14s | %-17s %-17s | %-17s %-17s\n", "category", "defect", "good", "def",
 		"imgAUROC old", "new", "FRR old", "new", "escapes old", "new")
 	for _, r := range c.Rows {
 		frr := func(s CompareSide) string {
 			if r.Defect != AllDefects {
 				return ""
+			}
+			if s.FalseRejectsByRegion > 0 {
+				return fmt.Sprintf("%s (%d, %d region)", f(s.FRR), s.FalseRejects, s.FalseRejectsByRegion)
 			}
 			return fmt.Sprintf("%s (%d)", f(s.FRR), s.FalseRejects)
 		}
@@ -216,7 +227,7 @@ func (c *Comparison) comparePage(oldHref, newHref string) string {
 		fmt.Fprintf(&b, "<tr><th>%s</th><td>%s</td><td>%s</td><td>%s</td><td>%.4g (%s)</td><td><a href=\"%s\">full report</a></td></tr>\n",
 			x.tag, e(x.name), e(x.bi.Product), e(x.bi.ModelHash), x.bi.Threshold, e(x.bi.ThresholdSource), e(x.href))
 	}
-	b.WriteString("</table>\n<p>Each bundle at its own image threshold; an image is rejected when its score is at or above it. FRR: good images rejected (false rejects); escapes: defect images passed.</p>\n")
+	b.WriteString("</table>\n<p>Each bundle at its own thresholds; an image is rejected when the daemon's decision rejects it (score above the image threshold, or a defect region above the pixel threshold). FRR: good images rejected (false rejects); escapes: defect images passed.</p>\n")
 	b.WriteString("<table class=\"metrics compare\"><tr><th>category</th><th>defect</th><th>good</th><th>defective</th><th>image AUROC old</th><th>new</th><th>FRR old</th><th>new</th><th>escapes old</th><th>new</th></tr>\n")
 	f := func(p *float64) string {
 		if p == nil {

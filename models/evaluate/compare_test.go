@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/dataset"
 )
 
@@ -16,8 +17,12 @@ func report(name string, thr float64, imgs ...any) *Report {
 	c := &CategoryReport{Name: name, Dir: "/d/" + name, Threshold: thr}
 	for i := 0; i < len(imgs); i += 2 {
 		d := imgs[i].(string)
-		c.Images = append(c.Images, ImageResult{Sample: dataset.Sample{Path: "/d/" + name + "/" + d + "/" + string(rune('a'+i/2)) + ".png", Defect: d, Name: string(rune('a' + i/2))},
-			Score: imgs[i+1].(float64)})
+		r := ImageResult{Sample: dataset.Sample{Path: "/d/" + name + "/" + d + "/" + string(rune('a'+i/2)) + ".png", Defect: d, Name: string(rune('a' + i/2))},
+			Score: imgs[i+1].(float64), Verdict: inspection.OK, Reason: inspection.ReasonPass}
+		if r.Score > thr {
+			r.Verdict, r.Reason = inspection.NG, inspection.ReasonScore
+		}
+		c.Images = append(c.Images, r)
 	}
 	return &Report{Bundle: BundleInfo{Product: name, Threshold: thr, CalibratedThreshold: thr, ThresholdSource: "calibration"}, Categories: []*CategoryReport{c}}
 }
@@ -46,7 +51,7 @@ func TestCompare(t *testing.T) {
 	if err := c.WriteText(&txt); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"old: old-bundle (threshold 0.5)", "new: new-bundle (threshold 0.7)", "0.500 (2)", "0.000 (0)", "0.667 (2)"} {
+	for _, want := range []string{"old: old-bundle (threshold 0.5,", "new: new-bundle (threshold 0.7,", "0.500 (2)", "0.000 (0)", "0.667 (2)"} {
 		if !strings.Contains(txt.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, txt.String())
 		}
@@ -78,6 +83,31 @@ func TestCompare(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, sub, "index.html")); err != nil {
 			t.Errorf("no %s report: %v", sub, err)
 		}
+	}
+}
+
+// TestCompareCountsVerdicts: a side counts the decision's verdicts, not
+// the scores: a good image NG by region under the threshold is a false
+// reject, a defect image ERROR (out of frame) is not an escape, one OK
+// above the threshold (a stricter override elsewhere) is.
+func TestCompareCountsVerdicts(t *testing.T) {
+	old := report("plate", 0.5, "good", 0.3, "good", 0.2, "dent", 0.4, "dent", 0.9)
+	cand := report("plate", 0.5, "good", 0.3, "good", 0.2, "dent", 0.4, "dent", 0.9)
+	im := cand.Categories[0].Images
+	im[0].Verdict, im[0].Reason = inspection.NG, inspection.ReasonRegion
+	im[2].Verdict, im[2].Reason = inspection.Error, inspection.ReasonOutOfFrame
+	im[3].Verdict, im[3].Reason = inspection.OK, inspection.ReasonPass
+	c, err := Compare("old", old, "new", cand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := c.Rows[0]
+	if all.Old.FalseRejects != 0 || all.Old.Escapes != 1 || all.New.FalseRejects != 1 || *all.New.FRR != 0.5 || all.New.FalseRejectsByRegion != 1 || all.New.Escapes != 1 {
+		t.Errorf("row %+v", all)
+	}
+	var txt bytes.Buffer
+	if err := c.WriteText(&txt); err != nil || !strings.Contains(txt.String(), "0.500 (1, 1 region)") {
+		t.Errorf("table (%v):\n%s", err, txt.String())
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package evaluate measures a model bundle on labelled test data in the
 // MVTec AD layout (DESIGN.md §1 "Evaluation"): image AUROC, pixel AUROC,
-// pixel AP, AUPRO (FPR ≤ 0.3, normalised), precision/recall/F1 at the
-// calibrated image threshold and at the F1-optimal one, a per-defect-type
+// pixel AP, AUPRO (FPR ≤ 0.3, normalised), precision/recall/F1 of the
+// daemon's own verdicts and at the F1-optimal threshold, a per-defect-type
 // table, and the latency of the align and localise stages. Run produces a
 // Report, which writes itself as JSON (WriteJSON) and as a self-contained
 // HTML page with ROC and PR curves and overlay images of the worst false
@@ -12,7 +12,13 @@
 // Every test image of a category is decoded, aligned with Engine.Align and
 // localised with Engine.Localize, with the whole image as the region of
 // interest, exactly as the daemon would process a frame. The image score is
-// the value Localize returns (the maximum of the heatmap). Latency is the
+// the value Localize returns (the maximum of the heatmap). Each image's
+// verdict is the daemon's: decision.Decider.Decide on the score and the
+// heatmap with the bundle's image and pixel thresholds (or the overrides of
+// Options.Decision), min_defect_area and max_regions, so that an image is
+// rejected by its score or by a defect region exactly as `inspectd run`
+// rejects it; precision, recall, F1, false rejects and escapes "at the
+// threshold" count those verdicts. Latency is the
 // wall time of each of the two calls; decoding is not included and runs
 // between them, never concurrently, so that it does not steal cores from
 // inference.
@@ -46,6 +52,8 @@ import (
 	"time"
 
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/decision"
+	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/metrics"
@@ -81,8 +89,17 @@ const NoMasksNote = "no masks: image-level metrics only"
 // Options configures Run.
 type Options struct {
 	// Threshold on the image score; when > 0 it overrides the bundle's
-	// calibrated Manifest.Calibration.ImageThreshold.
+	// calibrated Manifest.Calibration.ImageThreshold and
+	// Decision.Threshold.
 	Threshold float64
+	// Decision is the [decision] section the verdicts are taken with, as
+	// the daemon applies it: Threshold and PixelThreshold, when > 0,
+	// override the bundle's calibrated thresholds; MinDefectArea (in
+	// pixels of the test image, the daemon's frame) and MaxRegions as in
+	// the daemon; MaxOutsideFraction when Options.MaxOutsideFraction is 0.
+	// The zero value decides with the bundle's thresholds and no minimum
+	// defect area, the daemon's default.
+	Decision config.Decision
 	// Overlays is the number of worst false positives (highest-scoring good
 	// images) and worst false negatives (lowest-scoring defect images) kept
 	// per category for WriteHTML: 0 means DefaultOverlays, negative none.
@@ -157,11 +174,24 @@ func Run(ctx context.Context, eng Engine, cats []*dataset.Category, opts Options
 	}
 	m := eng.Manifest()
 	thr, source := m.Calibration.ImageThreshold, "calibration"
-	if opts.Threshold > 0 {
+	switch {
+	case opts.Threshold > 0:
 		thr, source = opts.Threshold, "override"
+	case opts.Decision.Threshold > 0:
+		thr, source = opts.Decision.Threshold, "config"
 	}
 	if math.IsNaN(thr) || math.IsInf(thr, 0) {
 		return nil, fmt.Errorf("evaluate: image threshold %v, expected a number", thr)
+	}
+	px, pxSource := m.Calibration.PixelThreshold, "calibration"
+	if opts.Decision.PixelThreshold > 0 {
+		px, pxSource = opts.Decision.PixelThreshold, "config"
+	}
+	if !(px > 0) || math.IsInf(px, 0) {
+		return nil, fmt.Errorf("evaluate: pixel threshold %v, expected a number above 0 (the bundle's calibration or [decision] pixel_threshold)", px)
+	}
+	if opts.MaxOutsideFraction <= 0 {
+		opts.MaxOutsideFraction = opts.Decision.MaxOutsideFraction
 	}
 	rep := &Report{Bundle: BundleInfo{
 		Product:             m.Product,
@@ -171,6 +201,11 @@ func Run(ctx context.Context, eng Engine, cats []*dataset.Category, opts Options
 		CalibratedThreshold: m.Calibration.ImageThreshold,
 		Threshold:           thr,
 		ThresholdSource:     source,
+
+		CalibratedPixelThreshold: m.Calibration.PixelThreshold,
+		PixelThreshold:           px,
+		PixelThresholdSource:     pxSource,
+		MinDefectArea:            opts.Decision.MinDefectArea,
 	}}
 	if h, ok := eng.(modelHasher); ok {
 		rep.Bundle.ModelHash = h.ModelHash()
@@ -183,7 +218,7 @@ func Run(ctx context.Context, eng Engine, cats []*dataset.Category, opts Options
 		return nil, errors.New("evaluate: engine returned an invalid heatmap from NewHeatmap")
 	}
 	for _, c := range cats {
-		cr, err := runCategory(ctx, eng, c, hm, thr, opts)
+		cr, err := runCategory(ctx, eng, c, hm, thr, px, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -193,8 +228,9 @@ func Run(ctx context.Context, eng Engine, cats []*dataset.Category, opts Options
 }
 
 // runCategory evaluates one category.
-func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *preprocess.Heatmap, thr float64, opts Options) (*CategoryReport, error) {
-	cr := &CategoryReport{Name: c.Name, Dir: c.Dir, HasMasks: c.HasMasks, Threshold: thr, heatW: hm.Width, heatH: hm.Height}
+func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *preprocess.Heatmap, thr, px float64, opts Options) (*CategoryReport, error) {
+	cr := &CategoryReport{Name: c.Name, Dir: c.Dir, HasMasks: c.HasMasks, Threshold: thr, PixelThreshold: px, heatW: hm.Width, heatH: hm.Height}
+	var dec decision.Decider
 	cr.Notes = append(cr.Notes, c.Notes...)
 	cr.worstGood = worstList{n: opts.Overlays, high: true}
 	cr.worstDefect = worstList{n: opts.Overlays, high: false}
@@ -283,8 +319,18 @@ func runCategory(ctx context.Context, eng Engine, c *dataset.Category, hm *prepr
 		}
 		res := ImageResult{Sample: it.s, Score: float64(score), Transform: tr}
 		if hm.Outside > maxOutside {
+			// The daemon answers ERROR out_of_frame before deciding.
 			res.Score, res.OutOfFrame = 1, true
+			res.Verdict, res.Reason = inspection.Error, inspection.ReasonOutOfFrame
 			outOfFrame++
+		} else {
+			// The daemon's decision on the whole image as its ROI, as the
+			// engine localised it.
+			res.Verdict, res.Reason, _ = dec.Decide(decision.Input{
+				Score: float64(score), Heatmap: hm, ROI: it.img.Bounds(), Transform: tr,
+				Threshold: thr, PixelThreshold: px,
+				MinDefectArea: opts.Decision.MinDefectArea, MaxRegions: opts.Decision.MaxRegions,
+			})
 		}
 		if maps != nil {
 			rel, err := filepath.Rel(filepath.Dir(c.Dir), it.s.Path)
@@ -370,7 +416,32 @@ func (cr *CategoryReport) computeMetrics(acc *metrics.PixelAccumulator) error {
 	} else if err := undefined("image AUROC", err); err != nil {
 		return err
 	}
-	if p, err := metrics.PRF1At(scores, labels, cr.Threshold); err == nil {
+	// The operating point "at the threshold" is the decision's verdicts:
+	// rejected (NG by score or by region, or ERROR) counts as predicted
+	// defective, whatever the score.
+	rejected := make([]float64, len(cr.Images))
+	for i, r := range cr.Images {
+		if r.Verdict.Rejects() {
+			rejected[i] = 1
+		}
+		switch {
+		case labels[i] && !r.Verdict.Rejects():
+			cr.Escapes++
+		case !labels[i] && r.Verdict.Rejects():
+			cr.FalseRejects++
+			if r.Reason == inspection.ReasonRegion {
+				cr.GoodRejectedByRegion++
+			}
+		}
+	}
+	if good := len(cr.Images) - cr.Anomalous; good > 0 {
+		cr.FRR = ptr(float64(cr.FalseRejects) / float64(good))
+	}
+	if cr.Anomalous > 0 {
+		cr.EscapeRate = ptr(float64(cr.Escapes) / float64(cr.Anomalous))
+	}
+	if p, err := metrics.PRF1At(rejected, labels, 1); err == nil {
+		p.Threshold = cr.Threshold
 		op := operatingPoint(p)
 		cr.AtThreshold = &op
 	} else if err := undefined("F1 at threshold", err); err != nil {
@@ -389,25 +460,27 @@ func (cr *CategoryReport) computeMetrics(acc *metrics.PixelAccumulator) error {
 			rel = r.Sample.Path
 		}
 		cr.Scores = append(cr.Scores, ImageScore{Path: rel, Defect: r.Sample.Defect, Score: r.Score,
-			Align: [3]float64{r.Transform.Tx, r.Transform.Ty, r.Transform.Degrees()}, OutOfFrame: r.OutOfFrame})
+			Align: [3]float64{r.Transform.Tx, r.Transform.Ty, r.Transform.Degrees()}, OutOfFrame: r.OutOfFrame,
+			Verdict: r.Verdict, Reason: r.Reason})
 	}
 	cr.PerDefect = map[string]*DefectStats{}
 	var goodScores []float64
 	byDefect := map[string][]float64{}
+	detected := map[string]int{} // rejected by the decision
 	for _, r := range cr.Images {
 		byDefect[r.Sample.Defect] = append(byDefect[r.Sample.Defect], r.Score)
+		if r.Verdict.Rejects() {
+			detected[r.Sample.Defect]++
+		}
 		if !r.Sample.Anomalous() {
 			goodScores = append(goodScores, r.Score)
 		}
 	}
 	for d, ss := range byDefect {
 		st := &DefectStats{Count: len(ss)}
-		det := 0
+		det := detected[d]
 		for _, s := range ss {
 			st.MeanScore += s
-			if s >= cr.Threshold {
-				det++
-			}
 		}
 		st.MeanScore /= float64(len(ss))
 		st.DetectionRate = float64(det) / float64(len(ss))

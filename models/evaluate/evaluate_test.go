@@ -20,8 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inspectd/inspectd/config"
 	"github.com/inspectd/inspectd/infer"
 	"github.com/inspectd/inspectd/infer/infertest"
+	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/bundle"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/netdef"
@@ -55,6 +57,7 @@ func (f *fakeEngine) Manifest() bundle.Manifest {
 	m.Input.Width, m.Input.Height = f.w, f.h
 	m.Align.Method = bundle.AlignIMM
 	m.Calibration.ImageThreshold = f.thr
+	m.Calibration.PixelThreshold = f.thr // the heatmap's maximum is the score: regions add nothing
 	return m
 }
 
@@ -238,13 +241,66 @@ func TestHandComputedMetrics(t *testing.T) {
 		t.Errorf("progress output %q", p)
 	}
 
-	// Threshold override.
-	rep2, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{cat}, Options{Threshold: 0.75})
+	// Threshold override, with the pixel threshold raised alike.
+	rep2, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{cat}, Options{Threshold: 0.75, Decision: config.Decision{PixelThreshold: 0.75}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := rep2.Categories[0].AtThreshold; a == nil || a.TP != 1 || a.FP != 0 || rep2.Bundle.ThresholdSource != "override" || rep2.Bundle.Threshold != 0.75 {
+	if a := rep2.Categories[0].AtThreshold; a == nil || a.TP != 1 || a.FP != 0 || rep2.Bundle.ThresholdSource != "override" || rep2.Bundle.Threshold != 0.75 ||
+		rep2.Bundle.PixelThreshold != 0.75 || rep2.Bundle.PixelThresholdSource != "config" {
 		t.Errorf("override: %+v, bundle %+v", a, rep2.Bundle)
+	}
+}
+
+// TestVerdictsAreTheDecision: the figures at the threshold count the
+// daemon's verdicts. With the image threshold raised to 0.75 and the
+// bundle's pixel threshold 0.45 left in force (as the daemon does with
+// [decision] threshold alone), the good image at 0.6 and the defects at
+// 0.5 and 0.7 are NG by region, the defect at 0.8 by score; a
+// min_defect_area larger than the 4-pixel defects (in a 64-pixel image,
+// 8×8 heatmap: one heatmap pixel per image pixel) drops those regions.
+func TestVerdictsAreTheDecision(t *testing.T) {
+	cat := handCategory(t, t.TempDir(), "hand", true)
+	cases := []struct {
+		name                 string
+		opts                 Options
+		tp, fp, fn, byRegion int
+		goodReason           string
+	}{
+		{"image threshold only", Options{Threshold: 0.75}, 3, 1, 1, 1, inspection.ReasonRegion},
+		{"config threshold only", Options{Decision: config.Decision{Threshold: 0.75}}, 3, 1, 1, 1, inspection.ReasonRegion},
+		{"min_defect_area drops small regions", Options{Threshold: 0.75, Decision: config.Decision{MinDefectArea: 5}}, 1, 1, 3, 1, inspection.ReasonRegion},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Run(context.Background(), &fakeEngine{w: 8, h: 8, thr: 0.45}, []*dataset.Category{cat}, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := rep.Categories[0]
+			a := c.AtThreshold
+			if a == nil || int(a.TP) != tc.tp || int(a.FP) != tc.fp || int(a.FN) != tc.fn || c.GoodRejectedByRegion != tc.byRegion ||
+				c.FalseRejects != tc.fp || c.Escapes != tc.fn || *c.FRR != float64(tc.fp)/4 || *c.EscapeRate != float64(tc.fn)/4 {
+				t.Fatalf("at threshold %+v, false rejects %d (%d by region), escapes %d; want TP %d FP %d FN %d, %d by region",
+					a, c.FalseRejects, c.GoodRejectedByRegion, c.Escapes, tc.tp, tc.fp, tc.fn, tc.byRegion)
+			}
+			if g := c.PerDefect["good"]; g.DetectionRate != float64(tc.fp)/4 {
+				t.Errorf("good detection rate %v, want %v", g.DetectionRate, float64(tc.fp)/4)
+			}
+			reasons := map[string]string{}
+			for _, s := range c.Scores {
+				if s.Verdict.Rejects() != (s.Reason != inspection.ReasonPass) {
+					t.Errorf("%s: verdict %s reason %s", s.Path, s.Verdict, s.Reason)
+				}
+				reasons[s.Defect+"@"+strconv.FormatFloat(math.Round(s.Score*10)/10, 'f', 1, 64)] = s.Reason
+			}
+			if reasons["good@0.6"] != tc.goodReason {
+				t.Errorf("good at 0.6: reason %q, want %q (%v)", reasons["good@0.6"], tc.goodReason, reasons)
+			}
+			if reasons["crack@0.8"] != inspection.ReasonScore && reasons["dent@0.8"] != inspection.ReasonScore {
+				t.Errorf("defect at 0.8 not NG by score: %v", reasons)
+			}
+		})
 	}
 }
 
@@ -721,6 +777,20 @@ func TestErrors(t *testing.T) {
 	if _, err := Run(context.Background(), &fakeEngine{w: 8, h: 8}, []*dataset.Category{&empty}, Options{}); err == nil || !strings.Contains(err.Error(), "no test images") {
 		t.Errorf("no test images: err = %v", err)
 	}
+	// Without a pixel threshold every heatmap pixel would be a region.
+	want := "evaluate: pixel threshold 0, expected a number above 0 (the bundle's calibration or [decision] pixel_threshold)"
+	if _, err := Run(context.Background(), noPixelThreshold{&fakeEngine{w: 8, h: 8, thr: 0.45}}, []*dataset.Category{dup}, Options{}); err == nil || err.Error() != want {
+		t.Errorf("no pixel threshold: err = %v, want %q", err, want)
+	}
+}
+
+// noPixelThreshold is a bundle without a calibrated pixel threshold.
+type noPixelThreshold struct{ *fakeEngine }
+
+func (e noPixelThreshold) Manifest() bundle.Manifest {
+	m := e.fakeEngine.Manifest()
+	m.Calibration.PixelThreshold = 0
+	return m
 }
 
 // TestRealEngine runs the ONNX Runtime engine on a random-weight bundle and

@@ -121,8 +121,10 @@ func (r *Report) writePage(b *strings.Builder, overlays [][]Overlay) {
 	fmt.Fprintf(b, "<h1>inspectd evaluation</h1>\n")
 	bi := r.Bundle
 	fmt.Fprintf(b, "<table class=\"bundle\"><tr><th>product</th><td>%s</td></tr><tr><th>model hash</th><td>%s</td></tr><tr><th>provider</th><td>%s</td></tr>"+
-		"<tr><th>input</th><td>%d×%d</td></tr><tr><th>align</th><td>%s</td></tr><tr><th>threshold</th><td>%.4g (%s; calibrated %.4g)</td></tr></table>\n",
-		e(bi.Product), e(bi.ModelHash), e(bi.Provider), bi.InputWidth, bi.InputHeight, e(bi.AlignMethod), bi.Threshold, e(bi.ThresholdSource), bi.CalibratedThreshold)
+		"<tr><th>input</th><td>%d×%d</td></tr><tr><th>align</th><td>%s</td></tr><tr><th>threshold</th><td>%.4g (%s; calibrated %.4g)</td></tr>"+
+		"<tr><th>pixel threshold</th><td>%.4g (%s; calibrated %.4g), min_defect_area %d px: the daemon's decision gives the verdicts</td></tr></table>\n",
+		e(bi.Product), e(bi.ModelHash), e(bi.Provider), bi.InputWidth, bi.InputHeight, e(bi.AlignMethod), bi.Threshold, e(bi.ThresholdSource), bi.CalibratedThreshold,
+		bi.PixelThreshold, e(bi.PixelThresholdSource), bi.CalibratedPixelThreshold, bi.MinDefectArea)
 
 	b.WriteString("<h2>Metrics</h2>\n<table class=\"metrics\"><tr><th>category</th><th>images</th><th>defective</th><th>image AUROC</th><th>pixel AUROC</th><th>pixel AP</th><th>AUPRO (FPR≤0.3)</th>" +
 		"<th>threshold</th><th>precision</th><th>recall</th><th>F1</th><th>best F1</th><th>at</th><th>align ms (median / p99)</th><th>localize ms (median / p99)</th></tr>\n")
@@ -143,6 +145,8 @@ func (r *Report) writePage(b *strings.Builder, overlays [][]Overlay) {
 
 	for ci, c := range r.Categories {
 		fmt.Fprintf(b, "<h2 id=\"cat-%s\">%s</h2>\n", e(fileSafe(c.Name)), e(c.Name))
+		fmt.Fprintf(b, "<p>Verdicts: %d of %d good images rejected (%d by a region alone), %d of %d defective passed.</p>\n",
+			c.FalseRejects, c.Count-c.Anomalous, c.GoodRejectedByRegion, c.Escapes, c.Anomalous)
 		for _, n := range c.Notes {
 			fmt.Fprintf(b, "<p class=\"note\">%s</p>\n", e(n))
 		}

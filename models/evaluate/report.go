@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/inspectd/inspectd/infer/latency"
+	"github.com/inspectd/inspectd/inspection"
 	"github.com/inspectd/inspectd/models/dataset"
 	"github.com/inspectd/inspectd/models/metrics"
 	"github.com/inspectd/inspectd/models/preprocess"
@@ -37,12 +38,26 @@ type BundleInfo struct {
 	// Threshold is the image threshold used: Options.Threshold when > 0,
 	// else CalibratedThreshold.
 	Threshold float64 `json:"threshold"`
-	// ThresholdSource is "calibration" or "override".
+	// ThresholdSource is "calibration", "config" (Options.Decision) or
+	// "override" (Options.Threshold).
 	ThresholdSource string `json:"threshold_source"`
+	// CalibratedPixelThreshold is the bundle's pixel threshold.
+	CalibratedPixelThreshold float64 `json:"calibrated_pixel_threshold"`
+	// PixelThreshold is the pixel threshold the verdicts' defect regions
+	// were found with: Options.Decision.PixelThreshold when > 0, else
+	// CalibratedPixelThreshold.
+	PixelThreshold float64 `json:"pixel_threshold"`
+	// PixelThresholdSource is "calibration" or "config".
+	PixelThresholdSource string `json:"pixel_threshold_source"`
+	// MinDefectArea is the decision's min_defect_area, in pixels of the
+	// test image.
+	MinDefectArea int `json:"min_defect_area"`
 }
 
-// OperatingPoint is precision, recall and F1 when images scored >=
-// Threshold are predicted defective, with the confusion counts.
+// OperatingPoint is precision, recall and F1 with the confusion counts:
+// at the F1-optimal threshold, images scored >= Threshold are predicted
+// defective; at the decision's threshold (CategoryReport.AtThreshold) the
+// images the decision rejects (by score or by region) are.
 type OperatingPoint struct {
 	Threshold float64 `json:"threshold"`
 	Precision float64 `json:"precision"`
@@ -71,8 +86,9 @@ type DefectStats struct {
 	Count int `json:"count"`
 	// MeanScore is their mean image score.
 	MeanScore float64 `json:"mean_score"`
-	// DetectionRate is the fraction scored >= the threshold: the recall of
-	// this defect type, or for "good" the false-positive rate.
+	// DetectionRate is the fraction the decision rejects (by score or by
+	// region): the recall of this defect type, or for "good" the
+	// false-reject rate.
 	DetectionRate float64 `json:"detection_rate"`
 	// ImageAUROC is the AUROC of this defect type against the good images;
 	// absent for "good" and when there are no good images.
@@ -108,6 +124,11 @@ type ImageResult struct {
 	// Options.MaxOutsideFraction of the input from outside the image: the
 	// daemon rejects such a part (ERROR out_of_frame), so Score is 1.
 	OutOfFrame bool
+	// Verdict and Reason are the daemon's decision on the image
+	// (decision.Decider.Decide): NG by "score" or by "region", OK "pass",
+	// or ERROR "out_of_frame".
+	Verdict inspection.Verdict
+	Reason  string
 }
 
 // ImageScore is one test image's outcome in the JSON report.
@@ -124,6 +145,10 @@ type ImageScore struct {
 	// OutOfFrame marks a part the daemon would reject as out_of_frame
 	// (its Score is then 1).
 	OutOfFrame bool `json:"out_of_frame,omitempty"`
+	// Verdict and Reason are the daemon's decision (OK pass, NG score,
+	// NG region, ERROR out_of_frame).
+	Verdict inspection.Verdict `json:"verdict"`
+	Reason  string             `json:"reason"`
 }
 
 // CategoryReport holds one category's figures. Pointer fields are nil when
@@ -146,8 +171,22 @@ type CategoryReport struct {
 
 	// Threshold is the image threshold used (BundleInfo.Threshold).
 	Threshold float64 `json:"threshold"`
-	// AtThreshold is the operating point at Threshold.
+	// PixelThreshold is the pixel threshold used
+	// (BundleInfo.PixelThreshold).
+	PixelThreshold float64 `json:"pixel_threshold"`
+	// AtThreshold is the operating point of the decision's verdicts.
 	AtThreshold *OperatingPoint `json:"-"`
+	// FalseRejects counts the good images the decision rejects, and FRR
+	// is their fraction (absent without good images); GoodRejectedByRegion
+	// counts those rejected by a defect region with a score at or under
+	// the image threshold.
+	FalseRejects         int      `json:"false_rejects"`
+	FRR                  *float64 `json:"frr,omitempty"`
+	GoodRejectedByRegion int      `json:"good_rejected_by_region"`
+	// Escapes counts the defect images the decision passes, and
+	// EscapeRate is their fraction (absent without defect images).
+	Escapes    int      `json:"escapes"`
+	EscapeRate *float64 `json:"escape_rate,omitempty"`
 	// BestF1 is the F1-optimal operating point.
 	BestF1 *OperatingPoint `json:"best_f1,omitempty"`
 	// PerDefect maps defect types (and "good") to their statistics.

@@ -48,7 +48,13 @@ type Recipe struct {
 
 // RecipeInput is the model input.
 type RecipeInput struct {
-	// Height and Width of the model input, multiples of 16.
+	// Shape is "auto" (the input follows the good images' median aspect
+	// within the pixel budget Height × Width; see chooseInputShape) or
+	// "fixed" (Height × Width as they are). A recipe file that sets height
+	// or width without shape gets "fixed".
+	Shape string `toml:"shape"`
+	// Height and Width of the model input, multiples of 16; with Shape
+	// "auto", their product is the pixel budget.
 	Height int `toml:"height"`
 	Width  int `toml:"width"`
 	// Colour is "rgb" or "grey".
@@ -71,7 +77,10 @@ type RecipeROI struct {
 
 // RecipeAlign configures the image matching module.
 type RecipeAlign struct {
-	// Method is "imm" (learned alignment) or "none" (fixtured parts).
+	// Method is "auto" (measure the good images' pose spread against the
+	// template and train the image matching module only where parts move,
+	// keeping it only when it is clearly better than none), "imm" (always
+	// train and keep it) or "none" (fixtured parts: align nothing).
 	Method string `toml:"method"`
 	// Template is the file name (in the good-image folder) of the
 	// template; empty takes the medoid of the training images.
@@ -190,8 +199,8 @@ func DefaultRecipe() Recipe {
 		Seed:            1,
 		Threads:         2,
 		HoldoutFraction: 0.1,
-		Input:           RecipeInput{Height: 256, Width: 256, Colour: "rgb", MixedSizes: "refuse"},
-		Align: RecipeAlign{Method: "imm", Size: 128, Channels: 1, Steps: 800, Batch: 16, LearningRate: 1e-3,
+		Input:           RecipeInput{Shape: ShapeAuto, Height: 256, Width: 256, Colour: "rgb", MixedSizes: "refuse"},
+		Align: RecipeAlign{Method: "auto", Size: 128, Channels: 1, Steps: 800, Batch: 16, LearningRate: 1e-3,
 			MaxRotationDeg: 30, MaxShiftFrac: 0.1, Refine: bundle.RefineSearch},
 		ALM: RecipeALM{Method: "memory", D: 256, MappingLayers: 1, Reduction: "pca", Centre: "local",
 			Epochs: 2, LearningRate: 1e-3, LocationsPerStep: 4096, BlurSigma: 4},
@@ -231,6 +240,7 @@ func ParseRecipe(name string, data []byte) (*Recipe, error) {
 		c.Errorf("recipe_version", "version %d is not supported; this inspectd reads recipe_version %d", r.RecipeVersion, RecipeVersion)
 	}
 	r.file = name
+	r.Input.keepStatedSize(md)
 	if r.DGM.SourceDir != "" && !filepath.IsAbs(r.DGM.SourceDir) {
 		r.DGM.SourceDir = filepath.Join(filepath.Dir(name), r.DGM.SourceDir)
 	}
@@ -282,6 +292,7 @@ func (r *Recipe) validate(c *config.Checker) {
 			in.Errorf(d.key, "%d: want a multiple of 16 from 32 to 2048", d.v)
 		}
 	}
+	in.OneOf("shape", r.Input.Shape, ShapeAuto, ShapeFixed)
 	in.OneOf("colour", r.Input.Colour, "rgb", "grey")
 	in.OneOf("mixed_sizes", r.Input.MixedSizes, "refuse", "stretch")
 	roi := in.In("roi")
@@ -294,7 +305,7 @@ func (r *Recipe) validate(c *config.Checker) {
 	}
 
 	al := c.In("align")
-	al.OneOf("method", r.Align.Method, "imm", "none")
+	al.OneOf("method", r.Align.Method, "auto", "imm", "none")
 	if r.Align.Size < 32 || r.Align.Size > 512 || r.Align.Size%16 != 0 {
 		al.Errorf("size", "%d: want a multiple of 16 from 32 to 512", r.Align.Size)
 	}

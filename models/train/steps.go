@@ -242,6 +242,112 @@ func calibrate(c RecipeCalibration, scores, pixels []float64, squash func(float6
 	}
 }
 
+// decisionGood is one calibration good image as the daemon's decision
+// sees it, in the localisation method's distance domain: its image score
+// and its region level, the pixel threshold at and above which the
+// decision keeps no defect region on its heatmap (decision.Decider.Level
+// at the calibrated-for min_defect_area; -Inf when none is ever kept).
+type decisionGood struct {
+	score, level float64
+}
+
+// calibrateForDecision raises cal's pixel threshold so that the daemon's
+// decision — NG when the score exceeds the image threshold or a defect
+// region of at least minDefectArea frame pixels lies above the pixel
+// threshold — rejects no more calibration good images than the image
+// threshold promises: at most n − ⌈q·n⌉ of the n goods, those its
+// q-quantile leaves above itself, or the image threshold's own rejects
+// when they are more (the good at the quantile itself, whose float32
+// score may round above the threshold). The pixel threshold is at least
+//
+//   - the pixel-quantile rule of calibrate (the floor that draws regions),
+//   - squash(image margin × the q-quantile of the goods' region levels):
+//     the image threshold's own rule applied to the region rule, so that
+//     the margin the image threshold keeps for parts unlike the
+//     calibration goods holds for regions too,
+//
+// raised further, level by level, while the decision still rejects more
+// goods than promised, and never above the image threshold (where a region
+// implies a score above it, so the decision is the score's alone). With
+// minDefectArea 0 (the daemon's default) a good's level is its score: the
+// pixel threshold then equals the image threshold. The manifest records
+// minDefectArea and the goods the decision rejects; Rule says so.
+func calibrateForDecision(c RecipeCalibration, cal bundle.Calibration, goods []decisionGood, minDefectArea int, squash func(float64) float64) bundle.Calibration {
+	n := len(goods)
+	if n == 0 {
+		return cal
+	}
+	img := cal.ImageThreshold
+	// squashed maps a distance-domain value to the heatmap's, in float32
+	// as the daemon's heatmap and score are; -Inf (no region at any
+	// threshold) stays below every threshold.
+	squashed := func(v float64) float64 {
+		if math.IsInf(v, -1) {
+			return v
+		}
+		return float64(float32(squash(v)))
+	}
+	levels := make([]float64, n)
+	for i, g := range goods {
+		levels[i] = g.level
+	}
+	px := cal.PixelThreshold
+	if q := quantile(levels, c.ImageQuantile); !math.IsInf(q, -1) {
+		px = math.Max(px, squash(c.ImageMargin*q)) // the image threshold's own rule
+	}
+	px = math.Min(px, img)
+	rejects := func(px float64) (all, byRegion int) {
+		for _, g := range goods {
+			switch {
+			case squashed(g.score) > img:
+				all++
+			case float64(float32(px)) < squashed(g.level): // decision.Decider.Level's rule
+				all++
+				byRegion++
+			}
+		}
+		return all, byRegion
+	}
+	promise := n - int(math.Ceil(c.ImageQuantile*float64(n)))
+	imageOnly := 0
+	for _, g := range goods {
+		if squashed(g.score) > img {
+			imageOnly++
+		}
+	}
+	budget := max(promise, imageOnly)
+	all, byRegion := rejects(px)
+	if all > budget {
+		// The next levels above px, lowest first: each lifts the goods
+		// whose region appears only below it.
+		above := make([]float64, 0, n)
+		for _, l := range levels {
+			if v := squashed(l); v > px && v < img {
+				above = append(above, v)
+			}
+		}
+		sort.Float64s(above)
+		for _, v := range above {
+			if all, byRegion = rejects(v); all <= budget {
+				px = v
+				break
+			}
+		}
+		if all > budget {
+			px = img
+			all, byRegion = rejects(px)
+		}
+	}
+	cal.PixelThreshold = math.Max(px, 1e-6)
+	cal.PixelMinDefectArea = minDefectArea
+	cal.GoodRejects, cal.GoodRejectsByRegion = all, byRegion
+	cal.Rule += fmt.Sprintf("; then raised to at least %g × the %g-quantile of the good images' region levels and until the daemon's decision "+
+		"(score above the image threshold, or a region of at least decision.min_defect_area = %d frame pixels above the pixel threshold) "+
+		"rejects at most the %d of %d good images the image quantile promises (the image threshold alone rejects %d): it rejects %d (%d by region alone)",
+		c.ImageMargin, c.ImageQuantile, minDefectArea, promise, n, imageOnly, all, byRegion)
+	return cal
+}
+
 func stats(v []float64) bundle.ScoreStats {
 	s := bundle.ScoreStats{Count: len(v)}
 	if len(v) == 0 {

@@ -17,11 +17,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/inspectd/inspectd/buildinfo"
 	"github.com/inspectd/inspectd/config"
+	"github.com/inspectd/inspectd/decision"
 	"github.com/inspectd/inspectd/infer/backend"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/bundle"
@@ -49,6 +49,12 @@ type Options struct {
 	// hardest good parts, not a sample of its good parts, and letting
 	// them set the threshold would raise it until defects pass.
 	ReviewedGoodDir string
+	// RelearnedDir optionally is a category written by `inspectd dataset
+	// from-archive`: its provenance says which of its good parts the
+	// station passed (ordinary good images: trained, held out and
+	// calibrated on) and which it rejected before a reviewer labelled them
+	// good (trained on only, as ReviewedGoodDir).
+	RelearnedDir string
 	// Backbone is a directory of .npy weights or a torchvision .pth file.
 	Backbone string
 	// Out is the bundle directory to create (replaced atomically).
@@ -87,8 +93,19 @@ type Result struct {
 	F1Optimal                           *metrics.PRF
 	DefectsAUC                          float64
 	// AlignFallback, when not empty, says why the trained IMM was dropped
-	// and the bundle aligns nothing (see trainer.checkAlignment).
+	// and the bundle aligns nothing (see trainer.checkAlignment, and
+	// KeepIMMRatio under align.method = "auto").
 	AlignFallback string
+	// PoseSpread is the good images' pose spread against the template,
+	// measured before the IMM (nil when align.method = "none").
+	PoseSpread *PoseSpread
+	// AlignSkipped, when not empty, says why align.method = "auto" trained
+	// no IMM (fixtured parts, or no pose to measure) or dropped the one it
+	// trained; the bundle then aligns nothing.
+	AlignSkipped string
+	// AlignWarning, when not empty, says which poses of the configured
+	// range the good images leave untested, and what to do about it.
+	AlignWarning string
 }
 
 // goodImage is one training image, decoded and cropped.
@@ -147,7 +164,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer t.close()
 	for _, s := range []step{
 		{"load", t.load, nil},
-		{"align", t.align, func() bool { return t.r.Align.Method != "imm" }},
+		{"align", t.align, func() bool { return t.r.Align.Method == "none" }},
 		{"localise", t.localise, nil},
 		{"calibrate", t.calibrate, nil},
 		{"export", t.export, nil},
@@ -226,6 +243,11 @@ func (t *trainer) load(context.Context) error {
 	if err != nil {
 		return err
 	}
+	passed, rejected, err := t.loadRelearned(goods[0].img.Bounds().Size(), r.Input.MixedSizes == "stretch")
+	if err != nil {
+		return err
+	}
+	goods = append(goods, passed...)
 	t.goods = goods
 	if err := t.split(); err != nil {
 		return err
@@ -234,6 +256,7 @@ func (t *trainer) load(context.Context) error {
 	if err != nil {
 		return err
 	}
+	reviewed = append(reviewed, rejected...)
 	// Reviewed parts train every module but are never held out.
 	t.trainSet = append(t.trainSet, reviewed...)
 	t.roi = image.Rect(r.Input.ROI.X, r.Input.ROI.Y, r.Input.ROI.X+r.Input.ROI.Width, r.Input.ROI.Y+r.Input.ROI.Height)
@@ -244,9 +267,16 @@ func (t *trainer) load(context.Context) error {
 			}
 		}
 	}
+	if err := t.chooseInput(); err != nil {
+		return err
+	}
+	r = t.r // the recipe with the chosen input
 	fmt.Fprintf(t.progress, "data         %d good images: %d for training, %d held out (seed %d)\n", len(goods), len(t.trainSet)-len(reviewed), len(t.holdout), r.Seed)
 	if len(reviewed) > 0 {
-		fmt.Fprintf(t.progress, "data         %d reviewed good parts (%s): trained on, not used for the thresholds\n", len(reviewed), t.opts.ReviewedGoodDir)
+		fmt.Fprintf(t.progress, "data         %d reviewed good parts the station had rejected: trained on, not used for the thresholds\n", len(reviewed))
+	}
+	if len(passed) > 0 {
+		fmt.Fprintf(t.progress, "data         %d good parts the station passed (%s) are among the good images\n", len(passed), t.opts.RelearnedDir)
 	}
 	if t.bb, err = loadBackbone(t.opts.Backbone); err != nil {
 		return err
@@ -336,6 +366,15 @@ func (t *trainer) align(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(t.progress, "align        template %s\n", tplSource)
+	spread := t.measureSpread(inputs, tplTensor, tplSource)
+	t.res.PoseSpread = &spread
+	fmt.Fprintf(t.progress, "align        %s\n", spread)
+	if r.Align.Method == "auto" {
+		if why := skipReason(spread); why != "" {
+			t.skipAlignment(why, spread)
+			return nil
+		}
+	}
 	fmt.Fprintf(t.progress, "align        training the image matching module (%d steps)\n", r.Align.Steps)
 	model, err := imm.Train(ctx, immConfig(r), tplTensor, inputs, t.progress)
 	if err != nil {
@@ -345,6 +384,14 @@ func (t *trainer) align(ctx context.Context) error {
 	t.res.IMMSteps, t.res.IMMPoseError = model.Steps, model.PoseError
 	if len(model.PoseErrors) > 0 {
 		t.res.IMMPoseErrorUntrained = model.PoseErrors[0]
+	}
+	if why := immNotBetter(t.res.IMMPoseError, t.res.IMMPoseErrorUntrained); why != "" {
+		if r.Align.Method == "auto" {
+			t.skipAlignment(why, spread)
+			t.res.AlignFallback = why
+			return nil
+		}
+		fmt.Fprintf(t.progress, "align        warning: %s; kept because align.method = \"imm\"\n", why)
 	}
 	graph, err := netdef.AlignGraph(netdef.AlignSpec{Channels: r.Align.Channels, Height: r.Align.Size, Width: r.Align.Size}, model.Weights)
 	if err != nil {
@@ -359,6 +406,7 @@ func (t *trainer) align(ctx context.Context) error {
 		return err
 	}
 	t.checkAlignment()
+	t.warnCoverage(spread)
 	return nil
 }
 
@@ -394,7 +442,7 @@ func (t *trainer) checkAlignment() {
 		out, len(t.goods), config.DefaultMaxOutsideFraction)
 	fmt.Fprintf(t.progress, "align        %s\n", why)
 	t.res.AlignFallback = why
-	t.man.Training.Notes = strings.TrimSpace(t.man.Training.Notes + " " + why)
+	t.noteAlign(why)
 	t.man.Align = bundle.Align{Method: bundle.AlignNone, TemplateSeed: -1}
 	delete(t.files, bundle.AlignGraphName)
 	delete(t.files, bundle.TemplateName)
@@ -541,6 +589,25 @@ func (t *trainer) calibrate(ctx context.Context) error {
 			pixels = append(pixels, heat[j])
 		}
 	}
+	// Each calibration good as the daemon's decision sees it: its score
+	// and the level of its heatmap's regions at the default
+	// decision.min_defect_area, in frame pixels of the image's ROI (what
+	// the daemon measures regions in).
+	minDefectArea := config.Default().Decision.MinDefectArea
+	var goods []decisionGood
+	var dec decision.Decider
+	var levelMap *preprocess.Heatmap
+	addGood := func(g goodImage, score float64, heat []float64) {
+		spec, crop := t.inputSpec(g)
+		if levelMap == nil || levelMap.Width != spec.Width || levelMap.Height != spec.Height {
+			levelMap = preprocess.NewHeatmap(spec.Width, spec.Height)
+		}
+		for j, v := range heat {
+			levelMap.Values[j] = float32(v)
+		}
+		level := dec.Level(decision.Input{Heatmap: levelMap, ROI: image.Rectangle{Max: crop}, MinDefectArea: minDefectArea, MaxRegions: 1})
+		goods = append(goods, decisionGood{score: score, level: level})
+	}
 	for i, g := range t.holdout {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("train: %w", err)
@@ -559,6 +626,7 @@ func (t *trainer) calibrate(ctx context.Context) error {
 			if !t.memHoldsHoldout { // else its out-of-fold score counts below
 				scores = append(scores, raw)
 				addPixels(b)
+				addGood(g, raw, b)
 			}
 			continue
 		}
@@ -580,6 +648,7 @@ func (t *trainer) calibrate(ctx context.Context) error {
 		t.holdScores[i] = float64(score)
 		scores = append(scores, float64(score))
 		addPixels(h)
+		addGood(g, float64(score), h)
 	}
 	squash, source := func(v float64) float64 { return v }, fmt.Sprintf("%d held-out good images", len(t.holdout))
 	if t.mem != nil {
@@ -589,8 +658,10 @@ func (t *trainer) calibrate(ctx context.Context) error {
 			if t.memSet[i].reviewed {
 				continue // trained on, never calibrated on
 			}
-			scores = append(scores, t.suppressOutside(t.memSet[i], b))
+			raw := t.suppressOutside(t.memSet[i], b)
+			scores = append(scores, raw)
 			addPixels(b)
+			addGood(t.memSet[i], raw, b)
 			n++
 		}
 		switch {
@@ -601,6 +672,11 @@ func (t *trainer) calibrate(ctx context.Context) error {
 		}
 	}
 	t.man.Calibration = calibrate(t.r.Calibration, scores, pixels, squash, source)
+	quantileRule := t.man.Calibration.PixelThreshold
+	t.man.Calibration = calibrateForDecision(t.r.Calibration, t.man.Calibration, goods, minDefectArea, squash)
+	cal := t.man.Calibration
+	fmt.Fprintf(t.progress, "calibrate    pixel threshold %.4f (image %.4f; the pixel-quantile rule alone %.4f): the decision at min_defect_area %d rejects %d of %d calibration goods (%d by region alone)\n",
+		cal.PixelThreshold, cal.ImageThreshold, quantileRule, minDefectArea, cal.GoodRejects, len(goods), cal.GoodRejectsByRegion)
 	fmt.Fprintf(t.progress, "calibrate    %d good scores: median %.4f, 0.9 %.4f, 0.95 %.4f, 0.98 %.4f, max %.4f\n", len(scores),
 		squash(quantile(scores, 0.5)), squash(quantile(scores, 0.9)), squash(quantile(scores, 0.95)), squash(quantile(scores, 0.98)), squash(quantile(scores, 1)))
 	return nil

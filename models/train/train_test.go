@@ -32,6 +32,7 @@ func tinyRecipe() *Recipe {
 	r.HoldoutFraction = 0.25
 	r.Input.Height, r.Input.Width = 64, 64
 	r.Align.Size, r.Align.Steps, r.Align.Batch = 32, 30, 4
+	r.Align.Method = "imm" // the tiny 30-step module is never "clearly better": auto would drop it
 	r.ALM.D, r.ALM.Epochs, r.ALM.LocationsPerStep = 16, 1, 512
 	r.DGM.PoolSize, r.DGM.RefreshEpochs = 4, 1
 	r.Memory.D, r.Memory.Entries, r.Memory.Radius = 16, 8, 1

@@ -76,7 +76,8 @@ type Config struct {
 	Seed uint64
 	// Folds > 1 builds that many extra memories, each without one fold of
 	// the training images, to score every training image out of fold
-	// (Model.OutOfFold). 0 or 1: none.
+	// (Model.OutOfFold); their shared entries reuse the whole memory's
+	// selection (globalChoice.without). 0 or 1: none.
 	Folds int
 }
 
@@ -282,35 +283,45 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 	gh, gw := spec.Grid()
 	fmt.Fprintf(progress, "memory       features of %d images (%d values at %d×%d locations), choosing %d entries per location (radius %d) and %d shared ones\n",
 		len(images), d, gw, gh, cfg.Entries, cfg.Radius, cfg.Global)
-	folds := cfg.Folds > 1 && len(feats) >= cfg.Folds
-	smallest := len(feats) // the fewest images a selection draws from
-	if folds {
-		smallest -= (len(feats) + cfg.Folds - 1) / cfg.Folds
-	}
-	pool, err := newGlobalPool(ctx, cfg, d, feats, smallest)
-	if err != nil {
+	if err := m.build(ctx, cfg, feats, rng, progress); err != nil {
 		m.Close()
 		return nil, err
+	}
+	return m, nil
+}
+
+// build chooses m's entries from the training images' features (feats,
+// location-major, in m.Spec's width), the out-of-fold memories' with
+// cfg.Folds, and sets Scale and OutOfFold.
+func (m *Model) build(ctx context.Context, cfg Config, feats [][]float32, rng *rand.Rand, progress io.Writer) error {
+	d := m.Spec.D
+	pool, err := newGlobalPool(ctx, cfg, d, feats, len(feats))
+	if err != nil {
+		return err
 	}
 	if pool != nil {
 		fmt.Fprintf(progress, "memory       shared entries chosen among %d locations of each image (greedy k-center within the image; %d locations in all)\n",
 			pool.share(len(feats), cfg), pool.share(len(feats), cfg)*len(feats))
 	}
-	if m.Bank, m.Global, m.Spec.GlobalScale, err = selectBanks(ctx, cfg, m.Spec, feats, pool); err != nil {
-		m.Close()
-		return nil, err
+	if m.Bank, err = selectBank(ctx, cfg, m.Spec, feats); err != nil {
+		return err
+	}
+	choice, err := chooseGlobal(ctx, cfg, d, feats, pool)
+	if err != nil {
+		return err
+	}
+	if choice != nil {
+		m.Global, m.Spec.GlobalScale = choice.entries(choice.g.picked, feats, d, cfg)
 	}
 	var oof [][]float32
-	if folds {
-		if oof, err = m.outOfFold(ctx, cfg, feats, pool, rng, progress); err != nil {
-			m.Close()
-			return nil, err
+	if cfg.Folds > 1 && len(feats) >= cfg.Folds {
+		if oof, err = m.outOfFold(ctx, cfg, feats, choice, rng, progress); err != nil {
+			return err
 		}
 	}
 	all, err := m.distancesAll(ctx, feats)
 	if err != nil {
-		m.Close()
-		return nil, err
+		return err
 	}
 	var sum float64
 	for _, d := range all {
@@ -320,40 +331,51 @@ func Train(ctx context.Context, cfg Config, images [][]float32, be backend.Backe
 	for _, d := range oof {
 		m.OutOfFold = append(m.OutOfFold, netdef.MemoryBlurred(m.Spec, d))
 	}
-	return m, nil
+	return nil
 }
 
 // outOfFold returns every training image's per-location distances to a
 // memory like m built from the other folds (assigned at random, seeded).
-func (m *Model) outOfFold(ctx context.Context, cfg Config, feats [][]float32, pool *globalPool, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
+// Each fold's global entries reuse the whole set's selection (choice; see
+// globalChoice.without): its entries from the other folds' images, then
+// greedy k-center among the other folds' candidates up to cfg.Global.
+func (m *Model) outOfFold(ctx context.Context, cfg Config, feats [][]float32, choice *globalChoice, rng *rand.Rand, progress io.Writer) ([][]float32, error) {
 	spec := m.Spec
 	fold := make([]int, len(feats))
 	for i, p := range rng.Perm(len(feats)) {
 		fold[p] = i % cfg.Folds
 	}
 	out := make([][]float32, len(feats))
+	held := make([]bool, len(feats))
 	for f := range cfg.Folds {
 		fmt.Fprintf(progress, "memory       out-of-fold scores: fold %d of %d\n", f+1, cfg.Folds)
 		var rest [][]float32
-		var restAt []int
 		for i, x := range feats {
-			if fold[i] != f {
-				rest, restAt = append(rest, x), append(restAt, i)
+			held[i] = fold[i] == f
+			if !held[i] {
+				rest = append(rest, x)
 			}
 		}
 		other := &Model{Spec: spec, be: m.be, threads: m.threads}
 		var err error
-		if other.Bank, other.Global, other.Spec.GlobalScale, err = selectBanks(ctx, cfg, spec, rest, pool.subset(restAt)); err != nil {
+		if other.Bank, err = selectBank(ctx, cfg, spec, rest); err != nil {
 			return nil, err
 		}
-		var held [][]float32
+		if choice != nil {
+			picked, err := choice.without(ctx, held, cfg.Global, workers(cfg.Threads))
+			if err != nil {
+				return nil, err
+			}
+			other.Global, other.Spec.GlobalScale = choice.entries(picked, feats, spec.D, cfg)
+		}
+		var heldFeats [][]float32
 		var at []int
 		for i, x := range feats {
-			if fold[i] == f {
-				held, at = append(held, x), append(at, i)
+			if held[i] {
+				heldFeats, at = append(heldFeats, x), append(at, i)
 			}
 		}
-		dists, err := other.distancesAll(ctx, held)
+		dists, err := other.distancesAll(ctx, heldFeats)
 		if err != nil {
 			return nil, err
 		}
@@ -404,28 +426,21 @@ func projection(ctx context.Context, cfg Config, raw *Extractor, channels int, i
 	return w, nil
 }
 
-// selectBanks chooses the entries of every location (selectBank) and the
-// global ones (selectGlobal, drawing on pool, which holds feats' images),
-// the latter rounded to int8 steps with cfg.GlobalInt8 (step: their
-// quantisation step, else 0).
-func selectBanks(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32, pool *globalPool) (bank, global []float32, step float32, err error) {
-	if bank, err = selectBank(ctx, cfg, spec, feats); err != nil {
-		return nil, nil, 0, err
-	}
-	if global, err = selectGlobal(ctx, cfg, spec.D, feats, pool); err != nil {
-		return nil, nil, 0, err
-	}
-	if cfg.GlobalInt8 {
-		step = quantize(global)
-	}
-	return bank, global, step, nil
-}
-
 // selectGlobal chooses cfg.Global entries ([G][D]) by greedy k-center
 // among the features of every location of every image, or, when they are
 // more than cfg's global candidates, among each image's share of pool
 // (which holds feats' images); nil when cfg.Global is 0.
 func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32, pool *globalPool) ([]float32, error) {
+	choice, err := chooseGlobal(ctx, cfg, d, feats, pool)
+	if err != nil || choice == nil {
+		return nil, err
+	}
+	return choice.entryVectors(choice.g.picked, feats, d, cfg.Global), nil
+}
+
+// chooseGlobal runs selectGlobal's selection and returns it whole, for
+// the out-of-fold memories to reuse; nil when cfg.Global is 0.
+func chooseGlobal(ctx context.Context, cfg Config, d int, feats [][]float32, pool *globalPool) (*globalChoice, error) {
 	if cfg.Global == 0 {
 		return nil, nil
 	}
@@ -437,7 +452,7 @@ func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32, poo
 		if pool == nil || len(pool.order) != len(feats) {
 			return nil, errors.New("memory: internal error: more locations than global candidates, and no candidate pool for these images")
 		}
-		return pool.selectGlobal(ctx, cfg, d, feats)
+		return pool.choose(ctx, cfg, d, feats)
 	}
 	count := total
 	r := rand.New(rand.NewPCG(cfg.Seed, 0x676c6f62))
@@ -451,29 +466,22 @@ func selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32, poo
 		idx[i], idx[j] = idx[j], idx[i]
 	}
 	perImage := len(feats[0]) / d
+	c := &globalChoice{width: d, image: make([]int32, count), at: make([]int32, count)}
 	cand := make([]float32, 0, count*d)
-	for _, i := range idx[:count] {
-		f := feats[int(i)/perImage]
-		p := int(i) % perImage
+	for k, i := range idx[:count] {
+		c.image[k], c.at[k] = i/int32(perImage), i%int32(perImage)
+		f, p := feats[c.image[k]], int(c.at[k])
 		cand = append(cand, f[p*d:(p+1)*d]...)
 	}
-	out := make([]float32, cfg.Global*d)
-	if cfg.Global <= globalProjectAbove || d <= selectionDims {
-		if err := kCenterParallel(ctx, out, cand, count, d, cfg.Global, workers(cfg.Threads)); err != nil {
-			return nil, err
-		}
-		return out, nil
+	c.cand = cand
+	if cfg.Global > globalProjectAbove && d > selectionDims {
+		c.cand, c.width = randomProjection(cand, count, d, selectionDims, r, workers(cfg.Threads)), selectionDims
 	}
-	proj := randomProjection(cand, count, d, selectionDims, r, workers(cfg.Threads))
-	picked, _, err := kCenterThreads(ctx, nil, proj, count, selectionDims, cfg.Global, nil, workers(cfg.Threads))
-	if err != nil {
+	c.g = newGreedy(c.cand, count, c.width, nil, true)
+	if err := c.g.extend(ctx, cfg.Global, workers(cfg.Threads)); err != nil {
 		return nil, err
 	}
-	for e := range cfg.Global {
-		i := picked[min(e, len(picked)-1)]
-		copy(out[e*d:(e+1)*d], cand[i*d:(i+1)*d])
-	}
-	return out, nil
+	return c, nil
 }
 
 // randomProjection returns the count vectors of cand (d values each)
@@ -514,6 +522,9 @@ func quantize(entries []float32) float32 {
 // the candidates within Radius cells, on cfg.Threads goroutines, returning
 // the bank [gridH·gridW][K][D].
 func selectBank(ctx context.Context, cfg Config, spec netdef.MemorySpec, feats [][]float32) ([]float32, error) {
+	if cfg.Entries == 0 {
+		return []float32{}, nil
+	}
 	h4, w4 := spec.Grid()
 	n, d, k := h4*w4, spec.D, cfg.Entries
 	limit := cfg.MaxCandidates
@@ -606,6 +617,38 @@ func kCenterParallel(ctx context.Context, out, cand []float32, count, d, k, thre
 // candidates in order (min(k, count) of them) and the distances left;
 // with out nil it only chooses.
 func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, minD []float32, threads int) ([]int, []float32, error) {
+	g := newGreedy(cand, count, d, minD, false)
+	if err := g.extend(ctx, k, threads); err != nil {
+		return nil, g.minD, err
+	}
+	if out != nil && len(g.picked) > 0 {
+		for e := range k {
+			i := g.picked[min(e, len(g.picked)-1)]
+			copy(out[e*d:(e+1)*d], cand[i*d:(i+1)*d])
+		}
+	}
+	return g.picked, g.minD, nil
+}
+
+// greedy is the state of a greedy k-center selection over count
+// candidates of d values: the candidates chosen so far, in order, every
+// candidate's squared distance to its nearest chosen one and, when kept,
+// which one that is; next is the candidate the next step chooses.
+type greedy struct {
+	cand     []float32
+	count, d int
+	picked   []int
+	minD     []float32
+	// nearest[i] is the position in picked of candidate i's nearest
+	// entry (nil when not kept).
+	nearest []int32
+	next    int
+}
+
+// newGreedy starts a selection: nothing chosen, every distance +Inf, the
+// candidate nearest the candidates' mean first. minD is reused when large
+// enough; keepNearest keeps every candidate's nearest entry.
+func newGreedy(cand []float32, count, d int, minD []float32, keepNearest bool) *greedy {
 	mean := make([]float64, d)
 	for i := range count {
 		for c, v := range cand[i*d : (i+1)*d] {
@@ -630,42 +673,48 @@ func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, m
 	for i := range minD {
 		minD[i] = float32(math.Inf(1))
 	}
-	// update lowers minD[lo:hi] by the distances to sel and returns the
-	// farthest candidate of the range.
-	update := func(sel []float32, lo, hi int) (int, float32) {
+	g := &greedy{cand: cand, count: count, d: d, minD: minD, next: first}
+	if keepNearest {
+		g.nearest = make([]int32, count)
+	}
+	return g
+}
+
+// extend chooses candidates until k are chosen (or every candidate is),
+// each the farthest from every one chosen before (ties to the lowest
+// index), with each step's distance updates split over threads goroutines
+// (the same choice either way), stopping when ctx is done.
+func (g *greedy) extend(ctx context.Context, k, threads int) error {
+	count, d := g.count, g.d
+	// update lowers minD[lo:hi] by the distances to the e-th entry sel and
+	// returns the farthest candidate of the range.
+	update := func(sel []float32, e int32, lo, hi int) (int, float32) {
 		far, farD := lo, float32(-1)
 		for i := lo; i < hi; i++ {
-			v := sqDist(cand[i*d:(i+1)*d], sel)
-			if v < minD[i] {
-				minD[i] = v
+			v := sqDist(g.cand[i*d:(i+1)*d], sel)
+			if v < g.minD[i] {
+				g.minD[i] = v
+				if g.nearest != nil {
+					g.nearest[i] = e
+				}
 			}
-			if minD[i] > farD {
-				far, farD = i, minD[i]
+			if g.minD[i] > farD {
+				far, farD = i, g.minD[i]
 			}
 		}
 		return far, farD
 	}
 	chunks := max(1, min(threads, count/1024))
 	fars, farDs := make([]int, chunks), make([]float32, chunks)
-	pick := first
-	picked := make([]int, 0, min(k, count))
-	for e := range k {
-		if e >= count {
-			if out != nil {
-				copy(out[e*d:(e+1)*d], out[(e-1)*d:e*d])
-			}
-			continue
-		}
+	for len(g.picked) < min(k, count) {
 		if err := ctx.Err(); err != nil {
-			return nil, minD, fmt.Errorf("memory: %w", err)
+			return fmt.Errorf("memory: %w", err)
 		}
-		picked = append(picked, pick)
-		if out != nil {
-			copy(out[e*d:(e+1)*d], cand[pick*d:(pick+1)*d])
-		}
-		sel := cand[pick*d : (pick+1)*d]
+		pick, e := g.next, int32(len(g.picked))
+		g.picked = append(g.picked, pick)
+		sel := g.cand[pick*d : (pick+1)*d]
 		if chunks == 1 {
-			pick, _ = update(sel, 0, count)
+			g.next, _ = update(sel, e, 0, count)
 			continue
 		}
 		var wg sync.WaitGroup
@@ -673,18 +722,18 @@ func kCenterThreads(ctx context.Context, out, cand []float32, count, d, k int, m
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				fars[c], farDs[c] = update(sel, c*count/chunks, (c+1)*count/chunks)
+				fars[c], farDs[c] = update(sel, e, c*count/chunks, (c+1)*count/chunks)
 			}()
 		}
 		wg.Wait()
-		pick = fars[0]
+		g.next = fars[0]
 		for c := 1; c < chunks; c++ {
 			if farDs[c] > farDs[0] {
-				pick, farDs[0] = fars[c], farDs[c]
+				g.next, farDs[0] = fars[c], farDs[c]
 			}
 		}
 	}
-	return picked, minD, nil
+	return nil
 }
 
 func sqDist(a, b []float32) float32 {
@@ -761,10 +810,11 @@ func (m *Model) distances(f []float32) []float32 {
 	// With int8 entries: ‖g_j‖², and DynamicQuantizeLinear's step and zero
 	// point — the frame's range (with 0) over 255, and where 0 falls in it.
 	var gsq []float64
+	var gi []int8
 	var sx float32
 	var zp float64
 	if m.Spec.GlobalInt8 {
-		gsq = m.globalSquares()
+		gsq, gi = m.globalSquares(), m.globalInt8s()
 		lo, hi := float32(0), float32(0)
 		for _, v := range f {
 			lo, hi = min(lo, v), max(hi, v)
@@ -779,12 +829,12 @@ func (m *Model) distances(f []float32) []float32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			xq := make([]float64, d)
+			xq := make([]int32, d)
 			for p := int(next.Add(1) - 1); p < n; p = int(next.Add(1) - 1) {
 				x := f[p*d : (p+1)*d]
 				best := nearestSquared(x, m.Bank[p*k*d:(p+1)*k*d])
 				if m.Spec.GlobalInt8 {
-					best = math.Min(best, m.nearestInt8(x, sx, zp, xq, gsq))
+					best = math.Min(best, m.nearestInt8(x, sx, zp, xq, gsq, gi))
 				} else {
 					best = math.Min(best, nearestSquared(x, m.Global))
 				}
@@ -809,29 +859,57 @@ func (m *Model) globalSquares() []float64 {
 }
 
 // nearestInt8 returns the graph's squared distance of x to its nearest
-// global entry when they are int8: ‖x‖² + min_j(‖g_j‖² − 2·sx·(q(x) − zp)·g_j),
+// global entry when they are int8: ‖x‖² + min_j(‖g_j‖² − 2·sx·step·(q(x) − zp)·g_j),
 // x quantised as DynamicQuantizeLinear does with the frame's step sx and
 // zero point zp (x / sx in float32, rounded half to even, plus zp,
-// saturating to 0..255); xq is scratch of len(x).
-func (m *Model) nearestInt8(x []float32, sx float32, zp float64, xq, gsq []float64) float64 {
+// saturating to 0..255) and the product of the integers exact, as
+// MatMulInteger's; xq is scratch of len(x), gi the entries' int8 values
+// (m.globalInt8s) and gsq their squares.
+func (m *Model) nearestInt8(x []float32, sx float32, zp float64, xq []int32, gsq []float64, gi []int8) float64 {
 	var xx float64
 	for c, v := range x {
 		xx += float64(v) * float64(v)
 		xq[c] = 0
 		if sx > 0 {
-			xq[c] = min(255, max(0, math.RoundToEven(float64(v/sx))+zp)) - zp
+			xq[c] = int32(min(255, max(0, math.RoundToEven(float64(v/sx))+zp)) - zp)
 		}
 	}
 	d := len(x)
+	scale := 2 * float64(sx) * float64(m.Spec.GlobalScale)
 	best := math.Inf(1)
-	for j, s := range gsq {
-		var dot float64
-		for c, v := range m.Global[j*d : (j+1)*d] {
-			dot += xq[c] * float64(v)
+	j := 0
+	// Four entries at a time: each value of q(x) is loaded once for four
+	// products.
+	for ; j+4 <= len(gsq); j += 4 {
+		g := gi[j*d : (j+4)*d]
+		g0, g1, g2, g3 := g[:d], g[d:2*d], g[2*d:3*d], g[3*d:4*d]
+		var s0, s1, s2, s3 int32
+		for c, q := range xq[:d] {
+			s0 += q * int32(g0[c])
+			s1 += q * int32(g1[c])
+			s2 += q * int32(g2[c])
+			s3 += q * int32(g3[c])
 		}
-		best = math.Min(best, s-2*float64(sx)*dot)
+		best = min(best, gsq[j]-scale*float64(s0), gsq[j+1]-scale*float64(s1), gsq[j+2]-scale*float64(s2), gsq[j+3]-scale*float64(s3))
+	}
+	for ; j < len(gsq); j++ {
+		var s0 int32
+		for c, v := range gi[j*d : (j+1)*d] {
+			s0 += xq[c] * int32(v)
+		}
+		best = min(best, gsq[j]-scale*float64(s0))
 	}
 	return xx + best
+}
+
+// globalInt8s returns the int8 values of the global entries (entry =
+// Spec.GlobalScale × value), [G][D].
+func (m *Model) globalInt8s() []int8 {
+	gi := make([]int8, len(m.Global))
+	for i, v := range m.Global {
+		gi[i] = netdef.Int8Step(v, m.Spec.GlobalScale)
+	}
+	return gi
 }
 
 // nearestSquared returns the least squared L2 distance, in float64, of x to

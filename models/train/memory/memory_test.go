@@ -5,6 +5,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/inspectd/inspectd/infer/infertest"
 	"github.com/inspectd/inspectd/models/backbone"
 	"github.com/inspectd/inspectd/models/metrics"
+	"github.com/inspectd/inspectd/models/netdef"
 	"github.com/inspectd/inspectd/models/preprocess"
 	"github.com/inspectd/inspectd/models/synth"
 )
@@ -500,5 +502,246 @@ func TestGlobalPoolServesSubsets(t *testing.T) {
 	few.GlobalCandidates = images * locations
 	if p, err := newGlobalPool(context.Background(), few, d, feats, images); err != nil || p != nil {
 		t.Errorf("every location fits the candidates: pool %v, %v, want none", p, err)
+	}
+}
+
+// textbookKCenter is the greedy k-center kCenterThreads must reproduce:
+// the candidate nearest the mean, then repeatedly the one farthest from
+// every entry so far (lowest index among ties), every candidate weighed
+// against every new entry.
+func textbookKCenter(cand []float32, count, d, k int) []int {
+	mean := make([]float64, d)
+	for i := range count {
+		for c, v := range cand[i*d : (i+1)*d] {
+			mean[c] += float64(v)
+		}
+	}
+	pick, best := 0, math.Inf(1)
+	for i := range count {
+		var s float64
+		for c, v := range cand[i*d : (i+1)*d] {
+			t := float64(v) - mean[c]/float64(count)
+			s += t * t
+		}
+		if s < best {
+			pick, best = i, s
+		}
+	}
+	minD := make([]float32, count)
+	for i := range minD {
+		minD[i] = float32(math.Inf(1))
+	}
+	var picked []int
+	for range min(k, count) {
+		picked = append(picked, pick)
+		far, farD := 0, float32(-1)
+		for i := range count {
+			minD[i] = min(minD[i], sqDist(cand[i*d:(i+1)*d], cand[pick*d:(pick+1)*d]))
+			if minD[i] > farD {
+				far, farD = i, minD[i]
+			}
+		}
+		pick = far
+	}
+	return picked
+}
+
+// clusteredCandidates returns count candidates of d values around a few
+// centres at different scales, with exact duplicates (ties), as features
+// of real parts are: dense repeated texture and rare outliers.
+func clusteredCandidates(count, d int, seed uint64) []float32 {
+	r := rand.New(rand.NewPCG(seed, 11))
+	centres := make([][]float32, 12)
+	for k := range centres {
+		centres[k] = make([]float32, d)
+		for c := range centres[k] {
+			centres[k][c] = float32(r.NormFloat64() * 4)
+		}
+	}
+	cand := make([]float32, 0, count*d)
+	for i := range count {
+		if i%17 == 5 && i > 0 { // a duplicate of an earlier candidate
+			j := r.IntN(i)
+			cand = append(cand, cand[j*d:(j+1)*d]...)
+			continue
+		}
+		k := r.IntN(len(centres))
+		spread := float32(0.05) * float32(1+k%4*k%4)
+		for c := range d {
+			cand = append(cand, centres[k][c]+spread*float32(r.NormFloat64()))
+		}
+	}
+	return cand
+}
+
+// TestOutOfFoldNeverHoldsItsFold: every image is scored by a memory that
+// holds none of its features. With as many shared entries as candidates,
+// a memory holding an image's features would give it distance 0 at its
+// chosen locations (as the full memory does, checked first); every
+// out-of-fold distance must stay above 0 — with every location a
+// candidate, and with each image offering a share (the candidate pool).
+func TestOutOfFoldNeverHoldsItsFold(t *testing.T) {
+	be := infer.NewBackend(infertest.Runtime(t))
+	const images, size = 10, 32
+	for _, c := range []struct {
+		name       string
+		candidates int
+	}{
+		{"every location", 0},
+		{"each image's share", images * 16 / 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Config{Height: size, Width: size, Layers: []int{2, 3}, Stride: 8, Global: images * 16, AverageEachLayer: true,
+				GlobalCandidates: c.candidates, Threads: 2, Seed: 3, Folds: 5}
+			spec := netdef.MemorySpec{Height: size, Width: size, Layers: cfg.Layers, Stride: cfg.Stride, D: 384, Global: cfg.Global,
+				AverageEachLayer: true, Scale: 1}
+			locations := (size / 8) * (size / 8)
+			r := rand.New(rand.NewPCG(4, 5))
+			feats := make([][]float32, images)
+			for i := range feats {
+				feats[i] = make([]float32, locations*spec.D)
+				for k := range feats[i] {
+					feats[i][k] = float32(r.NormFloat64())
+				}
+			}
+			m := &Model{Spec: spec, be: be, threads: 2}
+			pool, err := newGlobalPool(context.Background(), cfg, spec.D, feats, images-images/cfg.Folds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (pool != nil) != (c.candidates > 0) {
+				t.Fatalf("candidate pool %v, want one only when the candidates are bounded", pool != nil)
+			}
+			choice, err := chooseGlobal(context.Background(), cfg, spec.D, feats, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Bank = []float32{}
+			m.Global, m.Spec.GlobalScale = choice.entries(choice.g.picked, feats, spec.D, cfg)
+			full, err := m.distancesAll(context.Background(), feats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			oof, err := m.outOfFold(context.Background(), cfg, feats, choice, rand.New(rand.NewPCG(1, 1)), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range feats {
+				if got := slices.Min(full[i]); got > 1e-2 {
+					t.Fatalf("image %d: the full memory's nearest distance %.3g, want 0 (the test cannot see a memory holding an image)", i, got)
+				}
+				if got := slices.Min(oof[i]); got < 1 {
+					t.Errorf("image %d: out-of-fold distance %.3g at a location: its fold's memory holds its features", i, got)
+				}
+			}
+		})
+	}
+}
+
+// continuedGreedy is the selection globalChoice.without must make, the
+// textbook way: start from the entries given, weigh every candidate
+// against every entry, then add the farthest candidate (lowest index among
+// ties) until k are chosen. It returns the entries and the coverage radius
+// (the largest distance of a candidate to its nearest entry).
+func continuedGreedy(cand []float32, candidates []int, d int, start []int, k int) ([]int, float64) {
+	picked := slices.Clone(start)
+	minD := make([]float32, len(candidates))
+	for j, i := range candidates {
+		minD[j] = float32(math.Inf(1))
+		for _, p := range picked {
+			minD[j] = min(minD[j], sqDist(cand[i*d:(i+1)*d], cand[p*d:(p+1)*d]))
+		}
+	}
+	for len(picked) < k {
+		far, farD := 0, float32(-1)
+		for j, v := range minD {
+			if v > farD {
+				far, farD = j, v
+			}
+		}
+		p := candidates[far]
+		picked = append(picked, p)
+		for j, i := range candidates {
+			minD[j] = min(minD[j], sqDist(cand[i*d:(i+1)*d], cand[p*d:(p+1)*d]))
+		}
+	}
+	return picked, math.Sqrt(float64(slices.Max(minD)))
+}
+
+// TestFoldSelectionCoversLikeAFreshOne: an out-of-fold memory's entries,
+// reused from the whole set's selection, never come from the held images;
+// they are the whole selection's entries from the other images, in order,
+// then exactly what greedy k-center continued from those picks (every
+// candidate weighed anew) adds — so the distances it keeps are right; and
+// their coverage radius over the fold's candidates stays near that of a
+// selection made from scratch among them.
+func TestFoldSelectionCoversLikeAFreshOne(t *testing.T) {
+	const images, locations, d, global = 20, 300, 12, 150
+	r := rand.New(rand.NewPCG(21, 22))
+	feats := make([][]float32, images)
+	for i := range feats {
+		// Every image shares the common appearances; a few of them bring
+		// their own (a scratch-free variant, a reflection).
+		cand := clusteredCandidates(locations, d, uint64(1+i%3))
+		if i%4 == 1 {
+			for c := range d {
+				cand[(r.IntN(locations))*d+c] += 6
+			}
+		}
+		feats[i] = cand
+	}
+	for _, c := range []struct {
+		name       string
+		candidates int
+	}{
+		{"every location", 0},
+		{"each image's share", images * locations / 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Config{Global: global, GlobalCandidates: c.candidates, Threads: 2, Seed: 9}
+			pool, err := newGlobalPool(context.Background(), cfg, d, feats, images)
+			if err != nil {
+				t.Fatal(err)
+			}
+			choice, err := chooseGlobal(context.Background(), cfg, d, feats, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for f := range 4 {
+				held := make([]bool, images)
+				for i := range held {
+					held[i] = i%4 == f
+				}
+				got, err := choice.without(context.Background(), held, global, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var kept, candidates []int
+				for _, p := range choice.g.picked {
+					if !held[choice.image[p]] {
+						kept = append(kept, p)
+					}
+				}
+				for i, img := range choice.image {
+					if !held[img] {
+						candidates = append(candidates, i)
+					}
+				}
+				for _, p := range got {
+					if held[choice.image[p]] {
+						t.Fatalf("fold %d: entry %d comes from held image %d", f, p, choice.image[p])
+					}
+				}
+				want, radius := continuedGreedy(choice.cand, candidates, choice.width, kept, global)
+				if !slices.Equal(got, want) {
+					t.Errorf("fold %d: %d entries, want the %d kept then greedy k-center's continuation (%d entries)", f, len(got), len(kept), len(want))
+				}
+				_, fresh := continuedGreedy(choice.cand, candidates, choice.width, []int{candidates[0]}, global)
+				t.Logf("fold %d: %d of %d entries kept, coverage radius %.3f (from scratch %.3f)", f, len(kept), global, radius, fresh)
+				if radius > 1.5*fresh {
+					t.Errorf("fold %d: coverage radius %.3f, want at most 1.5 × %.3f from scratch", f, radius, fresh)
+				}
+			}
+		})
 	}
 }

@@ -17,8 +17,9 @@ import (
 // its most distinct locations — a rare normal structure that appears in a
 // few images stays a candidate, where a uniform random sample would keep
 // it only by chance (measured on magnetic_tile: image AUROC +0.01, and the
-// spread between seeds halved). Greedy orders nest, so one pool serves the
-// whole set and every out-of-fold subset.
+// spread between seeds halved). Greedy orders nest, so one pool would serve
+// every subset of the images too; the out-of-fold memories reuse the whole
+// set's selection instead (globalChoice.without), among the same shares.
 type globalPool struct {
 	// order lists, per image, location indices in greedy k-center order.
 	order [][]int32
@@ -112,11 +113,11 @@ func (p *globalPool) subset(at []int) *globalPool {
 	return s
 }
 
-// selectGlobal chooses cfg.Global entries ([G][d]) by greedy k-center
-// among each image's share of the pool: in the selection space when the
-// entries are many (globalProjectAbove) or the pool holds features, else
-// in every dimension.
-func (p *globalPool) selectGlobal(ctx context.Context, cfg Config, d int, feats [][]float32) ([]float32, error) {
+// choose chooses cfg.Global entries by greedy k-center among each image's
+// share of the pool: in the selection space when the entries are many
+// (globalProjectAbove) or the pool holds features, else in every
+// dimension.
+func (p *globalPool) choose(ctx context.Context, cfg Config, d int, feats [][]float32) (*globalChoice, error) {
 	per := p.share(len(feats), cfg)
 	count := per * len(feats) // candidate k is image k/per's location order[k/per][k%per]
 	inSelectionSpace := !p.projected || cfg.Global > globalProjectAbove
@@ -124,8 +125,12 @@ func (p *globalPool) selectGlobal(ctx context.Context, cfg Config, d int, feats 
 	if inSelectionSpace {
 		width = p.dims
 	}
+	c := &globalChoice{width: width, image: make([]int32, 0, count), at: make([]int32, 0, count)}
 	cand := make([]float32, 0, count*width)
 	for i, o := range p.order {
+		for _, at := range o[:per] {
+			c.image, c.at = append(c.image, int32(i)), append(c.at, at)
+		}
 		if inSelectionSpace {
 			cand = append(cand, p.vecs[i][:per*p.dims]...)
 			continue
@@ -134,17 +139,12 @@ func (p *globalPool) selectGlobal(ctx context.Context, cfg Config, d int, feats 
 			cand = append(cand, feats[i][int(at)*d:(int(at)+1)*d]...)
 		}
 	}
-	picked, _, err := kCenterThreads(ctx, nil, cand, count, width, cfg.Global, nil, workers(cfg.Threads))
-	if err != nil {
+	c.cand = cand
+	c.g = newGreedy(cand, count, width, nil, true)
+	if err := c.g.extend(ctx, cfg.Global, workers(cfg.Threads)); err != nil {
 		return nil, err
 	}
-	out := make([]float32, cfg.Global*d)
-	for e := range cfg.Global {
-		k := picked[min(e, len(picked)-1)]
-		at := int(p.order[k/per][k%per])
-		copy(out[e*d:(e+1)*d], feats[k/per][at*d:(at+1)*d])
-	}
-	return out, nil
+	return c, nil
 }
 
 // gaussianProjection returns d×dims seeded Gaussian directions scaled by
